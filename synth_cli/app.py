@@ -1,0 +1,201 @@
+"""The root `synth-ai` Typer app: global options, command groups, one error formatter.
+
+The root only assembles: every command lives in `synth_cli/commands/<name>.py`
+and exposes `register(app)`. Modules are imported here, so they must keep their
+top-level imports light (typer, rich-free helpers); anything heavy is imported
+inside the command function that needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from synth_cli import __version__
+from synth_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, SynthError
+
+#: command modules, in the order `--help` lists them (each has `register(app)`).
+COMMAND_MODULES = (
+    "traces",
+    "session",
+    "experiments",
+    "usage",
+    "status",
+    "filter",
+    "sft",
+    "serve",
+    "balance",
+    "calc",
+    "demo",
+    "man",
+)
+
+#: options accepted anywhere on the command line (moved in front of the subcommand).
+_GLOBAL_FLAGS = ("--json", "--debug", "--quiet")
+
+
+def _hoist_global_flags(args: list[str]) -> list[str]:
+    """`synth-ai traces --json` == `synth-ai --json traces`, like `gh`/`hf` accept both."""
+    if "--" in args:
+        cut = args.index("--")
+        head, tail = args[:cut], args[cut:]
+    else:
+        head, tail = args, []
+    flags = [a for a in head if a in _GLOBAL_FLAGS]
+    rest = [a for a in head if a not in _GLOBAL_FLAGS]
+    return flags + rest + tail
+
+
+def _debug_requested(args: list[str]) -> bool:
+    from synth_cli.config import debug_enabled
+
+    return "--debug" in args or debug_enabled()
+
+
+class SynthGroup(TyperGroup):
+    """Root group: runs click in non-standalone mode and formats every failure itself."""
+
+    def list_commands(self, ctx: Any) -> list[str]:  # keep registration order
+        return list(self.commands)
+
+    def main(self, args: Any = None, prog_name: Optional[str] = None, complete_var: Optional[str] = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        args = list(sys.argv[1:] if args is None else args)
+        args = _hoist_global_flags(args)
+        if prog_name is None:
+            prog_name = "synth-ai"
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        code = run_guarded(lambda: super(SynthGroup, self).main(args, prog_name, complete_var,
+                                                                standalone_mode=False, **extra),
+                           debug=_debug_requested(args), prog_name=prog_name, args=args)
+        sys.exit(code)
+
+
+def run_guarded(fn, *, debug: bool, prog_name: str = "synth-ai", args: list[str] | None = None) -> int:
+    """Run `fn`, turning every known failure into `error:`/`hint:` lines and an exit code."""
+    from synth_cli.output import get_output
+
+    out = get_output
+    try:
+        rv = fn()
+        return rv if isinstance(rv, int) else 0
+    except SynthError as exc:
+        if debug:
+            _print_traceback()
+        out().error(exc.message, exc.hint)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort as exc:
+        interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
+        out().error("interrupted" if interrupted else "aborted")
+        return EXIT_INTERRUPTED if interrupted else EXIT_FAILURE
+    except KeyboardInterrupt:
+        out().error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `synth-ai traces | head`: the reader went away; not an error worth a traceback.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush at exit
+        except OSError:
+            pass
+        return EXIT_FAILURE
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if debug:
+            _print_traceback()
+        if _is_click_exception(exc):  # bad flags, missing arguments: click's own message
+            hint = f"run '{_command_path(exc, prog_name)} --help' for usage" if _is_usage_error(exc) else None
+            out().error(exc.format_message(), hint)
+            return getattr(exc, "exit_code", EXIT_USAGE) or EXIT_USAGE
+        hint = None if debug else "run again with --debug (or SYNTH_DEBUG=1) for the traceback"
+        out().error(f"unexpected {type(exc).__name__}: {exc}", hint)
+        return EXIT_FAILURE
+
+
+def _is_click_exception(exc: BaseException) -> bool:
+    """click's ClickException, whether typer vendors click or uses the package."""
+    return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__) and hasattr(exc, "format_message")
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    return any(cls.__name__ == "UsageError" for cls in type(exc).__mro__)
+
+
+def _command_path(exc: Any, prog_name: str) -> str:
+    ctx = getattr(exc, "ctx", None)
+    return ctx.command_path if ctx is not None else prog_name
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    from synth_cli.config import redact
+
+    sys.stderr.write(redact(traceback.format_exc()))
+    sys.stderr.flush()
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"synth-ai {__version__}")
+        raise typer.Exit()
+
+
+app = typer.Typer(
+    cls=SynthGroup,
+    name="synth-ai",
+    help="Turn LLM agent traces into fine-tuning datasets and fine-tuned models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="rich",
+)
+
+
+@app.callback()
+def root(
+    json_mode: bool = typer.Option(False, "--json", help="Machine-readable output: one JSON document (NDJSON for streams) on stdout."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors (also SYNTH_DEBUG=1)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and essential results."),
+    env_file: Optional[str] = typer.Option(None, "--env-file", metavar="PATH", help="Read settings from this .env file (default: ./.env when present)."),
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Turn LLM agent traces into fine-tuning datasets and fine-tuned models.
+
+    Read trace DBs (SQLite files or libSQL/Turso servers), extract OpenAI-format
+    chat JSONL with `filter`, and run fine-tuning jobs with `sft run`.
+    Try `synth-ai demo` for the whole pipeline offline.
+    """
+    from synth_cli import config
+    from synth_cli.output import Output, set_output
+
+    if debug:
+        os.environ["SYNTH_DEBUG"] = "1"
+    set_output(Output(json_mode=json_mode, quiet=quiet, debug=debug or config.debug_enabled()))
+    config.load_env(env_file)
+
+
+def _register_commands() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"synth_cli.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"synth_cli.commands.{name}":
+                continue  # not built yet in this checkout
+            raise
+        module.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,184 @@
+"""Settings: flag > environment > .env > default, with the source of every value.
+
+Nothing here is heavy: `python-dotenv` is imported only when there is a `.env`
+file to read. API keys are registered as secrets so that every printed text
+(errors, `--debug` tracebacks) can be passed through :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from synth_cli.errors import UsageError
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+DEFAULT_TRACES_ROOT = "synth_ai.db/dbs"
+
+API_KEY_VARS = ("SYNTH_BACKEND_API_KEY", "SYNTH_API_KEY", "DEFAULT_DEV_API_KEY")
+BASE_URL_VARS = ("SYNTH_BACKEND_BASE_URL", "SYNTH_BASE_URL")
+
+#: Every environment variable the CLI reads, with what reads it (used by `man` and .env.example).
+ENV_VARS: dict[str, str] = {
+    "SYNTH_BACKEND_API_KEY": "API key for the fine-tuning/account backend (first in the key chain)",
+    "SYNTH_API_KEY": "API key, second in the chain",
+    "DEFAULT_DEV_API_KEY": "API key, last in the chain (e.g. the local backend's dev key)",
+    "SYNTH_BACKEND_BASE_URL": "backend base URL (first in the chain); `/v1` is appended when missing",
+    "SYNTH_BASE_URL": "backend base URL, second in the chain",
+    "SYNTH_TRACES_ROOT": "directory scanned by `traces` for trace DBs (default ./synth_ai.db/dbs)",
+    "SYNTH_TRACES_DB": "default trace DB (path or URL) for commands that take --db",
+    "LIBSQL_AUTH_TOKEN": "auth token for remote libSQL servers",
+    "TURSO_AUTH_TOKEN": "auth token for Turso (used when LIBSQL_AUTH_TOKEN is unset)",
+    "SYNTH_DEBUG": "set to 1 to print tracebacks (same as --debug)",
+    "SYNTH_PRICING_FILE": "price table used by `calc` instead of the bundled one",
+    "SYNTH_DEV_API_KEYS": "comma-separated API keys accepted by `synth-ai serve`",
+    "SYNTH_DATA_DIR": "state directory of `synth-ai serve` (default: the user data dir)",
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A resolved value and where it came from (`--api-key`, `env SYNTH_API_KEY`, `.env SYNTH_API_KEY`, `default`)."""
+
+    value: str
+    source: str
+
+
+# --------------------------------------------------------------------------- .env
+
+_dotenv_keys: set[str] = set()
+_dotenv_path: Path | None = None
+
+
+def load_env(env_file: str | os.PathLike | None = None, *, cwd: Path | None = None) -> Path | None:
+    """Load `env_file` (must exist) or `./.env` (if present), never overriding the shell."""
+    global _dotenv_path
+    path: Path | None
+    if env_file is not None:
+        path = Path(env_file).expanduser()
+        if not path.is_file():
+            raise UsageError(f"--env-file {env_file}: no such file")
+    else:
+        path = (cwd or Path.cwd()) / ".env"
+        if not path.is_file():
+            return None
+    from dotenv import dotenv_values  # light, but only needed when a file exists
+
+    for key, value in dotenv_values(path).items():
+        if value is None or key in os.environ:
+            continue
+        os.environ[key] = value
+        _dotenv_keys.add(key)
+    _dotenv_path = path
+    return path
+
+
+def reset_env_tracking() -> None:
+    """Forget which variables came from a .env file (tests, repeated in-process runs)."""
+    global _dotenv_path
+    for key in _dotenv_keys:
+        os.environ.pop(key, None)
+    _dotenv_keys.clear()
+    _dotenv_path = None
+
+
+def _env_source(name: str) -> str:
+    return f".env {name}" if name in _dotenv_keys else f"env {name}"
+
+
+def resolve(names: tuple[str, ...] | list[str], flag_value: str | None = None, flag_name: str | None = None,
+            default: str | None = None) -> Setting | None:
+    """First of: the flag, each variable in `names` (shell or .env), the default."""
+    if flag_value not in (None, ""):
+        return Setting(str(flag_value), flag_name or "flag")
+    for name in names:
+        value = os.environ.get(name)
+        if value not in (None, ""):
+            return Setting(value, _env_source(name))
+    if default is not None:
+        return Setting(default, "default")
+    return None
+
+
+# --------------------------------------------------------------------------- secrets
+
+_secrets: set[str] = set()
+_KEY_PATTERN = re.compile(r"\b(sk|sk_live|sk_test|sk-proj|sk_dev|synth|ft)[-_][A-Za-z0-9_\-]{12,}")
+_BEARER = re.compile(r"(Bearer\s+)([A-Za-z0-9._\-]{6,})")
+
+
+def mask_key(key: str | None) -> str:
+    """`sk_live_abcdef…ac95`-style masking: first 6 + '…' + last 4; short keys hide more."""
+    if not key:
+        return "(none)"
+    if len(key) >= 14:
+        return f"{key[:6]}…{key[-4:]}"
+    if len(key) >= 8:
+        return f"…{key[-2:]}"
+    return "…"
+
+
+def register_secret(value: str | None) -> None:
+    if value and len(value) >= 6:
+        _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Mask every registered secret and anything shaped like an API key or bearer token."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, mask_key(secret))
+    text = _BEARER.sub(lambda m: m.group(1) + mask_key(m.group(2)), text)
+    return _KEY_PATTERN.sub(lambda m: mask_key(m.group(0)) if "…" not in m.group(0) else m.group(0), text)
+
+
+# --------------------------------------------------------------------------- chains
+
+
+def api_key(flag_value: str | None = None, flag_name: str = "--api-key") -> Setting | None:
+    """SYNTH_BACKEND_API_KEY → SYNTH_API_KEY → DEFAULT_DEV_API_KEY (after the flag)."""
+    setting = resolve(API_KEY_VARS, flag_value, flag_name)
+    if setting is not None:
+        register_secret(setting.value)
+    return setting
+
+
+def normalize_base_url(url: str) -> str:
+    """Strip trailing slashes and make the path end in `/v1`."""
+    url = url.strip()
+    if not re.match(r"^https?://", url):
+        raise UsageError(f"base URL {url!r} must start with http:// or https://")
+    url = url.rstrip("/")
+    if not url.endswith("/v1"):
+        url += "/v1"
+    return url
+
+
+def base_url(flag_value: str | None = None, flag_name: str = "--base-url") -> Setting:
+    """SYNTH_BACKEND_BASE_URL → SYNTH_BASE_URL → http://127.0.0.1:8000/v1, normalised."""
+    setting = resolve(BASE_URL_VARS, flag_value, flag_name, default=DEFAULT_BASE_URL)
+    assert setting is not None
+    return Setting(normalize_base_url(setting.value), setting.source)
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("SYNTH_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def libsql_auth_token() -> str | None:
+    token = os.environ.get("LIBSQL_AUTH_TOKEN") or os.environ.get("TURSO_AUTH_TOKEN")
+    register_secret(token)
+    return token or None
+
+
+def traces_root(flag_value: str | None = None) -> Setting:
+    setting = resolve(("SYNTH_TRACES_ROOT",), flag_value, "--root", default=DEFAULT_TRACES_ROOT)
+    assert setting is not None
+    return setting
+
+
+def default_dbs() -> list[str]:
+    value = os.environ.get("SYNTH_TRACES_DB")
+    return [value] if value else []

@@ -1,0 +1,384 @@
+"""`TraceStore`: read-only access to a trace database, local or remote.
+
+Targets accepted by :meth:`TraceStore.open`:
+
+* a SQLite file (`traces.db`, or the sqld layout file `X.db/dbs/default/data`);
+* a directory in sqld layout (`X.db`, `X.db/dbs`, `X.db/dbs/<name>`);
+* `sqlite:///path` and `sqlite+aiosqlite:///path` URLs (the published package's forms);
+* a libSQL server: `http://`, `https://`, `ws://`, `wss://`, `libsql://` (token from
+  `LIBSQL_AUTH_TOKEN` or `TURSO_AUTH_TOKEN`).
+
+Local files are opened with `mode=ro`: a path that does not exist is an error and
+nothing is ever created. Large reads go through :meth:`TraceStore.scan`, which
+streams from SQLite and pages by key (keyset pagination) against a server.
+This module never prints.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+from urllib.parse import quote
+
+from synth_cli.errors import TraceStoreError
+
+REMOTE_SCHEMES = ("http://", "https://", "ws://", "wss://", "libsql://")
+SQLITE_URL_PREFIXES = ("sqlite+aiosqlite:///", "sqlite:///")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+REQUIRED_TABLES = ("session_traces", "events")
+DEFAULT_PAGE_SIZE = 500
+
+
+@dataclass
+class Schema:
+    """What a trace DB holds: its tables and columns, and which tracing_v3 generation it is."""
+
+    columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def tables(self) -> set[str]:
+        return set(self.columns)
+
+    def has(self, table: str, column: str | None = None) -> bool:
+        cols = self.columns.get(table)
+        if cols is None:
+            return False
+        return column is None or column in cols
+
+    @property
+    def has_call_records(self) -> bool:
+        """The current tracing_v3 schema stores LLMCallRecords in `events.call_records`."""
+        return self.has("events", "call_records")
+
+    @property
+    def is_trace_db(self) -> bool:
+        return all(t in self.columns for t in REQUIRED_TABLES)
+
+
+def is_remote(target: str) -> bool:
+    return target.lower().startswith(REMOTE_SCHEMES)
+
+
+def resolve_local_path(target: str | os.PathLike) -> Path:
+    """Turn a path, sqld directory or sqlite URL into the SQLite file to open (never creating one)."""
+    text = os.fspath(target)
+    for prefix in SQLITE_URL_PREFIXES:
+        if text.lower().startswith(prefix):
+            text = text[len(prefix):]
+            break
+    else:
+        if text.lower().startswith("sqlite:"):
+            raise TraceStoreError(f"{text}: unsupported SQLite URL",
+                                  hint="use sqlite:///relative/path or sqlite:////absolute/path")
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise TraceStoreError(f"{path}: no such file or directory",
+                              hint="check the path; `synth-ai traces` lists the DBs it can find")
+    if path.is_dir():
+        return _find_in_directory(path)
+    return path
+
+
+def _find_in_directory(path: Path) -> Path:
+    candidates: list[Path] = []
+    if (path / "data").is_file():  # X.db/dbs/<name>
+        return path / "data"
+    for base in (path / "dbs", path):  # X.db  or  X.db/dbs
+        if base.is_dir():
+            candidates.extend(sorted(p for p in base.glob("*/data") if p.is_file()))
+        if candidates:
+            break
+    if not candidates:
+        sqlite_files = sorted(p for p in path.glob("*.db") if p.is_file()) + sorted(path.glob("*.sqlite"))
+        if len(sqlite_files) == 1:
+            return sqlite_files[0]
+        raise TraceStoreError(f"{path}: no trace database in this directory",
+                              hint="expected a SQLite file or the sqld layout DIR/dbs/<name>/data")
+    if len(candidates) == 1:
+        return candidates[0]
+    default = [c for c in candidates if c.parent.name == "default"]
+    if default:
+        return default[0]
+    names = ", ".join(c.parent.name for c in candidates)
+    raise TraceStoreError(f"{path}: holds several databases ({names})",
+                          hint=f"name one, e.g. {candidates[0].parent}")
+
+
+class TraceStore:
+    """A read-only trace database. Use :meth:`open`; close it (or use `with`)."""
+
+    kind = "sqlite"
+
+    def __init__(self, target: str, label: str):
+        self.target = target
+        self.label = label
+        self._schema: Schema | None = None
+
+    # -- construction ------------------------------------------------------------------
+    @staticmethod
+    def open(target: str | os.PathLike, *, check_schema: bool = True) -> "TraceStore":
+        text = os.fspath(target)
+        if is_remote(text):
+            store: TraceStore = RemoteTraceStore(text)
+        else:
+            store = SQLiteTraceStore(resolve_local_path(text), text)
+        try:
+            if check_schema and not store.schema.is_trace_db:
+                missing = ", ".join(t for t in REQUIRED_TABLES if t not in store.schema.tables)
+                raise TraceStoreError(f"{store.label}: not a synth-ai trace database (no {missing} table)",
+                                      hint="point --db at a DB written by the synth-ai tracer")
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def __enter__(self) -> "TraceStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- schema -----------------------------------------------------------------------------
+    @property
+    def schema(self) -> Schema:
+        if self._schema is None:
+            columns: dict[str, tuple[str, ...]] = {}
+            tables = [r[0] for r in self.rows(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name")]
+            for table in tables:
+                columns[table] = tuple(r[1] for r in self.rows(f'PRAGMA table_info("{table}")'))
+            self._schema = Schema(columns)
+        return self._schema
+
+    # -- reading (implemented by subclasses) ---------------------------------------------------
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
+        """Rows of a query whose result is small (aggregates); rows index by position and name."""
+        raise NotImplementedError
+
+    def scan(self, sql: str, params: Sequence[Any] = (), *, key: str, page_size: int = DEFAULT_PAGE_SIZE
+             ) -> Iterator[Any]:
+        """Stream a large result ordered by `key`, a unique column of the result (e.g. an event id)."""
+        raise NotImplementedError
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        for row in self.rows(sql, params):
+            return row
+        return None
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.one(sql, params)
+        return None if row is None else row[0]
+
+    def dicts(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return [row_to_dict(r) for r in self.rows(sql, params)]
+
+    def size_bytes(self) -> int | None:
+        try:
+            page_count = self.scalar("PRAGMA page_count")
+            page_size = self.scalar("PRAGMA page_size")
+        except TraceStoreError:
+            return None
+        if page_count is None or page_size is None:
+            return None
+        return int(page_count) * int(page_size)
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        pass
+
+
+def row_to_dict(row: Any) -> dict[str, Any]:
+    if hasattr(row, "keys"):
+        return {k: row[k] for k in row.keys()}
+    if hasattr(row, "asdict"):
+        return row.asdict()
+    return dict(row)
+
+
+class SQLiteTraceStore(TraceStore):
+    """A local SQLite file, opened read-only."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: Path, target: str | None = None):
+        super().__init__(target or str(path), str(path))
+        self.path = path
+        _check_sqlite_header(path)
+        self.conn = _connect_ro(path)
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
+        import sqlite3
+
+        try:
+            cursor = self.conn.execute(sql, tuple(params))
+        except sqlite3.DatabaseError as exc:
+            raise _sqlite_error(self.path, exc) from exc
+        try:
+            yield from cursor
+        except sqlite3.DatabaseError as exc:
+            raise _sqlite_error(self.path, exc) from exc
+
+    def scan(self, sql: str, params: Sequence[Any] = (), *, key: str, page_size: int = DEFAULT_PAGE_SIZE
+             ) -> Iterator[Any]:
+        # One streaming cursor: SQLite hands rows over as they are read, memory stays flat.
+        return self.rows(f"SELECT * FROM ({sql}) ORDER BY {key}", params)
+
+    def size_bytes(self) -> int | None:
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.path.getsize(str(self.path) + suffix)
+            except OSError:
+                pass
+        return total
+
+    def close(self) -> None:
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            conn.close()
+            self.conn = None
+
+
+def _check_sqlite_header(path: Path) -> None:
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(16)
+    except IsADirectoryError:  # pragma: no cover - resolved earlier
+        raise TraceStoreError(f"{path}: is a directory") from None
+    except OSError as exc:
+        raise TraceStoreError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if not header:
+        raise TraceStoreError(f"{path}: empty file, not a trace database")
+    if header != SQLITE_MAGIC:
+        raise TraceStoreError(f"{path}: not a SQLite database (corrupt or another file type)")
+
+
+def _connect_ro(path: Path):
+    import sqlite3
+
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.DatabaseError as exc:
+        # A WAL database in a read-only directory cannot create its -shm file: read it as immutable.
+        if "unable to open" in str(exc) or "readonly" in str(exc).lower():
+            try:
+                conn = sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
+                conn.row_factory = sqlite3.Row
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.DatabaseError:
+                pass
+        raise _sqlite_error(path, exc) from exc
+
+
+def _sqlite_error(path: Path, exc: Exception) -> TraceStoreError:
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return TraceStoreError(f"{path}: corrupt SQLite database ({text})")
+    return TraceStoreError(f"{path}: {text}")
+
+
+class RemoteTraceStore(TraceStore):
+    """A libSQL/Turso server, read through libsql-client with keyset pagination."""
+
+    kind = "libsql"
+
+    def __init__(self, url: str):
+        from synth_cli.config import libsql_auth_token
+
+        super().__init__(url, _strip_credentials(url))
+        self.url = url
+        self._client = None
+        self._token = libsql_auth_token()
+
+    @property
+    def client(self):
+        if self._client is None:
+            try:
+                import libsql_client
+            except ImportError as exc:  # pragma: no cover - declared dependency
+                raise TraceStoreError("libsql-client is not installed",
+                                      hint="pip install libsql-client") from exc
+            try:
+                self._client = libsql_client.create_client_sync(self.url, auth_token=self._token)
+            except Exception as exc:  # noqa: BLE001 - the client raises many kinds
+                raise self._error(exc) from exc
+        return self._client
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()):
+        try:
+            return self.client.execute(sql, list(params))
+        except TraceStoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - network, protocol and SQL errors alike
+            raise self._error(exc) from exc
+
+    def _error(self, exc: Exception) -> TraceStoreError:
+        from synth_cli.config import redact
+
+        text = redact(str(exc) or type(exc).__name__)
+        lowered = text.lower()
+        if any(w in lowered for w in ("connect", "refused", "unreachable", "timeout", "name or service",
+                                      "cannot connect", "server disconnected", "nodename")):
+            return TraceStoreError(f"{self.label}: cannot reach the libSQL server ({text})",
+                                   hint="check the URL and that the server is running")
+        if "401" in text or "unauthorized" in lowered or "403" in text:
+            return TraceStoreError(f"{self.label}: the libSQL server refused the credentials ({text})",
+                                   hint="set LIBSQL_AUTH_TOKEN (or TURSO_AUTH_TOKEN)")
+        return TraceStoreError(f"{self.label}: {text}")
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
+        return iter(self._execute(sql, params).rows)
+
+    def scan(self, sql: str, params: Sequence[Any] = (), *, key: str, page_size: int = DEFAULT_PAGE_SIZE
+             ) -> Iterator[Any]:
+        last: Any = None
+        while True:
+            if last is None:
+                page = self._execute(f"SELECT * FROM ({sql}) ORDER BY {key} LIMIT ?", [*params, page_size])
+            else:
+                page = self._execute(f"SELECT * FROM ({sql}) WHERE {key} > ? ORDER BY {key} LIMIT ?",
+                                     [*params, last, page_size])
+            rows = page.rows
+            if not rows:
+                return
+            yield from rows
+            if len(rows) < page_size:
+                return
+            last = rows[-1][key]
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection is not an error
+                pass
+            self._client = None
+
+
+def _strip_credentials(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def open_stores(targets: Sequence[str]) -> list[TraceStore]:
+    """Open several targets; on any failure, close what was opened and re-raise."""
+    stores: list[TraceStore] = []
+    try:
+        for target in targets:
+            stores.append(TraceStore.open(target))
+    except BaseException:
+        for store in stores:
+            store.close()
+        raise
+    return stores

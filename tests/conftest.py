@@ -1,0 +1,108 @@
+"""Shared test helpers: the fixture DB, an in-process CLI runner and a subprocess runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE_DIR = ROOT / "tests" / "fixtures" / "synth-ai-0.2.4.dev2-crafter"
+FIXTURE_DB = FIXTURE_DIR / "dbs" / "default" / "data"
+SHARED_DIR = ROOT.parent / "shared"
+
+# Ground truth of the fixture (../shared/README.md).
+FIXTURE_COUNTS = {
+    "sessions": 30,
+    "events": 720,
+    "cais": 240,
+    "environment": 240,
+    "runtime": 240,
+    "messages": 480,
+    "timesteps": 240,
+    "experiments": 3,
+    "call_records": 240,
+    "with_tool_calls": 165,
+    "reward_ge_1": 20,
+    "reward_ge_2": 9,
+    "per_model": {"Qwen/Qwen3-4B-Instruct-2507": 80, "gpt-4o-mini": 80, "claude-3-5-haiku": 80},
+}
+
+# Variables the CLI reads: cleared for every test so the developer's shell cannot leak in.
+_CLI_ENV = (
+    "SYNTH_BACKEND_API_KEY", "SYNTH_API_KEY", "DEFAULT_DEV_API_KEY", "SYNTH_BACKEND_BASE_URL",
+    "SYNTH_BASE_URL", "SYNTH_TRACES_ROOT", "SYNTH_TRACES_DB", "LIBSQL_AUTH_TOKEN", "TURSO_AUTH_TOKEN",
+    "SYNTH_DEBUG", "SYNTH_PRICING_FILE", "SYNTH_DEV_API_KEYS", "SYNTH_DATA_DIR",
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch, tmp_path):
+    for name in _CLI_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.chdir(tmp_path)
+    yield
+    from synth_cli import config
+
+    config.reset_env_tracking()
+
+
+@pytest.fixture
+def fixture_db(tmp_path) -> Path:
+    """A private copy of the fixture DB file (tests may not touch tests/fixtures)."""
+    target = tmp_path / "fixture.db"
+    shutil.copyfile(FIXTURE_DB, target)
+    return target
+
+
+@pytest.fixture
+def fixture_dir(tmp_path) -> Path:
+    """A private copy of the fixture in sqld layout: DIR/dbs/default/data."""
+    target = tmp_path / "crafter.db"
+    shutil.copytree(FIXTURE_DIR, target)
+    return target
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def json(self):
+        import json
+
+        return json.loads(self.stdout)
+
+
+def invoke(*args: str, env: dict | None = None, input: str | None = None) -> CliResult:
+    """Run the CLI in-process (typer's CliRunner), stdout and stderr kept apart."""
+    from typer.testing import CliRunner
+
+    from synth_cli.app import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, [str(a) for a in args], env=env, input=input, catch_exceptions=False)
+    stderr = result.stderr if hasattr(result, "stderr") else ""
+    return CliResult(result.exit_code, result.stdout, stderr)
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 120, cwd: str | os.PathLike | None = None,
+            input: str | None = None) -> CliResult:
+    """Run `python -m synth_cli ARGS` in a subprocess, as a user would."""
+    full_env = {k: v for k, v in os.environ.items() if k not in _CLI_ENV}
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-m", "synth_cli", *map(str, args)], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=cwd, input=input)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
