@@ -16,6 +16,8 @@ from synth_cli.errors import UsageError
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 DEFAULT_TRACES_ROOT = "synth_ai.db/dbs"
+#: The key the local backend (`synth-ai serve`) accepts when SYNTH_DEV_API_KEYS is unset. Not a secret.
+DEFAULT_DEV_KEY = "sk-synth-local-dev-key"
 
 API_KEY_VARS = ("SYNTH_BACKEND_API_KEY", "SYNTH_API_KEY", "DEFAULT_DEV_API_KEY")
 BASE_URL_VARS = ("SYNTH_BACKEND_BASE_URL", "SYNTH_BASE_URL")
