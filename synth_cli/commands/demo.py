@@ -1,0 +1,97 @@
+"""`synth-ai demo`: the whole pipeline offline, or one of the example demos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from synth_cli.output import get_output
+
+
+def demo(
+    name: Optional[str] = typer.Argument(None, help="Which demo to run (see --list); default: the built-in pipeline."),
+    list_: bool = typer.Option(False, "--list", help="List the built-in demo and examples/**/run_demo.sh."),
+    directory: Path = typer.Option(Path("synth-demo"), "--dir", help="Where the demo writes everything."),
+    sessions: int = typer.Option(40, "--sessions", min=2, max=2000, help="Agent episodes to trace."),
+    steps: int = typer.Option(10, "--steps", min=1, max=200, help="Turns per episode."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the agent, the split and the simulated training."),
+) -> None:
+    """Run the pipeline end to end, offline: agent traces → filter → fine-tune → balance.
+
+    Writes everything into one directory (--dir, default ./synth-demo) and always
+    stops the local backend it starts, also on Ctrl-C or error.
+    """
+    from synth_cli.demo import pipeline
+    from synth_cli.errors import EXIT_FAILURE, SynthError, UsageError
+
+    out = get_output()
+    demos = pipeline.discover(Path.cwd())
+    if list_:
+        data = [{"name": d.name, "description": d.description, "script": str(d.script) if d.script else None}
+                for d in demos]
+        out.result(data, lambda: out.table(["demo", "what it does"], [(d.name, d.description) for d in demos]))
+        return
+    if name is None and len(demos) > 1 and out.is_terminal and not out.json_mode:
+        choices = [d.name for d in demos]
+        for i, d in enumerate(demos, 1):
+            out.line(f"  {i}. {d.name}: {d.description}")
+        answer = typer.prompt("Which demo", default="1")
+        name = choices[int(answer) - 1] if answer.isdigit() and 0 < int(answer) <= len(choices) else answer
+    selected = next((d for d in demos if d.name == (name or pipeline.BUILTIN)), None)
+    if selected is None:
+        raise UsageError(f"no demo named {name!r}", hint="`synth-ai demo --list` shows the demos")
+    if selected.script is not None:
+        out.status(f"running {selected.script}")
+        code = pipeline.run_script(selected.script, Path.cwd())
+        if code != 0:
+            raise SynthError(f"demo {selected.name} failed (exit {code})", exit_code=EXIT_FAILURE)
+        return
+
+    import sys
+
+    def announce(title: str, command: str) -> None:
+        if out.json_mode or out.quiet:
+            return
+        from rich.markup import escape
+
+        out.print(f"\n[bold]{escape(title)}[/bold]")
+        out.print(f"[dim]$ {escape(command)}[/dim]")
+
+    child_stdout = sys.stderr if out.json_mode else None
+    try:
+        result = pipeline.run_pipeline(directory.resolve(), sessions=sessions, steps=steps, seed=seed,
+                                       announce=announce, child_stdout=child_stdout)
+    except pipeline.StepFailed as exc:
+        raise SynthError(str(exc), hint=f"the files made so far are in {directory}") from exc
+
+    summary = {
+        "directory": str(result.directory),
+        "trace_db": str(result.db),
+        "train_file": str(result.train),
+        "validation_file": str(result.val) if result.val else None,
+        "fine_tuned_model": result.fine_tuned_model,
+        "seconds": round(result.seconds, 1),
+        "files": [str(p) for p in result.files],
+    }
+
+    def human() -> None:
+        out.print("\n[bold]7. Done[/bold] in " + f"{result.seconds:.1f}s")
+        out.kv([("fine-tuned model", result.fine_tuned_model or "–"),
+                *[("file", str(p)) for p in result.files]])
+        out.print("\n[bold]Next, with your own traces and a real backend:[/bold]")
+        for line in (
+            "synth-ai traces --db path/to/traces.db",
+            "synth-ai filter --db path/to/traces.db --min-reward 1 --output train.jsonl",
+            "export SYNTH_BASE_URL=https://api.openai.com/v1 SYNTH_API_KEY=…   # or your Synth backend",
+            "synth-ai sft run train.jsonl --model gpt-4o-mini-2024-07-18",
+            "synth-ai balance",
+        ):
+            out.line(f"  $ {line}")
+
+    out.result(summary, human)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
