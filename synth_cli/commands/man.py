@@ -1,0 +1,76 @@
+"""`synth-ai man`: the manual in the terminal, built from the app itself."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from synth_cli.output import get_output
+
+
+def man(
+    command: Optional[List[str]] = typer.Argument(
+        None, metavar="[COMMAND]...", help="A command or group, e.g. `sft` or `sft run`; default: the whole tool."),
+    no_pager: bool = typer.Option(False, "--no-pager", help="Print straight to stdout even on a terminal."),
+    write: Optional[str] = typer.Option(
+        None, "--write", metavar="DIR", hidden=True,
+        help="Write the roff pages (synth-ai.1, synth-ai-CMD.1, …) into DIR and exit."),
+) -> None:
+    """The manual: every command with a one-line summary, every environment variable, examples.
+
+    `synth-ai man COMMAND` shows one command or group in full: synopsis, arguments,
+    options, the variables it reads, examples. The same pages ship as roff files
+    (`man synth-ai`, `man synth-ai-sft`), generated from the app.
+    """
+    import shutil
+
+    from synth_cli import manpages
+    from synth_cli.errors import UsageError
+
+    out = get_output()
+    if write is not None:
+        if command:
+            raise UsageError("--write takes no COMMAND")
+        changed = manpages.write_pages(write)
+        total = len(manpages.render_all())
+        out.result({"directory": write, "pages": total, "changed": [str(p) for p in changed]},
+                   lambda: out.line(f"{total} man pages in {write} ({len(changed)} written or removed)"))
+        return
+
+    words = [w for part in (command or []) for w in part.split()]
+    if words and words[0] == manpages.PROG:
+        words = words[1:]
+    wanted = tuple(words)
+    pages = {page.path: page for page in manpages.build_pages()}
+    page = pages.get(wanted)
+    if page is None:
+        import difflib
+
+        names = [" ".join(path) for path in pages if path]
+        close = difflib.get_close_matches(" ".join(wanted), names, n=3, cutoff=0.5)
+        hint = (f"did you mean: {', '.join(close)}? " if close else "") + "`synth-ai man` lists every command"
+        raise UsageError(f"no command {' '.join(wanted)!r} in synth-ai", hint=hint)
+
+    if out.json_mode:
+        out.json({
+            "page": page.name,
+            "command": page.command,
+            "summary": page.summary,
+            "sections": [{"title": sec.title,
+                          "blocks": [{k: v for k, v in (("kind", b.kind), ("term", b.term), ("text", b.text)) if v}
+                                     for b in sec.blocks]} for sec in page.sections],
+        })
+        return
+    width = min(shutil.get_terminal_size((80, 24)).columns, 100)
+    text = manpages.to_text(page, width=width)
+    if out.is_terminal and not no_pager:
+        import pydoc
+
+        pydoc.pager(text)
+    else:
+        typer.echo(text, nl=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("man", short_help="The manual: commands, environment variables, examples.")(man)
