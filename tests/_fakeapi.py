@@ -97,6 +97,13 @@ class FakeApi:
         elif job["status"] == "running":
             step = job.setdefault("_step", 0) + 1
             job["_step"] = step
+            if "fail" in str(job["model"]) and step >= 2:
+                job["status"] = "failed"
+                job["finished_at"] = self.clock
+                job["error"] = {"code": "invalid_training_file", "param": "training_file",
+                                "message": "Line 3: assistant message missing"}
+                self._event(jid, "Training failed: Line 3: assistant message missing", level="error")
+                return
             loss = round(2.0 / (1 + step), 4)
             self._event(jid, f"Step {step}/{self.steps}: training loss={loss}", type_="metrics",
                         data={"step": step, "total_steps": self.steps, "train_loss": loss})
@@ -254,7 +261,25 @@ class FakeApi:
                          "metrics": {"step": 2, "train_loss": 0.5}}]
                 return 200, {"object": "list", "data": data, "has_more": False, "first_id": data[0]["id"],
                              "last_id": data[0]["id"]}
+            if rest == ["predictions"] and method == "GET":
+                preds = [p for p in self.predictions(job["id"]) if "epoch" not in q or p["epoch"] == int(q["epoch"])]
+                offset, limit = int(q.get("offset", 0)), int(q.get("limit", 50))
+                return 200, {"job_id": job["id"], "predictions": preds[offset:offset + limit],
+                             "total_count": len(preds), "epoch_count": 2}
+            if rest == ["predictions", "trends"] and method == "GET":
+                return 200, {"job_id": job["id"], "overall_improvement": 0.5, "trends": [
+                    {"epoch": e, "step": 2 * e, "sample_count": 2, "avg_exact_match": 0.5 * (e - 1),
+                     "avg_char_error_rate": 0.6 / e, "avg_length_ratio": 1.0, "avg_word_overlap": 0.4 * e,
+                     "min_char_error_rate": 0.1, "max_char_error_rate": 0.9, "validation_pass_rate": 1.0}
+                    for e in (1, 2)]}
         return 404, {"detail": "Not Found"}
+
+    def predictions(self, job_id: str) -> list[dict[str, Any]]:
+        return [{"id": f"pred-{e}-{i}", "epoch": e, "step": 2 * e, "sample_index": i, "prompt": f"prompt {i}",
+                 "ground_truth": f"answer {i}", "prediction": f"answer {i}" if e == 2 else f"guess {i}",
+                 "exact_match": e == 2, "char_error_rate": 0.0 if e == 2 else 0.5, "length_ratio": 1.0,
+                 "word_overlap": 1.0 if e == 2 else 0.5, "prompt_tokens": 3, "completion_tokens": 2,
+                 "latency_ms": 10, "created_at": self.clock} for e in (1, 2) for i in range(2)]
 
 
 @dataclass

@@ -37,6 +37,9 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_MAX_RETRIES = 5
+#: "connection refused" is usually "nothing is listening": retry briefly, then say so (the job
+#: follower rides out longer outages, e.g. a server restart, on its own).
+DEFAULT_CONNECT_RETRIES = 2
 DEFAULT_BACKOFF_BASE = 0.5
 DEFAULT_BACKOFF_CAP = 8.0
 #: a `Retry-After` longer than this is not waited for: the error is raised with the wait in its hint.
@@ -185,7 +188,8 @@ class ApiClient:
 
     def __init__(self, base_url: str | Setting | None = None, api_key: str | Setting | None = None, *,
                  timeout: float = DEFAULT_TIMEOUT, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-                 max_retries: int = DEFAULT_MAX_RETRIES, backoff_base: float = DEFAULT_BACKOFF_BASE,
+                 max_retries: int = DEFAULT_MAX_RETRIES, connect_retries: int = DEFAULT_CONNECT_RETRIES,
+                 backoff_base: float = DEFAULT_BACKOFF_BASE,
                  backoff_cap: float = DEFAULT_BACKOFF_CAP, max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
                  require_key: bool = True, transport: httpx.BaseTransport | None = None,
                  sleep: Callable[[float], None] = time.sleep, rng: Callable[[], float] = random.random):
@@ -213,6 +217,7 @@ class ApiClient:
         self.base = base
         self.key = key
         self.max_retries = max(0, int(max_retries))
+        self.connect_retries = max(0, min(int(connect_retries), self.max_retries))
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.max_retry_after = max_retry_after
@@ -273,6 +278,7 @@ class ApiClient:
         clean_params = {k: v for k, v in (params or {}).items() if v is not None} or None
         url = self._url(path)
         attempt = 0
+        refused = 0
         while True:
             body = content() if callable(content) else content
             kwargs: dict[str, Any] = {"params": clean_params, "headers": hdrs}
@@ -288,7 +294,11 @@ class ApiClient:
             except httpx.TransportError as exc:
                 error = self._transport_error(exc, method, path, attempt + 1)
                 # A connection that never opened carried nothing: safe to retry any method.
-                retryable = may_retry or isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+                never_connected = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+                retryable = may_retry or never_connected
+                if isinstance(exc, httpx.ConnectError):
+                    refused += 1
+                    retryable = retryable and refused <= self.connect_retries
                 if retryable and attempt < self.max_retries:
                     self._wait(attempt, None)
                     attempt += 1
