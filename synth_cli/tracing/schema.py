@@ -1,0 +1,305 @@
+"""The `tracing_v3` schema of the published `synth-ai` 0.2.x package, as named migrations.
+
+The tables, columns (names, declared types, order), constraints, indexes and
+the three analytics views are those of a DB written by the published tracer
+(see `tests/fixtures/synth-ai-0.2.4.dev2-crafter`), token for token; only the
+whitespace of the stored `CREATE` statements differs.
+
+Migrations follow the pattern of Simon Willison's `llm`: each one is a function
+decorated with `@migration`, applied once, in definition order, and recorded by
+name in `_synth_migrations`. The list is append-only: never edit or reorder a
+migration that has shipped, add a new one. They run only when a DB is opened
+for writing (:class:`synth_cli.tracing.tracer.SessionTracer`); readers never
+touch the schema.
+
+`m001_initial` creates what is missing, so it also adopts a DB written by the
+published package (whose tables already exist) without touching its data.
+This module never prints.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+MIGRATIONS_TABLE = "_synth_migrations"
+
+# Tables in dependency order (a table's foreign keys point to tables above it).
+TABLES: dict[str, str] = {
+    "experiments": """CREATE TABLE experiments (
+	experiment_id VARCHAR NOT NULL,
+	name VARCHAR NOT NULL,
+	description TEXT,
+	created_at DATETIME,
+	updated_at DATETIME,
+	configuration TEXT,
+	metadata TEXT,
+	PRIMARY KEY (experiment_id)
+)""",
+    "systems": """CREATE TABLE systems (
+	system_id VARCHAR NOT NULL,
+	name VARCHAR NOT NULL,
+	system_type VARCHAR,
+	description TEXT,
+	created_at DATETIME,
+	metadata TEXT,
+	PRIMARY KEY (system_id)
+)""",
+    "session_traces": """CREATE TABLE session_traces (
+	session_id VARCHAR NOT NULL,
+	created_at DATETIME NOT NULL,
+	num_timesteps INTEGER NOT NULL,
+	num_events INTEGER NOT NULL,
+	num_messages INTEGER NOT NULL,
+	metadata TEXT,
+	experiment_id VARCHAR,
+	embedding VECTOR,
+	PRIMARY KEY (session_id),
+	FOREIGN KEY(experiment_id) REFERENCES experiments (experiment_id)
+)""",
+    "system_versions": """CREATE TABLE system_versions (
+	version_id VARCHAR NOT NULL,
+	system_id VARCHAR NOT NULL,
+	version_number VARCHAR NOT NULL,
+	commit_hash VARCHAR,
+	created_at DATETIME,
+	configuration TEXT,
+	metadata TEXT,
+	PRIMARY KEY (version_id),
+	CONSTRAINT uq_system_version UNIQUE (system_id, version_number),
+	FOREIGN KEY(system_id) REFERENCES systems (system_id)
+)""",
+    "session_timesteps": """CREATE TABLE session_timesteps (
+	id INTEGER NOT NULL,
+	session_id VARCHAR NOT NULL,
+	step_id VARCHAR NOT NULL,
+	step_index INTEGER NOT NULL,
+	turn_number INTEGER,
+	started_at DATETIME,
+	completed_at DATETIME,
+	num_events INTEGER,
+	num_messages INTEGER,
+	step_metadata TEXT,
+	PRIMARY KEY (id),
+	CONSTRAINT uq_session_step UNIQUE (session_id, step_id),
+	FOREIGN KEY(session_id) REFERENCES session_traces (session_id)
+)""",
+    "experimental_systems": """CREATE TABLE experimental_systems (
+	id INTEGER NOT NULL,
+	experiment_id VARCHAR NOT NULL,
+	system_id VARCHAR NOT NULL,
+	version_id VARCHAR NOT NULL,
+	PRIMARY KEY (id),
+	CONSTRAINT uq_experiment_system UNIQUE (experiment_id, system_id),
+	FOREIGN KEY(experiment_id) REFERENCES experiments (experiment_id),
+	FOREIGN KEY(system_id) REFERENCES systems (system_id),
+	FOREIGN KEY(version_id) REFERENCES system_versions (version_id)
+)""",
+    "events": """CREATE TABLE events (
+	id INTEGER NOT NULL,
+	session_id VARCHAR NOT NULL,
+	timestep_id INTEGER,
+	event_type VARCHAR NOT NULL,
+	system_instance_id VARCHAR,
+	event_time FLOAT,
+	message_time INTEGER,
+	created_at DATETIME,
+	model_name VARCHAR,
+	provider VARCHAR,
+	input_tokens INTEGER,
+	output_tokens INTEGER,
+	total_tokens INTEGER,
+	cost_usd INTEGER,
+	latency_ms INTEGER,
+	span_id VARCHAR,
+	trace_id VARCHAR,
+	call_records TEXT,
+	reward FLOAT,
+	terminated BOOLEAN,
+	truncated BOOLEAN,
+	system_state_before TEXT,
+	system_state_after TEXT,
+	metadata TEXT,
+	event_metadata TEXT,
+	embedding VECTOR,
+	PRIMARY KEY (id),
+	CONSTRAINT check_event_type CHECK (event_type IN ('cais', 'environment', 'runtime')),
+	FOREIGN KEY(session_id) REFERENCES session_traces (session_id),
+	FOREIGN KEY(timestep_id) REFERENCES session_timesteps (id)
+)""",
+    "messages": """CREATE TABLE messages (
+	id INTEGER NOT NULL,
+	session_id VARCHAR NOT NULL,
+	timestep_id INTEGER,
+	message_type VARCHAR NOT NULL,
+	content TEXT NOT NULL,
+	timestamp DATETIME,
+	event_time FLOAT,
+	message_time INTEGER,
+	metadata TEXT,
+	embedding VECTOR,
+	PRIMARY KEY (id),
+	CONSTRAINT check_message_type CHECK (message_type IN ('user', 'assistant', 'system', 'tool_use', 'tool_result')),
+	FOREIGN KEY(session_id) REFERENCES session_traces (session_id),
+	FOREIGN KEY(timestep_id) REFERENCES session_timesteps (id)
+)""",
+}
+
+# name -> (table, columns)
+INDEXES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "idx_experiment_name": ("experiments", ("name",)),
+    "idx_experiment_created": ("experiments", ("created_at",)),
+    "idx_system_type": ("systems", ("system_type",)),
+    "idx_system_name": ("systems", ("name",)),
+    "idx_session_created": ("session_traces", ("created_at",)),
+    "idx_session_experiment": ("session_traces", ("experiment_id",)),
+    "idx_version_created": ("system_versions", ("created_at",)),
+    "idx_version_system": ("system_versions", ("system_id",)),
+    "idx_timestep_turn": ("session_timesteps", ("turn_number",)),
+    "idx_timestep_session_step": ("session_timesteps", ("session_id", "step_id")),
+    "idx_experimental_system": ("experimental_systems", ("experiment_id", "system_id")),
+    "idx_event_model": ("events", ("model_name",)),
+    "idx_event_trace": ("events", ("trace_id",)),
+    "idx_event_type": ("events", ("event_type",)),
+    "idx_event_created": ("events", ("created_at",)),
+    "idx_event_session_step": ("events", ("session_id", "timestep_id")),
+    "idx_message_type": ("messages", ("message_type",)),
+    "idx_message_session_step": ("messages", ("session_id", "timestep_id")),
+    "idx_message_timestamp": ("messages", ("timestamp",)),
+}
+
+VIEWS: dict[str, str] = {
+    "model_usage_stats": """CREATE VIEW model_usage_stats AS
+        SELECT
+            model_name,
+            provider,
+            COUNT(*) as usage_count,
+            SUM(input_tokens) as total_input_tokens,
+            SUM(output_tokens) as total_output_tokens,
+            SUM(total_tokens) as total_tokens,
+            SUM(cost_usd) / 100.0 as total_cost_usd,
+            AVG(latency_ms) as avg_latency_ms,
+            MIN(created_at) as first_used,
+            MAX(created_at) as last_used
+        FROM events
+        WHERE event_type = 'cais' AND model_name IS NOT NULL
+        GROUP BY model_name, provider""",
+    "session_summary": """CREATE VIEW session_summary AS
+        SELECT
+            s.session_id,
+            s.created_at,
+            s.num_timesteps,
+            s.num_events,
+            s.num_messages,
+            e.experiment_id,
+            e.name as experiment_name,
+            COUNT(DISTINCT ev.model_name) as unique_models_used,
+            SUM(CASE WHEN ev.event_type = 'cais' THEN ev.cost_usd ELSE 0 END) / 100.0 as total_cost_usd
+        FROM session_traces s
+        LEFT JOIN experiments e ON s.experiment_id = e.experiment_id
+        LEFT JOIN events ev ON s.session_id = ev.session_id
+        GROUP BY s.session_id""",
+    "experiment_overview": """CREATE VIEW experiment_overview AS
+        SELECT
+            e.experiment_id,
+            e.name,
+            e.description,
+            e.created_at,
+            COUNT(DISTINCT s.session_id) as session_count,
+            SUM(s.num_events) as total_events,
+            SUM(s.num_messages) as total_messages,
+            AVG(s.num_timesteps) as avg_timesteps_per_session
+        FROM experiments e
+        LEFT JOIN session_traces s ON e.experiment_id = s.experiment_id
+        GROUP BY e.experiment_id""",
+}
+
+EVENT_TYPES = ("cais", "environment", "runtime")
+MESSAGE_TYPES = ("user", "assistant", "system", "tool_use", "tool_result")
+
+Migration = Callable[[Any], None]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register `fn(db)` (a `sqlite_utils.Database`) as the next migration, named after the function."""
+    if any(m.__name__ == fn.__name__ for m in MIGRATIONS):
+        raise ValueError(f"duplicate migration name {fn.__name__}")
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def index_sql(name: str) -> str:
+    table, columns = INDEXES[name]
+    return f"CREATE INDEX {name} ON {table} ({', '.join(columns)})"
+
+
+@migration
+def m001_initial(db) -> None:
+    """The published tracing_v3 schema: create every table, index and view that is missing."""
+    existing_tables = set(db.table_names())
+    for name, ddl in TABLES.items():
+        if name not in existing_tables:
+            db.execute(ddl)
+    existing_indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()}
+    for name in INDEXES:
+        if name not in existing_indexes:
+            db.execute(index_sql(name))
+    existing_views = set(db.view_names())
+    for name, ddl in VIEWS.items():
+        if name not in existing_views:
+            db.execute(ddl)
+
+
+@migration
+def m002_events_call_records(db) -> None:
+    """DBs of the earlier tracing_v3 generation have no `events.call_records`: add it."""
+    if "call_records" not in db["events"].columns_dict:
+        db["events"].add_column("call_records", str)
+
+
+def applied_migrations(db) -> list[str]:
+    if MIGRATIONS_TABLE not in db.table_names():
+        return []
+    return [r["name"] for r in db[MIGRATIONS_TABLE].rows_where(order_by="rowid")]
+
+
+def migrate(db) -> list[str]:
+    """Apply every pending migration to `db` (a `sqlite_utils.Database`); return the names applied.
+
+    The connection must be in autocommit mode (`isolation_level=None`): each
+    migration runs with its bookkeeping row in one `BEGIN IMMEDIATE` transaction,
+    so a crash leaves the DB before or after a migration, never halfway, and two
+    writers opening a new DB at once apply each migration exactly once.
+    """
+    if MIGRATIONS_TABLE not in db.table_names():
+        db[MIGRATIONS_TABLE].create({"name": str, "applied_at": str}, pk="name", if_not_exists=True)
+    done = set(applied_migrations(db))
+    applied: list[str] = []
+    for fn in MIGRATIONS:
+        name = fn.__name__
+        if name in done:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute(f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE name = ?", [name]).fetchone() is None:
+                fn(db)
+                db.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)",
+                           [name, datetime.now(timezone.utc).replace(tzinfo=None).isoformat(" ")])
+                applied.append(name)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return applied
+
+
+def is_current(db) -> bool:
+    """Whether every migration has been applied (a writer can skip `migrate`)."""
+    return set(applied_migrations(db)) >= {fn.__name__ for fn in MIGRATIONS}
+
+
+__all__ = [
+    "EVENT_TYPES", "INDEXES", "MESSAGE_TYPES", "MIGRATIONS", "MIGRATIONS_TABLE", "TABLES", "VIEWS",
+    "applied_migrations", "index_sql", "is_current", "migrate", "migration",
+]
