@@ -1,0 +1,152 @@
+"""`synth-ai balance` (and the `--remote` half of `synth-ai usage`): what the account has and spent."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+import typer
+
+from synth_cli.errors import SynthError
+from synth_cli.output import fmt_int, fmt_usd, get_output
+
+#: a down backend should fail in seconds, not after the client's full retry budget
+MAX_RETRIES = 3
+
+
+def balance(
+    base_url: Optional[str] = typer.Option(
+        None, "--base-url", metavar="URL", show_default=False,
+        help="Backend base URL (else SYNTH_BACKEND_BASE_URL, SYNTH_BASE_URL, http://127.0.0.1:8000/v1)."),
+    api_key: Optional[str] = typer.Option(
+        None, "--api-key", metavar="KEY", show_default=False,
+        help="API key (else SYNTH_BACKEND_API_KEY, SYNTH_API_KEY, DEFAULT_DEV_API_KEY)."),
+    usage: bool = typer.Option(False, "--usage", help="Also show spend this month and over the last 30 days."),
+) -> None:
+    """The account balance in USD and what was spent in the last 24 hours and 7 days.
+
+    Spend is split into tokens (fine-tuning data trained on) and GPU time. Works
+    with a Synth backend and with the local `synth-ai serve`; OpenAI and other
+    backends without account endpoints say so. `--json` prints the raw numbers
+    (cents as the backend reports them).
+    """
+    from synth_cli.api import billing
+
+    out = get_output()
+    with _client(base_url, api_key) as client:
+        with _explained(client):
+            current = billing.current_balance(client)
+            windows = billing.spend_windows(client)
+            summary = billing.usage_summary(client) if usage else None
+
+    data: dict[str, Any] = {"base_url": client.base_url, **current, "windows": windows}
+    if summary is not None:
+        data["current_month"] = summary["current_month"]
+        data["last_30_days"] = summary["last_30_days"]
+
+    def human() -> None:
+        out.kv([("balance", _usd(current["balance_cents"])), ("backend", client.base_url)])
+        rows = [(_window_label(w["window_hours"]), *(_usd(w[k]) for k in billing.SPEND_FIELDS)) for w in windows]
+        if summary is not None:
+            rows.append(("this month", *(_usd(summary["current_month"][k]) for k in billing.SPEND_FIELDS)))
+            rows.append(("last 30 days", *(_usd(summary["last_30_days"][k]) for k in billing.SPEND_FIELDS)))
+        out.line()
+        out.table(["spend", ("tokens", "right"), ("GPU", "right"), ("total", "right")], rows)
+
+    if out.quiet and not out.json_mode:
+        typer.echo(_usd(current["balance_cents"]))  # the essential result
+        return
+    out.result(data, human)
+
+
+def remote_usage(models: Optional[Iterable[str]] = None, base_url: Optional[str] = None,
+                 api_key: Optional[str] = None) -> dict[str, Any]:
+    """`synth-ai usage --remote [--model M …]`: spend and tokens per model, as the backend bills them.
+
+    Fetches `GET /balance/usage?model=M…`, renders it (a table, or the raw JSON with --json)
+    and returns the data. `base_url` / `api_key` are the command's flag values (None: the
+    usual SYNTH_* variables). Errors are raised as SynthError/ApiError like every command's.
+    """
+    from synth_cli.api import billing
+
+    out = get_output()
+    wanted = list(dict.fromkeys(m for m in (models or []) if m))
+    with _client(base_url, api_key) as client:
+        with _explained(client):
+            summary = billing.usage_summary(client, wanted)
+    data: dict[str, Any] = {"base_url": client.base_url, **summary}
+    if not wanted:
+        data.setdefault("models", [])
+
+    def human() -> None:
+        rows = []
+        for row in summary.get("models") or []:
+            rows.append((row["model"], fmt_int(row["requests"]), fmt_int(row["input_tokens"]),
+                         fmt_int(row["output_tokens"]), _usd(row["spend_cents"])))
+        if rows:
+            out.table(["model", ("requests", "right"), ("input tokens", "right"), ("output tokens", "right"),
+                       ("spend", "right")], rows, title=f"Usage by model ({client.base_url})")
+            out.line()
+        totals = [(label, *(_usd(summary[key][k]) for k in billing.SPEND_FIELDS))
+                  for label, key in (("this month", "current_month"), ("last 30 days", "last_30_days"))]
+        out.table(["spend", ("tokens", "right"), ("GPU", "right"), ("total", "right")], totals)
+        if not wanted:
+            out.hint("add --model NAME (repeatable) for spend and tokens per model")
+
+    out.result(data, human)
+    return data
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _client(base_url_flag: Optional[str], api_key_flag: Optional[str]):
+    from synth_cli import config
+    from synth_cli.api.client import ApiClient
+
+    base = config.base_url(base_url_flag)
+    key = config.api_key(api_key_flag)
+    if key is None:
+        tried = ", ".join(("--api-key", *config.API_KEY_VARS))
+        raise SynthError(f"no API key: tried {tried} (environment and .env)",
+                         hint="set SYNTH_API_KEY (or pass --api-key); for a local `synth-ai serve`, use the key "
+                              "it prints when it starts")
+    return ApiClient(base_url=base, api_key=key, max_retries=MAX_RETRIES)
+
+
+class _explained:
+    """Turn a 401 into: which key (masked), where it came from, which backend, what to check."""
+
+    def __init__(self, client: Any):
+        self.client = client
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        from synth_cli import config
+        from synth_cli.api.client import ApiError
+
+        if isinstance(exc, ApiError) and exc.status == 401:
+            key = self.client.key
+            base = self.client.base
+            raise SynthError(
+                f"{base.value} rejected the API key {config.mask_key(key.value)} (from {key.source}): 401 Unauthorized",
+                hint=f"check that this key belongs to that backend (base URL from {base.source}); pass --api-key "
+                     "or set SYNTH_BACKEND_API_KEY / SYNTH_API_KEY; `synth-ai serve` prints the key it accepts",
+            ) from exc
+        return False
+
+
+def _usd(cents: Any) -> str:
+    return fmt_usd(float(cents) / 100)
+
+
+def _window_label(hours: Any) -> str:
+    hours = int(hours)
+    if hours % 24 == 0 and hours >= 48:
+        return f"last {hours // 24} d"
+    return f"last {hours} h"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("balance", short_help="Account balance in USD and recent spend (tokens, GPU).")(balance)
