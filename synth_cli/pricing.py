@@ -389,7 +389,7 @@ def safe_eval(expression: str) -> int | float:
     if len(expr) > MAX_EXPRESSION_CHARS:
         raise UsageError(f"expression too long ({len(expr):,} characters, at most {MAX_EXPRESSION_CHARS:,})")
     try:
-        tree = ast.parse(expr, mode="eval")
+        tree = ast.parse(_expand_suffixes(expr), mode="eval")
     except SyntaxError as exc:
         raise UsageError(f"cannot evaluate {expression!r}: invalid syntax",
                          hint="calc takes MODEL INPUT_TOKENS OUTPUT_TOKENS, or arithmetic such as '2*(3+4)'") from None
@@ -403,6 +403,14 @@ def safe_eval(expression: str) -> int | float:
         raise UsageError(f"cannot evaluate {expression!r}: the result is too large") from None
     except RecursionError:
         raise UsageError(f"cannot evaluate {expression!r}: nested too deeply") from None
+
+
+_SUFFIXED = re.compile(r"(?<![\w.])(\d[\d_]*(?:\.\d[\d_]*)?)([kKmMbB])\b")
+
+
+def _expand_suffixes(expr: str) -> str:
+    """`2.5k` → `(2.5*1000)`, so token counts can be used in arithmetic as they are on the command line."""
+    return _SUFFIXED.sub(lambda m: f"({m.group(1)}*{_SUFFIX[m.group(2).lower()]})", expr)
 
 
 def _eval(node: ast.AST) -> int | float:

@@ -202,7 +202,8 @@ def test_bad_cached_count_is_a_usage_error():
 @pytest.mark.parametrize("expr,out", [
     ("2*(3+4)", "14"), ("1+2", "3"), ("7/2", "3.5"), ("7//2", "3"), ("7%3", "1"), ("2**10", "1024"),
     ("-3+4", "1"), ("0.1+0.2", "0.3"), ("1_000 * 3", "3000"), ("2**-1", "0.5"), ("(((1)))", "1"),
-    ("2**4000 // 2**3999", "2"),
+    ("2**4000 // 2**3999", "2"), ("1M", "1000000"), ("1.5M * 2.50 / 1M", "3.75"), ("500k + 2B", "2000500000"),
+    ("2 -1", "1"), ("0x1b", "27"),
 ])
 def test_arithmetic(expr, out):
     result = invoke("calc", expr)
@@ -237,6 +238,7 @@ def test_arithmetic_from_several_words_and_json():
     ("~1", "'~' is not allowed"),
     ("(-8) ** 0.5", "complex"),
     ("2 +", "invalid syntax"),
+    ("2.5kk", "invalid syntax"),
     ("1" + "+1" * 5000, "too long"),
     ("(" * 300 + "1" + ")" * 300, "cannot evaluate"),
 ])
@@ -267,4 +269,6 @@ def test_no_arguments_and_wrong_shapes():
     assert "got 2 arguments" in _one_error_line(invoke("calc", "gpt-4o", "1M"))[0]
     assert "only applies" in _one_error_line(invoke("calc", "1+1", "--cached-input-tokens", "5"))[0]
     assert "no such option" in _one_error_line(invoke("calc", "1+1", "--bogus"))[0]
+    assert "no such option: -q" in _one_error_line(invoke("calc", "gpt-4o", "1M", "500k", "-q"))[0]
+    assert invoke("calc", "2", "-1").stdout.strip() == "1"
     assert "takes no arguments" in _one_error_line(invoke("calc", "--list", "gpt-4o"))[0]

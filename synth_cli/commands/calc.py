@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import List, Optional
 
 import typer
@@ -56,7 +57,7 @@ def calc(
         return
 
     for word in words:
-        if word.startswith("--"):
+        if re.match(r"^--?[A-Za-z]", word):  # `-1` and `-(2)` are arithmetic, `-q` and `--bogus` are not
             raise UsageError(f"no such option: {word}", hint="run 'synth-ai calc --help' for usage")
     if core.names_a_model(words[0]):
         if len(words) == 1:
