@@ -286,7 +286,8 @@ class SessionTracer:
     def create_experiment(self, experiment_id: str | None, name: str, description: str | None = None,
                           configuration: dict[str, Any] | None = None,
                           metadata: dict[str, Any] | None = None) -> str:
-        """Create (or update the name/description/configuration of) an experiment; returns its id."""
+        """Create an experiment, or update an existing one's name (and description, configuration,
+        metadata when given); returns its id (generated as `exp_<12 hex>` when None)."""
         experiment_id = experiment_id or f"exp_{uuid.uuid4().hex[:12]}"
         if not name:
             raise ValueError("an experiment needs a name")
@@ -294,11 +295,13 @@ class SessionTracer:
         with self._lock:
             self._write(
                 "INSERT INTO experiments (experiment_id, name, description, created_at, updated_at, configuration,"
-                " metadata) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(experiment_id) DO UPDATE SET"
-                " name = excluded.name, description = excluded.description, updated_at = excluded.updated_at,"
-                " configuration = excluded.configuration,"
-                " metadata = COALESCE(excluded.metadata, experiments.metadata)",
-                (experiment_id, name, description, now, now, _json(configuration or {}), _json(metadata)))
+                " metadata) VALUES (:id, :name, :description, :now, :now, COALESCE(:configuration, '{}'), :metadata)"
+                " ON CONFLICT(experiment_id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at,"
+                " description = COALESCE(:description, experiments.description),"
+                " configuration = COALESCE(:configuration, experiments.configuration),"
+                " metadata = COALESCE(:metadata, experiments.metadata)",
+                {"id": experiment_id, "name": name, "description": description, "now": now,
+                 "configuration": _json(configuration), "metadata": _json(metadata)})
         return experiment_id
 
     def _experiment_exists(self, experiment_id: str) -> bool:
@@ -483,14 +486,14 @@ class SessionTracer:
         return event
 
     # -- writing --------------------------------------------------------------------------------
-    def _write(self, sql: str, params: Sequence[Any]) -> None:
+    def _write(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> None:
         import sqlite3
 
         conn = self._db()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute(sql, tuple(params))
+                conn.execute(sql, params if isinstance(params, dict) else tuple(params))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
