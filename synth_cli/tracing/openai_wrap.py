@@ -206,42 +206,41 @@ def trace_openai(client: Any, tracer: Any = None, *, system_instance_id: str = "
     original = completions.create
     sink = _Sink(tracer, on_record, system_instance_id, provider, keep_chunks)
 
-    if inspect.iscoroutinefunction(original):
-        @functools.wraps(original)
-        async def create(*args: Any, **kwargs: Any) -> Any:
-            request = _request(kwargs)
-            started = _now()
-            try:
-                result = await original(*args, **kwargs)
-            except BaseException as exc:
-                completed = _now()
-                sink.emit(lambda: record_error(request, exc, started_at=started, completed_at=completed,
-                                               provider=provider))
-                raise
-            if kwargs.get("stream") is True:
-                return AsyncTracedStream(result, _StreamRecorder(request, started, sink))
-            completed = _now()
-            sink.emit(lambda: record_from_openai_chat(request, result, started_at=started, completed_at=completed,
-                                                      provider=provider))
-            return result
-    else:
-        @functools.wraps(original)
-        def create(*args: Any, **kwargs: Any) -> Any:
-            request = _request(kwargs)
-            started = _now()
-            try:
-                result = original(*args, **kwargs)
-            except BaseException as exc:
-                completed = _now()
-                sink.emit(lambda: record_error(request, exc, started_at=started, completed_at=completed,
-                                               provider=provider))
-                raise
-            if kwargs.get("stream") is True:
-                return TracedStream(result, _StreamRecorder(request, started, sink))
-            completed = _now()
-            sink.emit(lambda: record_from_openai_chat(request, result, started_at=started, completed_at=completed,
-                                                      provider=provider))
-            return result
+    def record_result(request: dict[str, Any], started: datetime, result: Any, stream: bool) -> Any:
+        if stream:
+            recorder = _StreamRecorder(request, started, sink)
+            is_async = hasattr(result, "__aiter__") and not hasattr(result, "__iter__")
+            return AsyncTracedStream(result, recorder) if is_async else TracedStream(result, recorder)
+        completed = _now()
+        sink.emit(lambda: record_from_openai_chat(request, result, started_at=started, completed_at=completed,
+                                                  provider=provider))
+        return result
+
+    def record_failure(request: dict[str, Any], started: datetime, exc: BaseException) -> None:
+        completed = _now()
+        sink.emit(lambda: record_error(request, exc, started_at=started, completed_at=completed, provider=provider))
+
+    async def finish_async(pending: Any, request: dict[str, Any], started: datetime, stream: bool) -> Any:
+        try:
+            result = await pending
+        except BaseException as exc:
+            record_failure(request, started, exc)
+            raise
+        return record_result(request, started, result, stream)
+
+    @functools.wraps(original)
+    def create(*args: Any, **kwargs: Any) -> Any:
+        request = _request(kwargs)
+        stream = kwargs.get("stream") is True
+        started = _now()
+        try:
+            result = original(*args, **kwargs)
+        except BaseException as exc:
+            record_failure(request, started, exc)
+            raise
+        if inspect.isawaitable(result):  # AsyncOpenAI: the caller awaits us
+            return finish_async(result, request, started, stream)
+        return record_result(request, started, result, stream)
 
     completions.create = create
     completions._synth_original_create = original
