@@ -238,3 +238,12 @@ def test_record_error_from_sdk_exception():
     assert record.error["code"] == "rate_limit_exceeded" and record.error["status_code"] == 429
     assert record.error["type"] == "tokens"
     assert record.provider_request_id == "req_123"
+
+
+def test_roles_are_kept_as_sent():
+    request = {"model": "o3-mini", "messages": [{"role": "developer", "content": "Be brief."},
+                                                {"role": "user", "content": "Hi"}]}
+    response = {"id": "chatcmpl-dev", "choices": [{"index": 0, "finish_reason": "stop",
+                                                   "message": {"role": "assistant", "content": "Hello."}}]}
+    record = record_from_openai_chat(request, response)
+    assert [m.role for m in record.input_messages] == ["developer", "user"]
