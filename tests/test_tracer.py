@@ -374,3 +374,16 @@ def test_fixture_itself_is_never_written():
         assert conn.execute("SELECT count(*) FROM session_traces").fetchone()[0] == FIXTURE_COUNTS["sessions"]
     finally:
         conn.close()
+
+
+def test_default_target(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with SessionTracer() as tracer:
+        assert tracer.path.resolve() == (tmp_path / "synth_ai.db" / "dbs" / "default" / "data").resolve()
+        _play(tracer, steps=1)
+    with TraceStore.open(tmp_path / "synth_ai.db") as store:
+        assert store.scalar("SELECT count(*) FROM session_traces") == 1
+    monkeypatch.setenv("SYNTH_TRACES_DB", str(tmp_path / "from_env.db"))
+    with SessionTracer() as tracer:
+        assert tracer.path == tmp_path / "from_env.db"
+    assert (tmp_path / "from_env.db").is_file()

@@ -202,8 +202,8 @@ def _openai_part(item: Any) -> LLMContentPart:
 
 
 def openai_message(raw: Any) -> LLMMessage:
-    """One Chat Completions request message as an `LLMMessage`."""
-    m = to_plain(raw)
+    """One Chat Completions request message (dict or SDK object) as an `LLMMessage`."""
+    m = raw if isinstance(raw, dict) else to_plain(raw)
     if not isinstance(m, dict):
         raise TypeError(f"a chat message must be an object, got {type(raw).__name__}")
     content = m.get("content")

@@ -20,7 +20,9 @@ A session is buffered in memory and written in one transaction when it ends
 * a file path: created with its parent directories when new;
 * an existing directory in sqld layout (`X.db` holding `dbs/<name>/data`), or an empty
   directory / a new one with `layout="sqld"`: the DB is `X.db/dbs/default/data`;
-* `sqlite:///relative/path`, `sqlite:////absolute/path`, `sqlite+aiosqlite:///…`.
+* `sqlite:///relative/path`, `sqlite:////absolute/path`, `sqlite+aiosqlite:///…`;
+* nothing: `$SYNTH_TRACES_DB`, else `./synth_ai.db/dbs/default/data`, where `synth-ai traces`
+  looks by default.
 
 A path that exists but is not SQLite, or a SQLite DB holding other tables but no
 traces, is a :class:`~synth_cli.errors.TraceStoreError`; nothing is written to it.
@@ -48,6 +50,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 SQLITE_URL_PREFIXES = ("sqlite+aiosqlite:///", "sqlite:///")
 REMOTE_SCHEMES = ("http://", "https://", "ws://", "wss://", "libsql://")
 BUSY_TIMEOUT_S = 30.0
+DEFAULT_TARGET = "synth_ai.db"
 
 _EVENT_COLUMNS = (
     "session_id", "timestep_id", "event_type", "system_instance_id", "event_time", "message_time",
@@ -245,7 +248,11 @@ class _Session:
 class SessionTracer:
     """Record agent sessions into a trace DB (sync). One active session at a time per tracer."""
 
-    def __init__(self, target: str | os.PathLike = "synth_ai.db", *, layout: str = "auto"):
+    def __init__(self, target: str | os.PathLike | None = None, *, layout: str = "auto"):
+        if target is None:  # $SYNTH_TRACES_DB, else ./synth_ai.db/dbs/default/data (where `traces` looks)
+            target = os.environ.get("SYNTH_TRACES_DB") or DEFAULT_TARGET
+            if target == DEFAULT_TARGET and layout == "auto":
+                layout = "sqld"
         self.target = os.fspath(target)
         self.path = resolve_write_target(target, layout)
         self._conn = _open_for_writing(self.path)
