@@ -168,7 +168,7 @@ def _openai_tool_call(item: dict, position: int) -> ToolCallSpec:
     arguments_json = body.get("arguments") if kind == "function" else body.get("input", body.get("arguments"))
     spec = ToolCallSpec(name=body.get("name") or "", arguments_json=arguments_json,
                         arguments=parse_arguments(arguments_json), call_id=item.get("id"),
-                        index=item.get("index", position) if item.get("index") is not None else position)
+                        index=item["index"] if item.get("index") is not None else position)
     if kind != "function":
         spec.metadata = {"type": kind}
     return spec
