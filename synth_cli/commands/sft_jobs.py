@@ -217,9 +217,9 @@ def submit(
 ) -> None:
     """Validate and upload the data, create a fine-tuning job, print its id.
 
-    The file is checked locally first (as `synth-ai sft validate` does) and refused with
-    the report when OpenAI would reject it. A `file-…` id skips validation and upload.
-    Follow the job with `synth-ai sft poll JOB_ID`.
+    The file is checked locally first (as `synth-ai sft validate` does) and
+    refused with the report when OpenAI would reject it; a `file-…` id skips
+    the check and the upload. Follow the job with `synth-ai sft poll JOB_ID`.
     """
     out = get_output()
     with Ctx(base_url, api_key) as ctx:
@@ -245,8 +245,11 @@ def poll(
 ) -> None:
     """Follow a job until it ends: live status, every event, a summary.
 
-    Exit 0 when it succeeded, 1 when it failed or was cancelled, 124 when --timeout
-    ran out, 130 on Ctrl-C (the job keeps running; poll again to resume).
+    On a terminal: a live view (status, step bar, loss sparkline) with each
+    event printed once; otherwise timestamped lines; --json: NDJSON events,
+    then the job. Exit 0 when it succeeded, 1 when it failed or was cancelled,
+    124 when --timeout ran out, 130 on Ctrl-C (the job keeps running; poll
+    again to resume).
     """
     from synth_cli.commands._live import follow_job
 
@@ -273,11 +276,11 @@ def run(
     base_url: Optional[str] = _base_url_option(),
     api_key: Optional[str] = _api_key_option(),
 ) -> None:
-    """Validate, upload, start a fine-tuning job and follow it live until the model is ready.
+    """Validate, upload, start a fine-tuning job and follow it to the end.
 
-    = `sft validate` + `sft submit` + `sft poll`. Exit 0 when the job succeeded, 1 when it
-    failed or was cancelled, 124 when --timeout ran out, 130 on Ctrl-C (the job keeps
-    running; `synth-ai sft poll JOB_ID` resumes).
+    `sft validate` + `sft submit` + `sft poll` in one go. Exit 0 when the job
+    succeeded, 1 when it failed or was cancelled, 124 when --timeout ran out,
+    130 on Ctrl-C (the job keeps running; `synth-ai sft poll JOB_ID` resumes).
     """
     from synth_cli.commands._live import follow_job
 
