@@ -1,0 +1,256 @@
+"""`synth-ai filter`: trace DBs → OpenAI chat fine-tuning JSONL.
+
+Thin: parse flags (+ `--config`), call :func:`synth_cli.dataset.build.run_filter`,
+render its stats. Heavy imports happen inside the command.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+import typer
+
+from synth_cli.output import fmt_duration, fmt_int, get_output
+
+HELP = """Turn trace DBs into an OpenAI chat fine-tuning dataset (JSONL).
+
+Picks sessions with session-level filters (reward, achievements, cost, tokens,
+experiment, time, metadata), converts their LLM calls to chat examples and
+writes them atomically, one JSON object per line. Every example is validated
+the way OpenAI's fine-tuning does; identical examples are written once.
+
+[bold]Modes[/bold]: [cyan]calls[/cyan] (default) makes one example per LLM call
+(its input messages + its output); [cyan]sessions[/cyan] merges a session's calls
+into one conversation while each call continues the previous one.
+
+[bold]Examples[/bold]
+
+  synth-ai filter --db traces.db --min-reward 1 -o train.jsonl
+  synth-ai filter --db http://127.0.0.1:8080 --mode sessions --val-fraction 0.1 -o data/crafter.jsonl
+  synth-ai filter --config filter.toml --since 7d --dry-run
+"""
+
+
+def filter_command(
+    db: Optional[List[str]] = typer.Option(None, "--db", metavar="PATH_OR_URL",
+                                           help="Trace DB: SQLite file, sqld dir, sqlite:/// or libSQL URL. "
+                                                "Repeatable. Default: $SYNTH_TRACES_DB."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE",
+                                         help="JSONL file to write (required unless --dry-run)."),
+    mode: Optional[str] = typer.Option(None, "--mode", metavar="calls|sessions",
+                                       help="One example per call (default) or per conversation."),
+    config_file: Optional[str] = typer.Option(None, "--config", metavar="FILE.toml",
+                                              help="Read settings from a TOML file ([filter] table, or the published "
+                                                   "package's mode + [filters]); flags override it."),
+    min_reward: Optional[float] = typer.Option(None, "--min-reward", metavar="R",
+                                               help="Keep sessions whose environment rewards sum to >= R."),
+    max_reward: Optional[float] = typer.Option(None, "--max-reward", metavar="R",
+                                               help="Keep sessions whose environment rewards sum to <= R."),
+    min_achievements: Optional[int] = typer.Option(None, "--min-achievements", metavar="N",
+                                                   help="Keep sessions with >= N achievements unlocked "
+                                                        "(last environment state)."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", metavar="USD",
+                                             help="Keep sessions whose LLM calls cost <= USD."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", metavar="N",
+                                             help="Keep sessions whose LLM calls used <= N tokens."),
+    experiment: Optional[List[str]] = typer.Option(None, "--experiment", metavar="ID_OR_NAME",
+                                                   help="Keep sessions of this experiment. Repeatable."),
+    since: Optional[str] = typer.Option(None, "--since", metavar="WHEN",
+                                        help="Sessions created at/after WHEN: ISO date/time (UTC) or 24h, 7d…"),
+    until: Optional[str] = typer.Option(None, "--until", metavar="WHEN",
+                                        help="Sessions created at/before WHEN (a bare date includes that day)."),
+    where: Optional[List[str]] = typer.Option(None, "--where", metavar="KEY=VALUE",
+                                              help="Session metadata must match, e.g. task_split=train. Repeatable."),
+    model: Optional[List[str]] = typer.Option(None, "--model", metavar="NAME",
+                                              help="Use only calls to this model. Repeatable."),
+    include_errors: Optional[bool] = typer.Option(None, "--include-errors/--no-include-errors",
+                                                  help="Also use calls whose outcome is not success."),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", metavar="F",
+                                                 help="Also write <output stem>.val.jsonl with ~F of the sessions."),
+    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="Seed of the train/val split (default 0)."),
+    limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help="Write at most N examples."),
+    include_metadata: Optional[bool] = typer.Option(None, "--include-metadata/--no-include-metadata",
+                                                    help="Add a metadata object (session, call, model, reward, "
+                                                         "experiment) to each line."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Compute everything, write nothing."),
+    strict: Optional[bool] = typer.Option(None, "--strict/--no-strict",
+                                          help="Malformed call records and invalid examples are errors."),
+) -> None:
+    from synth_cli import config
+    from synth_cli.dataset.options import build, load_config, merge
+    from synth_cli.errors import UsageError
+
+    out = get_output()
+    flags: dict[str, Any] = build({
+        "db": db or None, "output": output, "mode": mode, "min_reward": min_reward, "max_reward": max_reward,
+        "min_achievements": min_achievements, "max_cost": max_cost, "max_tokens": max_tokens,
+        "experiment": experiment or None, "since": since, "until": until, "where": where or None,
+        "model": model or None, "include_errors": include_errors, "val_fraction": val_fraction, "seed": seed,
+        "limit": limit, "include_metadata": include_metadata, "strict": strict,
+    })
+    file_values = load_config(config_file) if config_file else {}
+    options = merge(file_values, flags)
+    options.dry_run = dry_run
+    if not options.dbs:
+        options.dbs = config.default_dbs()
+    if not options.dbs:
+        raise UsageError("no trace DB given", hint="pass --db PATH_OR_URL or set SYNTH_TRACES_DB")
+    if not options.output and not dry_run:
+        raise UsageError("--output is required", hint="pass --output FILE.jsonl, or --dry-run to only see the stats")
+    for note in options.ignored:
+        out.warn(f"config: {note} has no equivalent here and is ignored")
+
+    stats = _run(options, out)
+    data = stats.to_dict()
+    out.result(data, lambda: _render(stats, out))
+    _report_problems(stats, options, out)
+
+
+def _run(options: Any, out: Any) -> Any:
+    """run_filter with SIGTERM turned into KeyboardInterrupt, so temp files are removed."""
+    import signal
+    import threading
+
+    from synth_cli.dataset.build import run_filter
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        def _term(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt()
+
+        try:
+            previous = signal.signal(signal.SIGTERM, _term)
+        except (ValueError, OSError):  # pragma: no cover - not the main thread of the interpreter
+            previous = None
+    try:
+        return run_filter(options, on_notice=out.warn)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _report_problems(stats: Any, options: Any, out: Any) -> None:
+    from synth_cli.errors import SynthError
+
+    if stats.malformed_rows:
+        named = ", ".join(stats.malformed_sessions)
+        more = "…" if stats.malformed_rows > len(stats.malformed_sessions) else ""
+        out.warn(f"skipped {stats.malformed_rows} malformed call_records row(s) (sessions {named}{more}); "
+                 "--strict makes this an error")
+    if stats.invalid:
+        reasons = "; ".join(f"{reason} ({count})" for reason, count in stats.invalid.most_common(3))
+        out.warn(f"left out {sum(stats.invalid.values())} example(s) that fail validation: {reasons}")
+    if stats.examples == 0:
+        if options.dry_run:
+            out.warn("no examples match the filters")
+            return
+        raise SynthError("no examples match the filters; nothing written",
+                         hint="loosen the filters; --dry-run shows what each filter drops")
+
+
+# --------------------------------------------------------------------------- human rendering
+
+
+def _bar(count: int, top: int, width: int = 28) -> str:
+    if top <= 0 or count <= 0:
+        return ""
+    cells = max(1, round(width * count / top))
+    return "█" * cells
+
+
+def _render(stats: Any, out: Any) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    data = stats.to_dict()
+    console = out.console
+    ex = data["examples"]
+    verb = "Dry run: would write" if stats.dry_run else "Wrote"
+    if stats.val_output:
+        head = (f"{verb} {fmt_int(ex['train'])} example(s) to {stats.output} and {fmt_int(ex['val'])} "
+                f"to {stats.val_output}")
+    elif stats.output:
+        head = f"{verb} {fmt_int(ex['written'])} example(s) to {stats.output}"
+    else:
+        head = f"{verb} {fmt_int(ex['written'])} example(s)"
+    console.print(Text(f"{head}  ({stats.mode} mode, {fmt_duration(stats.elapsed_s)})", style="bold"))
+
+    rows: list[tuple[str, str]] = []
+    for db in data["dbs"]:
+        rows.append(("db", f"{db['db']}  ({db['kind']}, {db['source']})"))
+    if data["filters"]:
+        rows.append(("filters", ", ".join(f"{k}={_fmt_filter(v)}" for k, v in data["filters"].items())))
+    s = data["sessions"]
+    dropped = ", ".join(f"{k} {fmt_int(v)}" for k, v in s["dropped_by"].items())
+    rows.append(("sessions", f"{fmt_int(s['scanned'])} scanned · {fmt_int(s['kept'])} kept · "
+                             f"{fmt_int(s['dropped'])} dropped" + (f" ({dropped})" if dropped else "")))
+    c = data["calls"]
+    cdropped = ", ".join(f"{k} {fmt_int(v)}" for k, v in c["dropped_by"].items())
+    rows.append(("calls", f"{fmt_int(c['scanned'])} scanned · {fmt_int(c['used'])} used"
+                          + (f" · dropped: {cdropped}" if cdropped else "")))
+    split = f" (train {fmt_int(ex['train'])}, val {fmt_int(ex['val'])})" if stats.val_output else ""
+    rows.append(("examples", f"{fmt_int(ex['written'])}{split} · {fmt_int(ex['with_tool_calls'])} with tool calls · "
+                             f"{fmt_int(ex['duplicates_removed'])} duplicate(s) removed"))
+    if stats.val_output:
+        rows.append(("val file", str(stats.val_output)))
+    invalid = sum(ex["invalid_dropped"].values())
+    rows.append(("validation", "every example valid" if not invalid else
+                 f"{fmt_int(invalid)} invalid example(s) left out"))
+    if ex["empty_outputs"]:
+        rows.append(("empty outputs", fmt_int(ex["empty_outputs"])))
+    skipped = data["skipped_parts"]
+    rows.append(("skipped parts", ", ".join(f"{k} {fmt_int(v)}" for k, v in skipped.items()) if skipped else "none"))
+    rows.append(("tokens", f"≈ {fmt_int(data['token_estimate'])} (4 bytes per token)"))
+    if data["malformed_rows"]["count"]:
+        rows.append(("malformed rows", fmt_int(data["malformed_rows"]["count"])))
+    if stats.limit_reached:
+        rows.append(("limit", "reached (--limit)"))
+    out.kv(rows)
+
+    histogram = data["reward_histogram"]
+    if histogram:
+        top = max(b["sessions"] for b in histogram)
+        table = Table(box=None, show_header=False, pad_edge=False)
+        table.add_column(justify="right")
+        table.add_column()
+        table.add_column(justify="right")
+        for b in histogram:
+            label = _fmt_num(b["min"]) if b["min"] == b["max"] else f"{_fmt_num(b['min'])}–{_fmt_num(b['max'])}"
+            kept = _bar(b["kept"], top)
+            total = _bar(b["sessions"], top)
+            bar = Text(kept, style="green")
+            bar.append("░" * max(0, len(total) - len(kept)), style="dim")
+            table.add_row(label, bar, f"{fmt_int(b['kept'])}/{fmt_int(b['sessions'])}")
+        console.print()
+        console.print(Text("Total reward per session  (█ kept, ░ dropped)", style="bold"))
+        console.print(table)
+
+    models = data["models"]
+    if models:
+        top = max(models.values())
+        table = Table(box=None, show_header=False, pad_edge=False)
+        table.add_column()
+        table.add_column()
+        table.add_column(justify="right")
+        for name, count in models.items():
+            table.add_row(name, Text(_bar(count, top), style="cyan"), fmt_int(count))
+        console.print()
+        console.print(Text("Examples per model", style="bold"))
+        console.print(table)
+
+
+def _fmt_num(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _fmt_filter(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(f"{v[0]}={v[1]}" if isinstance(v, (tuple, list)) else str(v) for v in value)
+    return _fmt_num(value) if isinstance(value, (int, float)) else str(value)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("filter", help=HELP, short_help="Trace DBs → OpenAI fine-tuning JSONL (filters, splits, stats).")(
+        filter_command)

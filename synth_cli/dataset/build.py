@@ -1,0 +1,508 @@
+"""The `filter` pipeline: trace DBs → selected sessions → examples → JSONL, with stats.
+
+:func:`run_filter` opens every DB read-only, selects sessions with one SQL query per
+DB (:mod:`synth_cli.dataset.select`), streams the `cais` events' call records in id
+order, converts them (:mod:`synth_cli.dataset.convert`), validates each example
+(:mod:`synth_cli.dataset.validate`), drops exact duplicates (a set of SHA-1 digests
+of the serialized lines: the only memory that grows with the output), splits
+sessions between train and validation by a seeded hash of the session id, and
+writes atomically (:mod:`synth_cli.dataset.writer`). Returns :class:`FilterStats`.
+
+Memory: one DB row and one example at a time (sessions mode: one open
+conversation per session being read, normally one), the per-session selection
+(a few numbers per kept session) and the duplicate digests. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from synth_cli._json import dumps_bytes, loads
+from synth_cli.dataset import convert as cv
+from synth_cli.dataset.options import FilterOptions
+from synth_cli.dataset.select import FILTER_ORDER, MAX_IN_LIST, scan_calls, scan_messages, select_sessions
+from synth_cli.dataset.validate import check_example
+from synth_cli.dataset.writer import AtomicFiles, val_path
+from synth_cli.errors import DatasetError
+from synth_cli.tracing.store import TraceStore, open_stores
+
+#: how many malformed rows' session ids the stats name.
+MALFORMED_NAMED = 5
+
+
+@dataclass
+class FilterStats:
+    mode: str = "calls"
+    dry_run: bool = False
+    output: str | None = None
+    val_output: str | None = None
+    dbs: list[dict[str, Any]] = field(default_factory=list)
+    sessions_scanned: int = 0
+    sessions_kept: int = 0
+    dropped_by: Counter = field(default_factory=Counter)
+    calls_scanned: int = 0
+    calls_used: int = 0
+    calls_dropped: Counter = field(default_factory=Counter)
+    examples: int = 0
+    train: int = 0
+    val: int = 0
+    with_tool_calls: int = 0
+    messages: int = 0
+    duplicates: int = 0
+    empty_outputs: int = 0
+    invalid: Counter = field(default_factory=Counter)
+    skipped: dict[str, int] = field(default_factory=dict)
+    token_estimate: int = 0
+    rewards: Counter = field(default_factory=Counter)
+    rewards_kept: Counter = field(default_factory=Counter)
+    models: Counter = field(default_factory=Counter)
+    malformed_rows: int = 0
+    malformed_sessions: list[str] = field(default_factory=list)
+    limit_reached: bool = False
+    filters: dict[str, Any] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def sessions_dropped(self) -> int:
+        return self.sessions_scanned - self.sessions_kept
+
+    def reward_histogram(self, max_bins: int = 12) -> list[dict[str, Any]]:
+        return reward_histogram(self.rewards, self.rewards_kept, max_bins=max_bins)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "dry_run": self.dry_run,
+            "output": self.output,
+            "val_output": self.val_output,
+            "dbs": self.dbs,
+            "filters": self.filters,
+            "sessions": {
+                "scanned": self.sessions_scanned,
+                "kept": self.sessions_kept,
+                "dropped": self.sessions_dropped,
+                "dropped_by": {k: self.dropped_by[k] for k in (*FILTER_ORDER, "model") if self.dropped_by.get(k)},
+            },
+            "calls": {
+                "scanned": self.calls_scanned,
+                "used": self.calls_used,
+                "dropped_by": dict(sorted(self.calls_dropped.items())),
+            },
+            "examples": {
+                "written": self.examples,
+                "train": self.train,
+                "val": self.val,
+                "with_tool_calls": self.with_tool_calls,
+                "messages": self.messages,
+                "duplicates_removed": self.duplicates,
+                "empty_outputs": self.empty_outputs,
+                "invalid_dropped": dict(sorted(self.invalid.items())),
+            },
+            "skipped_parts": dict(sorted(self.skipped.items())),
+            "token_estimate": self.token_estimate,
+            "reward_histogram": self.reward_histogram(),
+            "models": dict(self.models.most_common()),
+            "malformed_rows": {"count": self.malformed_rows, "sessions": self.malformed_sessions},
+            "limit_reached": self.limit_reached,
+            "notices": self.notices,
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+def reward_histogram(all_rewards: Counter, kept: Counter, *, max_bins: int = 12) -> list[dict[str, Any]]:
+    """Sessions per total reward: one bin per value when rewards are few integers, else equal widths."""
+    if not all_rewards:
+        return []
+    values = sorted(all_rewards)
+    lo, hi = values[0], values[-1]
+    integers = all(float(v).is_integer() for v in values)
+    if integers and hi - lo + 1 <= max_bins:
+        return [{"min": v, "max": v, "sessions": all_rewards.get(float(v), 0), "kept": kept.get(float(v), 0)}
+                for v in range(int(lo), int(hi) + 1)]
+    if lo == hi:
+        return [{"min": lo, "max": hi, "sessions": sum(all_rewards.values()), "kept": sum(kept.values())}]
+    width = (hi - lo) / max_bins
+    bins = [{"min": round(lo + i * width, 6), "max": round(lo + (i + 1) * width, 6), "sessions": 0, "kept": 0}
+            for i in range(max_bins)]
+    for value, count in all_rewards.items():
+        i = min(int((value - lo) / width), max_bins - 1)
+        bins[i]["sessions"] += count
+        bins[i]["kept"] += kept.get(value, 0)
+    return bins
+
+
+class _Stop(Exception):
+    """--limit reached."""
+
+
+def _split_key(session_id: str, seed: int) -> bytes:
+    return hashlib.blake2b(f"{seed}:{session_id}".encode(), digest_size=8).digest()
+
+
+def val_sessions(session_ids: Any, fraction: float, seed: int) -> set[str]:
+    """The sessions of the validation split: the round(fraction × n) with the lowest seeded hash.
+
+    Deterministic (same sessions, fraction and seed → same split), exact in size (at
+    least one session each side when there are two or more), and a session's examples
+    all land on one side.
+    """
+    ids = sorted(set(session_ids))
+    if fraction <= 0 or not ids:
+        return set()
+    n_val = round(fraction * len(ids))
+    if len(ids) >= 2:
+        n_val = min(max(n_val, 1), len(ids) - 1)
+    ranked = sorted(ids, key=lambda sid: _split_key(sid, seed))
+    return set(ranked[:n_val])
+
+
+class _Session:
+    __slots__ = ("session_id", "total_reward", "experiment_id", "is_val", "remaining", "merger", "db")
+
+    def __init__(self, session_id: str, total_reward: float, experiment_id: str | None, is_val: bool,
+                 remaining: int, db: str):
+        self.session_id = session_id
+        self.total_reward = total_reward
+        self.experiment_id = experiment_id
+        self.is_val = is_val
+        self.remaining = remaining
+        self.merger: Any = None
+        self.db = db
+
+
+class _Sink:
+    """Validates, de-duplicates, splits, counts and writes examples."""
+
+    def __init__(self, opts: FilterOptions, stats: FilterStats, train: Any, val: Any):
+        self.opts = opts
+        self.stats = stats
+        self.train = train
+        self.val = val
+        self.seen: set[bytes] = set()
+        self.limit = opts.limit
+        self.include_metadata = opts.include_metadata
+        self.calls_mode = opts.mode == "calls"
+
+    def emit(self, example: dict, session: _Session, call_id: str | None, model: str | None) -> None:
+        stats = self.stats
+        errors = check_example(example)
+        if errors:
+            for reason in set(errors):
+                stats.invalid[reason] += 1
+            if self.opts.strict:
+                raise DatasetError(f"session {session.session_id}: the example of call {call_id} is not valid "
+                                   f"({errors[0]})", hint="drop --strict to skip invalid examples")
+            return
+        line = dumps_bytes(example)
+        digest = hashlib.sha1(line).digest()
+        if digest in self.seen:
+            stats.duplicates += 1
+            return
+        self.seen.add(digest)
+        stats.token_estimate += len(line) >> 2
+        if self.include_metadata:
+            meta = {"session_id": session.session_id, "call_id": call_id, "model": model,
+                    "total_reward": session.total_reward, "experiment_id": session.experiment_id}
+            line = line[:-1] + b',"metadata":' + dumps_bytes(meta) + b"}"
+        if session.is_val:
+            stats.val += 1
+            if self.val is not None:
+                self.val.write(line)
+                self.val.write(b"\n")
+        else:
+            stats.train += 1
+            if self.train is not None:
+                self.train.write(line)
+                self.train.write(b"\n")
+        stats.examples += 1
+        stats.messages += len(example["messages"])
+        if (cv.final_has_tool_calls(example) if self.calls_mode else cv.has_tool_calls(example)):
+            stats.with_tool_calls += 1
+        stats.models[model or "(unknown)"] += 1
+        if self.limit is not None and stats.examples >= self.limit:
+            stats.limit_reached = True
+            raise _Stop()
+
+
+# --------------------------------------------------------------------------- one DB
+
+
+def _select(store: TraceStore, opts: FilterOptions, stats: FilterStats, fallback: bool) -> dict[str, _Session]:
+    kept: dict[str, _Session] = {}
+    label = store.label
+    for row in select_sessions(store, opts, fallback=fallback):
+        stats.sessions_scanned += 1
+        stats.rewards[row.total_reward] += 1
+        if row.dropped_by is not None:
+            stats.dropped_by[row.dropped_by] += 1
+            continue
+        if fallback and opts.models:
+            models = set((row.models or "").split(",")) if row.models else set()
+            if not models & set(opts.models):
+                stats.dropped_by["model"] += 1
+                continue
+        stats.sessions_kept += 1
+        stats.rewards_kept[row.total_reward] += 1
+        kept[row.session_id] = _Session(row.session_id, row.total_reward, row.experiment_id, False, row.calls,
+                                        label)
+    return kept
+
+
+def _malformed(stats: FilterStats, opts: FilterOptions, session_id: str, event_id: Any, why: str) -> None:
+    if opts.strict:
+        raise DatasetError(f"{session_id}: malformed call_records in event {event_id} ({why})",
+                           hint="drop --strict to skip malformed rows and count them")
+    stats.malformed_rows += 1
+    if len(stats.malformed_sessions) < MALFORMED_NAMED and session_id not in stats.malformed_sessions:
+        stats.malformed_sessions.append(session_id)
+
+
+def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Sink, kept: dict[str, _Session]) -> None:
+    sessions_mode = opts.mode == "sessions"
+    models = frozenset(opts.models) if opts.models else None
+    include_errors = opts.include_errors
+    skipped = stats.skipped
+    dropped = stats.calls_dropped
+    ids = list(kept) if len(kept) <= MAX_IN_LIST and stats.sessions_dropped else None
+    if not kept:
+        return
+    rows = scan_calls(store, ids)
+    try:
+        for row in rows:
+            session_id = row[1]
+            session = kept.get(session_id)
+            if session is None:
+                continue
+            try:
+                records = loads(row[2])
+                if type(records) is dict:
+                    records = [records]
+                elif type(records) is not list:
+                    raise TypeError("not a JSON array")
+                converted = []
+                for record in records:
+                    stats.calls_scanned += 1
+                    if models is not None and record.get("model_name") not in models:
+                        dropped["model"] += 1
+                        continue
+                    if not include_errors and record.get("outcome") not in cv.SUCCESS_OUTCOMES:
+                        dropped["outcome"] += 1
+                        continue
+                    converted.append(cv.convert_call(record, skipped))
+            except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+                _malformed(stats, opts, session_id, row[0], str(exc) or type(exc).__name__)
+                converted = []
+            for call in converted:
+                if call.output is None:
+                    stats.empty_outputs += 1
+                    continue
+                stats.calls_used += 1
+                if sessions_mode:
+                    if session.merger is None:
+                        session.merger = cv.ConversationMerger()
+                    done = session.merger.add(call, (call.call_id, call.model))
+                    if done is not None:
+                        sink.emit(done[0], session, *done[1])
+                else:
+                    sink.emit(cv.example_of(call), session, call.call_id, call.model)  # type: ignore[arg-type]
+            if sessions_mode:
+                session.remaining -= 1
+                if session.remaining <= 0 and session.merger is not None:
+                    done = session.merger.finish()
+                    session.merger = None
+                    if done is not None:
+                        sink.emit(done[0], session, *done[1])
+        if sessions_mode:  # sessions whose row count was off (rows added while reading)
+            for session in kept.values():
+                if session.merger is not None:
+                    done = session.merger.finish()
+                    session.merger = None
+                    if done is not None:
+                        sink.emit(done[0], session, *done[1])
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
+
+
+# --------------------------------------------------------------------------- earlier schema: messages
+
+_MESSAGE_ROLES = {"user": "user", "assistant": "assistant", "system": "system"}
+
+
+def _message_conversation(rows: list[tuple], skipped: dict[str, int]) -> list[dict]:
+    """A session's `messages` rows (ordered) as OpenAI messages; tool_use/tool_result when they parse."""
+    out: list[dict] = []
+    pending: list[str] = []
+    for _id, kind, content in rows:
+        text = content if isinstance(content, str) else ("" if content is None else str(content))
+        role = _MESSAGE_ROLES.get(kind)
+        if role is not None:
+            out.append({"role": role, "content": text})
+            continue
+        if kind == "tool_use":
+            try:
+                data = loads(text)
+            except ValueError:
+                data = None
+            if isinstance(data, dict) and isinstance(data.get("name"), str):
+                args = data.get("arguments", data.get("input", {}))
+                call_id = data.get("id") or data.get("call_id") or f"call_synth_{len(out)}_0"
+                call = {"id": call_id, "type": "function",
+                        "function": {"name": data["name"],
+                                     "arguments": args if isinstance(args, str) else dumps_bytes(args).decode()}}
+                if out and out[-1]["role"] == "assistant" and "tool_calls" not in out[-1]:
+                    out[-1]["tool_calls"] = [call]
+                else:
+                    out.append({"role": "assistant", "tool_calls": [call]})
+                pending.append(call_id)
+            else:
+                cv._skip(skipped, "tool_use")
+        elif kind == "tool_result":
+            if pending:
+                out.append({"role": "tool", "tool_call_id": pending.pop(0), "content": text})
+            else:
+                cv._skip(skipped, "tool_result")
+        else:
+            cv._skip(skipped, f"message_type:{kind}")
+    return out
+
+
+def _messages(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Sink,
+              kept: dict[str, _Session]) -> None:
+    if not kept:
+        return
+    ids = list(kept) if len(kept) <= MAX_IN_LIST and stats.sessions_dropped else None
+    pending: dict[str, list[tuple]] = {}
+
+    def flush(session: _Session) -> None:
+        rows = pending.pop(session.session_id, [])
+        rows.sort(key=lambda r: (r[0], r[1]))  # (step, id)
+        conversation = _message_conversation([(r[1], r[2], r[3]) for r in rows], stats.skipped)
+        model = None
+        if opts.mode == "sessions":
+            if any(m["role"] == "assistant" for m in conversation):
+                stats.calls_used += 1
+                sink.emit({"messages": conversation}, session, None, model)
+            return
+        for i, m in enumerate(conversation):
+            if m["role"] == "assistant":
+                stats.calls_used += 1
+                sink.emit({"messages": conversation[:i + 1]}, session, None, model)
+
+    rows = scan_messages(store, ids)
+    try:
+        for row in rows:
+            session = kept.get(row[1])
+            if session is None:
+                continue
+            stats.calls_scanned += 1
+            pending.setdefault(session.session_id, []).append((row[4] or 0, row[0], row[2], row[3]))
+            session.remaining -= 1
+            if session.remaining <= 0:
+                flush(session)
+        for session_id in list(pending):
+            flush(kept[session_id])
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _check_paths(opts: FilterOptions, stores: list[TraceStore]) -> tuple[Path | None, Path | None]:
+    if opts.dry_run:
+        return None, None
+    if not opts.output:
+        raise DatasetError("no output file given", hint="pass --output FILE.jsonl (or --dry-run)")
+    output = Path(opts.output).expanduser()
+    val = val_path(output) if opts.val_fraction > 0 else None
+    for store in stores:
+        db = getattr(store, "path", None)
+        for target in (output, val):
+            if db is not None and target is not None and target.exists() and target.resolve() == Path(db).resolve():
+                raise DatasetError(f"{target}: is the trace DB being read", hint="choose another --output")
+    return output, val
+
+
+def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None = None) -> FilterStats:
+    """Run the whole pipeline; raises TraceStoreError/DatasetError on bad input (nothing written)."""
+    started = time.perf_counter()
+    if not opts.dbs:
+        raise DatasetError("no trace DB given", hint="pass --db PATH_OR_URL or set SYNTH_TRACES_DB")
+    stats = FilterStats(mode=opts.mode, dry_run=opts.dry_run, filters=opts.session_filters())
+    if opts.models:
+        stats.filters["models"] = list(opts.models)
+    for note in opts.ignored:
+        stats.notices.append(f"config: {note} has no equivalent here and is ignored")
+
+    def notice(text: str) -> None:
+        stats.notices.append(text)
+        if on_notice is not None:
+            on_notice(text)
+
+    stores = open_stores(opts.dbs)
+    try:
+        output, val = _check_paths(opts, stores)
+        with AtomicFiles() as files:
+            train_file = files.open(output) if output is not None else None
+            val_file = files.open(val) if val is not None else None
+            sink = _Sink(opts, stats, train_file, val_file)
+            try:
+                selections = []
+                for store in stores:  # 1. one session query per DB
+                    fallback = not store.schema.has_call_records
+                    if fallback and not store.schema.has("messages", "content"):
+                        raise DatasetError(f"{store.label}: neither events.call_records nor a messages table",
+                                           hint="this DB holds no LLM conversations")
+                    stats.dbs.append({"db": store.label, "kind": store.kind,
+                                      "source": "messages" if fallback else "call_records"})
+                    if fallback:
+                        notice(f"{store.label}: no events.call_records (earlier tracing_v3 schema); building "
+                               "examples from the messages table (text only, no tools)")
+                    selections.append((store, fallback, _select(store, opts, stats, fallback)))
+                if opts.val_fraction > 0:  # 2. the split, over every DB's kept sessions
+                    val_ids = val_sessions((sid for _, _, kept in selections for sid in kept), opts.val_fraction,
+                                           opts.seed)
+                    for _, _, kept in selections:
+                        for sid, session in kept.items():
+                            session.is_val = sid in val_ids
+                for store, fallback, kept in selections:  # 3. one streamed scan per DB
+                    if fallback:
+                        _messages(store, opts, stats, sink, kept)
+                    else:
+                        _calls(store, opts, stats, sink, kept)
+            except _Stop:
+                pass
+            if stats.examples == 0:
+                files.abort()
+            elif stats.train == 0 and output is not None:
+                files.abort()
+                raise DatasetError(f"all {stats.examples} examples fell in the validation split; nothing written",
+                                   hint="lower --val-fraction or change --seed")
+            else:
+                if val is not None and stats.val == 0:
+                    notice(f"the validation split is empty ({val.name} has no examples); "
+                           "raise --val-fraction or change --seed")
+                files.commit()
+                stats.output = str(output) if output is not None else None
+                stats.val_output = str(val) if val is not None else None
+    finally:
+        for store in stores:
+            store.close()
+    if opts.dry_run:
+        stats.output = opts.output
+        stats.val_output = str(val_path(opts.output)) if opts.output and opts.val_fraction > 0 else None
+    stats.elapsed_s = time.perf_counter() - started
+    return stats
+
+
+__all__ = ["FilterStats", "reward_histogram", "run_filter", "val_sessions"]

@@ -1,0 +1,207 @@
+"""The SQL `filter` runs: session selection in one pass, then one streamed scan.
+
+* :func:`select_sessions`: ONE query computes, for every session, its total
+  environment reward, achievements of its last environment event, cost (cents) and
+  tokens of its `cais` events, how many calls/messages it holds, and which filter
+  (if any) drops it (`dropped_by`, first failing filter in :data:`FILTER_ORDER`).
+  No query per session.
+* :func:`scan_calls`: the `cais` events' `call_records` blobs, streamed in id order
+  through :meth:`TraceStore.scan` (one cursor locally, keyset pages against libSQL).
+* :func:`scan_messages`: the `messages` table with each message's timestep order, for
+  DBs written before `call_records` existed.
+
+Everything goes through `TraceStore.rows` / `TraceStore.scan`. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from synth_cli.dataset.options import FilterOptions
+from synth_cli.tracing.store import TraceStore
+
+#: order in which session filters are tried; a dropped session is counted under the first that fails.
+FILTER_ORDER = ("experiment", "since", "until", "where", "min_reward", "max_reward", "min_achievements",
+                "max_cost", "max_tokens")
+#: events blobs are large (~10 KB each): smaller pages keep a remote scan's memory flat.
+CALL_PAGE_SIZE = 200
+#: above this many kept sessions the scan filters in Python instead of `session_id IN (…)`.
+MAX_IN_LIST = 500
+
+
+@dataclass(slots=True)
+class SessionRow:
+    session_id: str
+    created_at: str | None
+    experiment_id: str | None
+    total_reward: float
+    achievements: int
+    cost_cents: float
+    tokens: int
+    calls: int
+    models: str | None
+    dropped_by: str | None
+
+
+def _col(store: TraceStore, table: str, column: str, expr: str, default: str = "NULL") -> str:
+    return expr if store.schema.has(table, column) else default
+
+
+def json_path(key: str) -> str:
+    """`task.split` → `$."task"."split"` (each segment quoted, so any key works)."""
+    segments = key.split(".")
+    return "$" + "".join('."' + s.replace('"', '""') + '"' for s in segments)
+
+
+def session_query(store: TraceStore, opts: FilterOptions, *, fallback: bool = False) -> tuple[str, list[Any]]:
+    """The one-pass session query (see module doc) and its parameters."""
+    schema = store.schema
+    reward = _col(store, "events", "reward", "reward")
+    cost = _col(store, "events", "cost_usd", "cost_usd")
+    tokens = _col(store, "events", "total_tokens", "total_tokens")
+    state = _col(store, "events", "system_state_after", "system_state_after")
+    has_records = schema.has_call_records
+    calls_expr = ("SUM(CASE WHEN event_type = 'cais' AND call_records IS NOT NULL THEN 1 ELSE 0 END)"
+                  if has_records else "0")
+    models_expr = ("GROUP_CONCAT(DISTINCT CASE WHEN event_type = 'cais' THEN model_name END)"
+                   if fallback and schema.has("events", "model_name") else "NULL")
+    has_messages = schema.has("messages", "session_id")
+    msg_cte = (",\nmagg AS (SELECT session_id, COUNT(*) AS n FROM messages GROUP BY session_id)"
+               if fallback and has_messages else "")
+    msg_join = "LEFT JOIN magg ON magg.session_id = s.session_id" if msg_cte else ""
+    calls_col = "COALESCE(magg.n, 0)" if msg_cte else "COALESCE(a.calls, 0)"
+    has_experiments = schema.has("experiments", "name")
+    exp_join = "LEFT JOIN experiments x ON x.experiment_id = s.experiment_id" if has_experiments else ""
+    exp_name = "x.name" if has_experiments else "NULL"
+    s_exp = "s.experiment_id" if schema.has("session_traces", "experiment_id") else "NULL"
+    s_meta = "s.metadata" if schema.has("session_traces", "metadata") else "NULL"
+    s_created = "s.created_at" if schema.has("session_traces", "created_at") else "NULL"
+    achievements = (
+        "CASE WHEN json_valid(le.system_state_after) THEN (SELECT COUNT(*) FROM json_each("
+        "le.system_state_after, '$.public_state.achievements_status') j WHERE j.type = 'true') ELSE 0 END"
+        if state != "NULL" else "0")
+
+    params: list[Any] = []
+    checks: list[tuple[str, str]] = []
+    if opts.experiments:
+        marks = ", ".join("?" for _ in opts.experiments)
+        checks.append(("experiment", f"(b.experiment_id IN ({marks}) OR b.experiment_name IN ({marks}))"))
+        params.extend(opts.experiments)
+        params.extend(opts.experiments)
+    if opts.since is not None:
+        checks.append(("since", "julianday(b.created_at) >= julianday(?)"))
+        params.append(opts.since.isoformat(sep=" "))
+    if opts.until is not None:
+        checks.append(("until", "julianday(b.created_at) <= julianday(?)"))
+        params.append(opts.until.isoformat(sep=" "))
+    if opts.where:
+        conds = []
+        for key, value in opts.where:
+            path = json_path(key)
+            conds.append(
+                "(CASE WHEN json_valid(b.metadata) THEN (CASE json_type(b.metadata, ?) "
+                "WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' "
+                "ELSE CAST(json_extract(b.metadata, ?) AS TEXT) END) END) = ?")
+            params.extend([path, path, value])
+        checks.append(("where", " AND ".join(conds)))
+    if opts.min_reward is not None:
+        checks.append(("min_reward", "b.total_reward >= ?"))
+        params.append(opts.min_reward)
+    if opts.max_reward is not None:
+        checks.append(("max_reward", "b.total_reward <= ?"))
+        params.append(opts.max_reward)
+    if opts.min_achievements is not None:
+        checks.append(("min_achievements", "b.achievements >= ?"))
+        params.append(opts.min_achievements)
+    if opts.max_cost is not None:
+        checks.append(("max_cost", "b.cost_cents <= ?"))
+        params.append(opts.max_cost * 100.0)  # events.cost_usd holds cents
+    if opts.max_tokens is not None:
+        checks.append(("max_tokens", "b.tokens <= ?"))
+        params.append(opts.max_tokens)
+    order = {name: i for i, name in enumerate(FILTER_ORDER)}
+    checks.sort(key=lambda c: order[c[0]])
+    if checks:
+        whens = " ".join(f"WHEN NOT COALESCE(({cond}), 0) THEN '{name}'" for name, cond in checks)
+        dropped = f"CASE {whens} ELSE NULL END"
+    else:
+        dropped = "NULL"
+
+    sql = f"""
+WITH agg AS (
+  SELECT session_id,
+         SUM(CASE WHEN event_type = 'environment' THEN {reward} END) AS total_reward,
+         SUM(CASE WHEN event_type = 'cais' THEN {cost} END) AS cost_cents,
+         SUM(CASE WHEN event_type = 'cais' THEN {tokens} END) AS tokens,
+         {calls_expr} AS calls,
+         MAX(CASE WHEN event_type = 'environment' THEN id END) AS last_env_id,
+         {models_expr} AS models
+  FROM events GROUP BY session_id
+){msg_cte},
+b AS (
+  SELECT s.session_id AS session_id, {s_created} AS created_at, {s_exp} AS experiment_id,
+         {exp_name} AS experiment_name, {s_meta} AS metadata,
+         COALESCE(a.total_reward, 0) AS total_reward, COALESCE(a.cost_cents, 0) AS cost_cents,
+         COALESCE(a.tokens, 0) AS tokens, {calls_col} AS calls, a.models AS models,
+         {achievements} AS achievements
+  FROM session_traces s
+  LEFT JOIN agg a ON a.session_id = s.session_id
+  LEFT JOIN events le ON le.id = a.last_env_id
+  {exp_join}
+  {msg_join}
+)
+SELECT b.session_id, b.created_at, b.experiment_id, b.total_reward, b.achievements, b.cost_cents, b.tokens,
+       b.calls, b.models, {dropped} AS dropped_by
+FROM b ORDER BY b.session_id"""
+    return sql, params
+
+
+def select_sessions(store: TraceStore, opts: FilterOptions, *, fallback: bool = False) -> Iterator[SessionRow]:
+    sql, params = session_query(store, opts, fallback=fallback)
+    for r in store.rows(sql, params):
+        yield SessionRow(
+            session_id=r[0], created_at=r[1], experiment_id=r[2], total_reward=float(r[3] or 0),
+            achievements=int(r[4] or 0), cost_cents=float(r[5] or 0), tokens=int(r[6] or 0), calls=int(r[7] or 0),
+            models=r[8], dropped_by=r[9])
+
+
+def scan_calls(store: TraceStore, session_ids: list[str] | None = None) -> Iterator[Any]:
+    """Rows (id, session_id, call_records) of every `cais` event with records, in id order.
+
+    With `session_ids` (few sessions kept) the scan reads only their events.
+    """
+    sql = ("SELECT id, session_id, call_records FROM events "
+           "WHERE event_type = 'cais' AND call_records IS NOT NULL")
+    params: list[Any] = []
+    if session_ids is not None:
+        sql += f" AND session_id IN ({', '.join('?' for _ in session_ids)})"
+        params.extend(session_ids)
+    return store.scan(sql, params, key="id", page_size=CALL_PAGE_SIZE)
+
+
+def scan_messages(store: TraceStore, session_ids: list[str] | None = None) -> Iterator[Any]:
+    """Rows (id, session_id, message_type, content, step) of the `messages` table, in id order.
+
+    `step` orders a session's messages by timestep (`step_index`, else `turn_number`).
+    """
+    schema = store.schema
+    if schema.has("session_timesteps", "id"):
+        step_cols = [c for c in ("step_index", "turn_number") if schema.has("session_timesteps", c)]
+        step = f"COALESCE({', '.join('t.' + c for c in step_cols)}, 0)" if step_cols else "0"
+        if len(step_cols) == 1:
+            step = f"COALESCE(t.{step_cols[0]}, 0)"
+        join = "LEFT JOIN session_timesteps t ON t.id = m.timestep_id"
+    else:
+        step, join = "0", ""
+    sql = (f"SELECT m.id AS id, m.session_id AS session_id, m.message_type AS message_type, "
+           f"m.content AS content, {step} AS step FROM messages m {join}")
+    params: list[Any] = []
+    if session_ids is not None:
+        sql += f" WHERE m.session_id IN ({', '.join('?' for _ in session_ids)})"
+        params.extend(session_ids)
+    return store.scan(sql, params, key="id")
+
+
+__all__ = ["FILTER_ORDER", "SessionRow", "json_path", "scan_calls", "scan_messages", "select_sessions",
+           "session_query"]
