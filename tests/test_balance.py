@@ -115,7 +115,7 @@ def _training_file(path: Path, n: int = 12) -> Path:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """One backend for the module; the tests below read it in order (fresh account, then one job)."""
+    """A backend for the tests that do not depend on its state."""
     _devserver = pytest.importorskip("_devserver", reason="tests/_devserver.py is not in this checkout")
     tmp = tmp_path_factory.mktemp("serve")
     with _devserver.running_server(tmp, credit_usd=CREDIT_USD, step_seconds=0.01) as handle:
@@ -124,20 +124,6 @@ def served(tmp_path_factory):
 
 def _env(handle, **extra):
     return {"SYNTH_BASE_URL": handle.base_url, "SYNTH_API_KEY": handle.api_key, **extra}
-
-
-def test_fresh_account_has_the_credit_and_no_spend(served):
-    handle, _ = served
-    result = run_cli("--json", "balance", "--usage", env=_env(handle))
-    assert result.exit_code == 0, result.stderr
-    data = result.json()
-    assert data["balance_cents"] == CREDIT_USD * 100 and data["balance_dollars"] == CREDIT_USD
-    assert [w["window_hours"] for w in data["windows"]] == [24, 168]
-    for section in (*data["windows"], data["current_month"], data["last_30_days"]):
-        assert section["total_spend_cents"] == 0
-    human = run_cli("balance", env=_env(handle))
-    assert human.exit_code == 0 and f"${CREDIT_USD}.00" in human.stdout
-    assert "last 24 h" in human.stdout and "last 7 d" in human.stdout and "this month" not in human.stdout
 
 
 def test_wrong_key_shows_it_masked_with_its_source(served):
@@ -151,38 +137,54 @@ def test_wrong_key_shows_it_masked_with_its_source(served):
     assert "(from --api-key)" in _error_lines(flag)[0] and WRONG_KEY not in flag.output
 
 
-def test_after_a_job_the_balance_went_down_by_exactly_what_usage_says(served):
-    handle, tmp = served
-    train = _training_file(tmp / "train.jsonl")
-    model = _devserver_base_model()
-    job = run_cli("--json", "sft", "run", str(train), "--model", model, "--interval", "0.05", "--timeout", "120",
-                  env=_env(handle), timeout=180)
-    assert job.exit_code == 0, job.stderr
+def test_after_a_job_the_balance_went_down_by_exactly_what_usage_says(tmp_path):
+    """A fresh account has the credit and no spend; after one job, every figure agrees with the job."""
+    import _devserver
 
-    data = run_cli("--json", "balance", "--usage", env=_env(handle)).json()
-    spent = data["windows"][0]["total_spend_cents"]
-    assert spent > 0
-    for section in (*data["windows"], data["current_month"], data["last_30_days"]):
-        assert section["total_spend_cents"] == spent
-        assert section["token_spend_cents"] + section["gpu_spend_cents"] == section["total_spend_cents"]
-        assert section["token_spend_cents"] > 0 and section["gpu_spend_cents"] > 0
-    assert data["balance_cents"] == CREDIT_USD * 100 - spent
+    with _devserver.running_server(tmp_path, credit_usd=CREDIT_USD, step_seconds=0.01) as handle:
+        fresh = run_cli("--json", "balance", "--usage", env=_env(handle))
+        assert fresh.exit_code == 0, fresh.stderr
+        data = fresh.json()
+        assert data["balance_cents"] == CREDIT_USD * 100 and data["balance_dollars"] == CREDIT_USD
+        assert [w["window_hours"] for w in data["windows"]] == [24, 168]
+        for section in (*data["windows"], data["current_month"], data["last_30_days"]):
+            assert section["total_spend_cents"] == 0
+        human = run_cli("balance", env=_env(handle))
+        assert human.exit_code == 0 and f"${CREDIT_USD}.00" in human.stdout
+        assert "last 24 h" in human.stdout and "last 7 d" in human.stdout and "this month" not in human.stdout
 
-    human = run_cli("balance", "--usage", env=_env(handle))
-    assert human.exit_code == 0
-    assert "this month" in human.stdout and "last 30 days" in human.stdout
-    assert f"${(CREDIT_USD * 100 - spent) / 100:,.2f}" in human.stdout
-    quiet = run_cli("-q", "balance", env=_env(handle))
-    assert quiet.stdout.strip() == f"${(CREDIT_USD * 100 - spent) / 100:,.2f}"
+        train = _training_file(tmp_path / "train.jsonl")
+        model = _devserver_base_model()
+        # --no-validate: this test is about billing; dataset validation has its own tests
+        job_run = run_cli("--json", "sft", "run", str(train), "--model", model, "--no-validate", "--interval", "0.05",
+                          "--timeout", "120", env=_env(handle), timeout=180)
+        assert job_run.exit_code == 0, job_run.stderr
+        job = json.loads(job_run.stdout.strip().splitlines()[-1])
+        assert job["status"] == "succeeded" and job["trained_tokens"] > 0
 
-    # per model: `usage --remote` (remote_usage) reports the same spend and the trained tokens
-    from synth_cli.commands.balance import remote_usage
+        data = run_cli("--json", "balance", "--usage", env=_env(handle)).json()
+        spent = data["windows"][0]["total_spend_cents"]
+        assert spent > 0
+        for section in (*data["windows"], data["current_month"], data["last_30_days"]):
+            assert section["total_spend_cents"] == spent
+            assert section["token_spend_cents"] + section["gpu_spend_cents"] == section["total_spend_cents"]
+            assert section["token_spend_cents"] > 0 and section["gpu_spend_cents"] > 0
+        assert data["balance_cents"] == CREDIT_USD * 100 - spent
 
-    per_model = remote_usage([model, "no-such-model"], handle.base_url, handle.api_key)
-    rows = {row["model"]: row for row in per_model["models"]}
-    assert rows[model]["spend_cents"] == spent and rows[model]["requests"] >= 1
-    assert rows[model]["input_tokens"] > 0
-    assert rows.get("no-such-model", {"spend_cents": 0})["spend_cents"] == 0
+        left = f"${(CREDIT_USD * 100 - spent) / 100:,.2f}"
+        human = run_cli("balance", "--usage", env=_env(handle))
+        assert human.exit_code == 0
+        assert "this month" in human.stdout and "last 30 days" in human.stdout and left in human.stdout
+        assert run_cli("-q", "balance", env=_env(handle)).stdout.strip() == left
+
+        # per model (`usage --remote`): the same spend, one job, its trained tokens
+        from synth_cli.commands.balance import remote_usage
+
+        per_model = remote_usage([model, "no-such-model"], handle.base_url, handle.api_key)
+        rows = {row["model"]: row for row in per_model["models"]}
+        assert rows[model]["spend_cents"] == spent and rows[model]["requests"] == 1
+        assert rows[model]["input_tokens"] == job["trained_tokens"]
+        assert rows["no-such-model"]["spend_cents"] == 0 and rows["no-such-model"]["requests"] == 0
 
 
 def _devserver_base_model() -> str:
