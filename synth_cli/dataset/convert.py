@@ -260,15 +260,35 @@ def call_succeeded(record: dict) -> bool:
     return record.get("outcome") in SUCCESS_OUTCOMES
 
 
+_PLAIN_ROLES = frozenset(("system", "user", "assistant"))
+
+
 def convert_inputs(record: dict, skipped: Skipped) -> list[dict]:
     messages = record.get("input_messages")
     if not messages:
         return []
     out = []
+    append = out.append
+    plain = _PLAIN_ROLES
     for i, m in enumerate(messages):
+        # Inlined fast path of convert_message: a system/user/assistant message with one text
+        # part, no name and no tool calls (nearly every history message of an agent trace).
+        try:
+            role = m["role"]
+            parts = m["parts"]
+            if role in plain and len(parts) == 1 and not m.get("name") and not m.get("tool_calls"):
+                part = parts[0]
+                if part["type"] == "text":
+                    text = part["text"]
+                    append({"role": role, "content": text if type(text) is str else ""})
+                    continue
+        except (KeyError, TypeError, IndexError):
+            pass  # not the common shape: the general converter decides
+        if type(m) is not dict:
+            raise TypeError("input message is not an object")
         converted = convert_message(m, i, skipped)
         if converted is not None:
-            out.append(converted)
+            append(converted)
     return out
 
 

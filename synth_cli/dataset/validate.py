@@ -144,6 +144,12 @@ def check_example(obj: Any) -> list[str]:
             errors.append("message is not an object")
             continue
         role = m.get("role")
+        if len(m) == 2 and type(m.get("content")) is str:  # fast path: {"role", "content": "…"}
+            if role == "user" or role == "system":
+                continue
+            if role == "assistant":
+                assistant = True
+                continue
         if role not in ALLOWED_ROLES:
             errors.append(f"role {role!r} is not allowed (system, user, assistant, tool)")
             continue

@@ -1,0 +1,283 @@
+"""Benchmark: `synth-ai filter --mode calls` against the floor (bench/floor.py), whole processes.
+
+1. A trace DB shaped like the fixture (tests/fixtures/synth-ai-0.2.4.dev2-crafter: a Crafter
+   agent whose every call carries the whole conversation so far, tools offered on most calls,
+   tool calls in most outputs, environment rewards and achievements, runtime events, messages)
+   is written with the project's own tracer (`SessionTracer`), by default 1,000 sessions × 20
+   steps ≈ 20,000 call records ≈ 250 MB, in sqld layout, cached under bench/.cache/
+   (gitignored) between runs.
+2. In the same run, alternating, --runs times each (after one warm-up of each so both read a
+   warm page cache): `python -m synth_cli filter --db DB --mode calls -o OUT` and
+   `python bench/floor.py DB OUT`. Reported per command: median wall time and peak RSS (from
+   wait4: the kernel's figure for that child, not sampled), and the ratios.
+   Targets: filter wall <= 2.0 × floor, filter peak RSS <= 100 MB.
+3. With --sqld (and tests/_sqld.py able to start sqld): the same filter against a libSQL server
+   on loopback serving a copy of the DB; reported: wall, examples/s and peak RSS.
+
+    python bench/filter.py                         # full size
+    python bench/filter.py --sessions 100          # quicker
+    python bench/filter.py --sqld                  # also over http:// against sqld
+Prints a JSON summary on stdout; progress on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "bench" / ".cache"
+DB_VERSION = 4  # bump when the generated shape changes
+
+SYSTEM = "You are an agent playing Crafter. Use the interact tool to act. Unlock achievements."
+ACTIONS = ["noop", "move_left", "move_right", "move_up", "move_down", "do", "sleep", "place_stone", "place_table",
+           "place_furnace", "place_plant", "make_wood_pickaxe", "make_stone_pickaxe", "make_wood_sword"]
+ACHIEVEMENTS = ["collect_wood", "collect_sapling", "place_table", "collect_drink", "eat_cow", "wake_up",
+                "collect_stone", "place_plant", "make_wood_pickaxe", "defeat_zombie"]
+THINGS = ["water", "tree", "stone", "grass", "sand", "cow", "zombie", "coal", "iron", "table"]
+SIDES = ["north", "south", "east", "west"]
+MODELS = ["Qwen/Qwen3-4B-Instruct-2507", "gpt-4o-mini", "claude-3-5-haiku"]
+TOOLS = [{"type": "function", "function": {
+    "name": "interact", "description": "Take actions",
+    "parameters": {"type": "object", "properties": {"actions": {"type": "array", "items": {"type": "string"}},
+                                                    "reasoning": {"type": "string"}}, "required": ["actions"]}}}]
+
+
+def log(msg: str) -> None:
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------- the DB
+
+
+def _observation(rng: random.Random, step: int) -> str:
+    inv = ", ".join(f"{k}={rng.randint(0, 9)}" for k in ("wood", "sapling", "stone", "drink"))
+    seen = "; ".join(f"{rng.choice(THINGS)} {rng.randint(1, 6)} steps {rng.choice(SIDES)}" for _ in range(2))
+    grid = " ".join(rng.choice(THINGS)[:2] for _ in range(9))
+    return (f"Step {step}. Health {rng.randint(3, 9)}/9, Food {rng.randint(3, 9)}/9, Drink {rng.randint(3, 9)}/9. "
+            f"Inventory: {inv}. Nearby: {seen}. View (3x3): {grid}.")
+
+
+def _part(text: str) -> dict:
+    return {"type": "text", "text": text}
+
+
+def build_db(path: Path, sessions: int, steps: int, seed: int = 0) -> None:
+    from synth_cli.tracing.events import EnvironmentEvent, RuntimeEvent
+    from synth_cli.tracing.models import LLMCallRecord
+    from synth_cli.tracing.tracer import SessionTracer
+
+    rng = random.Random(seed)
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    started = time.perf_counter()
+    with SessionTracer(tmp, layout="sqld") as tracer:
+        experiments = []
+        for i in range(3):
+            experiments.append(tracer.create_experiment(f"exp_bench_{i}", f"crafter_run_{i}", f"batch {i}"))
+        for s in range(sessions):
+            model = MODELS[s % len(MODELS)]
+            achieved: dict[str, bool] = {a: False for a in ACHIEVEMENTS}
+            history = [{"role": "system", "parts": [_part(SYSTEM)]}]
+            metadata = {"experiment_id": experiments[s % 3], "model": model, "seed": s, "env_name": "crafter",
+                        "task_split": "train" if s % 5 else "test"}
+            with tracer.session(metadata=metadata, experiment_id=experiments[s % 3]):
+                for step in range(steps):
+                    with tracer.timestep(f"step_{step}", turn_number=step):
+                        obs = _observation(rng, step)
+                        history.append({"role": "user", "parts": [_part(obs)]})
+                        acts = [rng.choice(ACTIONS) for _ in range(rng.randint(1, 3))]
+                        text = (f"I see {rng.choice(THINGS)} to the {rng.choice(SIDES)}, so I will "
+                                f"{', '.join(acts)}.")
+                        offer_tools = rng.random() < 0.7
+                        calls = []
+                        if offer_tools and rng.random() < 0.95:
+                            calls = [{"name": "interact", "call_id": f"call_{s}_{step}", "index": 0,
+                                      "arguments_json": json.dumps({"actions": acts, "reasoning": text})}]
+                        t0 = 1_750_000_000 + s * 100 + step
+                        record = LLMCallRecord.from_dict({
+                            "call_id": f"{s:08d}-{step:04d}-bench", "provider": "synth", "model_name": model,
+                            "started_at": t0, "completed_at": t0 + 0.4, "latency_ms": 400,
+                            "request_params": {"temperature": 0.7, "max_tokens": 512,
+                                               "raw_params": {"tools": TOOLS} if offer_tools else {}},
+                            "input_messages": list(history),
+                            "output_messages": [{"role": "assistant", "parts": [_part(text)]}],
+                            "output_tool_calls": calls,
+                            "usage": {"input_tokens": 100 + 60 * step, "output_tokens": 40,
+                                      "total_tokens": 140 + 60 * step, "cost_usd": 0.0004},
+                            "finish_reason": "tool_calls" if calls else "stop",
+                            "outcome": "success",
+                        })
+                        tracer.record_message(obs, message_type="user")
+                        tracer.record_llm_call(record, system_instance_id="crafter-react-agent")
+                        tracer.record_message(text, message_type="assistant")
+                        tracer.record_event(RuntimeEvent(system_instance_id="crafter-runtime",
+                                                         actions=[ACTIONS.index(a) for a in acts]))
+                        reward = 0.0
+                        if rng.random() < 0.06:
+                            todo = [a for a, done in achieved.items() if not done]
+                            if todo:
+                                achieved[rng.choice(todo)] = True
+                                reward = 1.0
+                        tracer.record_event(EnvironmentEvent(
+                            system_instance_id="crafter-env", reward=reward, terminated=step == steps - 1,
+                            system_state_after={"public_state": {"achievements_status": dict(achieved)}}))
+                        history.append({"role": "assistant", "parts": [_part(text)]})
+            if (s + 1) % 100 == 0:
+                log(f"  {s + 1}/{sessions} sessions ({time.perf_counter() - started:.0f}s)")
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+
+
+def ensure_db(sessions: int, steps: int) -> Path:
+    """The cached DB; built in a child process so this (measuring) process stays small.
+
+    A child's peak RSS as wait4 reports it includes the pages it inherited from its parent
+    before exec, so the parent must stay smaller than anything it measures (~10 MB: stdlib only).
+    """
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"filter-v{DB_VERSION}-{sessions}x{steps}.db"
+    if not (path / "dbs" / "default" / "data").is_file():
+        log(f"writing {path.name} with SessionTracer ({sessions} sessions × {steps} steps)…")
+        subprocess.run([sys.executable, __file__, "--build", str(path), "--sessions", str(sessions),
+                        "--steps", str(steps)], check=True, env=_env())
+    return path
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, int]:
+    """(wall seconds, peak RSS bytes, exit status) of one child process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err}")
+    return wall, usage.ru_maxrss * 1024, proc.returncode
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTH_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def _self_rss() -> float | None:
+    """This process's peak RSS (children's figures include it as a floor), MiB."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as fh:
+        return sum(1 for _ in fh)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sessions", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--sqld", action="store_true", help="also measure against sqld on loopback")
+    ap.add_argument("--build", metavar="PATH", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.build:
+        sys.path.insert(0, str(ROOT))
+        build_db(Path(args.build), args.sessions, args.steps)
+        return 0
+
+    db_dir = ensure_db(args.sessions, args.steps)
+    db_file = db_dir / "dbs" / "default" / "data"
+    size = os.path.getsize(db_file)
+    log(f"DB: {db_file} ({size / 1e6:.0f} MB)")
+    env = _env()
+    work = Path(tempfile.mkdtemp(prefix="bench-filter-"))
+    try:
+        out_filter, out_floor = work / "filter.jsonl", work / "floor.jsonl"
+        cmd_filter = [sys.executable, "-m", "synth_cli", "filter", "--db", str(db_file), "--mode", "calls",
+                      "-o", str(out_filter), "--quiet"]
+        cmd_floor = [sys.executable, str(ROOT / "bench" / "floor.py"), str(db_file), str(out_floor)]
+        log("warm-up…")
+        run_measured(cmd_floor, env)
+        run_measured(cmd_filter, env)
+        walls: dict[str, list[float]] = {"filter": [], "floor": []}
+        rss: dict[str, list[int]] = {"filter": [], "floor": []}
+        for i in range(args.runs):
+            for name, cmd in (("floor", cmd_floor), ("filter", cmd_filter)) if i % 2 == 0 else \
+                    (("filter", cmd_filter), ("floor", cmd_floor)):
+                wall, peak, _ = run_measured(cmd, env)
+                walls[name].append(wall)
+                rss[name].append(peak)
+                log(f"  run {i + 1} {name}: {wall:.2f}s, {peak / 2**20:.0f} MiB")
+        examples = count_lines(out_filter)
+        records = count_lines(out_floor)
+        parent_rss = _self_rss()
+        result: dict = {
+            "db": str(db_file.relative_to(ROOT)) if db_file.is_relative_to(ROOT) else str(db_file),
+            "db_mb": round(size / 1e6, 1),
+            "sessions": args.sessions, "steps": args.steps, "call_records": records, "examples": examples,
+            "runs": args.runs,
+            "python": sys.version.split()[0], "cpus": os.cpu_count(),
+            "bench_process_rss_mb": parent_rss,
+        }
+        for name in ("filter", "floor"):
+            result[name] = {"median_wall_s": round(statistics.median(walls[name]), 3),
+                            "min_wall_s": round(min(walls[name]), 3),
+                            "peak_rss_mb": round(max(rss[name]) / 2**20, 1)}
+        result["wall_ratio"] = round(result["filter"]["median_wall_s"] / result["floor"]["median_wall_s"], 2)
+        result["targets"] = {"wall_ratio_max": 2.0, "peak_rss_mb_max": 100,
+                             "met": result["wall_ratio"] <= 2.0 and result["filter"]["peak_rss_mb"] <= 100}
+        if args.sqld:
+            result["sqld"] = bench_sqld(db_dir, work, env)
+        print(json.dumps(result, indent=2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def bench_sqld(db_dir: Path, work: Path, env: dict) -> dict:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from tests._sqld import running_sqld, sqld_binary
+    except ImportError:
+        return {"skipped": "tests/_sqld.py is not there"}
+    if sqld_binary() is None:
+        return {"skipped": "sqld could not be installed"}
+    copy = work / "served.db"
+    shutil.copytree(db_dir, copy)
+    out = work / "sqld.jsonl"
+    with running_sqld(copy) as url:
+        cmd = [sys.executable, "-m", "synth_cli", "filter", "--db", url, "--mode", "calls", "-o", str(out),
+               "--quiet"]
+        log(f"filter over {url}…")
+        wall, peak, _ = run_measured(cmd, env)
+    examples = count_lines(out)
+    return {"url": "http://127.0.0.1:PORT", "wall_s": round(wall, 2), "examples": examples,
+            "examples_per_s": round(examples / wall), "peak_rss_mb": round(peak / 2**20, 1)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
