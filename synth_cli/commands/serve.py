@@ -117,7 +117,7 @@ def _announce(out, base_url: str, host: str, keys: list[str], key_source: str, d
     if cfg.latency_ms:
         faults.append(f"latency {cfg.latency_ms:g} ms")
     if out.json_mode:
-        out.json({"base_url": base_url, "api_keys": shown, "api_key_source": key_source, "data_dir": str(directory),
+        out.ndjson({"base_url": base_url, "api_keys": shown, "api_key_source": key_source, "data_dir": str(directory),
                   "simulator": True, "step_seconds": cfg.step_seconds, "seed": cfg.seed, "fail_rate": cfg.fail_rate,
                   "rate_limit": cfg.rate_limit, "latency_ms": cfg.latency_ms, "credit_usd": cfg.credit_usd})
     else:
