@@ -278,7 +278,6 @@ def validate_lines(lines: Iterable[bytes], report: ValidationReport) -> Validati
             report.with_tool_calls += 1
     if report.examples == 0:
         report.add(0, ["no examples in the file"])
-        report.invalid = max(report.invalid, 0)
     elif report.examples < MIN_EXAMPLES:
         report.warnings.append(f"only {report.examples} examples; OpenAI requires at least {MIN_EXAMPLES} "
                                "to start a fine-tuning job")
