@@ -259,3 +259,13 @@ def test_large_upload_streams_to_disk_with_flat_memory(tmp_path):
         assert (srv.data_dir / "files" / file["id"]).stat().st_size == file["bytes"]
         assert grown_mb < 40, f"server peak RSS grew by {grown_mb:.0f} MB for a {size_mb} MB upload"
         http.close()
+
+
+def test_corrupt_state_db_is_one_clear_error(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "state.db").write_bytes(b"this is not sqlite at all, just text" * 10)
+    res = run_cli("serve", "--port", free_port(), "--data-dir", data, timeout=30)
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.stderr.startswith(f"error: cannot use data dir {data}: state.db is not usable")
+    assert (data / "state.db").read_bytes().startswith(b"this is not sqlite")  # left as it was

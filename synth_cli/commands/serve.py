@@ -71,11 +71,16 @@ def serve(
     from synth_cli.devserver.server import ServerConfig
     from synth_cli.devserver.store import Store, StoreLocked
 
+    import sqlite3
+
     try:
         store = Store(directory)
         store.lock()
     except StoreLocked as exc:
         raise SynthError(f"{exc} (stop it first, or pass another --data-dir)") from None
+    except sqlite3.DatabaseError as exc:
+        raise SynthError(f"cannot use data dir {directory}: state.db is not usable ({exc})",
+                         hint="pass another --data-dir, or move the directory away to start afresh") from None
     except OSError as exc:
         raise SynthError(f"cannot use data dir {directory}: {exc.strerror or exc}") from None
     try:

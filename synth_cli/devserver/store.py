@@ -177,13 +177,11 @@ class Store:
         for directory in (self.data_dir, self.files_dir, self.tmp_dir):
             directory.mkdir(parents=True, exist_ok=True)
         conn = self.conn()
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"{self.db_path} was written by a newer synth-ai (schema {version})")
         conn.executescript(SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        for leftover in self.tmp_dir.iterdir():  # uploads cut off by a stop
-            try:
-                leftover.unlink()
-            except OSError:
-                pass
 
     # -- plumbing ---------------------------------------------------------------------
     def lock(self) -> None:
@@ -205,6 +203,11 @@ class Store:
         fh.write(str(os.getpid()))
         fh.flush()
         self._lock_fh = fh
+        for leftover in self.tmp_dir.iterdir():  # uploads cut off by the last stop
+            try:
+                leftover.unlink()
+            except OSError:
+                pass
 
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
