@@ -77,7 +77,16 @@ class Engine:
             for _ in range(MAX_ACTIONS_PER_TICK):
                 if self._stop.is_set():
                     return done
-                if not self.advance(job_id, time.time() if at is None else at):
+                try:
+                    advanced = self.advance(job_id, time.time() if at is None else at)
+                except Exception as exc:  # noqa: BLE001 - one broken job must not stop the others
+                    sys.stderr.write(f"synth-ai serve: job {job_id} failed in the simulator\n" + traceback.format_exc())
+                    sys.stderr.flush()
+                    with self.store.tx() as c:
+                        self._fail(c, job_id, "server_error", f"The simulator failed on this job ({type(exc).__name__}).",
+                                   None)
+                    break
+                if not advanced:
                     break
                 done += 1
         return done

@@ -34,7 +34,7 @@ from typing import Any, Awaitable, Callable
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 
@@ -279,6 +279,8 @@ async def create_file(request: Request) -> Response:
         upload = await receive_upload(request.stream(), request.headers.get("content-type", ""), store.tmp_dir)
     except UploadError as exc:
         raise bad_request(str(exc), "file") from None
+    except ClientDisconnect:  # the client went away mid-upload; nothing was stored
+        raise bad_request("the upload was interrupted before the body was complete", "file") from None
     try:
         purpose = upload.fields.get("purpose")
         if not upload.file_field_seen or upload.path is None:
