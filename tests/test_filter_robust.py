@@ -1,0 +1,243 @@
+"""`synth-ai filter` on imperfect input: malformed rows, --strict, failed calls, the earlier schema,
+and atomic output (a crash or Ctrl-C never leaves a partial or clobbered file)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from _filterdb import call, conversation_calls, make_db, read_jsonl, text
+from conftest import FIXTURE_DB, invoke
+
+
+def run_json(*args, code=0):
+    res = invoke("--json", "filter", *args)
+    assert res.exit_code == code, res.output
+    return res
+
+
+def _corrupt(db, payloads):
+    """Replace the call_records of the first cais events (by id) with `payloads`; returns their session ids."""
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT id, session_id FROM events WHERE event_type = 'cais' ORDER BY id LIMIT ?",
+                        (len(payloads),)).fetchall()
+    for (event_id, _), payload in zip(rows, payloads):
+        conn.execute("UPDATE events SET call_records = ? WHERE id = ?", (payload, event_id))
+    conn.commit()
+    conn.close()
+    return [sid for _, sid in rows]
+
+
+# --------------------------------------------------------------------------- malformed rows
+
+
+def test_malformed_rows_are_skipped_counted_and_named(fixture_db, tmp_path):
+    sessions = _corrupt(fixture_db, ['{"truncated', "[1, 2]", '"a string"', '[{"input_messages": 5}]'])
+    out = tmp_path / "t.jsonl"
+    res = run_json("--db", fixture_db, "-o", out)
+    data = res.json()
+    assert data["malformed_rows"]["count"] == 4
+    assert data["malformed_rows"]["sessions"] == list(dict.fromkeys(sessions))
+    assert data["examples"]["written"] == 236
+    assert len(read_jsonl(out)) == 236
+    assert "warning: skipped 4 malformed call_records row(s) (sessions " in res.stderr
+    assert sessions[0] in res.stderr
+    assert "--strict makes this an error" in res.stderr
+
+
+def test_strict_makes_malformed_rows_fatal_and_keeps_the_old_output(fixture_db, tmp_path):
+    (sid,) = _corrupt(fixture_db, ["not json at all"])
+    out = tmp_path / "t.jsonl"
+    out.write_text("previous dataset\n")
+    res = invoke("filter", "--db", fixture_db, "-o", out, "--strict")
+    assert res.exit_code == 1
+    assert res.stderr.splitlines()[0].startswith(f"error: {sid}: malformed call_records in event ")
+    assert out.read_text() == "previous dataset\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == \
+        ["fixture.db", "t.jsonl"]
+
+
+def test_sessions_mode_survives_a_malformed_row(fixture_db, tmp_path):
+    _corrupt(fixture_db, ["{"])
+    data = run_json("--db", fixture_db, "--mode", "sessions", "--dry-run").json()
+    assert data["malformed_rows"]["count"] == 1
+    # the session of the broken row starts a new conversation after the gap; the others are whole
+    assert data["examples"]["written"] in (30, 31)
+
+
+# --------------------------------------------------------------------------- failed calls
+
+
+def test_failed_calls_need_include_errors(tmp_path):
+    records = conversation_calls(3)
+    records.append(call([text("user", "retry")], "partial answer", outcome="error",
+                        error={"code": 500, "message": "upstream", "type": "server_error"}))
+    db = make_db(tmp_path / "errors.db", [{"id": "s1", "calls": records}])
+    data = run_json("--db", db, "--dry-run").json()
+    assert data["examples"]["written"] == 3
+    assert data["calls"]["dropped_by"] == {"outcome": 1}
+    out = tmp_path / "all.jsonl"
+    data = run_json("--db", db, "-o", out, "--include-errors").json()
+    assert data["examples"]["written"] == 4
+    assert read_jsonl(out)[-1]["messages"][-1] == {"role": "assistant", "content": "partial answer"}
+
+
+def test_filters_on_a_tracer_written_db(tmp_path):
+    sessions = [
+        {"id": f"s{i}", "calls": conversation_calls(2, prefix=f"s{i} ", model="m-a" if i % 2 else "m-b"),
+         "rewards": [float(i), 0.0], "metadata": {"task_split": "train" if i < 3 else "test", "flag": i == 1},
+         "experiment": ("exp_a", "alpha") if i < 2 else ("exp_b", "beta"),
+         "achievements": {"a": True, "b": i > 2, "c": False}, "cost_usd": 0.01 * i}
+        for i in range(5)]
+    db = make_db(tmp_path / "t.db", sessions)
+
+    def kept(*args):
+        return run_json("--db", db, "--dry-run", *args).json()["sessions"]["kept"]
+
+    assert kept() == 5
+    assert kept("--min-reward", "2") == 3
+    assert kept("--max-reward", "2") == 3
+    assert kept("--min-achievements", "2") == 2
+    assert kept("--max-cost", "0.04") == 3  # $0.01 × i per call, 2 calls: 0, 2, 4, 6, 8 cents
+    assert kept("--experiment", "beta") == 3
+    assert kept("--experiment", "exp_a") == 2
+    assert kept("--where", "flag=true") == 1
+    assert kept("--where", "task_split=test") == 2
+    assert kept("--since", "1h") == 5  # written just now (created_at is UTC)
+    assert kept("--until", "1h") == 0
+    assert kept("--since", "2999-01-01") == 0
+    data = run_json("--db", db, "--dry-run", "--model", "m-a").json()
+    assert data["examples"]["written"] == 4 and data["models"] == {"m-a": 4}
+
+
+# --------------------------------------------------------------------------- earlier schema
+
+
+@pytest.fixture
+def old_schema_db(fixture_db):
+    conn = sqlite3.connect(fixture_db)
+    conn.execute("ALTER TABLE events DROP COLUMN call_records")
+    conn.commit()
+    conn.close()
+    return fixture_db
+
+
+def test_earlier_schema_falls_back_to_messages_and_says_so(old_schema_db, tmp_path):
+    out = tmp_path / "s.jsonl"
+    res = run_json("--db", old_schema_db, "-o", out, "--mode", "sessions", "--include-metadata")
+    assert "no events.call_records (earlier tracing_v3 schema); building examples from the messages table" \
+        in res.stderr
+    data = res.json()
+    assert data["dbs"][0]["source"] == "messages"
+    lines = read_jsonl(out)
+    assert len(lines) == 30
+    with sqlite3.connect(old_schema_db) as conn:
+        for e in lines:
+            expected = conn.execute(
+                "SELECT m.message_type, m.content FROM messages m JOIN session_timesteps t ON t.id = m.timestep_id "
+                "WHERE m.session_id = ? ORDER BY t.step_index, m.id", (e["metadata"]["session_id"],)).fetchall()
+            assert [(m["role"], m["content"]) for m in e["messages"]] == expected
+            assert [m["role"] for m in e["messages"]] == ["user", "assistant"] * 8
+
+
+def test_earlier_schema_calls_mode_and_filters(old_schema_db, tmp_path):
+    out = tmp_path / "c.jsonl"
+    data = run_json("--db", old_schema_db, "-o", out, "--min-reward", "1").json()
+    lines = read_jsonl(out)
+    assert len(lines) == data["examples"]["written"] == 160  # one per assistant message of the 20 sessions
+    assert sorted({len(e["messages"]) for e in lines}) == list(range(2, 17, 2))
+    assert all(e["messages"][-1]["role"] == "assistant" for e in lines)
+    data = run_json("--db", old_schema_db, "--dry-run", "--model", "gpt-4o-mini").json()
+    assert data["sessions"]["kept"] == 10 and data["sessions"]["dropped_by"] == {"model": 20}
+
+
+# --------------------------------------------------------------------------- atomic output
+
+
+def test_an_exception_mid_write_leaves_the_old_output(tmp_path, monkeypatch):
+    from synth_cli.dataset import build
+
+    out = tmp_path / "train.jsonl"
+    out.write_text("old\n")
+    original = build._Sink.emit
+    calls = {"n": 0}
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 100:
+            raise RuntimeError("disk on fire")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(build._Sink, "emit", flaky)
+    res = invoke("filter", "--db", FIXTURE_DB, "-o", out, "--val-fraction", "0.2")
+    assert res.exit_code == 1
+    assert "error: unexpected RuntimeError: disk on fire" in res.stderr
+    assert out.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["train.jsonl"]  # no temp file, no val file
+
+
+def _big_db(directory, copies: int):
+    """The fixture's call records copied `copies` times into new sessions (each copy's text made distinct)."""
+    db = directory / f"big{copies}.db"
+    if db.exists():
+        return db
+    src = sqlite3.connect(f"file:{FIXTURE_DB}?mode=ro", uri=True)
+    dst = sqlite3.connect(db)
+    src.backup(dst)
+    src.close()
+    copies_cte = "WITH RECURSIVE c(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM c WHERE k < ?) "
+    dst.execute("INSERT INTO session_traces (session_id, created_at, num_timesteps, num_events, num_messages, "
+                "metadata, experiment_id) " + copies_cte + "SELECT s.session_id || '#' || c.k, s.created_at, "
+                "s.num_timesteps, s.num_events, s.num_messages, s.metadata, s.experiment_id "
+                "FROM session_traces s, c", (copies - 1,))
+    dst.execute("INSERT INTO events (session_id, event_type, model_name, call_records) " + copies_cte +
+                "SELECT e.session_id || '#' || c.k, e.event_type, e.model_name, "
+                "replace(e.call_records, 'Step ', 'Step #' || c.k || ' ') FROM events e, c "
+                "WHERE e.event_type = 'cais'", (copies - 1,))
+    dst.commit()
+    dst.close()
+    return db
+
+
+@pytest.fixture(scope="module")
+def big_dbs(tmp_path_factory):
+    return tmp_path_factory.mktemp("big")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_mid_write_leaves_no_partial_or_clobbered_output(tmp_path, big_dbs, sig):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "train.jsonl"
+    out.write_text("the previous dataset\n")
+    for copies in (100, 400):
+        db = _big_db(big_dbs, copies)
+        proc = subprocess.Popen([sys.executable, "-m", "synth_cli", "filter", "--db", str(db), "-o", str(out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={k: v for k, v in os.environ.items() if not k.startswith("SYNTH_")})
+        deadline = time.monotonic() + 60
+        signalled = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            temps = [p for p in out_dir.iterdir() if p.name.startswith(".train.jsonl.")]
+            if temps and temps[0].exists() and temps[0].stat().st_size > 0:  # bytes are being written
+                proc.send_signal(sig)
+                signalled = True
+                break
+            time.sleep(0.002)
+        _, stderr = proc.communicate(timeout=60)
+        if not signalled:  # finished before we saw it write: try a bigger DB
+            out.write_text("the previous dataset\n")
+            continue
+        assert proc.returncode == 130, stderr
+        assert "Traceback" not in stderr
+        assert out.read_text() == "the previous dataset\n"
+        assert [p.name for p in out_dir.iterdir()] == ["train.jsonl"]
+        return
+    pytest.fail("filter finished before it could be interrupted, even on the large DB")
