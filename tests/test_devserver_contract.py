@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import time
 
-import httpx
 import pytest
 
 from tests import _openapi

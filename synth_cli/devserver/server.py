@@ -24,9 +24,8 @@ import math
 import os
 import random
 import secrets
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -67,7 +66,6 @@ class ServerConfig:
     rate_limit: float = 0.0
     latency_ms: float = 0.0
     credit_usd: float = 100.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def credit_cents(self) -> int:
@@ -700,8 +698,3 @@ def create_app(config: ServerConfig, *, store: Store | None = None) -> Any:
     gate = Gate(app, config)
     gate.state = app.state  # type: ignore[attr-defined]
     return gate
-
-
-def log(message: str) -> None:  # pragma: no cover - used by the command for server-side notes
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
