@@ -11,12 +11,15 @@
    `python bench/floor.py DB OUT`. Reported per command: median wall time and peak RSS (from
    wait4: the kernel's figure for that child, not sampled), and the ratios.
    Targets: filter wall <= 2.0 × floor, filter peak RSS <= 100 MB.
-3. With --sqld (and tests/_sqld.py able to start sqld): the same filter against a libSQL server
-   on loopback serving a copy of the DB; reported: wall, examples/s and peak RSS.
+3. Once: `--mode sessions` on the same DB (wall, peak RSS, examples).
+4. With --sqld (and tests/_sqld.py able to start sqld), or --libsql-url URL (a server already
+   serving the bench DB): the same filter against a libSQL server on loopback; reported: wall,
+   examples/s and peak RSS.
 
     python bench/filter.py                         # full size
     python bench/filter.py --sessions 100          # quicker
     python bench/filter.py --sqld                  # also over http:// against sqld
+    python bench/filter.py --libsql-url http://127.0.0.1:8080
 Prints a JSON summary on stdout; progress on stderr.
 """
 
@@ -201,7 +204,9 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=1000)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--sqld", action="store_true", help="also measure against sqld on loopback")
+    ap.add_argument("--sqld", action="store_true", help="also measure against sqld on loopback (tests/_sqld.py)")
+    ap.add_argument("--libsql-url", metavar="URL", help="also measure against this running libSQL server, "
+                                                           "which must serve the bench DB")
     ap.add_argument("--build", metavar="PATH", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.build:
@@ -250,8 +255,15 @@ def main() -> int:
         result["wall_ratio"] = round(result["filter"]["median_wall_s"] / result["floor"]["median_wall_s"], 2)
         result["targets"] = {"wall_ratio_max": 2.0, "peak_rss_mb_max": 100,
                              "met": result["wall_ratio"] <= 2.0 and result["filter"]["peak_rss_mb"] <= 100}
+        out_sessions = work / "sessions.jsonl"
+        wall, peak, _ = run_measured([sys.executable, "-m", "synth_cli", "filter", "--db", str(db_file), "--mode",
+                                      "sessions", "-o", str(out_sessions), "--quiet"], env)
+        result["sessions_mode"] = {"wall_s": round(wall, 3), "peak_rss_mb": round(peak / 2**20, 1),
+                                   "examples": count_lines(out_sessions)}
         if args.sqld:
             result["sqld"] = bench_sqld(db_dir, work, env)
+        if args.libsql_url:
+            result["libsql"] = bench_remote(args.libsql_url, work, env)
         print(json.dumps(result, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -270,12 +282,16 @@ def bench_sqld(db_dir: Path, work: Path, env: dict) -> dict:
     shutil.copytree(db_dir, copy)
     out = work / "sqld.jsonl"
     with running_sqld(copy) as url:
-        cmd = [sys.executable, "-m", "synth_cli", "filter", "--db", url, "--mode", "calls", "-o", str(out),
-               "--quiet"]
-        log(f"filter over {url}…")
-        wall, peak, _ = run_measured(cmd, env)
+        return bench_remote(url, work, env)
+
+
+def bench_remote(url: str, work: Path, env: dict) -> dict:
+    out = work / "remote.jsonl"
+    cmd = [sys.executable, "-m", "synth_cli", "filter", "--db", url, "--mode", "calls", "-o", str(out), "--quiet"]
+    log(f"filter over {url}…")
+    wall, peak, _ = run_measured(cmd, env)
     examples = count_lines(out)
-    return {"url": "http://127.0.0.1:PORT", "wall_s": round(wall, 2), "examples": examples,
+    return {"server": "libSQL (sqld) on 127.0.0.1", "wall_s": round(wall, 2), "examples": examples,
             "examples_per_s": round(examples / wall), "peak_rss_mb": round(peak / 2**20, 1)}
 
 
