@@ -70,6 +70,20 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "serve": [
         ("synth-ai serve", "A local OpenAI-compatible fine-tuning backend on http://127.0.0.1:8000/v1."),
     ],
+    "filter": [
+        ("synth-ai filter --db traces.db --min-reward 1 -o train.jsonl",
+         "One example per LLM call of the sessions whose rewards sum to 1 or more."),
+        ("synth-ai filter --db http://127.0.0.1:8080 --mode sessions --val-fraction 0.1 -o data/crafter.jsonl",
+         "One example per conversation, from a libSQL server; 10% of the sessions in data/crafter.val.jsonl."),
+        ("synth-ai filter --db traces.db --where task_split=train --since 7d --model gpt-4o-mini --dry-run",
+         "What a selection would give (stats only, nothing written)."),
+        ("synth-ai filter --config filter.toml --json",
+         "Settings from a TOML file (a [filter] table); the stats as one JSON object."),
+    ],
+    "sft validate": [
+        ("synth-ai sft validate train.jsonl", "Check a dataset before uploading it; exit 1 when it is not valid."),
+        ("synth-ai sft validate train.jsonl --json", "The report (errors grouped by reason, with line numbers) as JSON."),
+    ],
 }
 
 GLOBAL_FLAGS_NOTE = ("--json, --debug and --quiet are accepted before or after the command "

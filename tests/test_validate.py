@@ -82,6 +82,11 @@ def test_file_report_groups_errors_with_counts_and_lines(tmp_path):
     assert errors == {"tool message answers no earlier tool call": (3, [3, 5, 8]),
                       "not valid JSON": (1, [2]), "line is not a JSON object": (1, [6])}
     assert report.errors()[0]["reason"] == "tool message answers no earlier tool call"  # most frequent first
+    assert report.error_lines(limit=2) == ["lines 3, 5, 8: tool message answers no earlier tool call",
+                                           "line 6: line is not a JSON object", "… and 1 more kinds of error"]
+    assert report.summary() == "5 of 7 examples invalid: tool message answers no earlier tool call (3), " \
+                               "line is not a JSON object (1)"
+    assert not report.ok
 
 
 def test_cli_valid_file(tmp_path):

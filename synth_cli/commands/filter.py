@@ -23,11 +23,7 @@ the way OpenAI's fine-tuning does; identical examples are written once.
 (its input messages + its output); [cyan]sessions[/cyan] merges a session's calls
 into one conversation while each call continues the previous one.
 
-[bold]Examples[/bold]
-
-  synth-ai filter --db traces.db --min-reward 1 -o train.jsonl
-  synth-ai filter --db http://127.0.0.1:8080 --mode sessions --val-fraction 0.1 -o data/crafter.jsonl
-  synth-ai filter --config filter.toml --since 7d --dry-run
+Example: synth-ai filter --db traces.db --min-reward 1 -o train.jsonl
 """
 
 
@@ -40,8 +36,8 @@ def filter_command(
     mode: Optional[str] = typer.Option(None, "--mode", metavar="calls|sessions",
                                        help="One example per call (default) or per conversation."),
     config_file: Optional[str] = typer.Option(None, "--config", metavar="FILE.toml",
-                                              help="Read settings from a TOML file ([filter] table, or the published "
-                                                   "package's mode + [filters]); flags override it."),
+                                              help="Read settings from a TOML file: a `filter` table, or the published "
+                                                   "package's `mode` + `filters` table; flags override it."),
     min_reward: Optional[float] = typer.Option(None, "--min-reward", metavar="R",
                                                help="Keep sessions whose environment rewards sum to >= R."),
     max_reward: Optional[float] = typer.Option(None, "--max-reward", metavar="R",

@@ -225,6 +225,39 @@ class ValidationReport:
             if len(entry[1]) < LINES_PER_REASON:
                 entry[1].append(line)
 
+    @property
+    def ok(self) -> bool:
+        """Same as :attr:`valid`."""
+        return self.valid
+
+    def error_lines(self, limit: int = 20) -> list[str]:
+        """One line per reason, most frequent first: `line 2: not valid JSON`,
+        `lines 3, 5, 8 (12 in all): no assistant message`; at most `limit` lines."""
+        out = []
+        entries = self.errors()
+        for entry in entries[:limit]:
+            lines = [n for n in entry["lines"] if n]
+            count = entry["count"]
+            if not lines:
+                out.append(entry["reason"])
+            elif count == 1:
+                out.append(f"line {lines[0]}: {entry['reason']}")
+            else:
+                more = f" ({count} in all)" if count > len(lines) else ""
+                out.append(f"lines {', '.join(map(str, lines))}{more}: {entry['reason']}")
+        if len(entries) > limit:
+            out.append(f"… and {len(entries) - limit} more kinds of error")
+        return out
+
+    def summary(self) -> str:
+        """`2 of 13 examples invalid: no assistant message (2)` / `no examples`."""
+        if self.examples == 0:
+            return "no examples"
+        if self.invalid == 0:
+            return f"{self.examples} examples, all valid"
+        top = ", ".join(f"{e['reason']} ({e['count']})" for e in self.errors()[:2])
+        return f"{self.invalid} of {self.examples} examples invalid: {top}"
+
     def errors(self) -> list[dict[str, Any]]:
         return [{"reason": reason, "count": count, "lines": lines}
                 for reason, (count, lines) in sorted(self.reasons.items(), key=lambda kv: (-kv[1][0], kv[0]))]
