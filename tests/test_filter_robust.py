@@ -241,3 +241,16 @@ def test_interrupted_mid_write_leaves_no_partial_or_clobbered_output(tmp_path, b
         assert [p.name for p in out_dir.iterdir()] == ["train.jsonl"]
         return
     pytest.fail("filter finished before it could be interrupted, even on the large DB")
+
+
+def test_progress_is_reported_while_scanning(big_dbs):
+    from synth_cli.dataset.build import PROGRESS_EVERY, run_filter
+    from synth_cli.dataset.options import FilterOptions
+
+    db = _big_db(big_dbs, 100)
+    seen = []
+    stats = run_filter(FilterOptions(dbs=[str(db)], dry_run=True),
+                       on_progress=lambda s: seen.append((s.calls_scanned, s.examples)))
+    assert stats.examples == 24000
+    assert len(seen) == 24000 // PROGRESS_EVERY
+    assert seen == sorted(seen) and seen[-1][0] <= 24000

@@ -119,7 +119,14 @@ def _run(options: Any, out: Any) -> Any:
         except (ValueError, OSError):  # pragma: no cover - not the main thread of the interpreter
             previous = None
     try:
-        return run_filter(options, on_notice=out.warn)
+        if out.json_mode or out.quiet or not out.err_console.is_terminal:
+            return run_filter(options, on_notice=out.warn)
+        with out.err_console.status("selecting sessions…", spinner="dots") as status:
+            def progress(stats: Any) -> None:
+                status.update(f"{fmt_int(stats.calls_scanned)} calls read · {fmt_int(stats.examples)} examples · "
+                              f"{fmt_int(stats.sessions_kept)} of {fmt_int(stats.sessions_scanned)} sessions kept")
+
+            return run_filter(options, on_notice=out.warn, on_progress=progress)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -214,7 +221,8 @@ def _render(stats: Any, out: Any) -> None:
             label = _fmt_num(b["min"]) if b["min"] == b["max"] else f"{_fmt_num(b['min'])}–{_fmt_num(b['max'])}"
             kept = _bar(b["kept"], top)
             total = _bar(b["sessions"], top)
-            bar = Text(kept, style="green")
+            bar = Text()
+            bar.append(kept, style="green")
             bar.append("░" * max(0, len(total) - len(kept)), style="dim")
             table.add_row(label, bar, f"{fmt_int(b['kept'])}/{fmt_int(b['sessions'])}")
         console.print()

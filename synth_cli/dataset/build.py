@@ -33,6 +33,8 @@ from synth_cli.tracing.store import TraceStore, open_stores
 
 #: how many malformed rows' session ids the stats name.
 MALFORMED_NAMED = 5
+#: rows between two progress reports.
+PROGRESS_EVERY = 500
 
 
 @dataclass
@@ -188,6 +190,14 @@ class _Sink:
         self.limit = opts.limit
         self.include_metadata = opts.include_metadata
         self.calls_mode = opts.mode == "calls"
+        self.on_progress: Callable[[FilterStats], None] | None = None
+        self._rows = 0
+
+    def tick(self) -> None:
+        """One DB row read: report progress every PROGRESS_EVERY rows."""
+        self._rows += 1
+        if self.on_progress is not None and self._rows % PROGRESS_EVERY == 0:
+            self.on_progress(self.stats)
 
     def emit(self, example: dict, session: _Session, call_id: str | None, model: str | None) -> None:
         stats = self.stats
@@ -273,8 +283,10 @@ def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Si
     if not kept:
         return
     rows = scan_calls(store, ids)
+    tick = sink.tick
     try:
         for row in rows:
+            tick()
             session_id = row[1]
             session = kept.get(session_id)
             if session is None:
@@ -399,6 +411,7 @@ def _messages(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: 
     rows = scan_messages(store, ids)
     try:
         for row in rows:
+            sink.tick()
             session = kept.get(row[1])
             if session is None:
                 continue
@@ -433,8 +446,13 @@ def _check_paths(opts: FilterOptions, stores: list[TraceStore]) -> tuple[Path | 
     return output, val
 
 
-def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None = None) -> FilterStats:
-    """Run the whole pipeline; raises TraceStoreError/DatasetError on bad input (nothing written)."""
+def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None = None,
+               on_progress: Callable[[FilterStats], None] | None = None) -> FilterStats:
+    """Run the whole pipeline; raises TraceStoreError/DatasetError on bad input (nothing written).
+
+    `on_notice(text)` hears what people should know as it happens (e.g. the messages-table
+    fallback); `on_progress(stats)` is called every few hundred rows read.
+    """
     started = time.perf_counter()
     if not opts.dbs:
         raise DatasetError("no trace DB given", hint="pass --db PATH_OR_URL or set SYNTH_TRACES_DB")
@@ -456,6 +474,7 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
             train_file = files.open(output) if output is not None else None
             val_file = files.open(val) if val is not None else None
             sink = _Sink(opts, stats, train_file, val_file)
+            sink.on_progress = on_progress
             try:
                 selections = []
                 for store in stores:  # 1. one session query per DB
