@@ -39,15 +39,16 @@ def _corrupt(db, payloads):
 
 
 def test_malformed_rows_are_skipped_counted_and_named(fixture_db, tmp_path):
-    sessions = _corrupt(fixture_db, ['{"truncated', "[1, 2]", '"a string"', '[{"input_messages": 5}]'])
+    sessions = _corrupt(fixture_db, ['{"truncated', "[1, 2]", '"a string"', '[{"input_messages": 5}]',
+                                     '[{"input_messages": [{"role": "user", "parts": "not a list"}]}]'])
     out = tmp_path / "t.jsonl"
     res = run_json("--db", fixture_db, "-o", out)
     data = res.json()
-    assert data["malformed_rows"]["count"] == 4
+    assert data["malformed_rows"]["count"] == 5
     assert data["malformed_rows"]["sessions"] == list(dict.fromkeys(sessions))
-    assert data["examples"]["written"] == 236
-    assert len(read_jsonl(out)) == 236
-    assert "warning: skipped 4 malformed call_records row(s) (sessions " in res.stderr
+    assert data["examples"]["written"] == 235
+    assert len(read_jsonl(out)) == 235
+    assert "warning: skipped 5 malformed call_records row(s) (sessions " in res.stderr
     assert sessions[0] in res.stderr
     assert "--strict makes this an error" in res.stderr
 

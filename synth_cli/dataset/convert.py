@@ -78,6 +78,8 @@ def convert_content(parts: Any, role: str, skipped: Skipped) -> str | list | Non
     """The `content` of a message from its parts: a string, a list of parts, or None (no parts)."""
     if not parts:
         return None
+    if type(parts) is not list:
+        raise TypeError("message parts is not a list")
     if len(parts) == 1:  # the common case: one text part
         part = parts[0]
         if isinstance(part, dict) and part.get("type") in TEXT_TYPES:
