@@ -280,7 +280,6 @@ def bench_sqld(db_dir: Path, work: Path, env: dict) -> dict:
         return {"skipped": "sqld could not be installed"}
     copy = work / "served.db"
     shutil.copytree(db_dir, copy)
-    out = work / "sqld.jsonl"
     with running_sqld(copy) as url:
         return bench_remote(url, work, env)
 

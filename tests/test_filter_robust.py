@@ -3,7 +3,6 @@ and atomic output (a crash or Ctrl-C never leaves a partial or clobbered file)."
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
