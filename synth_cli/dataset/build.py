@@ -5,8 +5,8 @@ DB (:mod:`synth_cli.dataset.select`), streams the `cais` events' call records in
 order, converts them (:mod:`synth_cli.dataset.convert`), validates each example
 (:mod:`synth_cli.dataset.validate`), drops exact duplicates (a set of SHA-1 digests
 of the serialized lines: the only memory that grows with the output), splits
-sessions between train and validation by a seeded hash of the session id, and
-writes atomically (:mod:`synth_cli.dataset.writer`). Returns :class:`FilterStats`.
+the kept sessions between train and validation (the round(F × n) sessions with the
+lowest seeded hash of their id go to validation), and writes atomically (:mod:`synth_cli.dataset.writer`). Returns :class:`FilterStats`.
 
 Memory: one DB row and one example at a time (sessions mode: one open
 conversation per session being read, normally one), the per-session selection
@@ -165,17 +165,16 @@ def val_sessions(session_ids: Any, fraction: float, seed: int) -> set[str]:
 
 
 class _Session:
-    __slots__ = ("session_id", "total_reward", "experiment_id", "is_val", "remaining", "merger", "db")
+    __slots__ = ("session_id", "total_reward", "experiment_id", "is_val", "remaining", "merger")
 
     def __init__(self, session_id: str, total_reward: float, experiment_id: str | None, is_val: bool,
-                 remaining: int, db: str):
+                 remaining: int):
         self.session_id = session_id
         self.total_reward = total_reward
         self.experiment_id = experiment_id
         self.is_val = is_val
         self.remaining = remaining
         self.merger: Any = None
-        self.db = db
 
 
 class _Sink:
@@ -245,7 +244,6 @@ class _Sink:
 
 def _select(store: TraceStore, opts: FilterOptions, stats: FilterStats, fallback: bool) -> dict[str, _Session]:
     kept: dict[str, _Session] = {}
-    label = store.label
     for row in select_sessions(store, opts, fallback=fallback):
         stats.sessions_scanned += 1
         stats.rewards[row.total_reward] += 1
@@ -259,8 +257,7 @@ def _select(store: TraceStore, opts: FilterOptions, stats: FilterStats, fallback
                 continue
         stats.sessions_kept += 1
         stats.rewards_kept[row.total_reward] += 1
-        kept[row.session_id] = _Session(row.session_id, row.total_reward, row.experiment_id, False, row.calls,
-                                        label)
+        kept[row.session_id] = _Session(row.session_id, row.total_reward, row.experiment_id, False, row.calls)
     return kept
 
 
