@@ -1,0 +1,189 @@
+"""`synth-ai experiments`, `synth-ai experiment ID` and `synth-ai recent`."""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+import typer
+
+from synth_cli.commands._inspect import db_option, fmt_cost, fmt_reward
+from synth_cli.output import fmt_int, fmt_time, get_output
+
+DEFAULT_LIMIT = 20
+
+
+def _experiment_name(row: Any) -> str:
+    if row.experiment_id is None:
+        return "(no experiment)"
+    return row.name or "(unnamed)"
+
+
+def experiments_command(
+    db: Optional[List[str]] = db_option(),
+    limit: int = typer.Option(DEFAULT_LIMIT, "--limit", "-L", metavar="N", min=1,
+                              help="Show at most N experiments, most recently active first."),
+) -> None:
+    """Experiments with their session counts, events, tokens, cost and first/last activity.
+
+    Sessions recorded without an experiment are listed as "(no experiment)". Cost is the
+    call records' exact usage.cost_usd where they report it, else events.cost_usd (cents).
+    """
+    from synth_cli.commands._inspect import opened, read_targets
+    from synth_cli.tracing import queries
+
+    out = get_output()
+    targets = read_targets(db)
+    rows: list[Any] = []
+    total = 0
+    with opened(targets) as stores:
+        for target, store in stores:
+            found, count = queries.experiments(store, limit=limit)
+            for row in found:
+                row.db = target.label
+            rows.extend(found)
+            total += count
+    rows.sort(key=lambda r: (r.last_activity is None, -(r.last_activity.timestamp() if r.last_activity else 0),
+                             r.name or "", r.experiment_id or ""))
+    rows = rows[:limit]
+    many = len(targets) > 1
+    data = {"dbs": [t.label for t in targets], "experiments": [r.to_dict() for r in rows], "total": total}
+
+    def human() -> None:
+        if not rows:
+            out.line("No experiments or sessions in " + ", ".join(t.label for t in targets) + ".")
+            return
+        columns: list[Any] = ["experiment", "ID", ("sessions", "right"), ("events", "right"),
+                              ("tokens", "right"), ("cost", "right"), "first activity", "last activity"]
+        if many:
+            columns.append("DB")
+        table = []
+        for r in rows:
+            cells = [_experiment_name(r), r.experiment_id or "–", fmt_int(r.sessions), fmt_int(r.events),
+                     fmt_int(r.total_tokens), fmt_cost(r.cost_usd), fmt_time(r.first_activity),
+                     fmt_time(r.last_activity)]
+            if many:
+                cells.append(r.db)
+            table.append(cells)
+        caption = f"showing {len(rows)} of {total} (--limit N for more)" if total > len(rows) else None
+        out.table(columns, table, caption=caption)
+
+    out.result(data, human)
+    if rows and not out.json_mode:
+        out.hint("synth-ai experiment ID shows one experiment's sessions")
+
+
+def experiment_command(
+    ident: str = typer.Argument(..., metavar="ID", help="Experiment ID or name (a unique prefix is enough)."),
+    db: Optional[List[str]] = db_option(),
+) -> None:
+    """One experiment and its sessions: reward, steps, events, LLM calls, tokens, cost."""
+    from synth_cli.commands._inspect import opened, read_targets
+    from synth_cli.tracing import queries
+
+    out = get_output()
+    targets = read_targets(db)
+    with opened(targets) as stores:
+        store, info = queries.resolve_experiment([s for _, s in stores], ident)
+        label = next(t.label for t, s in stores if s is store)
+        sessions = queries.experiment_sessions(store, info["experiment_id"])
+    info["db"] = label
+    rewards = [s.reward for s in sessions if s.reward is not None]
+    totals = {
+        "sessions": len(sessions),
+        "steps": sum(s.steps for s in sessions),
+        "events": sum(s.events for s in sessions),
+        "llm_calls": None if any(s.llm_calls is None for s in sessions) else sum(s.llm_calls or 0 for s in sessions),
+        "input_tokens": sum(s.input_tokens for s in sessions),
+        "output_tokens": sum(s.output_tokens for s in sessions),
+        "total_tokens": sum(s.total_tokens for s in sessions),
+        "cost_usd": round(sum(s.cost_usd or 0.0 for s in sessions), 9),
+        "reward": sum(rewards) if rewards else None,
+        "mean_reward": round(sum(rewards) / len(rewards), 6) if rewards else None,
+    }
+    data = {"experiment": info, "sessions": [s.to_dict() for s in sessions], "totals": totals}
+
+    def human() -> None:
+        out.kv([
+            ("experiment", info["name"] or "(unnamed)" if info["experiment_id"] else "(no experiment)"),
+            ("ID", info["experiment_id"] or "–"),
+            ("description", info.get("description") or "–"),
+            ("created", fmt_time(info.get("created_at"))),
+            ("DB", label),
+            ("sessions", fmt_int(totals["sessions"])),
+            ("reward", f"{fmt_reward(totals['reward'])} total, {fmt_reward(totals['mean_reward'])} mean"),
+            ("tokens", f"{fmt_int(totals['total_tokens'])} ({fmt_int(totals['input_tokens'])} in, "
+                       f"{fmt_int(totals['output_tokens'])} out)"),
+            ("cost", fmt_cost(totals["cost_usd"])),
+        ])
+        if not sessions:
+            return
+        out.line()
+        rows = [(s.session_id, fmt_time(s.created_at), fmt_int(s.steps), fmt_reward(s.reward),
+                 fmt_int(s.events), fmt_int(s.llm_calls) if s.llm_calls is not None else "n/a",
+                 fmt_int(s.total_tokens), fmt_cost(s.cost_usd), ", ".join(s.models) or "–") for s in sessions]
+        out.table(["session", "created", ("steps", "right"), ("reward", "right"), ("events", "right"),
+                   ("LLM calls", "right"), ("tokens", "right"), ("cost", "right"), "models"], rows)
+
+    out.result(data, human)
+    if sessions and not out.json_mode:
+        out.hint("synth-ai session ID shows one session step by step (a unique ID prefix is enough)")
+
+
+def recent_command(
+    hours: float = typer.Option(24.0, "--hours", "-H", metavar="H", help="The window: the last H hours."),
+    db: Optional[List[str]] = db_option(),
+) -> None:
+    """Experiments active in the last H hours: runs, events, messages, tokens and cost.
+
+    A run (session) is active when it was created, or recorded an event, inside the
+    window; its figures are whole-session figures.
+    """
+    from datetime import datetime, timedelta, timezone
+
+    from synth_cli.commands._inspect import opened, read_targets
+    from synth_cli.errors import UsageError
+    from synth_cli.tracing import queries
+
+    if not hours > 0:
+        raise UsageError(f"--hours {hours:g}: must be greater than 0")
+    out = get_output()
+    targets = read_targets(db)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    rows: list[Any] = []
+    with opened(targets) as stores:
+        for target, store in stores:
+            for row in queries.recent(store, hours, now=now):
+                row.db = target.label
+                rows.append(row)
+    rows.sort(key=lambda r: (r.last_activity is None, -(r.last_activity.timestamp() if r.last_activity else 0)))
+    since = now - timedelta(hours=hours)
+    many = len(targets) > 1
+    data = {"hours": hours, "since": since, "dbs": [t.label for t in targets],
+            "experiments": [{**r.to_dict(), "runs": r.sessions} for r in rows]}
+
+    def human() -> None:
+        if not rows:
+            out.line(f"No activity in the last {hours:g} hours (since {fmt_time(since)} UTC).")
+            return
+        columns: list[Any] = ["experiment", "ID", ("runs", "right"), ("events", "right"), ("messages", "right"),
+                              ("tokens", "right"), ("cost", "right"), "last activity"]
+        if many:
+            columns.append("DB")
+        table = []
+        for r in rows:
+            cells = [_experiment_name(r), r.experiment_id or "–", fmt_int(r.sessions), fmt_int(r.events),
+                     fmt_int(r.messages), fmt_int(r.total_tokens), fmt_cost(r.cost_usd), fmt_time(r.last_activity)]
+            if many:
+                cells.append(r.db)
+            table.append(cells)
+        out.table(columns, table, title=f"Active in the last {hours:g} hours (since {fmt_time(since)} UTC)")
+
+    out.result(data, human)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("experiments", short_help="Experiments with sessions, events, tokens, cost, activity.")(
+        experiments_command)
+    app.command("experiment", short_help="One experiment and its sessions (reward, steps, tokens, cost).")(
+        experiment_command)
+    app.command("recent", short_help="Experiments active in the last H hours.")(recent_command)

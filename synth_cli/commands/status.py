@@ -1,0 +1,99 @@
+"""`synth-ai status`: the trace DBs (totals per DB) and the configured backend (URL, health, key)."""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+import typer
+
+from synth_cli.commands._inspect import db_option, fmt_cost, fmt_ms
+from synth_cli.output import fmt_bytes, fmt_int, get_output
+
+
+def status_command(
+    db: Optional[List[str]] = db_option(),
+    root: Optional[str] = typer.Option(None, "--root", metavar="DIR", show_default=False,
+                                       help="Directory of trace DBs (default: $SYNTH_TRACES_ROOT, else "
+                                            "./synth_ai.db/dbs)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", metavar="URL", show_default=False,
+                                           help="Backend base URL (else SYNTH_BACKEND_BASE_URL, SYNTH_BASE_URL, "
+                                                "http://127.0.0.1:8000/v1)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", metavar="KEY", show_default=False,
+                                          help="API key (else SYNTH_BACKEND_API_KEY, SYNTH_API_KEY, "
+                                               "DEFAULT_DEV_API_KEY)."),
+) -> None:
+    """Where things stand: totals per trace DB (sessions, events, messages, experiments,
+    tokens, cost) and the configured backend: its URL, whether it answers GET /health
+    within 1.5 s, and the API key (masked) with where it came from.
+    """
+    from synth_cli import config
+    from synth_cli.commands._inspect import inventory_targets, opened
+    from synth_cli.probe import probe_backend
+    from synth_cli.tracing import queries
+
+    out = get_output()
+    url = config.base_url(base_url)
+    key = config.api_key(api_key)
+    root_value, targets = inventory_targets(db, root)
+    skipped: list[dict[str, Any]] = []
+
+    def skip(target: Any, exc: Any) -> None:
+        skipped.append({"db": target.label, "error": exc.message})
+        out.warn(f"skipping {exc.message}")
+
+    summaries = []
+    with opened(targets, on_skip=skip) as stores:
+        for target, store in stores:
+            summaries.append(queries.summarize(store, label=target.label))
+    probe = probe_backend(url.value)
+
+    dbs = [{"db": s.db, "kind": s.kind, "schema": s.schema, "sessions": s.sessions, "events": s.events,
+            "messages": s.messages, "experiments": s.experiments, "llm_calls": s.llm_calls,
+            "input_tokens": s.input_tokens, "output_tokens": s.output_tokens, "total_tokens": s.total_tokens,
+            "cost_usd": s.cost_usd, "size_bytes": s.size_bytes, "last_activity": s.last_activity}
+           for s in summaries]
+    backend = {
+        "base_url": url.value, "base_url_source": url.source, **{k: v for k, v in probe.to_dict().items()
+                                                                 if k != "url"},
+        "health_url": probe.url,
+        "api_key": config.mask_key(key.value) if key else None,
+        "api_key_source": key.source if key else None,
+    }
+    data = {"root": root_value, "dbs": dbs, "skipped": skipped, "backend": backend}
+
+    def human() -> None:
+        if dbs:
+            rows = [(d["db"], fmt_int(d["sessions"]), fmt_int(d["events"]), fmt_int(d["messages"]),
+                     fmt_int(d["experiments"]), fmt_int(d["total_tokens"]), fmt_cost(d["cost_usd"]),
+                     fmt_bytes(d["size_bytes"])) for d in dbs]
+            if len(dbs) > 1:
+                rows.append(("total", fmt_int(sum(d["sessions"] for d in dbs)), fmt_int(sum(d["events"] for d in dbs)),
+                             fmt_int(sum(d["messages"] or 0 for d in dbs)),
+                             fmt_int(sum(d["experiments"] or 0 for d in dbs)),
+                             fmt_int(sum(d["total_tokens"] for d in dbs)),
+                             fmt_cost(sum(d["cost_usd"] or 0 for d in dbs)),
+                             fmt_bytes(sum(d["size_bytes"] or 0 for d in dbs))))
+            out.table(["DB", ("sessions", "right"), ("events", "right"), ("messages", "right"),
+                       ("experiments", "right"), ("tokens", "right"), ("cost", "right"), ("size", "right")], rows,
+                      title="Trace DBs")
+        else:
+            out.line(f"Trace DBs: none found in {root_value} (pass --db, or run `synth-ai demo`)")
+        out.line()
+        if probe.ok:
+            health = f"up (HTTP {probe.status_code}, {fmt_ms(probe.elapsed_ms)})"
+        elif probe.answered:
+            health = f"answers, but GET /health gave HTTP {probe.status_code}"
+        else:
+            health = f"not reachable ({probe.error})"
+        key_text = f"{config.mask_key(key.value)} ({key.source})" if key else \
+            "not set (SYNTH_BACKEND_API_KEY, SYNTH_API_KEY or DEFAULT_DEV_API_KEY)"
+        out.kv([("URL", f"{url.value} ({url.source})"), ("health", health), ("API key", key_text)],
+               title="Backend")
+
+    out.result(data, human)
+    if not probe.answered and not out.json_mode and url.source == "default":
+        out.hint("`synth-ai serve` starts the local backend at the default URL")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status", short_help="Trace DB totals and the backend's URL, health and API key.")(status_command)

@@ -1,0 +1,98 @@
+"""`synth-ai traces`: which trace DBs there are and what they hold."""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+import typer
+
+from synth_cli.commands._inspect import db_option
+from synth_cli.output import fmt_bytes, fmt_int, fmt_time, get_output
+
+
+def traces(
+    root: Optional[str] = typer.Option(
+        None, "--root", metavar="DIR", show_default=False,
+        help="Directory of trace DBs: each subdirectory holding a `data` file (sqld layout) or *.db file is one. "
+             "Default: $SYNTH_TRACES_ROOT, else ./synth_ai.db/dbs."),
+    db: Optional[List[str]] = db_option(),
+    limit: Optional[int] = typer.Option(None, "--limit", metavar="N", min=1,
+                                        help="List at most N DBs (most recently active first); totals count all."),
+) -> None:
+    """Inventory of trace DBs: traces, experiments, events, LLM calls, last activity, size.
+
+    Reads every DB under the traces root plus each --db and $SYNTH_TRACES_DB, then
+    prints the total storage and the events per system (events.system_instance_id).
+    DBs are opened read-only. A --db that cannot be read is an error; a DB found under
+    the root that cannot be read is skipped with a warning.
+    """
+    from synth_cli.commands._inspect import inventory_targets, opened
+    from synth_cli.tracing import queries
+
+    out = get_output()
+    root_value, targets = inventory_targets(db, root)
+    skipped: list[dict[str, Any]] = []
+
+    def skip(target: Any, exc: Any) -> None:
+        skipped.append({"db": target.label, "error": exc.message})
+        out.warn(f"skipping {exc.message}")
+
+    summaries = []
+    with opened(targets, on_skip=skip) as stores:
+        for target, store in stores:
+            summaries.append(queries.summarize(store, label=target.label))
+
+    summaries.sort(key=lambda s: (s.last_activity is None, -(s.last_activity.timestamp() if s.last_activity else 0),
+                                  s.db))
+    shown = summaries[:limit] if limit else summaries
+    totals = {
+        "dbs": len(summaries),
+        "traces": sum(s.sessions for s in summaries),
+        "experiments": sum(s.experiments or 0 for s in summaries),
+        "events": sum(s.events for s in summaries),
+        "llm_calls": sum(s.llm_calls or 0 for s in summaries),
+        "size_bytes": sum(s.size_bytes or 0 for s in summaries),
+        "malformed_call_records": sum(s.malformed_call_records for s in summaries),
+    }
+    systems = queries.merge_systems((s.db, s.systems) for s in summaries)
+    data = {"root": root_value, "dbs": [s.to_dict() for s in shown], "totals": totals, "systems": systems,
+            "skipped": skipped}
+
+    def human() -> None:
+        if not summaries:
+            out.line(f"No trace databases found in {root_value}.")
+            return
+        rows = [(s.db, fmt_int(s.sessions), fmt_int(s.experiments), fmt_int(s.events),
+                 fmt_int(s.llm_calls) if s.call_records else "n/a", fmt_time(s.last_activity), fmt_bytes(s.size_bytes))
+                for s in shown]
+        caption = None
+        if len(shown) < len(summaries):
+            caption = f"showing {len(shown)} of {len(summaries)} DBs (--limit)"
+        out.table(["DB", ("traces", "right"), ("experiments", "right"), ("events", "right"),
+                   ("LLM calls", "right"), "last activity", ("size", "right")], rows, caption=caption)
+        out.line()
+        plural = "" if len(summaries) == 1 else "s"
+        out.line(f"Total storage: {fmt_bytes(totals['size_bytes'])} in {len(summaries)} DB{plural} · "
+                 f"{fmt_int(totals['traces'])} traces · {fmt_int(totals['events'])} events · "
+                 f"{fmt_int(totals['llm_calls'])} LLM calls")
+        if systems:
+            out.line()
+            out.table(["system", ("events", "right"), "event types", ("DBs", "right")],
+                      [(s["system"] or "(none)", fmt_int(s["events"]),
+                        ", ".join(f"{t} {fmt_int(n)}" for t, n in sorted(s["event_types"].items())),
+                        fmt_int(len(s["dbs"]))) for s in systems], title="Events per system")
+
+    out.result(data, human)
+    if not summaries:
+        out.hint("run `synth-ai demo` to write an example DB, record runs with SessionTracer "
+                 "(see README), or pass --db PATH_OR_URL / --root DIR")
+        return
+    if any(not s.call_records for s in summaries):
+        out.hint("n/a: DB written before events.call_records existed; LLM calls are not stored in it")
+    if totals["malformed_call_records"]:
+        out.warn(f"{fmt_int(totals['malformed_call_records'])} call_records values are not valid JSON arrays; "
+                 "they are not counted as LLM calls")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("traces", short_help="Inventory of trace DBs: traces, events, LLM calls, size.")(traces)

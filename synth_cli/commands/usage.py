@@ -1,0 +1,95 @@
+"""`synth-ai usage`: LLM calls, tokens, cost and latency per model and provider, from local traces
+(or, with `--remote`, as the backend bills them)."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from synth_cli.commands._inspect import db_option, fmt_cost, fmt_minute, fmt_ms
+from synth_cli.output import fmt_int, fmt_time, get_output
+
+
+def usage_command(
+    model: Optional[List[str]] = typer.Option(
+        None, "--model", "-m", metavar="NAME",
+        help="Only this model (case-insensitive; * and ? are wildcards). Repeatable."),
+    db: Optional[List[str]] = db_option(),
+    since: Optional[str] = typer.Option(
+        None, "--since", metavar="WHEN",
+        help="Only calls at/after WHEN: ISO date/time (UTC) or a span like 24h, 7d, 30m."),
+    remote: bool = typer.Option(False, "--remote", help="Ask the backend instead (GET /balance/usage)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", metavar="URL", show_default=False,
+                                           help="Backend base URL for --remote."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", metavar="KEY", show_default=False,
+                                          help="API key for --remote."),
+) -> None:
+    """LLM usage per model and provider from local traces: calls, input/output/total tokens,
+    cost, average latency, first and last use.
+
+    Counts the LM (`cais`) events of every DB read. Cost is each call record's exact
+    usage.cost_usd where it reports one, else events.cost_usd (stored in cents).
+    With --remote, shows the backend's own accounting instead.
+    """
+    from synth_cli.errors import UsageError
+
+    out = get_output()
+    if remote:
+        if db or since:
+            raise UsageError("--remote asks the backend; --db and --since apply to local traces only",
+                             hint="drop --db/--since, or drop --remote")
+        from synth_cli.commands.balance import remote_usage
+
+        remote_usage(models=model or None, base_url=base_url, api_key=api_key)
+        return
+    if base_url or api_key:
+        raise UsageError("--base-url and --api-key are only used with --remote")
+
+    from synth_cli.commands._inspect import opened, parse_since, read_targets
+    from synth_cli.tracing import queries
+
+    since_dt = parse_since(since)
+    targets = read_targets(db)
+    groups = []
+    with opened(targets) as stores:
+        for _, store in stores:
+            groups.append(queries.usage(store, models=model or (), since=since_dt))
+    rows = queries.merge_usage(groups)
+    latency_total = sum(r.latency_ms_total for r in rows)
+    latency_n = sum(r.calls_with_latency for r in rows)
+    totals = {
+        "calls": sum(r.calls for r in rows),
+        "input_tokens": sum(r.input_tokens for r in rows),
+        "output_tokens": sum(r.output_tokens for r in rows),
+        "total_tokens": sum(r.total_tokens for r in rows),
+        "cost_usd": round(sum(r.cost_usd for r in rows), 9),
+        "avg_latency_ms": round(latency_total / latency_n, 3) if latency_n else None,
+    }
+    data = {"dbs": [t.label for t in targets], "since": since_dt, "models_filter": list(model or []),
+            "models": [r.to_dict() for r in rows], "totals": totals}
+
+    def human() -> None:
+        if not rows:
+            what = " matching " + ", ".join(model) if model else ""
+            when = f" since {fmt_time(since_dt)} UTC" if since_dt else ""
+            out.line(f"No LLM calls{what}{when}.")
+            return
+        table = [(r.model or "(unknown)", r.provider or "–", fmt_int(r.calls), fmt_int(r.input_tokens),
+                  fmt_int(r.output_tokens), fmt_int(r.total_tokens), fmt_cost(r.cost_usd), fmt_ms(r.avg_latency_ms),
+                  fmt_minute(r.first_used), fmt_minute(r.last_used)) for r in rows]
+        if len(rows) > 1:
+            table.append(("total", "", fmt_int(totals["calls"]), fmt_int(totals["input_tokens"]),
+                          fmt_int(totals["output_tokens"]), fmt_int(totals["total_tokens"]),
+                          fmt_cost(totals["cost_usd"]), fmt_ms(totals["avg_latency_ms"]), "", ""))
+        title = f"LLM usage since {fmt_time(since_dt)} UTC" if since_dt else None
+        out.table(["model", "provider", ("calls", "right"), ("in tokens", "right"), ("out tokens", "right"),
+                   ("total tokens", "right"), ("cost", "right"), ("avg latency", "right"), "first used",
+                   "last used"], table, title=title)
+
+    out.result(data, human)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("usage", short_help="LLM calls, tokens, cost and latency per model (local traces or --remote).")(
+        usage_command)
