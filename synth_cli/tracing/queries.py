@@ -451,8 +451,8 @@ FROM sess WHERE sess.experiment_id IS NULL
     sql = f"""WITH {_session_aggregates_cte(schema)},
 {sess}
 SELECT *, COUNT(*) OVER () AS total_rows FROM ({body}) AS t
-ORDER BY COALESCE(julianday(t.last_event), julianday(t.last_session), julianday(t.created_at)) DESC,
-         t.name, t.experiment_id"""
+ORDER BY MAX(COALESCE(julianday(t.last_event), 0), COALESCE(julianday(t.last_session), 0),
+             COALESCE(julianday(t.created_at), 0)) DESC, t.name, t.experiment_id"""
     if limit is not None:
         sql += " LIMIT ?"
         params.append(int(limit))

@@ -1,0 +1,121 @@
+"""The inspection commands against a real libSQL server (sqld on 127.0.0.1, see tests/_sqld.py):
+the same answers over http:// as for the local file, and keyset pagination in bounded pages."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from _inspectdb import make_earlier_schema, sqld_dir
+from conftest import FIXTURE_DIR, invoke
+
+try:
+    from tests import _sqld
+except ImportError:  # run from inside tests/
+    import _sqld  # type: ignore[no-redef]
+
+SESSION = "36f675cc-81e7-4ef5-e8e2-5d940ed90475"
+
+
+@pytest.fixture(scope="module")
+def sqld_url(tmp_path_factory):
+    if _sqld.sqld_binary() is None:
+        pytest.skip(_sqld.install_error())
+    served = tmp_path_factory.mktemp("sqld") / "crafter.db"
+    shutil.copytree(FIXTURE_DIR, served)
+    with _sqld.running_sqld(served) as url:
+        yield url
+
+
+def _strip(value, url: str):
+    """The same document with the DB named alike: labels, kinds and sizes differ by design."""
+    if isinstance(value, dict):
+        return {k: _strip(v, url) for k, v in value.items() if k not in ("kind", "size_bytes", "elapsed_ms")}
+    if isinstance(value, list):
+        return [_strip(v, url) for v in value]
+    if isinstance(value, str):
+        return value.replace(url, "DB").replace(str(FIXTURE_DIR), "DB")
+    return value
+
+
+def _both(url: str, *args: str):
+    remote = invoke("--json", *args, "--db", url)
+    assert remote.exit_code == 0, remote.output
+    local = invoke("--json", *args, "--db", FIXTURE_DIR)
+    assert local.exit_code == 0, local.output
+    return remote.json(), local.json()
+
+
+@pytest.mark.parametrize("args", [
+    ("traces",),
+    ("usage",),
+    ("usage", "--model", "gpt*", "--since", "2026-11-22T22:23:50"),
+    ("session", SESSION),
+    ("session", "36f6"),
+    ("experiments",),
+    ("experiment", "crafter_run_2"),
+], ids=lambda a: " ".join(a))
+def test_same_answers_over_http(sqld_url, args):
+    remote, local = _both(sqld_url, *args)
+    assert _strip(remote, sqld_url) == _strip(local, str(FIXTURE_DIR))
+
+
+def test_traces_over_http_counts(sqld_url):
+    remote, _ = _both(sqld_url, "traces")
+    [row] = remote["dbs"]
+    assert row["db"] == sqld_url and row["kind"] == "libsql"
+    assert (row["traces"], row["events"], row["llm_calls"], row["experiments"]) == (30, 720, 240, 3)
+    assert row["size_bytes"] > 0
+
+
+def test_human_session_over_http(sqld_url):
+    result = invoke("session", "36f6", "--db", sqld_url)
+    assert result.exit_code == 0, result.output
+    assert f"DB          {sqld_url}" in result.stdout
+    assert result.stdout.count("LLM call · ") == 8
+
+
+def test_session_ambiguous_over_http(sqld_url):
+    result = invoke("session", "3", "--db", sqld_url)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: session ID prefix '3' is ambiguous: 4 sessions match: ")
+
+
+def test_keyset_scan_pages_through_the_fixture(sqld_url):
+    """Small pages: every event once, in id order, and one bounded query per page."""
+    from synth_cli.tracing.store import TraceStore
+
+    with TraceStore.open(sqld_url) as remote, TraceStore.open(FIXTURE_DIR) as local:
+        executed: list[str] = []
+        original = remote._execute
+
+        def counting(sql, params=()):
+            executed.append(sql)
+            result = original(sql, params)
+            assert len(result.rows) <= 7
+            return result
+
+        remote._execute = counting
+        sql = "SELECT id, session_id, event_type FROM events WHERE event_type != ?"
+        rows = [tuple(r) for r in remote.scan(sql, ["none"], key="id", page_size=7)]
+        expected = [tuple(r) for r in local.scan(sql, ["none"], key="id")]
+    assert len(rows) == 720 and rows == expected
+    assert [r[0] for r in rows] == sorted(r[0] for r in rows)
+    assert len(executed) == 720 // 7 + 1  # 103 pages: 102 full + 1 short
+    assert all("LIMIT ?" in sql for sql in executed)
+
+
+def test_earlier_schema_over_http(tmp_path):
+    if _sqld.sqld_binary() is None:
+        pytest.skip(_sqld.install_error())
+    root = sqld_dir(tmp_path / "old.db")
+    make_earlier_schema(root / "dbs" / "default" / "data")
+    with _sqld.running_sqld(root) as url:
+        data = invoke("--json", "traces", "--db", url).json()
+        usage = invoke("--json", "usage", "--db", url).json()
+        session = invoke("--json", "session", SESSION, "--db", url).json()
+    [row] = data["dbs"]
+    assert row["call_records"] is False and row["llm_calls"] is None and row["events"] == 720
+    assert usage["totals"]["calls"] == 240
+    assert session["call_records_available"] is False and session["totals"]["events"] == 24
