@@ -22,6 +22,11 @@ NO_DB_HINT = ("pass --db PATH_OR_URL or set SYNTH_TRACES_DB; `synth-ai demo` wri
               "and SessionTracer records your own agent's runs")
 
 
+def help_text(*paragraphs: str) -> str:
+    """A command's help: one string per paragraph (typer's rich help keeps line breaks as written)."""
+    return "\n\n".join(paragraphs)
+
+
 def db_option() -> Any:
     return typer.Option(None, "--db", metavar="PATH_OR_URL", help=DB_HELP, show_default=False)
 

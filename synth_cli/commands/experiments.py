@@ -6,7 +6,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from synth_cli.commands._inspect import db_option, fmt_cost, fmt_reward
+from synth_cli.commands._inspect import db_option, fmt_cost, fmt_reward, help_text
 from synth_cli.output import fmt_int, fmt_time, get_output
 
 DEFAULT_LIMIT = 20
@@ -23,11 +23,7 @@ def experiments_command(
     limit: int = typer.Option(DEFAULT_LIMIT, "--limit", "-L", metavar="N", min=1,
                               help="Show at most N experiments, most recently active first."),
 ) -> None:
-    """Experiments with their session counts, events, tokens, cost and first/last activity.
-
-    Sessions recorded without an experiment are listed as "(no experiment)". Cost is the
-    call records' exact usage.cost_usd where they report it, else events.cost_usd (cents).
-    """
+    """Experiments with their figures (see EXPERIMENTS_HELP)."""
     from synth_cli.commands._inspect import opened, read_targets
     from synth_cli.tracing import queries
 
@@ -133,11 +129,7 @@ def recent_command(
     hours: float = typer.Option(24.0, "--hours", "-H", metavar="H", help="The window: the last H hours."),
     db: Optional[List[str]] = db_option(),
 ) -> None:
-    """Experiments active in the last H hours: runs, events, messages, tokens and cost.
-
-    A run (session) is active when it was created, or recorded an event, inside the
-    window; its figures are whole-session figures.
-    """
+    """Experiments active in the last H hours (see RECENT_HELP)."""
     from datetime import datetime, timedelta, timezone
 
     from synth_cli.commands._inspect import opened, read_targets
@@ -181,9 +173,21 @@ def recent_command(
     out.result(data, human)
 
 
+EXPERIMENTS_HELP = help_text(
+    "Experiments with their session counts, events, tokens, cost and first/last activity.",
+    "Sessions recorded without an experiment are listed as \"(no experiment)\". Cost is the call records' "
+    "exact usage.cost_usd where they report it, else events.cost_usd (stored in cents).",
+)
+RECENT_HELP = help_text(
+    "Experiments active in the last H hours: runs, events, messages, tokens and cost.",
+    "A run (session) is active when it was created, or recorded an event, inside the window; its figures "
+    "are whole-session figures.",
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("experiments", short_help="Experiments with sessions, events, tokens, cost, activity.")(
+    app.command("experiments", help=EXPERIMENTS_HELP, short_help="Experiments with sessions, events, tokens, cost, activity.")(
         experiments_command)
     app.command("experiment", short_help="One experiment and its sessions (reward, steps, tokens, cost).")(
         experiment_command)
-    app.command("recent", short_help="Experiments active in the last H hours.")(recent_command)
+    app.command("recent", help=RECENT_HELP, short_help="Experiments active in the last H hours.")(recent_command)

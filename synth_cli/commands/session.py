@@ -6,7 +6,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from synth_cli.commands._inspect import db_option, fmt_cost, fmt_ms, fmt_reward
+from synth_cli.commands._inspect import db_option, fmt_cost, fmt_ms, fmt_reward, help_text
 from synth_cli.output import fmt_int, fmt_time, get_output
 
 PREVIEW_CHARS = 300
@@ -19,14 +19,7 @@ def session_command(
                               help="Show each LLM call's whole input conversation, not only what is new since "
                                    "the previous call."),
 ) -> None:
-    """One session: metadata, each timestep with its LLM calls (messages, tool calls with
-    arguments, usage, latency), environment rewards, and totals.
-
-    Every call record stores the conversation so far; by default a call shows only the
-    messages that are new since the previous call (--full shows all). `--json` prints the
-    whole session, call records included. A call_records value that does not parse is
-    skipped and counted.
-    """
+    """One session rendered for a person (see HELP)."""
     from synth_cli.commands._inspect import opened, read_targets
     from synth_cli.tracing import queries
 
@@ -292,5 +285,14 @@ def _clip(text: str, limit: int = PREVIEW_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+HELP = help_text(
+    "One session: metadata, each timestep with its LLM calls (messages, tool calls with arguments, "
+    "usage, latency), environment rewards, and totals.",
+    "Every call record stores the conversation so far; by default a call shows only the messages that "
+    "are new since the previous call (--full shows all). --json prints the whole session, call records "
+    "included. A call_records value that does not parse is skipped and counted.",
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("session", short_help="One session step by step: LLM calls, tool calls, rewards.")(session_command)
+    app.command("session", help=HELP, short_help="One session step by step: LLM calls, tool calls, rewards.")(session_command)

@@ -6,7 +6,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from synth_cli.commands._inspect import db_option, fmt_cost, fmt_ms
+from synth_cli.commands._inspect import db_option, fmt_cost, fmt_ms, help_text
 from synth_cli.output import fmt_bytes, fmt_int, get_output
 
 
@@ -22,10 +22,7 @@ def status_command(
                                           help="API key (else SYNTH_BACKEND_API_KEY, SYNTH_API_KEY, "
                                                "DEFAULT_DEV_API_KEY)."),
 ) -> None:
-    """Where things stand: totals per trace DB (sessions, events, messages, experiments,
-    tokens, cost) and the configured backend: its URL, whether it answers GET /health
-    within 1.5 s, and the API key (masked) with where it came from.
-    """
+    """Trace DB totals and the backend (see HELP)."""
     from synth_cli import config
     from synth_cli.commands._inspect import inventory_targets, opened
     from synth_cli.probe import probe_backend
@@ -95,5 +92,12 @@ def status_command(
         out.hint("`synth-ai serve` starts the local backend at the default URL")
 
 
+HELP = help_text(
+    "Where things stand: totals per trace DB (sessions, events, messages, experiments, tokens, cost) and "
+    "the configured backend: its URL, whether it answers GET /health within 1.5 s, and the API key "
+    "(masked) with where it came from.",
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("status", short_help="Trace DB totals and the backend's URL, health and API key.")(status_command)
+    app.command("status", help=HELP, short_help="Trace DB totals and the backend's URL, health and API key.")(status_command)

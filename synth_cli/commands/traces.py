@@ -6,7 +6,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from synth_cli.commands._inspect import db_option
+from synth_cli.commands._inspect import db_option, help_text
 from synth_cli.output import fmt_bytes, fmt_int, fmt_time, get_output
 
 
@@ -19,13 +19,7 @@ def traces(
     limit: Optional[int] = typer.Option(None, "--limit", metavar="N", min=1,
                                         help="List at most N DBs (most recently active first); totals count all."),
 ) -> None:
-    """Inventory of trace DBs: traces, experiments, events, LLM calls, last activity, size.
-
-    Reads every DB under the traces root plus each --db and $SYNTH_TRACES_DB, then
-    prints the total storage and the events per system (events.system_instance_id).
-    DBs are opened read-only. A --db that cannot be read is an error; a DB found under
-    the root that cannot be read is skipped with a warning.
-    """
+    """Inventory of trace DBs (see HELP)."""
     from synth_cli.commands._inspect import inventory_targets, opened
     from synth_cli.tracing import queries
 
@@ -94,5 +88,14 @@ def traces(
                  "they are not counted as LLM calls")
 
 
+HELP = help_text(
+    "Inventory of trace DBs: traces, experiments, events, LLM calls, last activity, size.",
+    "Reads every DB under the traces root plus each --db and $SYNTH_TRACES_DB, then prints the total "
+    "storage and the events per system (events.system_instance_id).",
+    "DBs are opened read-only. A --db that cannot be read is an error; a DB found under the root that "
+    "cannot be read is skipped with a warning.",
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("traces", short_help="Inventory of trace DBs: traces, events, LLM calls, size.")(traces)
+    app.command("traces", help=HELP, short_help="Inventory of trace DBs: traces, events, LLM calls, size.")(traces)

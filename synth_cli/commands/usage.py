@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from synth_cli.commands._inspect import db_option, fmt_cost, fmt_minute, fmt_ms
+from synth_cli.commands._inspect import db_option, fmt_cost, fmt_minute, fmt_ms, help_text
 from synth_cli.output import fmt_int, fmt_time, get_output
 
 
@@ -25,13 +25,7 @@ def usage_command(
     api_key: Optional[str] = typer.Option(None, "--api-key", metavar="KEY", show_default=False,
                                           help="API key for --remote."),
 ) -> None:
-    """LLM usage per model and provider from local traces: calls, input/output/total tokens,
-    cost, average latency, first and last use.
-
-    Counts the LM (`cais`) events of every DB read. Cost is each call record's exact
-    usage.cost_usd where it reports one, else events.cost_usd (stored in cents).
-    With --remote, shows the backend's own accounting instead.
-    """
+    """LLM usage per model and provider (see HELP)."""
     from synth_cli.errors import UsageError
 
     out = get_output()
@@ -90,6 +84,15 @@ def usage_command(
     out.result(data, human)
 
 
+HELP = help_text(
+    "LLM usage per model and provider from local traces: calls, input/output/total tokens, cost, "
+    "average latency, first and last use.",
+    "Counts the LM (cais) events of every DB read. Cost is each call record's exact usage.cost_usd where "
+    "it reports one, else events.cost_usd (stored in cents). With --remote, shows the backend's own "
+    "accounting instead.",
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("usage", short_help="LLM calls, tokens, cost and latency per model (local traces or --remote).")(
+    app.command("usage", help=HELP, short_help="LLM calls, tokens, cost and latency per model (local traces or --remote).")(
         usage_command)
