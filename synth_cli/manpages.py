@@ -55,7 +55,31 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
          "Ask the local backend started by `synth-ai serve`."),
     ],
     "usage": [
+        ("synth-ai usage --db traces.db", "Calls, tokens, cost and latency per model and provider."),
+        ("synth-ai usage --model 'gpt-4o*' --since 7d", "Only gpt-4o models, over the last 7 days."),
         ("synth-ai usage --remote --model gpt-4o-mini", "Spend and tokens of one model, from the backend."),
+    ],
+    "traces": [
+        ("synth-ai traces", "Every DB under ./synth_ai.db/dbs: traces, events, LLM calls, last activity, size."),
+        ("synth-ai traces --root runs/ --db http://127.0.0.1:8080", "Another directory, plus a libSQL server."),
+        ("synth-ai traces --json", "The same figures as one JSON document."),
+    ],
+    "session": [
+        ("synth-ai session 36f675cc", "One session by a unique ID prefix: each step's LLM calls, tool calls, rewards."),
+        ("synth-ai session 36f675cc --full --db traces.db", "Every call's whole input conversation."),
+    ],
+    "experiments": [
+        ("synth-ai experiments --limit 5", "The five most recently active experiments."),
+    ],
+    "experiment": [
+        ("synth-ai experiment crafter_run_0", "One experiment (by name, ID or unique prefix) and its sessions."),
+    ],
+    "recent": [
+        ("synth-ai recent --hours 6", "Experiments with runs in the last 6 hours."),
+    ],
+    "status": [
+        ("synth-ai status", "Totals per trace DB, and whether the configured backend answers."),
+        ("synth-ai status --base-url http://127.0.0.1:8000", "Check the local backend of `synth-ai serve`."),
     ],
     "man": [
         ("synth-ai man", "This manual."),
