@@ -113,12 +113,6 @@ def _col(schema: Schema, table: str, column: str, alias: str = "", default: str 
     return f"{alias}.{column}" if alias else column
 
 
-def records_array_sql(column: str) -> str:
-    """`column` as a JSON array: an object becomes [object]; malformed JSON or scalars become []."""
-    return (f"CASE WHEN json_valid({column}) THEN CASE json_type({column}) WHEN 'array' THEN {column} "
-            f"WHEN 'object' THEN json_array(json({column})) ELSE '[]' END ELSE '[]' END")
-
-
 def malformed_records_sql(column: str) -> str:
     """1 when a non-NULL `call_records` value is not a JSON array/object, else 0."""
     return (f"CASE WHEN {column} IS NULL THEN 0 WHEN NOT json_valid({column}) THEN 1 "
@@ -126,11 +120,19 @@ def malformed_records_sql(column: str) -> str:
 
 
 def calls_sql(schema: Schema, alias: str = "e") -> str | None:
-    """Number of call records of one event (None when the schema has no call_records)."""
+    """Number of call records (JSON objects) of one event; None when the schema has no call_records.
+
+    The usual one-record array takes a fast path: SQLite caches the parse of a value across
+    the JSON functions of a row, while `json_each` walks it again (3x slower on big DBs).
+    """
     if not schema.has_call_records:
         return None
-    col = f"{alias}.call_records"
-    return (f"(SELECT COUNT(*) FROM json_each({records_array_sql(col)}) j WHERE j.type = 'object')")
+    x = f"{alias}.call_records"
+    return (f"(CASE WHEN json_valid({x}) THEN CASE json_type({x}) "
+            f"WHEN 'array' THEN CASE json_array_length({x}) WHEN 0 THEN 0 "
+            f"WHEN 1 THEN (json_type({x}, '$[0]') = 'object') "
+            f"ELSE (SELECT COUNT(*) FROM json_each({x}) j WHERE j.type = 'object') END "
+            f"WHEN 'object' THEN 1 ELSE 0 END ELSE 0 END)")
 
 
 def cost_usd_sql(schema: Schema, alias: str = "e") -> str:
@@ -138,9 +140,13 @@ def cost_usd_sql(schema: Schema, alias: str = "e") -> str:
     cents = f"{alias}.cost_usd / 100.0" if schema.has("events", "cost_usd") else "NULL"
     if not schema.has_call_records:
         return cents
-    col = f"{alias}.call_records"
-    exact = (f"(SELECT SUM(CASE WHEN j.type = 'object' THEN json_extract(j.value, '$.usage.cost_usd') END) "
-             f"FROM json_each({records_array_sql(col)}) j)")
+    x = f"{alias}.call_records"
+    exact = (f"(CASE WHEN json_valid({x}) THEN CASE json_type({x}) "
+             f"WHEN 'array' THEN CASE json_array_length({x}) WHEN 0 THEN NULL "
+             f"WHEN 1 THEN json_extract({x}, '$[0].usage.cost_usd') "
+             f"ELSE (SELECT SUM(CASE WHEN j.type = 'object' THEN json_extract(j.value, '$.usage.cost_usd') END) "
+             f"FROM json_each({x}) j) END "
+             f"WHEN 'object' THEN json_extract({x}, '$.usage.cost_usd') END END)")
     return f"COALESCE({exact}, {cents})"
 
 
@@ -251,7 +257,7 @@ class DbSummary:
 
 
 def summarize(store: TraceStore, *, label: str | None = None) -> DbSummary:
-    """Counts, tokens, cost, activity span and per-system event counts of one DB (3 queries)."""
+    """Counts, tokens, cost, activity span and per-system event counts of one DB (2 queries)."""
     schema = store.schema
     summary = DbSummary(db=label or store.label, kind=store.kind, schema=schema_name(schema),
                         call_records=schema.has_call_records)
@@ -269,28 +275,41 @@ def summarize(store: TraceStore, *, label: str | None = None) -> DbSummary:
     summary.messages = _opt_int(row["messages"])
     summary.timesteps = _opt_int(row["timesteps"])
 
-    # 2. events by type, with LLM calls, tokens and cost of the cais ones
+    # 2. one pass over events: counts per (type, system), with LLM calls, tokens and cost of the cais
+    # ones. The per-row figures are computed in a subquery SQLite does not flatten (LIMIT -1), so the
+    # GROUP BY sorts small values and not the call_records blobs.
     inp, out, total = tokens_sql(schema)
-    calls = calls_sql(schema)
+    calls = calls_sql(schema) or "NULL"
     malformed = malformed_records_sql("e.call_records") if schema.has_call_records else "0"
-    ev_created = _col(schema, "events", "created_at", "e")
+    system = _col(schema, "events", "system_instance_id", "e")
+    cais = "e.event_type = 'cais'"
     sql = f"""
-SELECT e.event_type AS event_type, COUNT(*) AS n,
-       SUM({calls or 'NULL'}) AS calls, SUM({malformed}) AS malformed,
-       SUM({inp}) AS input_tokens, SUM({out}) AS output_tokens, SUM({total}) AS total_tokens,
-       SUM({cost_usd_sql(schema)}) AS cost_usd,
-       MIN({ev_created}) AS first_event, MAX({ev_created}) AS last_event
-FROM events e GROUP BY e.event_type ORDER BY e.event_type"""
+SELECT event_type, system, COUNT(*) AS n, SUM(calls) AS calls, SUM(malformed) AS malformed,
+       SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, SUM(total_tokens) AS total_tokens,
+       SUM(cost_usd) AS cost_usd, MIN(created) AS first_event, MAX(created) AS last_event
+FROM (SELECT e.event_type AS event_type, {system} AS system,
+             CASE WHEN {cais} THEN {calls} END AS calls, CASE WHEN {cais} THEN {malformed} END AS malformed,
+             CASE WHEN {cais} THEN {inp} END AS input_tokens, CASE WHEN {cais} THEN {out} END AS output_tokens,
+             CASE WHEN {cais} THEN {total} END AS total_tokens,
+             CASE WHEN {cais} THEN {cost_usd_sql(schema)} END AS cost_usd,
+             {_col(schema, "events", "created_at", "e")} AS created
+      FROM events e LIMIT -1)
+GROUP BY event_type, system"""
     firsts: list[Any] = [row["first_session"]]
     lasts: list[Any] = [row["last_session"]]
     llm_calls = 0
     cost: float | None = None
+    systems: dict[Any, dict[str, Any]] = {}
     for r in store.rows(sql):
-        etype = r["event_type"]
-        summary.events += _int(r["n"])
-        summary.events_by_type[str(etype)] = _int(r["n"])
+        etype, n = str(r["event_type"]), _int(r["n"])
+        summary.events += n
+        summary.events_by_type[etype] = summary.events_by_type.get(etype, 0) + n
         firsts.append(r["first_event"])
         lasts.append(r["last_event"])
+        if schema.has("events", "system_instance_id"):
+            entry = systems.setdefault(r["system"], {"system": r["system"], "events": 0, "event_types": {}})
+            entry["events"] += n
+            entry["event_types"][etype] = entry["event_types"].get(etype, 0) + n
         if etype == "cais":
             llm_calls += _int(r["calls"])
             summary.malformed_call_records += _int(r["malformed"])
@@ -301,33 +320,18 @@ FROM events e GROUP BY e.event_type ORDER BY e.event_type"""
                 cost = (cost or 0.0) + float(r["cost_usd"])
     for etype in EVENT_TYPES:
         summary.events_by_type.setdefault(etype, 0)
+    summary.events_by_type = dict(sorted(summary.events_by_type.items()))
     summary.llm_calls = llm_calls if schema.has_call_records else None
     summary.cost_usd = _usd(cost if cost is not None else 0.0)
     summary.first_activity = _earliest(*firsts)
     summary.last_activity = _latest(*lasts)
-
-    # 3. per-system counts
-    summary.systems = system_counts(store)
+    summary.systems = sorted(systems.values(), key=lambda e: (-e["events"], e["system"] or ""))
     summary.size_bytes = store.size_bytes()
     return summary
 
 
-def system_counts(store: TraceStore) -> list[dict[str, Any]]:
-    """Events per `system_instance_id`, split by event type, most events first."""
-    schema = store.schema
-    if not schema.has("events", "system_instance_id"):
-        return []
-    systems: dict[str | None, dict[str, Any]] = {}
-    for r in store.rows("SELECT system_instance_id AS s, event_type AS t, COUNT(*) AS n FROM events "
-                        "GROUP BY system_instance_id, event_type"):
-        entry = systems.setdefault(r["s"], {"system": r["s"], "events": 0, "event_types": {}})
-        entry["events"] += _int(r["n"])
-        entry["event_types"][str(r["t"])] = _int(r["n"])
-    return sorted(systems.values(), key=lambda e: (-e["events"], e["system"] or ""))
-
-
 def merge_systems(groups: Iterable[tuple[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
-    """Per-system counts across DBs: `[(db_label, system_counts), …]` → one list with `dbs`."""
+    """Per-system counts across DBs: `[(db_label, DbSummary.systems), …]` → one list with `dbs`."""
     merged: dict[str | None, dict[str, Any]] = {}
     for db, systems in groups:
         for entry in systems:
@@ -655,13 +659,15 @@ def usage(store: TraceStore, *, models: Sequence[str] = (), since: datetime | No
     if since is not None:
         where.append(f"julianday({created}) >= julianday(?)")
         params.append(cutoff_sql_value(since))
+    # per-row figures in a subquery SQLite keeps apart (LIMIT -1): GROUP BY then sorts small rows, not blobs
     sql = f"""
-SELECT {model} AS model, {provider} AS provider, COUNT(*) AS calls,
-       SUM({inp}) AS input_tokens, SUM({out}) AS output_tokens, SUM({total}) AS total_tokens,
-       SUM({cost_usd_sql(schema)}) AS cost_usd, SUM({latency}) AS latency_sum, COUNT({latency}) AS latency_n,
-       MIN({created}) AS first_used, MAX({created}) AS last_used
-FROM events e WHERE {' AND '.join(where)}
-GROUP BY {model}, {provider}
+SELECT model, provider, COUNT(*) AS calls, SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,
+       SUM(total_tokens) AS total_tokens, SUM(cost_usd) AS cost_usd, SUM(latency) AS latency_sum,
+       COUNT(latency) AS latency_n, MIN(created) AS first_used, MAX(created) AS last_used
+FROM (SELECT {model} AS model, {provider} AS provider, {inp} AS input_tokens, {out} AS output_tokens,
+             {total} AS total_tokens, {cost_usd_sql(schema)} AS cost_usd, {latency} AS latency, {created} AS created
+      FROM events e WHERE {' AND '.join(where)} LIMIT -1)
+GROUP BY model, provider
 ORDER BY calls DESC, model, provider"""
     return [UsageRow(model=r["model"], provider=r["provider"], calls=_int(r["calls"]),
                      input_tokens=_int(r["input_tokens"]), output_tokens=_int(r["output_tokens"]),
