@@ -2,6 +2,9 @@
 
     python bench/startup.py [--runs 21] [--db PATH] [--json]
 
+`--db` times `traces` on another DB (e.g. the 265 MB one `bench/filter.py` caches in
+bench/.cache/); the targets apply to the fixture only.
+
 Each command runs `--runs` times (after 2 warm-up runs) as a fresh process: the
 `synth-ai` console script when it is on PATH, else `python -m synth_cli`. Wall time
 is measured around the process; peak RSS is the child's own `ru_maxrss` from
@@ -85,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             measure("help", ["--help"], args.runs, args.warmup, env, tmp),
             measure("traces", ["traces", "--db", str(Path(args.db).resolve())], args.runs, args.warmup, env, tmp),
         ]
+        if Path(args.db).resolve() != FIXTURE.resolve():
+            results[1]["target_s"] = None  # the target is for the fixture; other DBs are for information
     machine = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "launcher": " ".join(_command())}
     if args.json:
         print(json.dumps({"machine": machine, "results": results}, indent=2))
@@ -92,11 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python {machine['python']} · {machine['cpus']} CPUs · launcher: {machine['launcher']}")
     print(f"{'command':<48} {'median':>8} {'min':>8} {'max':>8} {'peak RSS':>10}  target")
     for r in results:
-        ok_time = r["median_s"] <= r["target_s"]
-        ok_rss = r["peak_rss_mb"] <= RSS_TARGET_MB
-        verdict = "ok" if ok_time and ok_rss else "OVER"
-        print(f"{r['command'][:48]:<48} {r['median_s']:>7.3f}s {r['min_s']:>7.3f}s {r['max_s']:>7.3f}s "
-              f"{r['peak_rss_mb']:>7.1f} MB  ≤{r['target_s']} s, ≤{RSS_TARGET_MB:g} MB: {verdict}")
+        line = (f"{r['command'][:48]:<48} {r['median_s']:>7.3f}s {r['min_s']:>7.3f}s {r['max_s']:>7.3f}s "
+                f"{r['peak_rss_mb']:>7.1f} MB")
+        if r["target_s"] is None:
+            print(line + "  (no target for this DB)")
+            continue
+        ok = r["median_s"] <= r["target_s"] and r["peak_rss_mb"] <= RSS_TARGET_MB
+        print(line + f"  ≤{r['target_s']} s, ≤{RSS_TARGET_MB:g} MB: {'ok' if ok else 'OVER'}")
     return 0
 
 
