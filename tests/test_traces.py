@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 from _inspectdb import copy_fixture, make_earlier_schema, sqld_dir
 from conftest import FIXTURE_COUNTS, FIXTURE_DB, FIXTURE_DIR, invoke, run_cli
@@ -161,4 +160,22 @@ def test_fixture_is_not_modified_by_reading():
     invoke("traces", "--db", FIXTURE_DB)
     after = {p.name: p.stat().st_mtime_ns for p in FIXTURE_DB.parent.iterdir() if p.name == "data"}
     assert before == after
-    assert shutil.which  # keep import used
+
+
+
+def test_startup_bench_runs_and_writes_nothing_into_the_repo():
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    before = {p: sorted(os.listdir(ROOT / p)) for p in (".", "bench", "tests")}
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "startup.py"), "--runs", "1", "--warmup", "0",
+                           "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    results = {r["name"]: r for r in json.loads(proc.stdout)["results"]}
+    assert set(results) == {"help", "traces"}
+    assert results["traces"]["target_s"] == 0.35 and results["help"]["target_s"] == 0.25
+    assert all(r["median_s"] > 0 and r["peak_rss_mb"] > 5 for r in results.values())
+    assert {p: sorted(os.listdir(ROOT / p)) for p in (".", "bench", "tests")} == before
