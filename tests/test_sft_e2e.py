@@ -196,7 +196,10 @@ def test_bad_input_against_serve(tmp_path, train_file):
         # --no-validate: the backend refuses the job naming the line
         res = run_cli("sft", "submit", bad, "--model", MODEL, "--no-validate", env=env)
         assert res.exit_code == 1 and "Traceback" not in res.output
-        assert res.stderr.startswith("error: ") and re.search(r"line 2", res.stderr, re.I)
+        # progress lines ("uploading …", "uploaded …") may precede it; the error is one line
+        errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error: ")]
+        assert len(errors) == 1 and re.search(r"line 2", errors[0], re.I)
+        assert "uploaded bad.jsonl as file-" in res.stderr
         # wrong key: masked, with its source
         wrong = "sk-definitely-wrong-key-123456"
         res = run_cli("sft", "list", env={**env, "SYNTH_BACKEND_API_KEY": wrong})
