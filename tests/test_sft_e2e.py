@@ -146,7 +146,8 @@ def test_survives_injected_5xx_and_429_and_creates_one_job(tmp_path, train_file)
 def test_server_restart_mid_poll(tmp_path, train_file):
     with running_server(tmp_path, step_seconds=0.05) as srv:
         env = env_for(srv)
-        job_id = run_cli("--json", "sft", "submit", train_file, "--model", MODEL, "--epochs", "3", env=env).json()["id"]
+        job_id = run_cli("--json", "sft", "submit", train_file, "--model", MODEL, "--epochs", "3", "--batch-size", "4",
+                         env=env).json()["id"]
         proc = spawn("sft", "poll", job_id, "--interval", "0.2", env=env)
         try:
             read_until(proc, r"Step \d+")
@@ -160,10 +161,10 @@ def test_server_restart_mid_poll(tmp_path, train_file):
 
 
 def test_ctrl_c_keeps_the_job_and_poll_resumes(tmp_path, train_file):
-    with running_server(tmp_path, step_seconds=0.2) as srv:
+    with running_server(tmp_path, step_seconds=0.05) as srv:
         env = {"SYNTH_BACKEND_API_KEY": srv.api_key}
-        proc = spawn("sft", "run", train_file, "--model", MODEL, "--epochs", "3", "--interval", "0.2",
-                     "--base-url", srv.base_url, env=env)
+        proc = spawn("sft", "run", train_file, "--model", MODEL, "--epochs", "3", "--batch-size", "4",
+                     "--interval", "0.2", "--base-url", srv.base_url, env=env)
         try:
             read_until(proc, r"status .*running|Step \d+")
             proc.send_signal(signal.SIGINT)
