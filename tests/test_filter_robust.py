@@ -237,6 +237,7 @@ def test_interrupted_mid_write_leaves_no_partial_or_clobbered_output(tmp_path, b
             continue
         assert proc.returncode == 130, stderr
         assert "Traceback" not in stderr
+        assert stderr.strip().splitlines()[-1] == "error: interrupted"
         assert out.read_text() == "the previous dataset\n"
         assert [p.name for p in out_dir.iterdir()] == ["train.jsonl"]
         return

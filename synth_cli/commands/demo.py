@@ -24,7 +24,7 @@ def demo(
     stops the local backend it starts, also on Ctrl-C or error.
     """
     from synth_cli.demo import pipeline
-    from synth_cli.errors import EXIT_FAILURE, SynthError, UsageError
+    from synth_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, SynthError, UsageError
 
     out = get_output()
     demos = pipeline.discover(Path.cwd())
@@ -65,6 +65,10 @@ def demo(
                                        announce=announce, child_stdout=child_stdout)
     except pipeline.StepFailed as exc:
         raise SynthError(str(exc), hint=f"the files made so far are in {directory}") from exc
+    except KeyboardInterrupt:
+        raise SynthError("interrupted: the demo stopped and its local backend was shut down",
+                         hint=f"the files made so far are in {directory}; run `synth-ai demo` again to start over",
+                         exit_code=EXIT_INTERRUPTED) from None
 
     summary = {
         "directory": str(result.directory),

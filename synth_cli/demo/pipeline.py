@@ -137,13 +137,13 @@ def run_pipeline(directory: Path, *, sessions: int, steps: int, seed: int, annou
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "synth_cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--data-dir", str(directory / "backend"), "--step-seconds", "0.02", "--seed", str(seed)],
+             "--data-dir", str(directory / "backend"), "--step-seconds", "0.1", "--seed", str(seed)],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_for_health(base_url, server, log_path)
         common = ["--base-url", base_url, "--api-key", DEFAULT_DEV_KEY]
         run("5. Fine-tune on it, following the job live", "sft", "run", train, "--model", DEMO_MODEL,
-            "--validation-file", val, "--suffix", "demo", "--epochs", "2", "--interval", "0.3", *common)
+            "--validation-file", val, "--suffix", "demo", "--epochs", "2", "--batch-size", "8", "--interval", "0.3", *common)
         run("6. What it cost", "balance", "--usage", *common)
         fine_tuned = _latest_fine_tuned_model(base_url, DEFAULT_DEV_KEY)
     finally:

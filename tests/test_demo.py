@@ -1,0 +1,158 @@
+"""`synth-ai demo`: the offline pipeline end to end, as a user runs it (a subprocess, no terminal)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+SMALL = ("--sessions", "12", "--steps", "6")
+
+
+def backend_processes(marker: str) -> list[int]:
+    """PIDs of live processes whose command line mentions `marker` (the demo's backend data dir)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if marker in cmdline and "serve" in cmdline and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def port_answers(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def spawn_demo(*args: str, cwd: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNTH_", "DEFAULT_DEV"))}
+    return subprocess.Popen([sys.executable, "-m", "synth_cli", "demo", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for stray processes")
+def test_demo_runs_end_to_end_and_leaves_no_backend(tmp_path):
+    out_dir = tmp_path / "demo"
+    started = time.monotonic()
+    res = run_cli("demo", "--dir", out_dir, *SMALL, timeout=120)
+    took = time.monotonic() - started
+    assert res.exit_code == 0, res.output
+    assert took < 60, f"demo took {took:.0f}s"
+    out = res.stdout
+    # the seven steps, each with the command a user would type
+    for title in ("1. A scripted agent", "2. What is in the trace DB", "3. Keep the good runs",
+                  "4. Start the local backend", "5. Fine-tune on it", "6. What it cost", "7. Done"):
+        assert title in out
+    assert "$ synth-ai filter --db" in out and "--min-reward 1" in out
+    assert re.search(r"^status: +succeeded$", out, re.M)
+    assert re.search(r"fine-tuned model +ft:Qwen/Qwen3-4B-Instruct-2507:demo:ftjob-\w+", out)
+    assert re.search(r"^balance +\$\d+\.\d\d", out, re.M)
+    assert "Next, with your own traces and a real backend" in out
+    assert "\x1b[" not in res.output and "Traceback" not in res.output
+    # everything it made is in the directory it named
+    for name in ("traces.db", "train.jsonl", "train.val.jsonl", "backend.log", "backend"):
+        assert (out_dir / name).exists(), name
+    lines = (out_dir / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    assert lines and all("messages" in json.loads(line) for line in lines)
+    # and the backend is gone
+    port = int(re.search(r"--base-url http://127\.0\.0\.1:(\d+)/v1", out).group(1))
+    assert not port_answers(port)
+    assert backend_processes(str(out_dir / "backend")) == []
+    # a second run reuses its own directory
+    again = run_cli("demo", "--dir", out_dir, *SMALL, timeout=120)
+    assert again.exit_code == 0, again.output
+
+
+def test_demo_json_is_one_document(tmp_path):
+    res = run_cli("--json", "demo", "--dir", tmp_path / "d", *SMALL, timeout=120)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["fine_tuned_model"].startswith("ft:Qwen/Qwen3-4B-Instruct-2507:demo:")
+    assert Path(doc["train_file"]).is_file() and Path(doc["trace_db"]).is_file()
+    assert doc["seconds"] > 0 and doc["files"]
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for stray processes")
+def test_ctrl_c_during_the_demo_stops_the_backend(tmp_path):
+    out_dir = tmp_path / "demo"
+    proc = spawn_demo("--dir", str(out_dir), "--sessions", "40", cwd=tmp_path)
+    try:
+        seen = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if "Step " in line:  # the job is training: the backend is up
+                break
+        assert any("Step " in line for line in seen), "".join(seen)
+        assert backend_processes(str(out_dir / "backend"))
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "error: interrupted: the demo stopped and its local backend was shut down" in err
+    deadline = time.monotonic() + 10
+    while backend_processes(str(out_dir / "backend")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert backend_processes(str(out_dir / "backend")) == []
+
+
+def test_demo_refuses_a_directory_it_did_not_make(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me", encoding="utf-8")
+    res = run_cli("demo", "--dir", mine)
+    assert res.exit_code == 2 and "was not made by `synth-ai demo`" in res.stderr
+    assert (mine / "notes.txt").read_text(encoding="utf-8") == "keep me"
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    a_file = tmp_path / "file"
+    a_file.write_text("x", encoding="utf-8")
+    res = run_cli("demo", "--dir", a_file)
+    assert res.exit_code == 2 and "not a directory" in res.stderr
+
+
+def test_demo_list_and_unknown_names(tmp_path):
+    res = run_cli("--json", "demo", "--list")
+    assert res.exit_code == 0
+    assert [d["name"] for d in json.loads(res.stdout)] == ["pipeline"]  # no examples/ here
+    # examples/**/run_demo.sh under the working directory are listed too
+    script = tmp_path / "examples" / "mine" / "run_demo.sh"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/usr/bin/env bash\n# Says hello.\necho hello-from-example\n", encoding="utf-8")
+    res = run_cli("demo", "--list")
+    assert res.exit_code == 0 and "mine" in res.stdout and "Says hello." in res.stdout
+    res = run_cli("demo", "mine")
+    assert res.exit_code == 0 and "hello-from-example" in res.stdout
+    script.write_text("#!/usr/bin/env bash\nexit 3\n", encoding="utf-8")
+    res = run_cli("demo", "mine")
+    assert res.exit_code == 1 and "demo mine failed (exit 3)" in res.stderr
+    res = run_cli("demo", "nope")
+    assert res.exit_code == 2 and "no demo named 'nope'" in res.stderr and "demo --list" in res.stderr
+
+
+def test_repo_examples_are_listed_from_the_repo_root():
+    res = run_cli("--json", "demo", "--list", cwd=ROOT)
+    assert res.exit_code == 0, res.output
+    names = [d["name"] for d in json.loads(res.stdout)]
+    assert names[0] == "pipeline" and "finetuning" in names
