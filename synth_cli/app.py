@@ -63,6 +63,13 @@ class SynthGroup(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:  # keep registration order
         return list(self.commands)
 
+    def invoke(self, ctx: Any) -> Any:
+        # typer turns Ctrl-C into a silent `Exit(130)`; keep it ours so it says "interrupted".
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise SynthError("interrupted", exit_code=EXIT_INTERRUPTED) from None
+
     def main(self, args: Any = None, prog_name: Optional[str] = None, complete_var: Optional[str] = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         args = list(sys.argv[1:] if args is None else args)

@@ -7,9 +7,11 @@ multiple of `interval`. Events are never re-fetched as a whole list.
 
 Backends disagree about event order. OpenAI lists events newest first and `after` pages towards
 older ones; `synth-ai serve` and other backends list oldest first and `after` returns newer
-ones. :class:`EventCursor` works out which one it is talking to from the timestamps (or, when
-they tie, from whether the cursor returns already-seen events / whether the head of the list
-holds unseen ones at a status change) and pages accordingly.
+ones. :class:`EventCursor` works out which one it is talking to from the timestamps and pages
+accordingly. When a first page's timestamps all tie (whole seconds, a fast backend) its order
+cannot be read off them: the cursor holds that page back for a few polls until a new event shows
+up at the head (newest first) or the tail (oldest first) of the list, then prints it in the right
+order; if none shows up (or the job has ended) it assumes the contract's order, newest first.
 
 Transient failures while following (connection refused during a server restart, 5xx, 429 after
 the client's own retries) do not end the follow: an ``outage`` update is yielded and polling goes
@@ -51,6 +53,8 @@ class EventCursor:
         self.seen: set[str] = set()
         self.newest: dict[str, Any] | None = None
         self.requests = 0
+        self.pending: list[dict[str, Any]] | None = None  # a first page held back, in list order
+        self.pending_polls = 0
 
     def _page(self, after: str | None) -> tuple[list[dict[str, Any]], bool]:
         self.requests += 1
@@ -84,14 +88,17 @@ class EventCursor:
             self.newest = fresh[-1]
         return fresh
 
-    def poll(self, *, check_head: bool = False) -> list[dict[str, Any]]:
+    def poll(self, *, check_head: bool = False, final: bool = False) -> list[dict[str, Any]]:
         """New events since the last call, oldest first.
 
         `check_head` asks for one more request when the order is still unknown and nothing came
         through the cursor (the follower sets it on status changes, when events are expected).
+        `final`: the job has ended, so nothing new will show the order of a held-back page.
         """
+        if self.pending is not None:
+            return self._resolve_pending(final)
         if self.newest is None:
-            return self._initial()
+            return self._initial(final)
         if self.order == "desc":
             return self._from_head()
         fresh: list[dict[str, Any]] = []
@@ -116,7 +123,9 @@ class EventCursor:
             return head
         return fresh
 
-    def _initial(self) -> list[dict[str, Any]]:
+    MAX_PENDING_POLLS = 3
+
+    def _initial(self, final: bool = False) -> list[dict[str, Any]]:
         """The whole history so far, in as many pages as it takes (once)."""
         collected: list[dict[str, Any]] = []
         after = None
@@ -127,7 +136,31 @@ class EventCursor:
                 break
             after = data[-1].get("id")
         self.order = self.order or self._direction(collected)
+        if self.order is None and len(collected) > 1:
+            if final:
+                self.order = "desc"
+            else:
+                self.pending, self.pending_polls = collected, 0
+                return []
         return self._accept(collected, chronological=self.order != "desc")
+
+    def _resolve_pending(self, final: bool) -> list[dict[str, Any]]:
+        """Re-read the head of the list: new events at the head mean newest first, at the tail oldest first."""
+        pending = self.pending or []
+        known = {str(e.get("id")) for e in pending}
+        data, _ = self._page(None)
+        self.pending_polls += 1
+        if data and str(data[0].get("id")) not in known:
+            self.order = "desc"
+        elif any(str(e.get("id")) not in known for e in data):
+            self.order = "asc"
+        elif not final and self.pending_polls < self.MAX_PENDING_POLLS:
+            return []
+        else:
+            self.order = "desc"  # nothing new to tell: the contract's order
+        self.pending = None
+        held = self._accept(pending, chronological=self.order == "asc")
+        return held + self.poll(final=final)
 
     def _from_head(self) -> list[dict[str, Any]]:
         """Newest-first listing: read from the head until an already-seen event shows up."""
@@ -252,7 +285,8 @@ class JobFollower:
                 self.job = job
                 if first:
                     yield Update("job", job)
-                fresh = self.cursor.poll(check_head=status_changed or terminal) if self.cursor else []
+                fresh = (self.cursor.poll(check_head=status_changed or terminal, final=terminal)
+                         if self.cursor else [])
                 if outage_since is not None:
                     outage_since = None
                     yield Update("recovered", job)
