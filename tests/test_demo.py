@@ -156,3 +156,19 @@ def test_repo_examples_are_listed_from_the_repo_root():
     assert res.exit_code == 0, res.output
     names = [d["name"] for d in json.loads(res.stdout)]
     assert names[0] == "pipeline" and "finetuning" in names
+
+
+def test_on_a_terminal_with_several_demos_it_asks_which(tmp_path, monkeypatch):
+    from synth_cli.output import Output
+    from tests.conftest import invoke
+
+    script = tmp_path / "examples" / "hello" / "run_demo.sh"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/usr/bin/env bash\n# Says hello.\necho hello-from-example > said.txt\n", encoding="utf-8")
+    monkeypatch.setattr(Output, "is_terminal", property(lambda self: True))
+    res = invoke("demo", input="2\n")
+    assert res.exit_code == 0, res.output
+    assert "1. pipeline" in res.stdout and "2. hello: Says hello." in res.stdout and "Which demo" in res.stdout
+    assert (tmp_path / "said.txt").read_text(encoding="utf-8").strip() == "hello-from-example"
+    res = invoke("demo", input="nope\n")
+    assert res.exit_code == 2 and "no demo named 'nope'" in res.stderr
