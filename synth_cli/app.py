@@ -36,7 +36,9 @@ COMMAND_MODULES = (
 )
 
 #: options accepted anywhere on the command line (moved in front of the subcommand).
-_GLOBAL_FLAGS = ("--json", "--debug", "--quiet")
+_GLOBAL_FLAGS = ("--json", "--debug", "--quiet", "-q", "--version")
+#: global options that take a value (`--env-file PATH` or `--env-file=PATH`).
+_GLOBAL_VALUE_OPTIONS = ("--env-file",)
 
 
 def _hoist_global_flags(args: list[str]) -> list[str]:
@@ -46,8 +48,19 @@ def _hoist_global_flags(args: list[str]) -> list[str]:
         head, tail = args[:cut], args[cut:]
     else:
         head, tail = args, []
-    flags = [a for a in head if a in _GLOBAL_FLAGS]
-    rest = [a for a in head if a not in _GLOBAL_FLAGS]
+    flags: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(head):
+        arg = head[i]
+        if arg in _GLOBAL_FLAGS or arg.startswith(tuple(f"{o}=" for o in _GLOBAL_VALUE_OPTIONS)):
+            flags.append(arg)
+        elif arg in _GLOBAL_VALUE_OPTIONS and i + 1 < len(head) and not head[i + 1].startswith("-"):
+            flags.extend(head[i:i + 2])  # the option and its value
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
     return flags + rest + tail
 
 

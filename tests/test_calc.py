@@ -269,6 +269,6 @@ def test_no_arguments_and_wrong_shapes():
     assert "got 2 arguments" in _one_error_line(invoke("calc", "gpt-4o", "1M"))[0]
     assert "only applies" in _one_error_line(invoke("calc", "1+1", "--cached-input-tokens", "5"))[0]
     assert "no such option" in _one_error_line(invoke("calc", "1+1", "--bogus"))[0]
-    assert "no such option: -q" in _one_error_line(invoke("calc", "gpt-4o", "1M", "500k", "-q"))[0]
+    assert "no such option: -z" in _one_error_line(invoke("calc", "gpt-4o", "1M", "500k", "-z"))[0]
     assert invoke("calc", "2", "-1").stdout.strip() == "1"
     assert "takes no arguments" in _one_error_line(invoke("calc", "--list", "gpt-4o"))[0]

@@ -90,3 +90,80 @@ def test_unexpected_errors_have_no_traceback_unless_debug(monkeypatch):
 
     assert run_guarded(boom, debug=False) == 1
     assert json.dumps  # keep import used
+
+
+def test_unexpected_and_interrupted_errors_are_one_line(capsys):
+    from synth_cli.app import run_guarded
+
+    def boom():
+        raise RuntimeError("kaput")
+
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    assert run_guarded(boom, debug=False) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["error: unexpected RuntimeError: kaput",
+                                "hint: run again with --debug (or SYNTH_DEBUG=1) for the traceback"]
+    assert run_guarded(boom, debug=True) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and err.splitlines()[-1] == "error: unexpected RuntimeError: kaput"
+    assert run_guarded(ctrl_c, debug=False) == 130
+    assert capsys.readouterr().err == "error: interrupted\n"
+
+
+def test_every_global_option_works_after_the_subcommand(fixture_db, tmp_path):
+    (tmp_path / "other.env").write_text("SYNTH_BASE_URL=http://127.0.0.1:9/from-file\n")
+    version = invoke("traces", "--version")
+    assert version.exit_code == 0 and version.stdout == f"synth-ai {__version__}\n"
+    for args in (("--env-file", "other.env"), ("--env-file=other.env",)):
+        result = invoke("status", "--db", fixture_db, *args, "--json")
+        assert result.exit_code == 0, result.output
+        assert result.json()["backend"]["base_url"] == "http://127.0.0.1:9/from-file/v1"
+        assert result.json()["backend"]["base_url_source"] == ".env SYNTH_BASE_URL"
+        config.reset_env_tracking()
+    quiet = invoke("calc", "gpt-4o", "1M", "500k", "-q")
+    assert quiet.exit_code == 0 and quiet.stdout == "$7.50\n"
+    assert invoke("calc", "gpt-4o", "1M", "500k", "--quiet").stdout == "$7.50\n"
+    missing = invoke("status", "--env-file")  # no value: an error, and `status` is not taken as the path
+    assert missing.exit_code == 2 and "--env-file" in missing.stderr
+    assert invoke("x", "--", "-q").exit_code == 2  # after `--` nothing is hoisted
+
+
+def test_settings_precedence_flag_env_dotenv_default_end_to_end(tmp_path):
+    """flag > shell environment > ./.env > default, as `status --json` reports value and source."""
+    (tmp_path / ".env").write_text("SYNTH_BASE_URL=http://127.0.0.1:3/dotenv\n"
+                                   "SYNTH_API_KEY=sk_live_fromdotenv0000000001\n")
+
+    def backend(*args, env=None):
+        result = run_cli("--json", "status", *args, env=env)
+        assert result.exit_code == 0, result.output
+        return result.json()["backend"]
+
+    dotenv = backend()
+    assert (dotenv["base_url"], dotenv["base_url_source"]) == ("http://127.0.0.1:3/dotenv/v1", ".env SYNTH_BASE_URL")
+    assert (dotenv["api_key"], dotenv["api_key_source"]) == ("sk_liv…0001", ".env SYNTH_API_KEY")
+    shell = backend(env={"SYNTH_BASE_URL": "http://127.0.0.1:4/", "SYNTH_API_KEY": "sk_live_fromshell00000000002"})
+    assert (shell["base_url"], shell["base_url_source"]) == ("http://127.0.0.1:4/v1", "env SYNTH_BASE_URL")
+    assert (shell["api_key"], shell["api_key_source"]) == ("sk_liv…0002", "env SYNTH_API_KEY")
+    flag = backend("--base-url", "http://127.0.0.1:5/v1/", "--api-key", "sk_live_fromflag000000000003",
+                   env={"SYNTH_BASE_URL": "http://127.0.0.1:4"})
+    assert (flag["base_url"], flag["base_url_source"]) == ("http://127.0.0.1:5/v1", "--base-url")
+    assert (flag["api_key"], flag["api_key_source"]) == ("sk_liv…0003", "--api-key")
+    (tmp_path / ".env").unlink()
+    default = backend()
+    assert (default["base_url"], default["base_url_source"]) == (config.DEFAULT_BASE_URL, "default")
+    assert default["api_key"] is None
+
+
+def test_debug_env_traceback_masks_the_key(tmp_path):
+    key = "sk_live_" + "d" * 22 + "ac95"
+    plain = run_cli("status", "--base-url", f"ftp://{key}", env={"SYNTH_API_KEY": key})
+    debug = run_cli("status", "--base-url", f"ftp://{key}", env={"SYNTH_API_KEY": key, "SYNTH_DEBUG": "1"})
+    flag = run_cli("status", "--base-url", f"ftp://{key}", "--debug", env={"SYNTH_API_KEY": key})
+    assert plain.exit_code == debug.exit_code == flag.exit_code == 2
+    assert plain.stderr == "error: base URL 'ftp://sk_liv…ac95' must start with http:// or https://\n"
+    for result in (debug, flag):
+        assert result.stderr.startswith("Traceback (most recent call last):")
+        assert "UsageError" in result.stderr and result.stderr.endswith(plain.stderr)
+    assert key not in plain.stderr + debug.stderr + flag.stderr
