@@ -408,3 +408,46 @@ def test_read_commands_default_to_env_then_the_traces_root(tmp_path, monkeypatch
     monkeypatch.setenv("SYNTH_TRACES_DB", str(FIXTURE_DIR))
     assert invoke("--json", "experiments").json()["dbs"] == [str(FIXTURE_DIR)]
     assert invoke("--json", "session", "36f6").json()["db"] == str(FIXTURE_DIR)
+
+
+def test_status_backend_that_accepts_but_never_answers():
+    with socket.socket() as silent:  # listens (the kernel accepts) but never replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        result = invoke("--json", "status", "--db", FIXTURE_DB, "--base-url", f"http://127.0.0.1:{port}")
+    assert result.exit_code == 0, result.output
+    backend = result.json()["backend"]
+    assert backend["answered"] is False and backend["error"] == "no answer within 1.5 s"
+    assert 1400 <= backend["elapsed_ms"] < 5000
+
+
+def test_status_probe_uses_no_http_library_and_follows_no_plain_http_redirect(tmp_path):
+    """status imports neither httpx nor libsql_client (they cost ~0.2 s of start-up); a 3xx is an answer."""
+    script = (
+        "import sys, http.server, threading\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(302); self.send_header('Location', '/v1/health'); self.end_headers()\n"
+        "    def log_message(self, *a): pass\n"
+        "srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)\n"
+        "threading.Thread(target=srv.serve_forever, daemon=True).start()\n"
+        "sys.argv = ['synth-ai', '--json', 'status', '--db', sys.argv[1], '--base-url',\n"
+        "            f'http://127.0.0.1:{srv.server_address[1]}/old']\n"
+        "from synth_cli.app import app\n"
+        "try:\n"
+        "    app()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print([m for m in ('httpx', 'libsql_client', 'sqlite_utils') if m in sys.modules], file=sys.stderr)\n"
+    )
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", script, str(FIXTURE_DB)], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "[]"
+    backend = json.loads(proc.stdout)["backend"]
+    assert (backend["answered"], backend["ok"], backend["status_code"]) == (True, False, 302)
