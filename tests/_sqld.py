@@ -174,7 +174,7 @@ def sqld_layout(db_file: str | os.PathLike, dest: str | os.PathLike, name: str =
 
 
 @contextlib.contextmanager
-def running_sqld(db_dir: str | os.PathLike, *, timeout: float = 30) -> Iterator[str]:
+def running_sqld(db_dir: str | os.PathLike, *, timeout: float = 30, extra_args: tuple[str, ...] = ()) -> Iterator[str]:
     """Serve the sqld-layout directory `db_dir` on a free 127.0.0.1 port; yield `http://127.0.0.1:PORT`.
 
     The server is always stopped (SIGTERM, then SIGKILL) when the block exits.
@@ -197,7 +197,7 @@ def running_sqld(db_dir: str | os.PathLike, *, timeout: float = 30) -> Iterator[
         log = tempfile.TemporaryFile()
         proc = subprocess.Popen(
             [str(binary), "--db-path", str(db_dir), "--http-listen-addr", f"127.0.0.1:{port}", "--no-welcome",
-             "--idle-shutdown-timeout-s", "3600"],
+             "--idle-shutdown-timeout-s", "3600", *extra_args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(db_dir.parent),
             env={**os.environ, "RUST_LOG": os.environ.get("SQLD_RUST_LOG", "warn")},
         )

@@ -119,3 +119,52 @@ def test_earlier_schema_over_http(tmp_path):
     assert row["call_records"] is False and row["llm_calls"] is None and row["events"] == 720
     assert usage["totals"]["calls"] == 240
     assert session["call_records_available"] is False and session["totals"]["events"] == 24
+
+
+# --------------------------------------------------------------------------- auth tokens
+
+
+def _jwt_pair(tmp_path):
+    """An Ed25519 key file for sqld and a token signed with it (EdDSA JWT, built by hand)."""
+    import base64
+    import json
+
+    crypto = pytest.importorskip("cryptography.hazmat.primitives.asymmetric.ed25519")
+    from cryptography.hazmat.primitives import serialization
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    key = crypto.Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    key_file = tmp_path / "jwt.key"
+    key_file.write_text(b64(public))
+    signing_input = b64(json.dumps({"alg": "EdDSA", "typ": "JWT"}).encode()) + "." + b64(b'{"a": "rw"}')
+    return key_file, signing_input + "." + b64(key.sign(signing_input.encode()))
+
+
+def test_auth_token_from_libsql_or_turso_env(tmp_path, monkeypatch):
+    if _sqld.sqld_binary() is None:
+        pytest.skip(_sqld.install_error())
+    key_file, token = _jwt_pair(tmp_path)
+    served = tmp_path / "crafter.db"
+    shutil.copytree(FIXTURE_DIR, served)
+    with _sqld.running_sqld(served, extra_args=("--auth-jwt-key-file", str(key_file))) as url:
+        refused = invoke("traces", "--db", url)
+        monkeypatch.setenv("LIBSQL_AUTH_TOKEN", "not.a.token")
+        wrong = invoke("--debug", "traces", "--db", url)
+        monkeypatch.setenv("LIBSQL_AUTH_TOKEN", token)
+        libsql = invoke("--json", "traces", "--db", url)
+        monkeypatch.delenv("LIBSQL_AUTH_TOKEN")
+        monkeypatch.setenv("TURSO_AUTH_TOKEN", token)
+        turso = invoke("--json", "session", SESSION[:8], "--db", url.replace("http://", "ws://"))
+    assert refused.exit_code == 1 and refused.stdout == ""
+    assert refused.stderr.splitlines() == [
+        f"error: {url}: the libSQL server refused the credentials (SERVER_ERROR: Server returned HTTP status 401)",
+        "hint: set LIBSQL_AUTH_TOKEN (or TURSO_AUTH_TOKEN)"]
+    assert wrong.exit_code == 1 and "hint: check the token in LIBSQL_AUTH_TOKEN" in wrong.stderr
+    assert libsql.exit_code == 0, libsql.output
+    assert libsql.json()["totals"]["traces"] == 30 and libsql.json()["totals"]["llm_calls"] == 240
+    assert turso.exit_code == 0, turso.output
+    assert turso.json()["session_id"] == SESSION
+    assert token not in libsql.output + turso.output

@@ -328,8 +328,9 @@ class RemoteTraceStore(TraceStore):
             return TraceStoreError(f"{self.label}: cannot reach the libSQL server ({text})",
                                    hint="check the URL and that the server is running")
         if "401" in text or "unauthorized" in lowered or "403" in text:
-            return TraceStoreError(f"{self.label}: the libSQL server refused the credentials ({text})",
-                                   hint="set LIBSQL_AUTH_TOKEN (or TURSO_AUTH_TOKEN)")
+            hint = ("check the token in LIBSQL_AUTH_TOKEN (or TURSO_AUTH_TOKEN)" if self._token
+                    else "set LIBSQL_AUTH_TOKEN (or TURSO_AUTH_TOKEN)")
+            return TraceStoreError(f"{self.label}: the libSQL server refused the credentials ({text})", hint=hint)
         return TraceStoreError(f"{self.label}: {text}")
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
