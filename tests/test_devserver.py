@@ -176,6 +176,19 @@ def test_job_lifecycle_to_succeeded(api, train_id):
     assert [c["step_number"] for c in ckpts["data"]] == [24, 12]
     assert ckpts["data"][0]["fine_tuned_model_checkpoint"] == f"{job['fine_tuned_model']}:ckpt-step-24"
     assert ckpts["data"][0]["metrics"]["train_loss"] == metrics[-1]["data"]["train_loss"]
+    # the result file, as OpenAI makes one: step_metrics.csv with one row per step
+    (results_id,) = job["result_files"]
+    results = api.get(f"/files/{results_id}").json()
+    assert results["purpose"] == "fine-tune-results" and results["filename"] == "step_metrics.csv"
+    csv_text = api.get(f"/files/{results_id}/content").text
+    assert results["bytes"] == len(csv_text.encode())
+    header, *rows = csv_text.splitlines()
+    assert header == "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy"
+    assert [r.split(",")[:2] for r in rows] == [[str(e["data"]["step"]), str(e["data"]["train_loss"])]
+                                                for e in metrics]
+    assert all(r.endswith(",,") for r in rows)  # no validation file: no validation columns
+    assert results_id in [f["id"] for f in api.get("/files", params={"purpose": "fine-tune-results"}).json()["data"]]
+    assert api.job(created["id"])["result_files"] == [results_id]
 
 
 def test_predictions_approach_the_ground_truth(api, train_id):
@@ -251,6 +264,8 @@ def test_validation_file_adds_validation_loss(api, train_id, tmp_path):
     assert all("valid_loss" in e["data"] and "validation loss=" in e["message"] for e in metrics)
     (ckpt,) = api.get(f"/fine_tuning/jobs/{job['id']}/checkpoints").json()["data"]
     assert "full_valid_loss" in ckpt["metrics"]
+    rows = api.get(f"/files/{job['result_files'][0]}/content").text.splitlines()[1:]
+    assert [r.split(",")[3] for r in rows] == [str(e["data"]["valid_loss"]) for e in metrics]
 
 
 def test_cancel(tmp_path):
@@ -264,6 +279,7 @@ def test_cancel(tmp_path):
         time.sleep(1.2)  # the runner does not move a cancelled job
         job = api.job(job["id"])
         assert job["status"] == "cancelled" and job["finished_at"] and job["fine_tuned_model"] is None
+        assert job["result_files"] == []
         assert api.events(job["id"])[-1]["message"] == "Fine-tuning job cancelled by the user"
         assert_openai_error(api.post("/fine_tuning/jobs/ftjob-nope/cancel"), 404)
         api.http.close()
@@ -458,10 +474,11 @@ def test_idempotency_key_replays_job_creation(api, train_id):
 
 def test_idempotency_key_replays_uploads(api, tmp_path):
     path = write_train(tmp_path / "i.jsonl", n=2)
-    before = len(api.get("/files").json()["data"])
+    uploaded = {"purpose": "fine-tune"}  # jobs of other tests finishing meanwhile add result files
+    before = len(api.get("/files", params=uploaded).json()["data"])
     a = api.upload(path, headers={"Idempotency-Key": "idem-file-1"})
     b = api.upload(path, headers={"Idempotency-Key": "idem-file-1"})
-    assert a == b and len(api.get("/files").json()["data"]) == before + 1
+    assert a == b and len(api.get("/files", params=uploaded).json()["data"]) == before + 1
 
 
 # --------------------------------------------------------------------------- accounts (issue 5)

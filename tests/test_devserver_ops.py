@@ -36,7 +36,8 @@ def test_restart_loses_nothing_and_running_jobs_resume(tmp_path):
                 break
             assert time.monotonic() < deadline, "the job never started running"
             time.sleep(0.05)
-        files_before = api.get("/files").json()["data"]
+        uploads = {"purpose": "fine-tune"}  # the running job may finish meanwhile and add its result file
+        files_before = api.get("/files", params=uploads).json()["data"]
         done_events = api.events(done["id"])
         events_before = api.events(running["id"])
         api.http.close()
@@ -44,7 +45,7 @@ def test_restart_loses_nothing_and_running_jobs_resume(tmp_path):
         srv.restart()
 
         api = Api(srv)
-        assert api.get("/files").json()["data"] == files_before
+        assert api.get("/files", params=uploads).json()["data"] == files_before
         assert api.get(f"/files/{done_file}/content").content == train.read_bytes()
         assert api.job(done["id"]) == done
         assert api.events(done["id"]) == done_events
@@ -176,6 +177,28 @@ def test_port_in_use_is_one_line(tmp_path):
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert res.stderr.strip().splitlines() == [f"error: port {port} on 127.0.0.1 is already in use "
                                                "(stop the other server or pass another --port)"]
+
+
+def test_a_data_dir_from_before_result_files_is_upgraded(tmp_path):
+    """Jobs of a data dir written before jobs had result files read as `result_files: []`; new ones get theirs."""
+    import sqlite3
+
+    train = write_train(tmp_path / "t.jsonl")
+    with running_server(tmp_path, step_seconds=0.01) as srv:
+        api = Api(srv)
+        file_id = api.upload(train)["id"]
+        old = api.wait(api.create_job(file_id, hyperparameters={"n_epochs": 1, "batch_size": 6})["id"])
+        assert len(old["result_files"]) == 1
+        api.http.close()
+    with sqlite3.connect(srv.data_dir / "state.db") as conn:  # as an older `serve` left it
+        conn.execute("ALTER TABLE jobs DROP COLUMN result_files")
+    with running_server(tmp_path, step_seconds=0.01) as srv:
+        api = Api(srv)
+        assert api.job(old["id"])["result_files"] == [] and api.job(old["id"])["status"] == "succeeded"
+        new = api.wait(api.create_job(file_id, hyperparameters={"n_epochs": 1, "batch_size": 6})["id"])
+        (results_id,) = new["result_files"]
+        assert api.get(f"/files/{results_id}/content").text.count("\n") == 1 + 2  # header + 2 steps
+        api.http.close()
 
 
 def test_data_dir_in_use_and_bad_flags(tmp_path):

@@ -50,7 +50,9 @@ def server_jobs(srv) -> list[dict]:
 
 
 def server_files(srv) -> list[dict]:
-    r = httpx.get(srv.base_url + "/files", headers={"Authorization": f"Bearer {srv.api_key}"}, timeout=10)
+    """The files uploaded (not the result files succeeded jobs add)."""
+    r = httpx.get(srv.base_url + "/files", params={"purpose": "fine-tune"},
+                  headers={"Authorization": f"Bearer {srv.api_key}"}, timeout=10)
     r.raise_for_status()
     return r.json()["data"]
 
@@ -118,6 +120,8 @@ def test_submit_poll_and_the_inspection_commands(tmp_path, train_file):
         assert f"synth-ai sft poll {job_id}" in res.stdout
         res = run_cli("sft", "poll", job_id, "--interval", "0.2", env=env)
         assert res.exit_code == 0, res.output
+        (results_id,) = run_cli("sft", "show", job_id, "--json", env=env).json()["result_files"]
+        assert re.search(rf"^result files +{results_id}\s*$", run_cli("sft", "show", job_id, env=env).stdout, re.M)
         for command in ("show", "checkpoints", "predictions", "trends"):
             res = run_cli("sft", command, job_id, env=env)
             assert res.exit_code == 0, (command, res.output)

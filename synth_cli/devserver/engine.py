@@ -27,6 +27,8 @@ ACTIVE = ("validating_files", "queued", "running")
 TERMINAL = ("succeeded", "failed", "cancelled")
 #: at most this many actions per job per tick, so one fast job cannot starve the others.
 MAX_ACTIONS_PER_TICK = 200
+#: the columns of a job's result file (`step_metrics.csv`), as OpenAI writes them.
+RESULTS_COLUMNS = ("step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy")
 
 
 def fine_tuned_model_name(model: str, suffix: str | None, job_id: str) -> str:
@@ -199,6 +201,8 @@ class Engine:
                                                           token_cents, finished))
         c.execute("INSERT OR IGNORE INTO ledger (owner, job_id, model, kind, quantity, amount_cents, created_at) "
                   "VALUES (?, ?, ?, 'gpu', ?, ?, ?)", (job["owner"], job_id, job["model"], seconds, gpu_cents, finished))
+        results = self._write_results_file(c, job)
+        c.execute("UPDATE jobs SET result_files = ? WHERE id = ?", (json.dumps([results]), job_id))
         Store.add_event(c, job_id, f"New fine-tuned model created: {model_name}",
                         data={"fine_tuned_model": model_name, "trained_tokens": trained_tokens})
         Store.add_event(c, job_id, f"Charged ${(token_cents + gpu_cents) / 100:.2f}: {trained_tokens:,} trained tokens "
@@ -207,6 +211,29 @@ class Engine:
                         data={"token_spend_cents": token_cents, "gpu_spend_cents": gpu_cents,
                               "total_spend_cents": token_cents + gpu_cents})
         Store.add_event(c, job_id, "The job has successfully completed")
+
+
+    def _write_results_file(self, c, job) -> str:
+        """The job's result file, as OpenAI makes one: `step_metrics.csv` (purpose `fine-tune-results`),
+        one row per step from the metrics events; returns its file id."""
+        import hashlib
+
+        lines = [",".join(RESULTS_COLUMNS)]
+        for (data,) in c.execute("SELECT data FROM events WHERE job_id = ? AND type = 'metrics' ORDER BY seq",
+                                 (job["id"],)):
+            metrics = json.loads(data)
+            row = {**metrics, "train_accuracy": metrics.get("train_mean_token_accuracy")}
+            lines.append(",".join("" if row.get(k) is None else str(row[k]) for k in RESULTS_COLUMNS))
+        body = ("\n".join(lines) + "\n").encode("utf-8")
+        file_id = new_id("file-")
+        path = self.store.blob_path(file_id)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(body)
+        tmp.replace(path)
+        c.execute("INSERT INTO files (id, owner, filename, purpose, bytes, created_at, expires_at, sha256) "
+                  "VALUES (?, ?, 'step_metrics.csv', 'fine-tune-results', ?, ?, NULL, ?)",
+                  (file_id, job["owner"], len(body), now(), hashlib.sha256(body).hexdigest()))
+        return file_id
 
 
 def cancel(store: Store, owner: str, job_id: str) -> tuple[str, Any]:

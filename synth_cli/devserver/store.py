@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     total_steps INTEGER NOT NULL,
     step INTEGER NOT NULL DEFAULT 0,
     next_at REAL NOT NULL,
-    samples TEXT NOT NULL
+    samples TEXT NOT NULL,
+    result_files TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, seq);
 CREATE INDEX IF NOT EXISTS jobs_active ON jobs(status, next_at);
@@ -181,7 +182,19 @@ class Store:
         if version > SCHEMA_VERSION:
             raise sqlite3.DatabaseError(f"{self.db_path} was written by a newer synth-ai (schema {version})")
         conn.executescript(SCHEMA)
+        self._add_missing_columns(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    #: columns added after a table was first released: (table, column, SQL type). A data dir
+    #: written by an older `serve` gets them on start; their rows read as NULL.
+    ADDED_COLUMNS = (("jobs", "result_files", "TEXT"),)
+
+    @classmethod
+    def _add_missing_columns(cls, conn: sqlite3.Connection) -> None:
+        for table, column, kind in cls.ADDED_COLUMNS:
+            have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     # -- plumbing ---------------------------------------------------------------------
     def lock(self) -> None:
@@ -464,7 +477,7 @@ def job_object(row: sqlite3.Row) -> dict[str, Any]:
         "finished_at": row["finished_at"],
         "fine_tuned_model": row["fine_tuned_model"],
         "organization_id": ORGANIZATION_ID,
-        "result_files": [],
+        "result_files": _loads(row["result_files"], []),
         "status": row["status"],
         "validation_file": row["validation_file"],
         "training_file": row["training_file"],
