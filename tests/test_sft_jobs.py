@@ -305,6 +305,10 @@ def test_ctrl_c_leaves_the_job_running_and_poll_resumes(fake, train):
     assert proc.returncode == 130, err
     assert f"stopped following {job_id}" in err and "keeps running" in err
     assert f"synth-ai sft poll {job_id} --base-url {fake.base_url}" in err
+    # one `error:` line and one `hint:` line, like every other Ctrl-C
+    error, hint = err.strip().splitlines()[-2:]
+    assert error.startswith(f"error: interrupted: stopped following {job_id}") and "keeps running" in error
+    assert hint == f"hint: resume with `synth-ai sft poll {job_id} --base-url {fake.base_url}`"
     assert "Traceback" not in err
     assert fake.api.jobs[job_id]["status"] == "validating_files"
     fake.api.hold[job_id] = False

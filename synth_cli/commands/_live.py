@@ -273,9 +273,9 @@ def follow_job(ft, job_id: str, out: Output, *, interval: float, timeout: float 
         renderer.stop()
         status = follower.status
         state = f" (status {status})" if status else ""
-        sys.stderr.write(f"interrupted: stopped following {job_id}{state}; the job keeps running on the backend\n")
-        sys.stderr.write(f"hint: resume with `{resume}`\n")
-        sys.stderr.flush()
+        # the one `error:` line (+ hint) every other Ctrl-C prints, saying what happens to the job
+        out.error(f"interrupted: stopped following {job_id}{state}; the job keeps running on the backend",
+                  f"resume with `{resume}`")
         return EXIT_INTERRUPTED
     finally:
         renderer.stop()

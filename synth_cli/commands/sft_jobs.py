@@ -348,7 +348,9 @@ def show(
                  ("training file", job.get("training_file")), ("validation file", job.get("validation_file") or "–"),
                  ("method", (job.get("method") or {}).get("type") if isinstance(job.get("method"), dict) else "–"),
                  ("hyperparameters", _hyper_text(job)), ("seed", job.get("seed")),
-                 ("trained tokens", fmt_int(job.get("trained_tokens"))), ("created", _when(job.get("created_at"))),
+                 ("trained tokens", fmt_int(job.get("trained_tokens"))),
+                 ("result files", ", ".join(map(str, job.get("result_files") or [])) or "–"),
+                 ("created", _when(job.get("created_at"))),
                  ("finished", _when(job.get("finished_at")))]
         if job.get("estimated_finish"):
             pairs.append(("estimated finish", _when(job.get("estimated_finish"))))
@@ -383,8 +385,6 @@ def events(
     api_key: Optional[str] = _api_key_option(),
 ) -> None:
     """Print a job's events, oldest first (--follow: as they happen, until the job ends)."""
-    import sys
-
     from synth_cli.api.follow import EventCursor, JobFollower
     from synth_cli.commands._live import EventLinesRenderer, JsonRenderer, one_line, utc_stamp
     from synth_cli.errors import EXIT_INTERRUPTED
@@ -411,7 +411,8 @@ def events(
             for update in JobFollower(ctx.ft, job_id, interval=interval):
                 renderer.handle(update, None)
         except KeyboardInterrupt:
-            sys.stderr.write(f"interrupted: stopped following the events of {job_id}\n")
+            out.error(f"interrupted: stopped following the events of {job_id}",
+                      f"the job keeps running; follow it again with `synth-ai sft events {job_id} --follow`")
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
