@@ -133,6 +133,20 @@ def test_submit_poll_and_the_inspection_commands(tmp_path, train_file):
         assert job_id in res.stdout
 
 
+def test_events_of_a_fresh_job_whose_timestamps_all_tie(tmp_path, train_file):
+    """Right after creation a job's events share one second: `sft events` still lists them, oldest first."""
+    with running_server(tmp_path, step_seconds=60) as srv:
+        env = env_for(srv)
+        job_id = run_cli("--json", "sft", "submit", train_file, "--model", MODEL, env=env).json()["id"]
+        res = run_cli("sft", "events", job_id, env=env)
+        assert res.exit_code == 0, res.output
+        messages = [line.split("  ", 1)[1] for line in res.stdout.splitlines()]
+        assert messages[:2] == [f"Created fine-tuning job: {job_id}", messages[1]]
+        assert messages[1].startswith("Validating training file: file-") and len(messages) == 2
+        listed = run_cli("sft", "events", job_id, "--json", env=env).json()
+        assert [e["message"] for e in listed] == messages
+
+
 # --------------------------------------------------------------------------- faults
 
 

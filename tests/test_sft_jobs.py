@@ -183,6 +183,8 @@ def test_predictions_and_trends(fake, train):
     assert call.query == {"epoch": "2", "limit": "1", "offset": "0"}
     data = sft(fake, "predictions", job_id, "--offset", "1", "--json").json()
     assert data["total_count"] == 4 and len(data["predictions"]) == 3
+    res = sft(fake, "predictions", job_id, "--offset", "9")
+    assert res.exit_code == 0 and res.stdout.strip() == f"no predictions past --offset 9: {job_id} has 4"
     res = sft(fake, "trends", job_id)
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()

@@ -127,9 +127,8 @@ def _validate(path: Path, what: str) -> None:
     report = validation.validate_file(path)
     if report.ok:
         return
-    out = get_output()
     for line in report.error_lines(limit=20):
-        out.warn(line) if False else _stderr(line)
+        _stderr(line)
     raise SynthError(f"{what} {path} is not valid fine-tuning data ({report.summary()})",
                      hint=f"see `synth-ai sft validate {path}`; --no-validate skips this check")
 
@@ -394,7 +393,9 @@ def events(
     with Ctx(base_url, api_key) as ctx:
         if not follow:
             ctx.ft.retrieve(job_id)  # a clear 404 for an unknown job
-            items = EventCursor(ctx.ft, job_id).poll()
+            # one look: nothing later can tell the order of a page whose timestamps all tie (a
+            # fresh job), so it is read in the contract's order (newest first) rather than held back
+            items = EventCursor(ctx.ft, job_id).poll(final=True)
 
             def human() -> None:
                 if not items:
@@ -462,7 +463,12 @@ def predictions(
 
     def human() -> None:
         if not rows_in:
-            out.line(f"no predictions recorded for {job_id}" + (f" in epoch {epoch}" if epoch is not None else ""))
+            where = f" in epoch {epoch}" if epoch is not None else ""
+            total = data.get("total_count")
+            if offset and isinstance(total, int) and total > 0:
+                out.line(f"no predictions past --offset {offset}: {job_id} has {fmt_int(total)}{where}")
+            else:
+                out.line(f"no predictions recorded for {job_id}{where}")
             return
         rows = [(p.get("epoch"), fmt_int(p.get("step")), p.get("sample_index"),
                  "yes" if p.get("exact_match") else "no", fmt_float(p.get("char_error_rate"), 3),
