@@ -5,13 +5,17 @@
    — the code path of `synth-ai sft submit/run` — with a progress callback. Reported: the child's
    peak RSS (from wait4, the kernel's number, not sampled), wall time and throughput.
    The target: peak RSS <= 100 MB whatever the file size.
+   Then the same file through the whole command, `synth-ai sft submit FILE --model M` as a
+   process (local validation of every line, the upload, the job creation): once with output to
+   a pipe (`--json`) and once on a pseudo-terminal (the rich progress bar redrawn as chunks
+   leave). Each upload measurement is repeated --runs times (default 3); medians are reported.
 2. Polling cost: a job is started on a small file with a slow simulated step, and a child follows it
    with `JobFollower` at --interval (default 2 s, the CLI's default) for --poll-seconds.
    Reported: HTTP requests per minute, events received, and how many event requests carried the
    `after` cursor (i.e. nothing was fetched twice).
 
-    python bench/upload.py                 # full run (1 GB)
-    python bench/upload.py --size-mb 64    # quicker
+    python bench/upload.py                 # full run (1 GB, 3 runs of each upload, ~6 min)
+    python bench/upload.py --size-mb 64 --runs 1 --poll-seconds 20    # quicker
 Prints a JSON summary on stdout; progress on stderr.
 """
 
@@ -23,6 +27,7 @@ import os
 import random
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -151,22 +156,95 @@ def child_follow(base: str, job_id: str, interval: float, seconds: float) -> Non
 # --------------------------------------------------------------------------- main
 
 
-def bench_upload(size_mb: int, work: Path) -> dict:
-    CACHE.mkdir(parents=True, exist_ok=True)
-    data = CACHE / f"upload-{size_mb}mb.jsonl"
+def run_cli_submit(base: str, path: Path, *, tty: bool) -> tuple[float, float, str]:
+    """`python -m synth_cli sft submit PATH --model M` as a whole process: (wall s, peak RSS MB, job id).
+
+    With `tty`, stdout and stderr are a pseudo-terminal (drained here), so the CLI draws its
+    upload progress bar; otherwise they are pipes and `--json` is used.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTH_")}
+    env.update({"SYNTH_BACKEND_BASE_URL": base, "SYNTH_BACKEND_API_KEY": DEV_KEY, "TERM": "xterm-256color"})
+    args = [sys.executable, "-m", "synth_cli", "sft", "submit", str(path), "--model", "gpt-4o-mini"]
+    started = time.perf_counter()
+    if tty:
+        import pty
+        import select
+
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=str(ROOT))
+        os.close(slave)
+        chunks = []
+        while True:  # until EIO: every copy of the terminal's slave side is closed (the child ended)
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(master)
+        out = b"".join(chunks).decode("utf-8", "replace")
+    else:
+        proc = subprocess.Popen(args + ["--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                cwd=str(ROOT))
+        out = proc.stdout.read().decode() + proc.stderr.read().decode()  # stderr: a few lines only
+    _, status, usage = os.wait4(proc.pid, 0)  # not communicate()/poll(): wait4 must reap it for the RSS
+    took = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"synth-ai sft submit failed with {code}: {out[-2000:]}")
+    job = ""
+    for token in out.replace('"', " ").split():
+        if token.startswith("ftjob-"):
+            job = token
+            break
+    return took, usage.ru_maxrss / 1024.0, job
+
+
+def _median(values: list[float], digits: int = 1) -> float:
+    return round(statistics.median(values), digits)
+
+
+def bench_upload(size_mb: int, work: Path, runs: int = 3, cache: Path = CACHE) -> dict:
+    cache.mkdir(parents=True, exist_ok=True)
+    data = cache / f"upload-{size_mb}mb.jsonl"
     log(f"generating {data} ({size_mb} MB) if needed…")
     make_jsonl(data, size_mb * 1024 * 1024)
     size = data.stat().st_size
-    proc, base = start_server(work / "serve-upload")
-    try:
-        log(f"uploading {size / 2**20:.0f} MiB to {base}…")
-        result, rss = run_child("--child-upload", base, str(data))
-    finally:
-        stop(proc)
-    assert result["file"]["bytes"] == size, result
-    return {"bytes": size, "seconds": round(result["seconds"], 2),
-            "throughput_mb_s": round(size / 2**20 / result["seconds"], 1), "client_peak_rss_mb": round(rss, 1),
-            "progress_callbacks": result["progress_calls"]}
+    mib = size / 2**20
+    api_runs: list[tuple[float, float, int]] = []
+    cli_runs: dict[str, list[tuple[float, float]]] = {"pipe": [], "tty": []}
+    for run in range(1, runs + 1):
+        # a fresh server (and data dir) per run, so every run stores the file into the same state
+        proc, base = start_server(work / f"serve-upload-{run}")
+        try:
+            log(f"run {run}/{runs}: uploading {mib:.0f} MiB to {base} (API client)…")
+            result, rss = run_child("--child-upload", base, str(data))
+            assert result["file"]["bytes"] == size, result
+            api_runs.append((result["seconds"], rss, result["progress_calls"]))
+            for mode in ("pipe", "tty"):
+                log(f"run {run}/{runs}: synth-ai sft submit ({mode})…")
+                took, cli_rss, job = run_cli_submit(base, data, tty=mode == "tty")
+                assert job.startswith("ftjob-"), job
+                cli_runs[mode].append((took, cli_rss))
+        finally:
+            stop(proc)
+            shutil.rmtree(work / f"serve-upload-{run}", ignore_errors=True)
+    seconds = [r[0] for r in api_runs]
+    summary = {"bytes": size, "runs": runs, "seconds": _median(seconds, 2),
+               "seconds_all": [round(x, 2) for x in seconds],
+               "throughput_mb_s": _median([mib / x for x in seconds]),
+               "client_peak_rss_mb": _median([r[1] for r in api_runs]),
+               "client_peak_rss_mb_max": round(max(r[1] for r in api_runs), 1),
+               "progress_callbacks": api_runs[0][2]}
+    for mode, rows in cli_runs.items():
+        summary[f"cli_submit_{mode}"] = {
+            "seconds": _median([r[0] for r in rows], 2), "seconds_all": [round(r[0], 2) for r in rows],
+            "peak_rss_mb": _median([r[1] for r in rows]), "peak_rss_mb_max": round(max(r[1] for r in rows), 1)}
+    return summary
 
 
 def bench_polling(interval: float, seconds: float, work: Path) -> dict:
@@ -186,7 +264,8 @@ def bench_polling(interval: float, seconds: float, work: Path) -> dict:
     finally:
         stop(proc)
     minutes = result["seconds"] / 60
-    return {"interval_s": interval, "followed_s": round(result["seconds"], 1),
+    return {"interval_s": interval, "followed_s": round(result["seconds"], 1), "requests": result["requests"],
+            "polls": result["polls"],
             "requests_per_minute": round(result["requests"] / minutes, 1),
             "polls_per_minute": round(result["polls"] / minutes, 1),
             "event_requests": result["event_requests"], "events_received": result["events"],
@@ -198,6 +277,8 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--interval", type=float, default=2.0)
     parser.add_argument("--poll-seconds", type=float, default=60.0)
+    parser.add_argument("--runs", type=int, default=3, help="repetitions of each upload measurement (median)")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="where the generated upload file is kept")
     parser.add_argument("--skip-upload", action="store_true")
     parser.add_argument("--skip-poll", action="store_true")
     parser.add_argument("--child-upload", nargs=2, metavar=("BASE", "PATH"), help=argparse.SUPPRESS)
@@ -216,7 +297,7 @@ def main() -> None:
     summary: dict = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
     try:
         if not args.skip_upload:
-            summary["upload"] = bench_upload(args.size_mb, work)
+            summary["upload"] = bench_upload(args.size_mb, work, max(1, args.runs), args.cache)
         if not args.skip_poll:
             summary["polling"] = bench_polling(args.interval, args.poll_seconds, work)
     finally:
