@@ -209,9 +209,10 @@ class ApiClient:
             config.register_secret(key.value)
         if key is None and require_key:
             raise ApiError(
-                "no API key configured",
+                "no API key configured (tried --api-key, then SYNTH_BACKEND_API_KEY, SYNTH_API_KEY and "
+                "DEFAULT_DEV_API_KEY in the environment and .env)",
                 kind="auth",
-                hint="pass --api-key or set SYNTH_BACKEND_API_KEY (or SYNTH_API_KEY); "
+                hint="pass --api-key or set SYNTH_BACKEND_API_KEY; "
                      "`synth-ai serve` prints the key it accepts when it starts",
             )
         self.base = base
