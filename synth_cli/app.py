@@ -183,7 +183,7 @@ app = typer.Typer(
 def root(
     json_mode: bool = typer.Option(False, "--json", help="Machine-readable output: one JSON document (NDJSON for streams) on stdout."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors (also SYNTH_DEBUG=1)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and essential results."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; only the essential result (IDs of a listing, the amount, the model) and errors."),
     env_file: Optional[str] = typer.Option(None, "--env-file", metavar="PATH", help="Read settings from this .env file (default: ./.env when present)."),
     version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
 ) -> None:

@@ -100,6 +100,7 @@ class Output:
         self.json_mode = json_mode
         self.quiet = quiet
         self.debug = debug
+        self._showing_result = False  # a report being rendered in --quiet mode
         self._console = None
         self._err_console = None
 
@@ -134,22 +135,42 @@ class Output:
         sys.stdout.write(dumps(obj) + "\n")
         sys.stdout.flush()
 
-    def result(self, data: Any, human: Callable[[], None]) -> None:
-        """`--json` prints `data`; otherwise `human()` renders it."""
+    def result(self, data: Any, human: Callable[[], None], *, essential: Iterable[Any] | None = None) -> None:
+        """`--json` prints `data`; otherwise `human()` renders it.
+
+        `--quiet` keeps only the essential result: the `essential` lines when the command has them
+        (ids of a listing, one per line, for `$(...)` and `xargs`; an empty list for commands whose
+        result is a file or an exit code), else the whole report, which then is the essential result.
+        Progress lines (`status`) stay suppressed either way.
+        """
         if self.json_mode:
             self.json(data)
         elif not self.quiet:
             human()
+        elif essential is not None:
+            for item in essential:
+                sys.stdout.write(f"{item}\n")
+            sys.stdout.flush()
+        else:
+            self._showing_result = True
+            try:
+                human()
+            finally:
+                self._showing_result = False
+
+    @property
+    def _silent(self) -> bool:
+        return self.json_mode or (self.quiet and not self._showing_result)
 
     # -- human output -----------------------------------------------------------
     def print(self, *objects: Any, **kwargs: Any) -> None:
-        if self.json_mode or self.quiet:
+        if self._silent:
             return
         self.console.print(*objects, **kwargs)
 
     def line(self, text: str = "") -> None:
         """Plain text on stdout with no markup processing (human mode only)."""
-        if self.json_mode or self.quiet:
+        if self._silent:
             return
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
@@ -157,7 +178,7 @@ class Output:
     def table(self, columns: Sequence[str | tuple[str, str]], rows: Iterable[Sequence[Any]], *,
               title: str | None = None, caption: str | None = None) -> None:
         """Columns are names or (name, justify); cells are pre-formatted strings."""
-        if self.json_mode or self.quiet:
+        if self._silent:
             return
         from rich.table import Table
 
@@ -171,7 +192,7 @@ class Output:
         self.console.print(table)
 
     def kv(self, pairs: Iterable[tuple[str, Any]], *, title: str | None = None) -> None:
-        if self.json_mode or self.quiet:
+        if self._silent:
             return
         from rich.table import Table
 
@@ -199,6 +220,11 @@ class Output:
         from synth_cli.config import redact
 
         _err_line("hint: " + redact(_one_line(message)))
+
+    def tip(self, message: str) -> None:
+        """A `hint:` that is advice, not part of an error: dropped by --quiet."""
+        if not self.quiet:
+            self.hint(message)
 
     def status(self, message: str) -> None:
         """Progress chatter for people: stderr, suppressed by --quiet and --json."""

@@ -90,7 +90,7 @@ def remote_usage(models: Optional[Iterable[str]] = None, base_url: Optional[str]
                   for label, key in (("this month", "current_month"), ("last 30 days", "last_30_days"))]
         out.table(["spend", ("tokens", "right"), ("GPU", "right"), ("total", "right")], totals)
         if not wanted:
-            out.hint("add --model NAME (repeatable) for spend and tokens per model")
+            out.tip("add --model NAME (repeatable) for spend and tokens per model")
 
     out.result(data, human)
     return data

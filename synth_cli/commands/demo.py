@@ -31,7 +31,8 @@ def demo(
     if list_:
         data = [{"name": d.name, "description": d.description, "script": str(d.script) if d.script else None}
                 for d in demos]
-        out.result(data, lambda: out.table(["demo", "what it does"], [(d.name, d.description) for d in demos]))
+        out.result(data, lambda: out.table(["demo", "what it does"], [(d.name, d.description) for d in demos]),
+                   essential=[d.name for d in demos])
         return
     if name is None and len(demos) > 1 and out.is_terminal and not out.json_mode:
         choices = [d.name for d in demos]
@@ -94,7 +95,8 @@ def demo(
         ):
             out.line(f"  $ {line}")
 
-    out.result(summary, human)
+    # --quiet: the fine-tuned model's name, the one thing a script would take from a finished demo
+    out.result(summary, human, essential=[result.fine_tuned_model] if result.fine_tuned_model else [])
 
 
 def register(app: typer.Typer) -> None:

@@ -63,9 +63,9 @@ def experiments_command(
         caption = f"showing {len(rows)} of {total} (--limit N for more)" if total > len(rows) else None
         out.table(columns, table, caption=caption)
 
-    out.result(data, human)
+    out.result(data, human, essential=[r.experiment_id for r in rows if r.experiment_id])
     if rows and not out.json_mode:
-        out.hint("synth-ai experiment ID shows one experiment's sessions")
+        out.tip("synth-ai experiment ID shows one experiment's sessions")
 
 
 def experiment_command(
@@ -120,9 +120,9 @@ def experiment_command(
         out.table(["session", "created", ("steps", "right"), ("reward", "right"), ("events", "right"),
                    ("LLM calls", "right"), ("tokens", "right"), ("cost", "right"), "models"], rows)
 
-    out.result(data, human)
+    out.result(data, human, essential=[s.session_id for s in sessions])
     if sessions and not out.json_mode:
-        out.hint("synth-ai session ID shows one session step by step (a unique ID prefix is enough)")
+        out.tip("synth-ai session ID shows one session step by step (a unique ID prefix is enough)")
 
 
 def recent_command(
@@ -170,7 +170,7 @@ def recent_command(
             table.append(cells)
         out.table(columns, table, title=f"Active in the last {hours:g} hours (since {fmt_time(since)} UTC)")
 
-    out.result(data, human)
+    out.result(data, human, essential=[r.experiment_id for r in rows if r.experiment_id])
 
 
 EXPERIMENTS_HELP = help_text(

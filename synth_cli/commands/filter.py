@@ -98,7 +98,7 @@ def filter_command(
 
     stats = _run(options, out)
     data = stats.to_dict()
-    out.result(data, lambda: _render(stats, out))
+    out.result(data, lambda: _render(stats, out), essential=[])  # --quiet: the file is the result
     _report_problems(stats, options, out)
 
 

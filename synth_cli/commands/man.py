@@ -35,7 +35,8 @@ def man(
         changed = manpages.write_pages(write)
         total = len(manpages.render_all())
         out.result({"directory": write, "pages": total, "changed": [str(p) for p in changed]},
-                   lambda: out.line(f"{total} man pages in {write} ({len(changed)} written or removed)"))
+                   lambda: out.line(f"{total} man pages in {write} ({len(changed)} written or removed)"),
+                   essential=[str(p) for p in changed])
         return
 
     words = [w for part in (command or []) for w in part.split()]

@@ -23,7 +23,7 @@ def validate_command(
 
     out = get_output()
     report = validate_file(file)
-    out.result(report.to_dict(), lambda: _render(report, out))
+    out.result(report.to_dict(), lambda: _render(report, out), essential=[])  # --quiet: the exit code says it
     for warning in report.warnings:
         out.warn(warning)
     if not report.valid:

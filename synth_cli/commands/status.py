@@ -89,7 +89,7 @@ def status_command(
 
     out.result(data, human)
     if not probe.answered and not out.json_mode and url.source == "default":
-        out.hint("`synth-ai serve` starts the local backend at the default URL")
+        out.tip("`synth-ai serve` starts the local backend at the default URL")
 
 
 HELP = help_text(

@@ -78,7 +78,7 @@ def traces(
 
     out.result(data, human)
     if not summaries:
-        out.hint("run `synth-ai demo` to write an example DB, record runs with SessionTracer "
+        out.tip("run `synth-ai demo` to write an example DB, record runs with SessionTracer "
                  "(see README), or pass --db PATH_OR_URL / --root DIR")
         return
     if any(not s.call_records for s in summaries):
