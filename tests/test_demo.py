@@ -75,9 +75,16 @@ def test_demo_runs_end_to_end_and_leaves_no_backend(tmp_path):
     port = int(re.search(r"--base-url http://127\.0\.0\.1:(\d+)/v1", out).group(1))
     assert not port_answers(port)
     assert backend_processes(str(out_dir / "backend")) == []
-    # a second run reuses its own directory
+    # a second run starts over in its own directory: a fresh backend, so the same balance
     again = run_cli("demo", "--dir", out_dir, *SMALL, timeout=120)
     assert again.exit_code == 0, again.output
+    balance = re.compile(r"^balance +\$\d+\.\d\d", re.M)
+    assert balance.search(again.stdout).group(0) == balance.search(out).group(0)
+    # --quiet: the steps run quietly and only the fine-tuned model is printed
+    quiet = run_cli("-q", "demo", "--dir", out_dir, *SMALL, timeout=120)
+    assert quiet.exit_code == 0, quiet.output
+    assert re.fullmatch(r"ft:Qwen/Qwen3-4B-Instruct-2507:demo:ftjob-\w+\n", quiet.stdout), quiet.stdout
+    assert quiet.stderr == "", quiet.stderr
 
 
 def test_demo_json_is_one_document(tmp_path):

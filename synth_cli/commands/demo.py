@@ -21,7 +21,9 @@ def demo(
     """Run the pipeline end to end, offline: agent traces → filter → fine-tune → balance.
 
     Writes everything into one directory (--dir, default ./synth-demo) and always
-    stops the local backend it starts, also on Ctrl-C or error.
+    stops the local backend it starts, also on Ctrl-C or error. Run again, it starts
+    over in its own directory; a directory it did not make is refused. With --quiet it
+    prints only the fine-tuned model.
     """
     from synth_cli.demo import pipeline
     from synth_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, SynthError, UsageError
@@ -63,7 +65,8 @@ def demo(
     child_stdout = sys.stderr if out.json_mode else None
     try:
         result = pipeline.run_pipeline(directory.resolve(), sessions=sessions, steps=steps, seed=seed,
-                                       announce=announce, child_stdout=child_stdout)
+                                       announce=announce, child_stdout=child_stdout,
+                                       quiet=out.quiet and not out.json_mode)
     except pipeline.StepFailed as exc:
         raise SynthError(str(exc), hint=f"the files made so far are in {directory}") from exc
     except KeyboardInterrupt:

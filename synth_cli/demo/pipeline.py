@@ -94,15 +94,22 @@ def prepare_directory(directory: Path) -> None:
                              hint="name an empty or new directory with --dir")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MARKER).write_text("made by `synth-ai demo`; safe to delete\n", encoding="utf-8")
-    for stale in ("traces.db", "train.jsonl", "train.val.jsonl"):
+    # start over: an earlier demo's files and its backend's jobs, files and spend go
+    for stale in ("traces.db", "train.jsonl", "train.val.jsonl", "backend.log"):
         path = directory / stale
         if path.exists():
             path.unlink()
+    if (directory / "backend").is_dir():
+        import shutil
+
+        shutil.rmtree(directory / "backend")
 
 
 def run_pipeline(directory: Path, *, sessions: int, steps: int, seed: int, announce: Callable[[str, str], None],
-                 child_stdout=None) -> PipelineResult:
-    """Run the seven steps; `announce(title, command)` is called before each."""
+                 child_stdout=None, quiet: bool = False) -> PipelineResult:
+    """Run the seven steps; `announce(title, command)` is called before each.
+
+    `quiet`: the steps run with --quiet and their stdout is dropped (their errors still show)."""
     from synth_cli.config import DEFAULT_DEV_KEY
     from synth_cli.demo.agent import run_agent
 
@@ -117,8 +124,9 @@ def run_pipeline(directory: Path, *, sessions: int, steps: int, seed: int, annou
 
     def run(title: str, *args: str) -> None:
         announce(title, "synth-ai " + " ".join(shlex.quote(str(a)) for a in args))
-        proc = subprocess.run([sys.executable, "-m", "synth_cli", *map(str, args)], env=env,
-                              stdout=child_stdout, stderr=None)
+        flags = ["--quiet"] if quiet else []
+        proc = subprocess.run([sys.executable, "-m", "synth_cli", *flags, *map(str, args)], env=env,
+                              stdout=subprocess.DEVNULL if quiet else child_stdout, stderr=None)
         if proc.returncode != 0:
             raise StepFailed(title, proc.returncode)
 
