@@ -35,6 +35,9 @@ def test_no_key_names_every_variable_tried(tmp_path):
     for name in ("--api-key", *config.API_KEY_VARS):
         assert name in lines[0]
     assert lines[1].startswith("hint: ")
+    # every command that needs a key says it the same way
+    for args in (("usage", "--remote"), ("sft", "list")):
+        assert _error_lines(invoke(*args, "--base-url", "http://127.0.0.1:9")) == lines
 
 
 def _free_port() -> int:

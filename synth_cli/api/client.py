@@ -208,9 +208,10 @@ class ApiClient:
         if key is not None:
             config.register_secret(key.value)
         if key is None and require_key:
+            *first, last = config.API_KEY_VARS
             raise ApiError(
-                "no API key configured (tried --api-key, then SYNTH_BACKEND_API_KEY, SYNTH_API_KEY and "
-                "DEFAULT_DEV_API_KEY in the environment and .env)",
+                f"no API key configured (tried --api-key, then {', '.join(first)} and {last} "
+                "in the environment and .env)",
                 kind="auth",
                 hint="pass --api-key or set SYNTH_BACKEND_API_KEY; "
                      "`synth-ai serve` prints the key it accepts when it starts",

@@ -103,14 +103,9 @@ def _client(base_url_flag: Optional[str], api_key_flag: Optional[str]):
     from synth_cli import config
     from synth_cli.api.client import ApiClient
 
-    base = config.base_url(base_url_flag)
-    key = config.api_key(api_key_flag)
-    if key is None:
-        tried = ", ".join(("--api-key", *config.API_KEY_VARS))
-        raise SynthError(f"no API key: tried {tried} (environment and .env)",
-                         hint="set SYNTH_API_KEY (or pass --api-key); for a local `synth-ai serve`, use the key "
-                              "it prints when it starts")
-    return ApiClient(base_url=base, api_key=key, max_retries=MAX_RETRIES)
+    # no key: ApiClient raises the one "no API key configured (tried …)" error every command gives
+    return ApiClient(base_url=config.base_url(base_url_flag), api_key=config.api_key(api_key_flag),
+                     max_retries=MAX_RETRIES)
 
 
 class _explained:
