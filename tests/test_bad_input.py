@@ -121,8 +121,14 @@ def test_unreachable_libsql_url(command):
     url = f"http://127.0.0.1:{_closed_port()}"
     result = run_cli(*command, "--db", url, timeout=60)
     line = _one_error(result)
-    assert line.startswith(f"error: {url}: cannot reach the libSQL server")
+    assert line == f"error: {url}: cannot reach the libSQL server (connection refused)"
     assert result.stdout == ""
+
+
+def test_unreachable_libsql_ws_url():
+    url = f"ws://127.0.0.1:{_closed_port()}"
+    line = _one_error(run_cli("traces", "--db", url, timeout=60))
+    assert line == f"error: {url}: cannot reach the libSQL server (connection refused)"
 
 
 def test_ambiguous_session_prefix():

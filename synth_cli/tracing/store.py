@@ -325,7 +325,7 @@ class RemoteTraceStore(TraceStore):
         lowered = text.lower()
         if any(w in lowered for w in ("connect", "refused", "unreachable", "timeout", "name or service",
                                       "cannot connect", "server disconnected", "nodename")):
-            return TraceStoreError(f"{self.label}: cannot reach the libSQL server ({text})",
+            return TraceStoreError(f"{self.label}: cannot reach the libSQL server ({_network_reason(exc) or text})",
                                    hint="check the URL and that the server is running")
         if "401" in text or "unauthorized" in lowered or "403" in text:
             hint = ("check the token in LIBSQL_AUTH_TOKEN (or TURSO_AUTH_TOKEN)" if self._token
@@ -383,3 +383,26 @@ def open_stores(targets: Sequence[str]) -> list[TraceStore]:
             store.close()
         raise
     return stores
+
+
+def _network_reason(exc: BaseException) -> str | None:
+    """A plain reason ("connection refused", "unknown host"…) from the OSError behind a client error."""
+    import errno
+    import socket
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        for candidate in (current, getattr(current, "os_error", None)):  # aiohttp keeps it in .os_error
+            if isinstance(candidate, socket.gaierror):
+                return "unknown host"
+            if isinstance(candidate, (TimeoutError, socket.timeout)):
+                return "timed out"
+            if isinstance(candidate, OSError) and candidate.errno in (errno.ECONNREFUSED, errno.ECONNRESET,
+                                                                        errno.EHOSTUNREACH, errno.ENETUNREACH):
+                return {errno.ECONNREFUSED: "connection refused", errno.ECONNRESET: "connection reset",
+                        errno.EHOSTUNREACH: "host unreachable", errno.ENETUNREACH: "network unreachable"
+                        }[candidate.errno]
+        current = current.__cause__ or current.__context__
+    return None
