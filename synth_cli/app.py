@@ -129,6 +129,11 @@ def run_guarded(fn, *, debug: bool, prog_name: str = "synth-ai", args: list[str]
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:
             _print_traceback()
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `synth-ai`, `synth-ai sft`: the help, no error line
+            message = exc.format_message()
+            if message.strip():  # click's plain formatter hands the help over; typer's rich one printed it
+                sys.stdout.write(message.rstrip("\n") + "\n")
+            return EXIT_USAGE
         if _is_click_exception(exc):  # bad flags, missing arguments: click's own message
             hint = f"run '{_command_path(exc, prog_name)} --help' for usage" if _is_usage_error(exc) else None
             out().error(exc.format_message(), hint)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import invoke, run_cli
 from synth_cli import __version__, config
 
@@ -167,3 +169,11 @@ def test_debug_env_traceback_masks_the_key(tmp_path):
         assert result.stderr.startswith("Traceback (most recent call last):")
         assert "UsageError" in result.stderr and result.stderr.endswith(plain.stderr)
     assert key not in plain.stderr + debug.stderr + flag.stderr
+
+
+@pytest.mark.parametrize("args", [(), ("sft",)], ids=["root", "group"])
+def test_no_command_prints_the_help_and_no_empty_error(args):
+    res = run_cli(*args)
+    assert res.exit_code == 2
+    assert "Usage: synth-ai" in res.stdout and "Commands" in res.stdout
+    assert res.stderr == ""
