@@ -319,7 +319,7 @@ def list_jobs(
         caption = f"first {len(jobs)}; more with --limit" if more else None
         out.table(["id", "status", "model", "fine-tuned model", "created", ("tokens", "right")], rows, caption=caption)
 
-    out.result(jobs, human, essential=[j.get('id') for j in jobs])
+    out.result(jobs, human, essential=[j.get("id") for j in jobs])
 
 
 def _hyper_text(job: dict[str, Any]) -> str:
@@ -371,7 +371,7 @@ def cancel(
     with Ctx(base_url, api_key) as ctx:
         job = ctx.ft.cancel(_job_id(job_id))
     out.result(job, lambda: out.line(f"cancelled {job.get('id', job_id)} (status {job.get('status')})"),
-               essential=[job.get('id', job_id)])
+               essential=[job.get("id", job_id)])
 
 
 # --------------------------------------------------------------------------- events
