@@ -72,6 +72,26 @@ def test_sessions_mode_survives_a_malformed_row(fixture_db, tmp_path):
     assert data["examples"]["written"] in (30, 31)
 
 
+def test_kept_sessions_without_call_records_say_so_not_loosen_the_filters(fixture_db, tmp_path):
+    conn = sqlite3.connect(fixture_db)
+    conn.execute("UPDATE events SET call_records = NULL")
+    conn.commit()
+    conn.close()
+    out = tmp_path / "t.jsonl"
+    res = invoke("filter", "--db", fixture_db, "-o", out, "--min-reward", "1")
+    assert res.exit_code == 1
+    assert res.stderr.splitlines()[:2] == [
+        "error: the 20 session(s) kept hold no LLM call records; nothing written",
+        "hint: record LLM calls with the tracer (SessionTracer.record_llm_call); "
+        "`synth-ai traces` shows how many LLM calls each DB holds"]
+    assert not out.exists()
+    res = invoke("filter", "--db", fixture_db, "--dry-run", "-q")
+    assert res.exit_code == 0 and "warning: the 30 session(s) kept hold no LLM call records" in res.stderr
+    # filters that drop everything still say so
+    res = invoke("filter", "--db", fixture_db, "-o", out, "--min-reward", "100")
+    assert res.stderr.startswith("error: no examples match the filters; nothing written")
+
+
 # --------------------------------------------------------------------------- failed calls
 
 

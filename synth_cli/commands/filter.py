@@ -144,11 +144,18 @@ def _report_problems(stats: Any, options: Any, out: Any) -> None:
         reasons = "; ".join(f"{reason} ({count})" for reason, count in stats.invalid.most_common(3))
         out.warn(f"left out {sum(stats.invalid.values())} example(s) that fail validation: {reasons}")
     if stats.examples == 0:
+        if stats.sessions_kept and not stats.calls_scanned and not stats.malformed_rows:
+            # The filters kept sessions, but they hold nothing to convert: loosening won't help.
+            source = "messages" if all(db["source"] == "messages" for db in stats.dbs) else "LLM call records"
+            why = f"the {stats.sessions_kept} session(s) kept hold no {source}"
+            hint = ("record LLM calls with the tracer (SessionTracer.record_llm_call); "
+                    "`synth-ai traces` shows how many LLM calls each DB holds")
+        else:
+            why, hint = "no examples match the filters", "loosen the filters; --dry-run shows what each filter drops"
         if options.dry_run:
-            out.warn("no examples match the filters")
+            out.warn(why)
             return
-        raise SynthError("no examples match the filters; nothing written",
-                         hint="loosen the filters; --dry-run shows what each filter drops")
+        raise SynthError(f"{why}; nothing written", hint=hint)
 
 
 # --------------------------------------------------------------------------- human rendering
