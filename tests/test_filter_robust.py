@@ -137,6 +137,18 @@ def test_filters_on_a_tracer_written_db(tmp_path):
     assert data["examples"]["written"] == 4 and data["models"] == {"m-a": 4}
 
 
+def test_flat_function_tools_are_kept_not_dropped_as_invalid(tmp_path):
+    # the Responses API spells a function tool flat: {"type": "function", "name", "parameters"}
+    flat = {"type": "function", "name": "act", "description": "Act", "parameters": {"type": "object"},
+            "strict": True}
+    db = make_db(tmp_path / "flat.db", [{"id": "s1", "calls": [call([text("user", "go")], "ok", tools=[flat])]}])
+    out = tmp_path / "t.jsonl"
+    data = run_json("--db", db, "-o", out).json()
+    assert data["examples"]["written"] == 1 and data["examples"]["invalid_dropped"] == {}
+    assert read_jsonl(out)[0]["tools"] == [{"type": "function", "function": {
+        "name": "act", "description": "Act", "parameters": {"type": "object"}, "strict": True}}]
+
+
 # --------------------------------------------------------------------------- earlier schema
 
 

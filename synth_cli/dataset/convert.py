@@ -222,13 +222,18 @@ def convert_output(record: dict, index: int, skipped: Skipped) -> dict | None:
 
 
 def _normalise_tool(tool: Any) -> Any:
-    if isinstance(tool, dict) and tool.get("type") is None and tool.get("name") and "function" not in tool:
+    """A flat tool spec (Anthropic's `input_schema` one, or the Responses API's
+    `{"type": "function", "name", "parameters"}`) as a chat-completions function tool."""
+    if isinstance(tool, dict) and tool.get("type") in (None, "function") and tool.get("name") \
+            and "function" not in tool:
         fn = {"name": tool["name"]}
         if tool.get("description") is not None:
             fn["description"] = tool["description"]
         params = tool.get("parameters", tool.get("input_schema"))
         if params is not None:
             fn["parameters"] = params
+        if isinstance(tool.get("strict"), bool):
+            fn["strict"] = tool["strict"]
         return {"type": "function", "function": fn}
     return tool
 
@@ -248,7 +253,7 @@ def convert_tools(record: dict) -> tuple[list | None, bool | None]:
             if parallel is None:
                 parallel = config.get("parallel_tool_calls")
     if tools and isinstance(tools, list):
-        if not all(type(t) is dict and t.get("type") == "function" for t in tools):
+        if not all(type(t) is dict and t.get("type") == "function" and "function" in t for t in tools):
             tools = [_normalise_tool(t) for t in tools]
     else:
         tools = None
