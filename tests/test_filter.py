@@ -184,6 +184,19 @@ def test_since_until_absolute(tmp_path):
     assert data["sessions"]["kept"] == sum(1 for c in created if c <= "2026-11-22 22:23:50")
 
 
+@pytest.mark.parametrize("span, seconds", [
+    ("90s", 90), ("30m", 1800), ("45min", 2700), ("24h", 86400), ("1.5h", 5400), ("2 hours", 7200),
+    ("7d", 7 * 86400), ("3days", 3 * 86400), ("2w", 14 * 86400), ("1 week", 7 * 86400)])
+def test_relative_spans(span, seconds):
+    from datetime import datetime, timedelta
+
+    from synth_cli.dataset.options import parse_when
+
+    now = datetime(2026, 1, 10, 12, 0, 0)
+    assert parse_when(span, "--since", now=now) == now - timedelta(seconds=seconds)
+    assert parse_when(span, "--until", end_of_day=True, now=now) == now - timedelta(seconds=seconds)
+
+
 def test_where_on_metadata(tmp_path):
     assert stats("--db", FIXTURE_DB, "--dry-run", "--where", "task_split=train")["sessions"]["kept"] == 18
     assert stats("--db", FIXTURE_DB, "--dry-run", "--where", "task_split=val")["sessions"]["kept"] == 12

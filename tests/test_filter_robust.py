@@ -149,6 +149,64 @@ def test_flat_function_tools_are_kept_not_dropped_as_invalid(tmp_path):
         "name": "act", "description": "Act", "parameters": {"type": "object"}, "strict": True}}]
 
 
+# --------------------------------------------------------------------------- invalid examples, skipped parts, chains
+
+
+def _two_calls_not_parallel():
+    return call([text("user", "two")], None, tools=[{"type": "function", "function": {"name": "act"}}],
+                parallel=False, call_id="bad", tool_calls=[{"name": "act", "arguments_json": "{}", "call_id": "a"},
+                                                           {"name": "act", "arguments_json": "{}", "call_id": "b"}])
+
+
+def test_invalid_examples_are_left_out_and_named_and_strict_makes_them_fatal(tmp_path):
+    db = make_db(tmp_path / "inv.db", [{"id": "s1", "calls": conversation_calls(2) + [_two_calls_not_parallel()]}])
+    out = tmp_path / "t.jsonl"
+    res = run_json("--db", db, "-o", out)
+    reason = "several tool_calls in one message with parallel_tool_calls false"
+    assert res.json()["examples"]["invalid_dropped"] == {reason: 1}
+    assert res.json()["examples"]["written"] == 2 and len(read_jsonl(out)) == 2
+    assert f"warning: left out 1 example(s) that fail validation: {reason} (1)" in res.stderr
+    out.write_text("previous dataset\n")
+    res = invoke("filter", "--db", db, "-o", out, "--strict")
+    assert res.exit_code == 1
+    assert res.stderr.splitlines() == [f"error: session s1: the example of call bad is not valid ({reason})",
+                                       "hint: drop --strict to skip invalid examples"]
+    assert out.read_text() == "previous dataset\n"
+
+
+def test_skipped_parts_are_counted_by_kind_in_the_stats(tmp_path):
+    user = {"role": "user", "parts": [{"type": "text", "text": "look"},
+                                      {"type": "image", "base64_data": "AAAA", "mime_type": "image/png"},
+                                      {"type": "audio", "base64_data": "UklG", "mime_type": "audio/wav"}]}
+    thinking = {"role": "assistant", "parts": [{"type": "thinking", "text": "hmm"}, {"type": "text", "text": "hi"}]}
+    record = call([user, thinking, text("user", "again"), text("critic", "meh")], "ok")
+    db = make_db(tmp_path / "parts.db", [{"id": "s1", "calls": [record]}])
+    out = tmp_path / "t.jsonl"
+    data = run_json("--db", db, "-o", out).json()
+    assert data["skipped_parts"] == {"audio": 1, "role:critic": 1, "thinking": 1}
+    (example,) = read_jsonl(out)
+    assert example["messages"][0]["content"] == [
+        {"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
+    res = invoke("filter", "--db", db, "-o", out)
+    assert "skipped parts  audio 1, role:critic 1, thinking 1" in res.stdout
+
+
+def test_sessions_mode_starts_a_new_example_where_the_chain_breaks(tmp_path):
+    # s1 keeps its history: one example; s2 sends each question alone: one example per call;
+    # s3 keeps its history for two turns, then starts over: two examples.
+    fresh = [call([text("user", f"q{i}")], f"a{i}", call_id=f"fresh{i}") for i in range(3)]
+    restart = conversation_calls(2, prefix="r ") + conversation_calls(2, prefix="again ")
+    db = make_db(tmp_path / "chains.db", [{"id": "s1", "calls": conversation_calls(4, prefix="s1 ")},
+                                          {"id": "s2", "calls": fresh}, {"id": "s3", "calls": restart}])
+    out = tmp_path / "s.jsonl"
+    data = run_json("--db", db, "-o", out, "--mode", "sessions", "--include-metadata").json()
+    lines = read_jsonl(out)
+    per_session = {sid: [len(e["messages"]) for e in lines if e["metadata"]["session_id"] == sid]
+                   for sid in ("s1", "s2", "s3")}
+    assert per_session == {"s1": [9], "s2": [2, 2, 2], "s3": [5, 5]}
+    assert data["examples"]["written"] == 6
+
+
 # --------------------------------------------------------------------------- earlier schema
 
 
