@@ -46,6 +46,21 @@ def test_flags_override_the_file(tmp_path):
     assert all("metadata" not in e for e in read_jsonl(out))
 
 
+def test_where_as_a_nested_table_means_dotted_keys(tmp_path):
+    # TOML dotted keys (`where.task.split = "train"`) build nested tables: they name nested metadata keys
+    from _filterdb import conversation_calls, make_db
+
+    db = make_db(tmp_path / "t.db", [
+        {"id": "a", "calls": conversation_calls(1, prefix="a"), "metadata": {"task": {"split": "train"}, "n": 3}},
+        {"id": "b", "calls": conversation_calls(1, prefix="b"), "metadata": {"task": {"split": "test"}, "n": 3}}])
+    cfg = tmp_path / "f.toml"
+    cfg.write_text('[filter]\nwhere.task.split = "train"\nwhere.n = 3\n')
+    data = run_json("--config", cfg, "--db", db, "--dry-run")
+    assert data["filters"]["where"] == [["task.split", "train"], ["n", "3"]]
+    assert data["sessions"]["kept"] == 1 and data["sessions"]["dropped_by"] == {"where": 1}
+    assert run_json("--db", db, "--dry-run", "--where", "task.split=train")["sessions"]["kept"] == 1
+
+
 def test_published_shape(tmp_path):
     cfg = tmp_path / "filter_config_modal.toml"
     cfg.write_text("""
@@ -96,6 +111,8 @@ def test_published_window_mode_is_calls(tmp_path):
     ("mode = \"trajectory\"\ncolour = 1\n", "f.toml: unknown key(s) colour; allowed: mode, filters, window, output"),
     ("[filter]\nmin_reward = \"lots\"\n", "f.toml [filter]: min_reward: expected a number, got 'lots'"),
     ("[filter]\nmode = \"turns\"\n", "f.toml [filter]: mode 'turns': expected calls or sessions"),
+    ("[filter]\nwhere = { seed = [1, 2] }\n", "f.toml [filter]: where seed: expected a string, number or boolean "
+                                               "to compare with, got [1, 2]"),
     ("[filter\n", "--config "),
 ])
 def test_bad_config_is_a_usage_error(tmp_path, body, message):

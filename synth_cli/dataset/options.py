@@ -108,7 +108,7 @@ def parse_where(items: Any, flag: str = "--where") -> list[tuple[str, str]]:
     if items is None:
         return []
     if isinstance(items, dict):
-        pairs = list(items.items())
+        pairs = list(_flatten(items))
     else:
         if isinstance(items, str):
             items = [items]
@@ -123,11 +123,23 @@ def parse_where(items: Any, flag: str = "--where") -> list[tuple[str, str]]:
         key = str(key).strip()
         if not key:
             raise UsageError(f"{flag}: empty key", hint="e.g. --where task_split=train")
-        out.append((key, _where_value(value)))
+        out.append((key, _where_value(value, f"{flag} {key}")))
     return out
 
 
-def _where_value(value: Any) -> str:
+def _flatten(table: dict, prefix: str = "") -> Any:
+    """A TOML table as (dotted key, value) pairs: `task.split = "train"` (a nested table) → `task.split`."""
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _where_value(value: Any, name: str) -> str:
+    if isinstance(value, (list, tuple)):
+        raise UsageError(f"{name}: expected a string, number or boolean to compare with, got {value!r}",
+                         hint="one KEY = VALUE per metadata key, e.g. where = { task_split = \"train\" }")
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
