@@ -21,7 +21,6 @@ import sys
 import threading
 
 import pytest
-
 from conftest import FIXTURE_DB, ROOT, invoke
 
 OLD = b'{"old": true}\n'
@@ -186,7 +185,8 @@ def _subprocess(*args, script=None, preexec_fn=None):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-c", script, *map(str, args)] if script else \
         [sys.executable, "-m", "synth_cli", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, preexec_fn=preexec_fn)
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, preexec_fn=preexec_fn,
+                          check=False)
 
 
 def test_pair_survives_sigint_between_the_renames(tmp_path, fixture_db, monkeypatch):
@@ -261,8 +261,8 @@ def test_file_size_limit_keeps_the_old_output(tmp_path, fixture_db):
 
     result = _subprocess("filter", "--db", fixture_db, "-o", out, preexec_fn=limit)
     assert result.returncode == 1, result.stderr
-    assert result.stderr.strip().splitlines() == [
-        f"error: {out}: file too large (a file size limit) while writing; nothing written, "
-        "the existing file is unchanged"]
+    expected = (f"error: {out}: file too large (a file size limit) while writing; nothing written, "
+                "the existing file is unchanged")
+    assert result.stderr.strip().splitlines() == [expected]
     assert out.read_bytes() == OLD
     assert _hidden(tmp_path) == []

@@ -37,9 +37,10 @@ import re
 import secrets
 import signal
 import stat
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO
 
 from synth_cli.errors import DatasetError
 
@@ -440,7 +441,7 @@ class AtomicFiles:
         for f in self.files:
             f.abort()
 
-    def __enter__(self) -> "AtomicFiles":
+    def __enter__(self) -> AtomicFiles:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
