@@ -1,14 +1,14 @@
 """The root `synth-ai` Typer app: global options, command groups, one error formatter.
 
 The root only assembles: every command lives in `synth_cli/commands/<name>.py`
-and exposes `register(app)`. Modules are imported here, so they must keep their
+and exposes `register(app)`; `_register_commands` imports each one by name (a typo is an
+ImportError, never a silently missing command). Modules are imported here, so they must keep their
 top-level imports light (typer, rich-free helpers); anything heavy is imported
 inside the command function that needs it.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import sys
@@ -19,22 +19,6 @@ from typer.core import TyperGroup
 
 from synth_cli import __version__, exit_interrupted
 from synth_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, SynthError
-
-#: command modules, in the order `--help` lists them (each has `register(app)`).
-COMMAND_MODULES = (
-    "traces",
-    "session",
-    "experiments",
-    "usage",
-    "status",
-    "filter",
-    "sft",
-    "serve",
-    "balance",
-    "calc",
-    "demo",
-    "man",
-)
 
 #: options accepted anywhere on the command line (moved in front of the subcommand).
 _GLOBAL_FLAGS = ("--json", "--debug", "--quiet", "-q", "--version")
@@ -226,13 +210,24 @@ def root(
 
 
 def _register_commands() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"synth_cli.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"synth_cli.commands.{name}":
-                continue  # not built yet in this checkout
-            raise
+    """Every command group, imported explicitly, in the order `--help` lists them."""
+    from synth_cli.commands import (
+        balance,
+        calc,
+        demo,
+        experiments,
+        man,
+        serve,
+        session,
+        sft,
+        status,
+        traces,
+        usage,
+    )
+    from synth_cli.commands import filter as filter_command
+
+    for module in (traces, session, experiments, usage, status, filter_command, sft, serve, balance, calc, demo,
+                   man):
         module.register(app)
 
 
