@@ -10,13 +10,14 @@ inside the command function that needs it.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Any, Optional
 
 import typer
 from typer.core import TyperGroup
 
-from synth_cli import __version__
+from synth_cli import __version__, exit_interrupted
 from synth_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, SynthError
 
 #: options accepted anywhere on the command line (moved in front of the subcommand).
@@ -86,7 +87,10 @@ def run_guarded(fn, *, debug: bool, prog_name: str = "synth-ai", args: list[str]
     from synth_cli.output import get_output
 
     out = get_output
+    early = _take_sigint()
     try:
+        if early:  # from here on Ctrl-C is a KeyboardInterrupt that commands can clean up after
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         rv = fn()
         return rv if isinstance(rv, int) else 0
     except SynthError as exc:
@@ -125,6 +129,20 @@ def run_guarded(fn, *, debug: bool, prog_name: str = "synth-ai", args: list[str]
         hint = None if debug else "run again with --debug (or SYNTH_DEBUG=1) for the traceback"
         out().error(f"unexpected {type(exc).__name__}: {exc}", hint)
         return EXIT_FAILURE
+    finally:
+        if early:  # shutting down: a late Ctrl-C is the same one line, not a traceback
+            try:
+                signal.signal(signal.SIGINT, exit_interrupted)
+            except (ValueError, OSError):  # pragma: no cover
+                pass
+
+
+def _take_sigint() -> bool:
+    """Whether the start-up SIGINT handler of synth_cli/__init__.py is installed (the CLI is running)."""
+    try:
+        return signal.getsignal(signal.SIGINT) is exit_interrupted
+    except (ValueError, OSError):  # pragma: no cover
+        return False
 
 
 def _is_click_exception(exc: BaseException) -> bool:
