@@ -11,10 +11,10 @@ import pytest
 
 from conftest import FIXTURE_COUNTS, FIXTURE_DB
 from synth_cli.errors import TraceStoreError
-from synth_cli.tracing import schema
+from synth_cli.store import schema
 from synth_cli.tracing.events import EnvironmentEvent
 from synth_cli.tracing.models import LLMCallRecord, LLMUsage
-from synth_cli.tracing.store import TraceStore
+from synth_cli.store.reader import TraceStore
 from synth_cli.tracing.tracer import SessionTracer
 
 

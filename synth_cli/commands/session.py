@@ -21,7 +21,7 @@ def session_command(
 ) -> None:
     """One session rendered for a person (see HELP)."""
     from synth_cli.commands._inspect import opened, read_targets
-    from synth_cli.tracing import queries
+    from synth_cli.store import sessions as queries
 
     out = get_output()
     targets = read_targets(db)

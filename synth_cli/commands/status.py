@@ -26,7 +26,7 @@ def status_command(
     from synth_cli import config
     from synth_cli.commands._inspect import inventory_targets, opened
     from synth_cli.probe import probe_backend
-    from synth_cli.tracing import queries
+    from synth_cli.store import inventory as queries
 
     out = get_output()
     url = config.base_url(base_url)

@@ -21,7 +21,7 @@ def traces(
 ) -> None:
     """Inventory of trace DBs (see HELP)."""
     from synth_cli.commands._inspect import inventory_targets, opened
-    from synth_cli.tracing import queries
+    from synth_cli.store import inventory as queries
 
     out = get_output()
     root_value, targets = inventory_targets(db, root)

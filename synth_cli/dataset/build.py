@@ -1,7 +1,7 @@
 """The `filter` pipeline: trace DBs → selected sessions → examples → JSONL, with stats.
 
 :func:`run_filter` opens every DB read-only, selects sessions with one SQL query per
-DB (:mod:`synth_cli.dataset.select`), streams the `cais` events' call records in id
+DB (:mod:`synth_cli.store.selection`), streams the `cais` events' call records in id
 order, converts them (:mod:`synth_cli.dataset.convert`), validates each example
 (:mod:`synth_cli.dataset.validate`), drops exact duplicates (a set of SHA-1 digests
 of the serialized lines: the only memory that grows with the output), splits
@@ -25,11 +25,11 @@ from typing import Any, Callable
 from synth_cli._json import dumps_bytes, loads
 from synth_cli.dataset import convert as cv
 from synth_cli.dataset.options import FilterOptions
-from synth_cli.dataset.select import FILTER_ORDER, MAX_IN_LIST, scan_calls, scan_messages, select_sessions
+from synth_cli.store.selection import FILTER_ORDER, MAX_IN_LIST, scan_calls, scan_messages, select_sessions
 from synth_cli.dataset.validate import check_example
 from synth_cli.dataset.writer import AtomicFiles, val_path
 from synth_cli.errors import DatasetError
-from synth_cli.tracing.store import TraceStore, open_stores
+from synth_cli.store.reader import TraceStore, open_stores
 
 #: how many malformed rows' session ids the stats name.
 MALFORMED_NAMED = 5

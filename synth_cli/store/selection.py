@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from synth_cli.dataset.options import FilterOptions
-from synth_cli.tracing.store import TraceStore
+from synth_cli.store.reader import TraceStore
 
 #: order in which session filters are tried; a dropped session is counted under the first that fails.
 FILTER_ORDER = ("experiment", "since", "until", "where", "min_reward", "max_reward", "min_achievements",
