@@ -274,7 +274,7 @@ class TraceWriter:
             if not b.partial:
                 return False
             have = tuple(int(v or 0) for v in stored[0])
-            if all(h >= c for h, c in zip(have, counts)):
+            if all(h >= c for h, c in zip(have, counts, strict=True)):
                 return False
             self._query(_UPDATE_COUNTS, (*counts, sid))
         else:
