@@ -33,6 +33,8 @@ ENV_VARS: dict[str, str] = {
     "SYNTH_TRACES_DB": "default trace DB (path or URL) for commands that take --db",
     "SYNTH_TRACES_BUSY_TIMEOUT": "seconds a SessionTracer write waits for another writer's lock before "
                                  "it is retried, then spooled (default 30)",
+    "SYNTH_TRACES_SPOOL_DIR": "where sessions that could not be written to a libSQL server are kept until "
+                              "the next writer on that server (default: the user data dir's spool/)",
     "LIBSQL_AUTH_TOKEN": "auth token for remote libSQL servers",
     "TURSO_AUTH_TOKEN": "auth token for Turso (used when LIBSQL_AUTH_TOKEN is unset)",
     "SYNTH_DEBUG": "set to 1 to print tracebacks (same as --debug)",

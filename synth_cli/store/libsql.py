@@ -352,6 +352,11 @@ class LibsqlClient:
             raise LibsqlError(f"{self.label}: the transaction was not committed", code="HRANA_PROTO_ERROR")
         return inner
 
+    def stream(self) -> "Stream":
+        """An interactive stream (a SQLite connection on the server held by a baton), e.g. for a
+        transaction whose statements depend on earlier answers."""
+        return Stream(self)
+
     def close(self) -> None:
         import contextlib
 
@@ -406,5 +411,62 @@ class LibsqlClient:
                            status=status, transient=transient)
 
 
-__all__ = ["LibsqlClient", "LibsqlError", "Result", "Row", "ServerURL", "decode_value", "encode_value",
+
+class Stream:
+    """Requests on one server-side stream: each answer's baton goes with the next request (the
+    requests are serial), and `base_url`, when the server names one, is where they go. The
+    stream ends with :meth:`close` or with any HTTP/network failure (the server drops it)."""
+
+    def __init__(self, client: LibsqlClient):
+        self.client = client
+        self.baton: str | None = None
+        self.base_url: str | None = None
+        self.started = False
+
+    def send(self, requests: list[dict[str, Any]], *, close: bool = False) -> list[dict[str, Any]]:
+        """Run `requests` (and `close` the stream after them); their results, ok or error, in order."""
+        if self.started and self.baton is None:
+            raise LibsqlError(f"{self.client.label}: the stream is closed", code="STREAM_CLOSED")
+        reqs = [*requests, {"type": "close"}] if close else requests
+        self.started = True
+        try:
+            body = self.client.pipeline(reqs, baton=self.baton, base_url=self.base_url)
+        except LibsqlError:
+            self.baton = None  # an HTTP error ends the stream on the server too
+            raise
+        self.baton = None if close else body.get("baton")
+        self.base_url = body.get("base_url") or self.base_url
+        results = body.get("results")
+        if not isinstance(results, list) or len(results) != len(reqs):
+            self.baton = None
+            raise LibsqlError(f"{self.client.label}: the server answered {len(results or ())} results for "
+                              f"{len(reqs)} requests", code="HRANA_PROTO_ERROR")
+        return results[:len(requests)]
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Result:
+        [res] = self.send([{"type": "execute", "stmt": stmt(sql, args)}])
+        if res.get("type") != "ok":
+            raise _sql_error(self.client.label, res.get("error"))
+        return decode_result(res["response"]["result"])
+
+    def execute_many(self, statements: list[dict[str, Any]]) -> list[Result]:
+        """Several statements in one round trip; the first failure raises (the rest still ran)."""
+        results = self.send([{"type": "execute", "stmt": s} for s in statements])
+        out = []
+        for res in results:
+            if res.get("type") != "ok":
+                raise _sql_error(self.client.label, res.get("error"))
+            out.append(decode_result(res["response"]["result"]))
+        return out
+
+    def close(self) -> None:
+        """Close the stream (quietly: a stream the server already dropped is closed too)."""
+        if self.baton is not None:
+            try:
+                self.send([], close=True)
+            except LibsqlError:
+                pass
+        self.baton = None
+
+__all__ = ["LibsqlClient", "LibsqlError", "Result", "Row", "ServerURL", "Stream", "decode_value", "encode_value",
            "parse_url", "stmt"]
