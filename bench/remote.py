@@ -4,6 +4,11 @@
     python bench/remote.py transport   # read every call_records blob: each client vs sqlite3
     python bench/remote.py write       # call records/s into sqld: 1 and 8 writers vs bulk inserts
 
+`write` writes --write-sessions sessions of --write-steps call records each with SessionTracer
+(tests/_trace_worker.py) into a new sqld, by one process and by 8 processes at once (each a
+fresh server), against the floor: the same rows (read back from a local file the same script
+wrote) bulk-inserted over the same protocol, 500 rows per transaction.
+
 `read` and `transport` use the DB bench/filter.py builds (shaped like the fixture; by default
 1,200 sessions x 20 steps = 24,000 call records, cached in bench/.cache/), served by a real
 sqld (tests/_sqld.py) from a private copy. Every command runs as its own process, candidate
@@ -226,6 +231,83 @@ def bench_transport(args) -> dict:
             "sessions": args.sessions, "steps": args.steps, "runs": args.runs, "results": result}
 
 
+# --------------------------------------------------------------------------- write
+
+
+def child_floor(source: str, url: str) -> int:
+    """The floor: the same rows as the tracer writes, bulk-inserted (500 rows a transaction)."""
+    import sqlite3
+
+    from synth_cli.store.libsql import LibsqlClient, stmt
+    from synth_cli.store.writer import open_writer
+
+    open_writer(url).close()  # the schema, as the tracer creates it
+    client = LibsqlClient(url)
+    conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    for table in ("experiments", "session_traces", "session_timesteps", "events", "messages"):
+        cols = [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')]
+        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        batch = []
+        for row in conn.execute(f"SELECT {', '.join(cols)} FROM {table}"):
+            batch.append(stmt(sql, row, want_rows=False))
+            if len(batch) == 500:
+                client.transaction(batch)
+                batch = []
+        if batch:
+            client.transaction(batch)
+    client.close()
+    return 0
+
+
+def bench_write(args) -> dict:
+    from tests._sqld import install_error, running_sqld, sqld_binary
+
+    if sqld_binary() is None:
+        raise SystemExit(install_error())
+    worker = str(ROOT / "tests" / "_trace_worker.py")
+    me = str(Path(__file__).resolve())
+    sessions, steps, py = args.write_sessions, args.write_steps, sys.executable
+    calls = sessions * steps
+    work = Path(tempfile.mkdtemp(prefix="bench-write-"))
+    env = {**_env(), "SYNTH_TRACES_SPOOL_DIR": str(work / "spool")}
+    figures: dict[str, list[float]] = {"floor (bulk inserts)": [], "1 writer": [], "8 writers": []}
+    rss: dict[str, float] = {}
+    try:
+        source = work / "source.db"
+        subprocess.run([py, worker, str(source), "0", str(sessions), str(steps)], check=True, env=env,
+                       stdout=subprocess.DEVNULL)
+        for run in range(args.runs):
+            for name in figures:
+                served = work / f"served-{run}-{name[0]}"
+                served.mkdir()
+                with running_sqld(served) as url:
+                    started = time.perf_counter()
+                    if name.startswith("floor"):
+                        wall, peak = measured([py, me, "--child-floor", str(source), url], env)
+                    elif name == "1 writer":
+                        wall, peak = measured([py, worker, url, "0", str(sessions), str(steps)], env)
+                    else:
+                        procs = [subprocess.Popen([py, worker, url, str(w), str(sessions // 8), str(steps)],
+                                                  stdout=subprocess.DEVNULL, env=env) for w in range(8)]
+                        for proc in procs:
+                            if proc.wait() != 0:
+                                raise SystemExit("a writer failed")
+                        wall, peak = time.perf_counter() - started, 0.0
+                    figures[name].append(calls / wall)
+                    rss[name] = max(rss.get(name, 0.0), peak)
+                    log(f"  run {run + 1} {name}: {wall:.2f}s, {calls / wall:.0f} call records/s")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    floor = statistics.median(figures["floor (bulk inserts)"])
+    result = {name: {"median_call_records_per_s": round(statistics.median(v)),
+                     "ratio_to_floor": round(floor / statistics.median(v), 2),
+                     **({"peak_rss_mb": rss[name]} if rss.get(name) else {})} for name, v in figures.items()}
+    return {"bench": "call records/s into sqld on 127.0.0.1 (SessionTracer, whole processes)",
+            "sessions": sessions, "steps": steps, "call_records": calls, "runs": args.runs,
+            "cpus": os.cpu_count(), "results": result,
+            "note": "ratio_to_floor = floor records/s / candidate records/s (1.0 = as fast as bulk inserts)"}
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -237,17 +319,20 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--libsql-client-python", metavar="PYTHON", help="a Python that can import libsql_client")
     ap.add_argument("--libsql-python", metavar="PYTHON", help="a Python that can import libsql (and orjson)")
+    ap.add_argument("--write-sessions", type=int, default=400, help="write: sessions in all (8 writers: /8 each)")
+    ap.add_argument("--write-steps", type=int, default=10, help="write: timesteps (call records) per session")
     ap.add_argument("--child", nargs=2, metavar=("VARIANT", "TARGET"), help=argparse.SUPPRESS)
+    ap.add_argument("--child-floor", nargs=2, metavar=("SOURCE", "URL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child_read(*args.child)
+    if args.child_floor:
+        return child_floor(*args.child_floor)
     if args.what == "read":
         result = bench_read(args)
     elif args.what == "transport":
         result = bench_transport(args)
     else:
-        from remote_write import bench_write
-
         result = bench_write(args)
     print(json.dumps(result, indent=2))
     return 0

@@ -226,6 +226,17 @@ class RemoteTraceWriter(TraceWriter):
         if fd is not None:
             os.close(fd)
 
+    # -- reads the tracer makes per session ------------------------------------------------------
+    def has_experiment(self, experiment_id: str) -> bool:
+        """Cached once seen: experiments are never removed, and each check is a round trip."""
+        known = self.__dict__.setdefault("_experiments", set())
+        if experiment_id in known:
+            return True
+        if super().has_experiment(experiment_id):
+            known.add(experiment_id)
+            return True
+        return False
+
     # -- a whole session in one round trip --------------------------------------------------------
     def write(self, batch: SessionBatch) -> bool:
         if batch.partial:
