@@ -50,12 +50,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 import warnings as _warnings
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Sequence
 
+from synth_cli._json import dumps as _fast_dumps
 from synth_cli.errors import TraceStoreError
 from synth_cli.store.schema import EVENT_TYPES, MESSAGE_TYPES
 from synth_cli.store.writer import (
@@ -101,14 +103,25 @@ def _fmt_seconds(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
+_STAMP: tuple[int, str] = (0, "")
+
+
+def _stamp(now: float) -> str:
+    """`_fmt_seconds` of the unix time `now` (UTC), formatted once per second."""
+    global _STAMP
+    cached = _STAMP
+    second = int(now)
+    if cached[0] != second:
+        cached = _STAMP = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second)))
+    return cached[1]
+
+
 def _json(value: Any) -> str | None:
     """Compact JSON for a TEXT column (None stays NULL); odd keys/objects degrade to strings."""
     if value is None:
         return None
-    from synth_cli import _json as fastjson
-
     try:
-        return fastjson.dumps(value)
+        return _fast_dumps(value)
     except TypeError:
         import json
 
@@ -130,7 +143,7 @@ def _fallback(obj: Any) -> Any:
 
 class _Step:
     __slots__ = ("step_id", "step_index", "turn_number", "started_at", "metadata", "completed_at",
-                 "num_events", "num_messages")
+                 "num_events", "num_messages", "meta_json")
 
     def __init__(self, step_id: str, step_index: int, turn_number: int | None, started_at: datetime,
                  metadata: dict[str, Any]):
@@ -142,6 +155,7 @@ class _Step:
         self.completed_at: datetime | None = None
         self.num_events = 0
         self.num_messages = 0
+        self.meta_json = _json({"step_id": step_id})  # the metadata of a row recorded in it with none
 
     def row(self) -> tuple:  # STEP_COLUMNS
         return (self.step_id, self.step_index, self.turn_number, _fmt_precise(self.started_at),
@@ -383,14 +397,17 @@ class SessionTracer:
         with self._lock:
             session = self._require_session()
             step = self._step
-            meta = dict(metadata or {})
             if step is not None:
-                meta = {"step_id": step.step_id, **{k: v for k, v in meta.items() if k != "step_id"}}
                 step.num_messages += 1
-            now = utcnow()
-            row = (message_type, content, _fmt_seconds(now),
-                   float(event_time) if event_time is not None else now.replace(tzinfo=timezone.utc).timestamp(),
-                   message_time, _json(meta))
+                if metadata:
+                    meta = _json({"step_id": step.step_id, **{k: v for k, v in metadata.items() if k != "step_id"}})
+                else:
+                    meta = step.meta_json
+            else:
+                meta = _json(dict(metadata or {}))
+            now = time.time()
+            row = (message_type, content, _stamp(now), float(event_time) if event_time is not None else now,
+                   message_time, meta)
             session.messages.append((step.step_id if step else None, row))
 
     def record_event(self, event: BaseEvent) -> BaseEvent:
@@ -400,10 +417,15 @@ class SessionTracer:
         with self._lock:
             session = self._require_session()
             step = self._step
-            meta = event.stored_metadata() if isinstance(event, RuntimeEvent) else dict(event.metadata or {})
+            meta = event.stored_metadata() if isinstance(event, RuntimeEvent) else event.metadata
             if step is not None:  # step_id first, as the published writer orders it
-                meta = {"step_id": step.step_id, **{k: v for k, v in meta.items() if k != "step_id"}}
                 step.num_events += 1
+                if meta:
+                    meta_json = _json({"step_id": step.step_id, **{k: v for k, v in meta.items() if k != "step_id"}})
+                else:
+                    meta_json = step.meta_json
+            else:
+                meta_json = _json(dict(meta or {}))
             time_record = event.time_record
             message_time = time_record.message_time
             if message_time is None and step is not None:
@@ -416,11 +438,11 @@ class SessionTracer:
             truncated = cols.get("truncated")
             row = (
                 event.event_type, event.system_instance_id or None, time_record.event_time, message_time,
-                _fmt_seconds(utcnow()), cols.get("model_name"), cols.get("provider"), cols.get("input_tokens"),
+                _stamp(time.time()), cols.get("model_name"), cols.get("provider"), cols.get("input_tokens"),
                 cols.get("output_tokens"), cols.get("total_tokens"), cols.get("cost_usd"), cols.get("latency_ms"),
                 cols.get("span_id"), cols.get("trace_id"), call_records, cols.get("reward"),
                 None if terminated is None else int(terminated), None if truncated is None else int(truncated),
-                _json(cols.get("system_state_before")), _json(cols.get("system_state_after")), _json(meta),
+                _json(cols.get("system_state_before")), _json(cols.get("system_state_after")), meta_json,
                 _json(event.event_metadata),
             )
             session.events.append((step.step_id if step else None, row))
