@@ -498,6 +498,150 @@ class SessionTracer:
         session.messages = []
 
 
+class AsyncSessionTracer:
+    """The same tracer for asyncio agents: every method of :class:`SessionTracer`, awaited.
+
+    ```python
+    async with AsyncSessionTracer("traces.db") as tracer:
+        async with tracer.session(metadata={"task": "demo"}) as session_id:
+            async with tracer.timestep("step_0", turn_number=0):
+                await tracer.record_message("hello", message_type="user")
+                await tracer.record_llm_call(record, system_instance_id="agent")
+    ```
+
+    Opening the DB, creating experiments, starting a session (it checks the id is new) and
+    every write (a session's end; each timestep's end with `durable="timestep"`; closing) run
+    in a thread of the tracer's own, one at a time and in order, so the event loop never
+    waits on SQLite, a lock held by another writer or a retry's backoff. Recording calls only
+    append to memory and run inline. Arguments are those of :class:`SessionTracer`.
+    """
+
+    def __init__(self, target: str | os.PathLike | None = None, **options: Any):
+        self._target = target
+        self._options = options
+        self._tracer: SessionTracer | None = None
+        self._executor = None
+
+    # -- plumbing ------------------------------------------------------------------------------
+    async def _off_loop(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        import asyncio
+        import functools
+
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth-tracer")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    @property
+    def tracer(self) -> SessionTracer:
+        """The underlying sync tracer (opened by `open()` / `async with`)."""
+        if self._tracer is None:
+            raise RuntimeError("the tracer is not open; use `async with AsyncSessionTracer(...)` or await open()")
+        return self._tracer
+
+    async def open(self) -> "AsyncSessionTracer":
+        if self._tracer is None:
+            self._tracer = await self._off_loop(SessionTracer, self._target, **self._options)
+        return self
+
+    async def close(self) -> None:
+        """Save a session still open, close the DB, stop the writer thread."""
+        if self._tracer is not None:
+            await self._off_loop(self._tracer.close)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def __aenter__(self) -> "AsyncSessionTracer":
+        return await self.open()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    # -- the sync tracer's state ---------------------------------------------------------------
+    @property
+    def current_session_id(self) -> str | None:
+        return self.tracer.current_session_id
+
+    @property
+    def current_step_id(self) -> str | None:
+        return self.tracer.current_step_id
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.tracer.warnings
+
+    @property
+    def path(self):
+        return self.tracer.path
+
+    @property
+    def closed(self) -> bool:
+        return self._tracer is None or self._tracer.closed
+
+    # -- the API ---------------------------------------------------------------------------------
+    async def create_experiment(self, *args: Any, **kwargs: Any) -> str:
+        return await self._off_loop(self.tracer.create_experiment, *args, **kwargs)
+
+    async def start_session(self, *args: Any, **kwargs: Any) -> str:
+        return await self._off_loop(self.tracer.start_session, *args, **kwargs)
+
+    async def end_session(self) -> str:
+        return await self._off_loop(self.tracer.end_session)
+
+    async def start_timestep(self, step_id: str, turn_number: int | None = None,
+                             metadata: dict[str, Any] | None = None) -> str:
+        return self.tracer.start_timestep(step_id, turn_number, metadata)
+
+    async def end_timestep(self, step_id: str | None = None) -> None:
+        if self.tracer.durable == "timestep":
+            await self._off_loop(self.tracer.end_timestep, step_id)
+        else:
+            self.tracer.end_timestep(step_id)
+
+    async def record_message(self, *args: Any, **kwargs: Any) -> None:
+        self.tracer.record_message(*args, **kwargs)
+
+    async def record_event(self, event: BaseEvent) -> BaseEvent:
+        return self.tracer.record_event(event)
+
+    async def record_llm_call(self, *args: Any, **kwargs: Any) -> LMCAISEvent:
+        return self.tracer.record_llm_call(*args, **kwargs)
+
+    def session(self, session_id: str | None = None, metadata: dict[str, Any] | None = None,
+                experiment_id: str | None = None, created_at: datetime | None = None):
+        """`async with tracer.session(...) as session_id:` written when the block ends, also when it raises."""
+        from contextlib import asynccontextmanager
+
+        @asynccontextmanager
+        async def block():
+            sid = await self.start_session(session_id, metadata, experiment_id, created_at)
+            try:
+                yield sid
+            finally:
+                if self.tracer.current_session_id == sid:
+                    await self.end_session()
+
+        return block()
+
+    def timestep(self, step_id: str, turn_number: int | None = None, metadata: dict[str, Any] | None = None):
+        """`async with tracer.timestep("step_0"):`, ended when the block ends (written then in durable mode)."""
+        from contextlib import asynccontextmanager
+
+        @asynccontextmanager
+        async def block():
+            sid = await self.start_timestep(step_id, turn_number, metadata)
+            try:
+                yield sid
+            finally:
+                if self.tracer.current_step_id == sid:
+                    await self.end_timestep(sid)
+
+        return block()
+
+
 def _env_timeout() -> float:
     text = os.environ.get("SYNTH_TRACES_BUSY_TIMEOUT", "").strip()
     if not text:
@@ -519,4 +663,4 @@ def _record_dict(record: Any) -> Any:
     raise TypeError(f"call_records holds a {type(record).__name__}, expected LLMCallRecord")
 
 
-__all__ = ["SessionTracer", "TraceWriteWarning", "resolve_write_target", "utcnow"]
+__all__ = ["AsyncSessionTracer", "SessionTracer", "TraceWriteWarning", "resolve_write_target", "utcnow"]
