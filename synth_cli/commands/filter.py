@@ -73,6 +73,9 @@ def filter_command(
                                               "KEY=value secrets) from every string written; pii also "
                                               "e-mail addresses and phone numbers."),
     no_redact: bool = typer.Option(False, "--no-redact", help="Write strings as stored: no scrubbing."),
+    parents: Optional[bool] = typer.Option(None, "--parents/--no-parents",
+                                           help="Create the output's missing parent directories "
+                                                "(default: a missing directory is an error)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Compute everything, write nothing."),
     strict: Optional[bool] = typer.Option(None, "--strict/--no-strict",
                                           help="Malformed call records and invalid examples are errors."),
@@ -89,7 +92,7 @@ def filter_command(
         "min_achievements": min_achievements, "max_cost": max_cost, "max_tokens": max_tokens,
         "experiment": experiment or None, "since": since, "until": until, "where": where or None,
         "model": model or None, "include_errors": include_errors, "val_fraction": val_fraction, "seed": seed,
-        "limit": limit, "include_metadata": include_metadata, "strict": strict,
+        "limit": limit, "include_metadata": include_metadata, "strict": strict, "parents": parents,
         "redact": "off" if no_redact else redact,
     })
     file_values = load_config(config_file) if config_file else {}

@@ -27,7 +27,7 @@ from synth_cli.dataset import convert as cv
 from synth_cli.dataset.options import FilterOptions
 from synth_cli.store.selection import FILTER_ORDER, MAX_IN_LIST, scan_calls, scan_messages, select_sessions
 from synth_cli.dataset.validate import check_example
-from synth_cli.dataset.writer import AtomicFiles, val_path
+from synth_cli.dataset.writer import AtomicFiles, Protected, val_path
 from synth_cli.errors import DatasetError
 from synth_cli.store.reader import TraceStore, open_stores
 
@@ -508,19 +508,19 @@ def _messages(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: 
 # --------------------------------------------------------------------------- entry point
 
 
-def _check_paths(opts: FilterOptions, stores: list[TraceStore]) -> tuple[Path | None, Path | None]:
+def _check_paths(opts: FilterOptions, stores: list[TraceStore]) -> tuple[Path | None, Path | None, Protected]:
+    """The outputs to write and what they must never be: every local DB read, with its -wal/-shm/-journal."""
+    protected = Protected(store.path for store in stores if getattr(store, "path", None) is not None)
     if opts.dry_run:
-        return None, None
+        return None, None, protected
     if not opts.output:
         raise DatasetError("no output file given", hint="pass --output FILE.jsonl (or --dry-run)")
     output = Path(opts.output).expanduser()
     val = val_path(output) if opts.val_fraction > 0 else None
-    for store in stores:
-        db = getattr(store, "path", None)
-        for target in (output, val):
-            if db is not None and target is not None and target.exists() and target.resolve() == Path(db).resolve():
-                raise DatasetError(f"{target}: is the trace DB being read", hint="choose another --output")
-    return output, val
+    for target in (output, val):
+        if target is not None:
+            protected.check(target)
+    return output, val, protected
 
 
 def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None = None,
@@ -546,10 +546,12 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
 
     stores = open_stores(opts.dbs)
     try:
-        output, val = _check_paths(opts, stores)
-        with AtomicFiles() as files:
-            train_file = files.open(output) if output is not None else None
+        output, val, protected = _check_paths(opts, stores)
+        with AtomicFiles(parents=opts.parents, protected=protected) as files:
+            train_file = files.open(output, through_ok=val is None) if output is not None else None
             val_file = files.open(val) if val is not None else None
+            for text in files.notices:
+                notice(text)
             sink = _Sink(opts, stats, train_file, val_file)
             sink.on_progress = on_progress
             try:

@@ -55,6 +55,8 @@ class FilterOptions:
     strict: bool = False
     #: what `filter` scrubs from the examples: "secrets" (default), "pii" (secrets + e-mails, phones), "off"
     redact: str = "secrets"
+    #: create missing parent directories of the output (`--parents`)
+    parents: bool = False
     #: what the config file asked for that has no equivalent here (reported as warnings)
     ignored: list[str] = field(default_factory=list)
 
@@ -191,7 +193,7 @@ def _bool(value: Any, name: str) -> bool:
 FILTER_KEYS = (
     "db", "output", "mode", "min_reward", "max_reward", "min_achievements", "max_cost", "max_tokens",
     "experiment", "since", "until", "where", "model", "include_errors", "val_fraction", "seed", "limit",
-    "include_metadata", "strict", "redact",
+    "include_metadata", "strict", "redact", "parents",
 )
 #: spellings of the redaction setting (a config file may say `redact = false`)
 REDACT_MODES = {"secrets": "secrets", "true": "secrets", "pii": "pii", "off": "off", "none": "off", "false": "off"}
@@ -241,7 +243,7 @@ def build(values: dict[str, Any], *, source: str = "flag") -> dict[str, Any]:
             out["where"] = parse_where(value, name(key))
         elif key == "model":
             out["models"] = _str_list(value, name(key))
-        elif key in ("include_errors", "include_metadata", "strict", "dry_run"):
+        elif key in ("include_errors", "include_metadata", "strict", "dry_run", "parents"):
             out[key] = _bool(value, name(key))
         elif key == "val_fraction":
             fraction = _number(value, name(key))
