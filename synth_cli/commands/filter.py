@@ -231,7 +231,7 @@ def _render(stats: Any, out: Any) -> None:
         kinds = ", ".join(f"{k} {fmt_int(v)}" for k, v in red["by_kind"].items())
         rows.append(("redaction", f"{red['mode']}: " + (f"{kinds} in {fmt_int(red['examples'])} example(s)"
                                                          if kinds else "nothing found")))
-    rows.append(("tokens", f"≈ {fmt_int(data['token_estimate'])} (4 bytes per token)"))
+    rows.append(("tokens", f"≈ {fmt_int(data['token_estimate'])} (estimate: 4 bytes of JSON per token, 765 per image)"))
     if data["malformed_rows"]["count"]:
         rows.append(("malformed rows", fmt_int(data["malformed_rows"]["count"])))
     if stats.limit_reached:

@@ -26,7 +26,7 @@ from synth_cli._json import dumps_bytes, loads
 from synth_cli.dataset import convert as cv
 from synth_cli.dataset.options import FilterOptions
 from synth_cli.store.selection import FILTER_ORDER, MAX_IN_LIST, scan_calls, scan_messages, select_sessions
-from synth_cli.dataset.validate import check_example
+from synth_cli.dataset.validate import check_example, estimate_tokens
 from synth_cli.dataset.writer import AtomicFiles, Protected, val_path
 from synth_cli.errors import DatasetError
 from synth_cli.store.reader import TraceStore, open_stores
@@ -253,7 +253,7 @@ class _Sink:
             stats.duplicates += 1
             return
         self.seen.add(digest)
-        stats.token_estimate += len(line) >> 2
+        stats.token_estimate += estimate_tokens(line, example)
         if self.include_metadata:
             meta = {"session_id": session.session_id, "call_id": call_id, "model": model,
                     "total_reward": session.total_reward, "experiment_id": session.experiment_id}
