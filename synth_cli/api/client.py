@@ -207,6 +207,7 @@ class ApiClient:
             key = Setting(str(api_key), "argument") if api_key else None
         if key is not None:
             config.register_secret(key.value)
+            config.check_api_key(key)  # a newline or non-ASCII character: one clear error, before any request
         if key is None and require_key:
             *first, last = config.API_KEY_VARS
             raise ApiError(
