@@ -145,7 +145,10 @@ def _report_problems(stats: Any, options: Any, out: Any) -> None:
                  "--strict makes this an error")
     if stats.invalid:
         reasons = "; ".join(f"{reason} ({count})" for reason, count in stats.invalid.most_common(3))
-        out.warn(f"left out {sum(stats.invalid.values())} example(s) that fail validation: {reasons}")
+        named = "; ".join(f"session {e['session_id']} call {e['call_id']}: {e['reason']}"
+                          for e in stats.invalid_examples[:3])
+        out.warn(f"left out {sum(stats.invalid.values())} example(s) that fail validation: {reasons}"
+                 + (f" (first: {named}; all named in --json)" if named else ""))
     if stats.examples == 0:
         if stats.sessions_kept and not stats.calls_scanned and not stats.malformed_rows:
             # The filters kept sessions, but they hold nothing to convert: loosening won't help.
