@@ -270,3 +270,23 @@ def test_wal_db_on_a_read_only_mount(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "exp-wal" in {e["experiment_id"] for e in json.loads(proc.stdout)["experiments"]}
     assert sorted(os.listdir(mount)) == ["t.db", "t.db-wal"]  # nothing written next to it
+
+
+def test_non_utf8_arguments_reach_sql_and_urls_safely(fixture_db):
+    odd = os.fsdecode(b"\xff\xfe")  # what a shell passes for bytes that are not UTF-8
+    for args in (("session", odd), ("experiment", odd), ("usage", "--model", odd),
+                 ("filter", "--dry-run", "--experiment", odd), ("filter", "--dry-run", "--where", f"a={odd}")):
+        result = invoke(*args, "--db", fixture_db)
+        assert "unexpected" not in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+        assert result.exit_code in (0, 1), (args, result.output)
+    from synth_cli.api.client import path_segment
+
+    assert path_segment(odd) == "%FF%FE"
+
+
+def test_name_too_long_is_a_file_error(fixture_db):
+    long_name = "a" * 5000
+    for args in (("traces", "--root", long_name), ("filter", "--db", long_name, "--dry-run"),
+                 ("--env-file", long_name, "traces", "--db", fixture_db)):
+        line = _clear_error(invoke(*args))
+        assert "too long" in line.lower(), line

@@ -172,7 +172,7 @@ class SQLiteTraceStore(TraceStore):
         import sqlite3
 
         try:
-            cursor = self.conn.execute(sql, tuple(params))
+            cursor = self.conn.execute(sql, tuple(_bindable(p) for p in params))
         except sqlite3.DatabaseError as exc:
             raise _sqlite_error(self.path, exc) from exc
         try:
@@ -203,6 +203,17 @@ class SQLiteTraceStore(TraceStore):
         if snapshot is not None:
             _remove_tree(snapshot)
             self._snapshot = None
+
+
+def _bindable(value: Any) -> Any:
+    """A parameter SQLite can bind: a str with lone surrogates (a non-UTF-8 command-line argument)
+    becomes valid text (U+FFFD for each such byte), which then simply matches nothing stored."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
 
 
 def _uri(path: Path, params: str = "mode=ro") -> str:
