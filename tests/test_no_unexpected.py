@@ -290,3 +290,10 @@ def test_name_too_long_is_a_file_error(fixture_db):
                  ("--env-file", long_name, "traces", "--db", fixture_db)):
         line = _clear_error(invoke(*args))
         assert "too long" in line.lower(), line
+
+
+@pytest.mark.parametrize("line", ["where = 5", "where = [5]", "limit = 1e400", "since = 07:32:00"])
+def test_config_values_of_the_wrong_type(fixture_db, tmp_path, line):
+    config = tmp_path / "f.toml"
+    config.write_text(f"[filter]\n{line}\n")
+    _clear_error(invoke("filter", "--db", fixture_db, "--config", config, "--dry-run"), code=2)

@@ -119,6 +119,9 @@ def parse_where(items: Any, flag: str = "--where") -> list[tuple[str, str]]:
     else:
         if isinstance(items, str):
             items = [items]
+        if not isinstance(items, (list, tuple)):
+            raise UsageError(f"{flag}: expected KEY=VALUE strings or a table, got {items!r}",
+                             hint="e.g. where = { task_split = \"train\" }")
         pairs = []
         for item in items:
             if not isinstance(item, str) or "=" not in item:
