@@ -45,13 +45,21 @@ from synth_cli.devserver import simulate
 from synth_cli.devserver.engine import Engine
 from synth_cli.devserver.errors import APIError, bad_request, error_body, not_found
 from synth_cli.devserver.store import Store, checkpoint_object, file_object, new_id, prediction_object
-from synth_cli.devserver.uploads import UploadError, discard, receive_upload
+from synth_cli.devserver.uploads import MAX_FIELD_BYTES, UploadError, UploadTooLarge, discard, receive_upload
 from synth_cli.devserver.validation import describe_errors, inspect_file
 
 FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 JOB_FIELDS = ("model", "training_file", "validation_file", "suffix", "seed", "metadata", "hyperparameters",
               "method", "integrations")
 HYPERPARAMETER_LIMITS = {"n_epochs": (1, 50), "batch_size": (1, 256)}
+#: 1 MiB: far above any real job request (a few hundred bytes).
+DEFAULT_MAX_JSON_BYTES = 1024 * 1024
+#: OpenAI's limit for one file of the Files API (512 MB).
+DEFAULT_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+#: text fields of an upload (OpenAI's take `purpose` and `expires_after[...]`).
+DEFAULT_MAX_FORM_FIELDS = 16
+#: multipart framing (boundaries, part headers) allowed on top of the file and its fields.
+FORM_ALLOWANCE_BYTES = 64 * 1024
 SIMULATOR_NOTE = ("training simulator: jobs, losses, checkpoints and predictions are simulated; "
                   "no model is trained")
 
@@ -66,6 +74,10 @@ class ServerConfig:
     rate_limit: float = 0.0
     latency_ms: float = 0.0
     credit_usd: float = 100.0
+    #: request limits (413 beyond them): a JSON body; one uploaded file; the text fields of an upload.
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_form_fields: int = DEFAULT_MAX_FORM_FIELDS
 
     @property
     def credit_cents(self) -> int:
@@ -136,6 +148,12 @@ class Gate:
                      "SYNTH_DEV_API_KEYS, or the default dev key it printed at start.", code="invalid_api_key"))
             return
         scope.setdefault("state", {})["owner"] = owner
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            too_large = self._body_limit(headers)
+            if too_large[0] is not None:
+                await self._reply(scope, receive, send, too_large[0])
+                return
+            receive = _bounded(receive, too_large[1], too_large[2])
         wait = self._rate_limited(owner)
         if wait is not None:
             await self._reply(scope, receive, send, APIError(
@@ -161,6 +179,25 @@ class Gate:
             await self.app(scope, receive, swallow)
         await self._reply(scope, receive, send, error)
 
+    def _body_limit(self, headers: dict[str, str]) -> tuple[APIError | None, int, str]:
+        """(an error when the declared Content-Length is already too large, the byte limit, what it is for).
+
+        An upload may carry one file of up to max_upload_bytes plus its small text fields; any other
+        body is JSON of up to max_json_bytes. A body without Content-Length (chunked) is counted as
+        it arrives (see :func:`_bounded`); nothing beyond the limit is ever read.
+        """
+        cfg = self.config
+        if headers.get("content-type", "").lower().startswith("multipart/"):
+            limit = cfg.max_upload_bytes + FORM_ALLOWANCE_BYTES + cfg.max_form_fields * MAX_FIELD_BYTES
+            what = f"uploads up to {cfg.max_upload_bytes:,} bytes per file (serve --max-upload-bytes)"
+        else:
+            limit, what = cfg.max_json_bytes, f"JSON bodies up to {cfg.max_json_bytes:,} bytes (serve --max-json-bytes)"
+        declared = headers.get("content-length", "").strip()
+        if declared.isdigit() and int(declared) > limit:
+            return _too_large(f"Request body too large ({int(declared):,} bytes): this server accepts {what}."), \
+                limit, what
+        return None, limit, what
+
     def _rate_limited(self, owner: str) -> float | None:
         """Token bucket per key: `rate_limit` requests per second, bursts up to the same number."""
         rate = self.config.rate_limit
@@ -184,6 +221,26 @@ class Gate:
     @staticmethod
     async def _reply(scope: dict, receive: Callable, send: Callable, error: APIError) -> None:
         await _error_response(error)(scope, receive, send)
+
+
+def _too_large(message: str) -> APIError:
+    return APIError(413, message, code="request_too_large")
+
+
+def _bounded(receive: Callable, limit: int, what: str) -> Callable:
+    """`receive` that counts the body as it arrives and raises a 413 as soon as it passes `limit`."""
+    seen = 0
+
+    async def bounded() -> dict:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _too_large(f"Request body too large (more than {limit:,} bytes): this server accepts {what}.")
+        return message
+
+    return bounded
 
 
 def _presented_key(headers: dict[str, str]) -> str | None:
@@ -216,12 +273,25 @@ def _int_param(request: Request, name: str, default: int | None, low: int, high:
     return value
 
 
+def parse_json(raw: bytes) -> Any:
+    """The request's JSON (orjson: nesting deeper than 1024 levels is a parse error, never a RecursionError)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"We could not parse the JSON body of your request ({exc}). Expected a JSON object; "
+                          "nesting is limited to 1024 levels.") from None
+
+
 def _list_page(data: list[dict[str, Any]], has_more: bool, *, ids: bool = True) -> dict[str, Any]:
     page: dict[str, Any] = {"object": "list", "data": data, "has_more": has_more}
     if ids:
         page["first_id"] = data[0]["id"] if data else None
         page["last_id"] = data[-1]["id"] if data else None
     return page
+
+
+#: scope key of the idempotency claim (owner, key, route) a handler commits its answer with.
+CLAIM = "synth.idempotency_claim"
 
 
 def idempotent(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -248,6 +318,7 @@ def idempotent(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[R
                                code="idempotency_key_reused")
             return Response(existing["body"], status_code=existing["status_code"], media_type="application/json",
                             headers={"Idempotent-Replayed": "true"})
+        request.scope[CLAIM] = (owner, key, route)
         try:
             try:
                 response = await handler(request)
@@ -289,7 +360,11 @@ async def health(request: Request) -> Response:
 async def create_file(request: Request) -> Response:
     store = _store(request)
     try:
-        upload = await receive_upload(request.stream(), request.headers.get("content-type", ""), store.tmp_dir)
+        config = _config(request)
+        upload = await receive_upload(request.stream(), request.headers.get("content-type", ""), store.tmp_dir,
+                                      max_file_bytes=config.max_upload_bytes, max_fields=config.max_form_fields)
+    except UploadTooLarge as exc:
+        raise _too_large(str(exc)) from None
     except UploadError as exc:
         raise bad_request(str(exc), "file") from None
     except ClientDisconnect:  # the client went away mid-upload; nothing was stored
@@ -310,7 +385,7 @@ async def create_file(request: Request) -> Response:
     finally:
         discard(upload)
     row = store.insert_file(_owner(request), file_id, upload.filename or "upload.jsonl", purpose, upload.size,
-                            upload.sha256, expires_at)
+                            upload.sha256, expires_at, claim=request.scope.get(CLAIM))
     return _json(file_object(row))
 
 
@@ -473,10 +548,7 @@ async def _checked_file(request: Request, file_id: str, param: str) -> dict[str,
 
 @idempotent
 async def create_job(request: Request) -> Response:
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise bad_request("We could not parse the JSON body of your request: expected a JSON object.") from None
+    body = parse_json(await request.body())
     spec = _parse_job_request(body)
     store = _store(request)
     config = _config(request)
@@ -511,7 +583,7 @@ async def create_job(request: Request) -> Response:
         validating += f" and validation file: {spec['validation_file']}"
     events = [("info", f"Created fine-tuning job: {job_id}", "message", {}), ("info", validating, "message", {})]
     events += [("warn", f"Training file: {w}", "message", {}) for w in report.get("warnings", [])]
-    body = store.insert_job(row, events)
+    body = store.insert_job(row, events, claim=request.scope.get(CLAIM))
     request.app.state.engine.wake()
     return _json(body.encode("utf-8"))
 
