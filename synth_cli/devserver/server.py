@@ -5,7 +5,7 @@ Routes (all under `/v1`; `/health` also at the root):
     GET  /health
     POST /files · GET /files · GET /files/{id} · GET /files/{id}/content · DELETE /files/{id}
     POST /fine_tuning/jobs · GET /fine_tuning/jobs · GET /fine_tuning/jobs/{id}
-    POST /fine_tuning/jobs/{id}/cancel · GET …/events · GET …/checkpoints
+    POST /fine_tuning/jobs/{id}/cancel · POST …/pause · POST …/resume · GET …/events · GET …/checkpoints
     GET  …/predictions · GET …/predictions/epochs · GET …/predictions/trends
     GET  /balance/current · GET /balance/usage/windows · GET /balance/usage
 
@@ -629,6 +629,31 @@ async def cancel_job(request: Request) -> Response:
     return _json(_store(request).job_json(_owner(request), job_id).encode("utf-8"))
 
 
+@idempotent
+async def pause_job(request: Request) -> Response:
+    job_id = request.path_params["job_id"]
+    outcome, status = engine_mod.pause(_store(request), _owner(request), job_id)
+    if outcome == "missing":
+        raise not_found(f"No fine-tuning job found with id {job_id}.", "fine_tuning_job_id")
+    if outcome == "refused":
+        raise bad_request(f"Job {job_id} is {status}: only running jobs can be paused.", "fine_tuning_job_id",
+                          "job_not_pausable")
+    return _json(_store(request).job_json(_owner(request), job_id).encode("utf-8"))
+
+
+@idempotent
+async def resume_job(request: Request) -> Response:
+    job_id = request.path_params["job_id"]
+    outcome, status = engine_mod.resume(_store(request), _owner(request), job_id, _config(request).step_seconds)
+    if outcome == "missing":
+        raise not_found(f"No fine-tuning job found with id {job_id}.", "fine_tuning_job_id")
+    if outcome == "refused":
+        raise bad_request(f"Job {job_id} is {status}: only paused jobs can be resumed.", "fine_tuning_job_id",
+                          "job_not_resumable")
+    request.app.state.engine.wake()
+    return _json(_store(request).job_json(_owner(request), job_id).encode("utf-8"))
+
+
 async def list_events(request: Request) -> Response:
     job = _job_or_404(request)
     limit = _int_param(request, "limit", 20, 1, 1000)
@@ -755,6 +780,8 @@ def routes() -> list:
         Route("/fine_tuning/jobs", list_jobs, methods=["GET"]),
         Route("/fine_tuning/jobs/{job_id}", retrieve_job, methods=["GET"]),
         Route("/fine_tuning/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
+        Route("/fine_tuning/jobs/{job_id}/pause", pause_job, methods=["POST"]),
+        Route("/fine_tuning/jobs/{job_id}/resume", resume_job, methods=["POST"]),
         Route("/fine_tuning/jobs/{job_id}/events", list_events, methods=["GET"]),
         Route("/fine_tuning/jobs/{job_id}/checkpoints", list_checkpoints, methods=["GET"]),
         Route("/fine_tuning/jobs/{job_id}/predictions", list_predictions, methods=["GET"]),
