@@ -8,6 +8,7 @@ Routes (all under `/v1`; `/health` also at the root):
     POST /fine_tuning/jobs/{id}/cancel · POST …/pause · POST …/resume · GET …/events · GET …/checkpoints
     GET  …/predictions · GET …/predictions/epochs · GET …/predictions/trends
     GET  /balance/current · GET /balance/usage/windows · GET /balance/usage
+    POST /chat/completions · POST /messages      (a simulated model: see `chat`)
 
 :class:`Gate` (pure ASGI middleware) does what sits in front of every API call: injected latency,
 API-key check, rate limit, injected 5xx. POST handlers honour `Idempotency-Key`. Errors always
@@ -40,6 +41,7 @@ from starlette.routing import Mount, Route
 
 from synth_cli import __version__
 from synth_cli.config import mask_key
+from synth_cli.devserver import chat
 from synth_cli.devserver import engine as engine_mod
 from synth_cli.devserver import simulate
 from synth_cli.devserver.engine import Engine
@@ -134,18 +136,20 @@ class Gate:
         if self.config.latency_ms > 0:
             await asyncio.sleep(self.config.latency_ms / 1000)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        key = _presented_key(headers)
+        path = scope["path"]
+        key = _presented_key(headers, chat.AUTH_HEADERS.get(path))
         if key is None:
             await self._reply(scope, receive, send, APIError(
-                401, "You didn't provide an API key. Send it in an Authorization header (Authorization: Bearer "
-                     "YOUR_KEY) or an X-API-Key header; `synth-ai serve` prints the key it accepts.",
-                code="missing_api_key"))
+                401, chat.auth_message(path, True) or "You didn't provide an API key. Send it in an Authorization "
+                     "header (Authorization: Bearer YOUR_KEY) or an X-API-Key header; `synth-ai serve` prints the key "
+                     "it accepts.", code="missing_api_key"))
             return
         owner = self.keys.get(key)
         if owner is None:
             await self._reply(scope, receive, send, APIError(
-                401, f"Incorrect API key provided: {mask_key(key)}. This local backend accepts the key(s) in "
-                     "SYNTH_DEV_API_KEYS, or the default dev key it printed at start.", code="invalid_api_key"))
+                401, chat.auth_message(path, False) or f"Incorrect API key provided: {mask_key(key)}. This local "
+                     "backend accepts the key(s) in SYNTH_DEV_API_KEYS, or the default dev key it printed at start.",
+                code="invalid_api_key"))
             return
         scope.setdefault("state", {})["owner"] = owner
         if scope["method"] in ("POST", "PUT", "PATCH"):
@@ -220,7 +224,8 @@ class Gate:
 
     @staticmethod
     async def _reply(scope: dict, receive: Callable, send: Callable, error: APIError) -> None:
-        await _error_response(error)(scope, receive, send)
+        response = chat.error_response(scope["path"], error) or _error_response(error)
+        await response(scope, receive, send)
 
 
 def _too_large(message: str) -> APIError:
@@ -243,14 +248,18 @@ def _bounded(receive: Callable, limit: int, what: str) -> Callable:
     return bounded
 
 
-def _presented_key(headers: dict[str, str]) -> str | None:
-    auth = headers.get("authorization", "").strip()
-    if auth:
-        scheme, _, value = auth.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    api_key = headers.get("x-api-key", "").strip()
-    return api_key or None
+def _presented_key(headers: dict[str, str], only: str | None = None) -> str | None:
+    """The key from `Authorization: Bearer` or `X-API-Key` (`only`: just that header, as on the chat paths)."""
+    if only in (None, "authorization"):
+        auth = headers.get("authorization", "").strip()
+        if auth:
+            scheme, _, value = auth.partition(" ")
+            if scheme.lower() == "bearer" and value.strip():
+                return value.strip()
+    if only in (None, "x-api-key"):
+        api_key = headers.get("x-api-key", "").strip()
+        return api_key or None
+    return None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -790,6 +799,7 @@ def routes() -> list:
         Route("/balance/current", balance_current, methods=["GET"]),
         Route("/balance/usage/windows", usage_windows, methods=["GET"]),
         Route("/balance/usage", usage, methods=["GET"]),
+        *chat.routes(),  # the simulated model: /chat/completions (OpenAI), /messages (Anthropic)
     ]
     return [Route("/health", health, methods=["GET"]), Mount("/v1", routes=api)]
 
