@@ -104,10 +104,10 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return FastJSONResponse(data, status_code=status, headers=headers)
 
 
-def _json_list(items: list[str], has_more: bool) -> JSONResponse:
-    """`{"object": "list", "data": [...], "has_more": ...}` around objects already rendered as JSON text."""
-    body = '{"object":"list","data":[' + ",".join(items) + '],"has_more":' + ("true" if has_more else "false") + "}"
-    return FastJSONResponse(body.encode("utf-8"))
+def _json_list(items: list[bytes], has_more: bool) -> JSONResponse:
+    """`{"object": "list", "data": [...], "has_more": ...}` around objects already rendered as JSON."""
+    return FastJSONResponse(b'{"object":"list","data":[' + b",".join(items) + b'],"has_more":'
+                            + (b"true}" if has_more else b"false}"))
 
 
 def _error_response(exc: APIError) -> JSONResponse:
@@ -778,7 +778,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def routes() -> list:
+    """The one list of routes and mounts (another API goes in as its own Mount or module routes).
+    Starlette tries them in order: the reads a polling client repeats come first."""
     api = [
+        Route("/fine_tuning/jobs/{job_id}/events", list_events, methods=["GET"]),
+        Route("/fine_tuning/jobs/{job_id}", retrieve_job, methods=["GET"]),
+        Route("/fine_tuning/jobs", list_jobs, methods=["GET"]),
+        *chat.routes(),  # the simulated model: /chat/completions (OpenAI), /messages (Anthropic)
         Route("/health", health, methods=["GET"]),
         Route("/files", create_file, methods=["POST"]),
         Route("/files", list_files, methods=["GET"]),
@@ -786,12 +792,9 @@ def routes() -> list:
         Route("/files/{file_id}", delete_file, methods=["DELETE"]),
         Route("/files/{file_id}/content", file_content, methods=["GET"]),
         Route("/fine_tuning/jobs", create_job, methods=["POST"]),
-        Route("/fine_tuning/jobs", list_jobs, methods=["GET"]),
-        Route("/fine_tuning/jobs/{job_id}", retrieve_job, methods=["GET"]),
         Route("/fine_tuning/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
         Route("/fine_tuning/jobs/{job_id}/pause", pause_job, methods=["POST"]),
         Route("/fine_tuning/jobs/{job_id}/resume", resume_job, methods=["POST"]),
-        Route("/fine_tuning/jobs/{job_id}/events", list_events, methods=["GET"]),
         Route("/fine_tuning/jobs/{job_id}/checkpoints", list_checkpoints, methods=["GET"]),
         Route("/fine_tuning/jobs/{job_id}/predictions", list_predictions, methods=["GET"]),
         Route("/fine_tuning/jobs/{job_id}/predictions/epochs", prediction_epochs, methods=["GET"]),
@@ -799,7 +802,6 @@ def routes() -> list:
         Route("/balance/current", balance_current, methods=["GET"]),
         Route("/balance/usage/windows", usage_windows, methods=["GET"]),
         Route("/balance/usage", usage, methods=["GET"]),
-        *chat.routes(),  # the simulated model: /chat/completions (OpenAI), /messages (Anthropic)
     ]
     return [Route("/health", health, methods=["GET"]), Mount("/v1", routes=api)]
 

@@ -400,9 +400,9 @@ class Store:
         return row[0] if row is not None else None
 
     def list_jobs(self, owner: str, *, after: str | None, limit: int,
-                  metadata: dict[str, str] | None = None) -> tuple[list[str], bool]:
-        """Newest first, each job's API object as JSON text; (page, has_more)."""
-        sql = "SELECT body FROM job_objects WHERE owner = ?"
+                  metadata: dict[str, str] | None = None) -> tuple[list[bytes], bool]:
+        """Newest first, each job's API object as JSON (UTF-8 bytes); (page, has_more)."""
+        sql = "SELECT CAST(body AS BLOB) FROM job_objects WHERE owner = ?"
         params: list[Any] = [owner]
         if after:
             anchor = self.conn().execute("SELECT seq FROM job_objects WHERE id = ? AND owner = ?",
@@ -439,10 +439,10 @@ class Store:
                   (event_id, job_id, created_at or now(), level, message, kind, _dumps(data or {})))
         return event_id
 
-    def list_events(self, job_id: str, *, after: str | None, limit: int) -> tuple[list[str], bool]:
-        """Newest first, like OpenAI, each event as its API object's JSON text; `after` = an event id:
+    def list_events(self, job_id: str, *, after: str | None, limit: int) -> tuple[list[bytes], bool]:
+        """Newest first, like OpenAI, each event's API object as JSON (UTF-8 bytes); `after` = an event id:
         the events older than it."""
-        sql = "SELECT body FROM events WHERE job_id = ?"
+        sql = "SELECT CAST(body AS BLOB) FROM events WHERE job_id = ?"
         params: list[Any] = [job_id]
         if after:
             anchor = self.conn().execute("SELECT seq FROM events WHERE id = ? AND job_id = ?",
