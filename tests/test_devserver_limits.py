@@ -115,8 +115,26 @@ def test_form_fields_are_bounded(srv, tmp_path):
     assert r.status_code in (400, 413) and "too large" in r.json()["error"]["message"]
 
 
+def test_a_refused_upload_does_not_use_up_its_idempotency_key(srv, tmp_path):
+    api = Api(srv)
+    big = write_train(tmp_path / "big.jsonl", n=2000)
+    with big.open("rb") as fh:
+        r = api.post("/files", files={"file": (big.name, fh)}, data={"purpose": "fine-tune"},
+                     headers={"Idempotency-Key": "retry-smaller"})
+    assert r.status_code == 413
+    small = api.upload(write_train(tmp_path / "small.jsonl"), headers={"Idempotency-Key": "retry-smaller"})
+    assert small["bytes"] == (tmp_path / "small.jsonl").stat().st_size
+    api.delete(f"/files/{small['id']}")
+
+
 def test_the_json_limit_is_configurable(tmp_path):
-    with running_server(tmp_path, max_json_bytes=2048) as srv:
+    with running_server(tmp_path, max_json_bytes=2048, max_chat_bytes=8192) as srv:
+        chat = {"model": "m", "messages": [{"role": "user", "content": "w " * 2000}]}  # 4 KB: over the JSON limit
+        r = httpx.post(srv.base_url + "/chat/completions", json=chat, headers=srv.headers)
+        assert r.status_code == 200, r.text
+        chat["messages"][0]["content"] = "w " * 5000
+        r = httpx.post(srv.base_url + "/chat/completions", json=chat, headers=srv.headers)
+        assert "--max-chat-bytes" in assert_openai_error(r, 413, code="request_too_large")["message"]
         body = json.dumps({"model": BASE_MODEL, "training_file": "file-x", "suffix": "s" * 3000}).encode()
         r = httpx.post(srv.base_url + "/fine_tuning/jobs", content=body, headers={**srv.headers, **JSON})
         assert "2,048 bytes" in assert_openai_error(r, 413, code="request_too_large")["message"]

@@ -69,6 +69,9 @@ def serve(
                                          help="Largest uploaded file (default: OpenAI's 512 MB; 413 beyond it)."),
     max_form_fields: int = typer.Option(16, "--max-form-fields", min=1, max=10_000, metavar="N",
                                         help="Most text fields in an upload besides the file (400 beyond it)."),
+    max_chat_bytes: int = typer.Option(32 * 1024 * 1024, "--max-chat-bytes", min=1024, max=2**40, metavar="BYTES",
+                                       help="Largest request to the simulated model (/v1/chat/completions, "
+                                            "/v1/messages; 413 beyond it)."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request on stderr."),
 ) -> None:
     """Run a local OpenAI-compatible fine-tuning backend: a training SIMULATOR.
@@ -123,7 +126,8 @@ def serve(
     server_config = ServerConfig(data_dir=directory, api_keys=tuple(keys), step_seconds=step_seconds, seed=seed,
                                  fail_rate=fail_rate, rate_limit=rate_limit, latency_ms=latency_ms,
                                  credit_usd=credit_usd, max_json_bytes=max_json_bytes,
-                                 max_upload_bytes=max_upload_bytes, max_form_fields=max_form_fields)
+                                 max_upload_bytes=max_upload_bytes, max_form_fields=max_form_fields,
+                                 max_chat_bytes=max_chat_bytes)
     _announce(out, base_url, host, keys, key_source, directory, server_config)
     try:
         started = run(server_config, store, sock, access_log=access_log)

@@ -38,6 +38,7 @@ from synth_cli.devserver.errors import APIError, bad_request
 
 OPENAI_PATH = "/v1/chat/completions"
 ANTHROPIC_PATH = "/v1/messages"
+PATHS = (OPENAI_PATH, ANTHROPIC_PATH)
 #: the only header a path takes its key from (the Gate's default: Authorization: Bearer or X-API-Key).
 #: Anthropic's endpoint keeps the default: `x-api-key`, and `Authorization: Bearer`, which is what the
 #: `anthropic` SDK (2.x) sends for its api_key.

@@ -56,6 +56,8 @@ JOB_FIELDS = ("model", "training_file", "validation_file", "suffix", "seed", "me
 HYPERPARAMETER_LIMITS = {"n_epochs": (1, 50), "batch_size": (1, 256)}
 #: 1 MiB: far above any real job request (a few hundred bytes).
 DEFAULT_MAX_JSON_BYTES = 1024 * 1024
+#: a chat request (the simulated model's endpoints) may carry images: Anthropic's request limit, 32 MB.
+DEFAULT_MAX_CHAT_BYTES = 32 * 1024 * 1024
 #: OpenAI's limit for one file of the Files API (512 MB).
 DEFAULT_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 #: text fields of an upload (OpenAI's take `purpose` and `expires_after[...]`).
@@ -80,6 +82,7 @@ class ServerConfig:
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_form_fields: int = DEFAULT_MAX_FORM_FIELDS
+    max_chat_bytes: int = DEFAULT_MAX_CHAT_BYTES
 
     @property
     def credit_cents(self) -> int:
@@ -153,7 +156,7 @@ class Gate:
             return
         scope.setdefault("state", {})["owner"] = owner
         if scope["method"] in ("POST", "PUT", "PATCH"):
-            too_large = self._body_limit(headers)
+            too_large = self._body_limit(headers, path)
             if too_large[0] is not None:
                 await self._reply(scope, receive, send, too_large[0])
                 return
@@ -183,17 +186,19 @@ class Gate:
             await self.app(scope, receive, swallow)
         await self._reply(scope, receive, send, error)
 
-    def _body_limit(self, headers: dict[str, str]) -> tuple[APIError | None, int, str]:
+    def _body_limit(self, headers: dict[str, str], path: str) -> tuple[APIError | None, int, str]:
         """(an error when the declared Content-Length is already too large, the byte limit, what it is for).
 
         An upload may carry one file of up to max_upload_bytes plus its small text fields; any other
-        body is JSON of up to max_json_bytes. A body without Content-Length (chunked) is counted as
+        body is JSON of up to max_json_bytes (max_chat_bytes on the simulated model's paths). A body without Content-Length (chunked) is counted as
         it arrives (see :func:`_bounded`); nothing beyond the limit is ever read.
         """
         cfg = self.config
         if headers.get("content-type", "").lower().startswith("multipart/"):
             limit = cfg.max_upload_bytes + FORM_ALLOWANCE_BYTES + cfg.max_form_fields * MAX_FIELD_BYTES
             what = f"uploads up to {cfg.max_upload_bytes:,} bytes per file (serve --max-upload-bytes)"
+        elif path in chat.PATHS:
+            limit, what = cfg.max_chat_bytes, f"chat requests up to {cfg.max_chat_bytes:,} bytes (serve --max-chat-bytes)"
         else:
             limit, what = cfg.max_json_bytes, f"JSON bodies up to {cfg.max_json_bytes:,} bytes (serve --max-json-bytes)"
         declared = headers.get("content-length", "").strip()
@@ -336,8 +341,8 @@ def idempotent(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[R
         except BaseException:
             store.idempotency_release(owner, key, route)
             raise
-        if response.status_code >= 500 or not isinstance(response, JSONResponse):
-            store.idempotency_release(owner, key, route)
+        if response.status_code >= 500 or response.status_code == 413 or not isinstance(response, JSONResponse):
+            store.idempotency_release(owner, key, route)  # not processed: a retry (e.g. to a bigger limit) runs
         else:
             store.idempotency_finish(owner, key, route, response.status_code, bytes(response.body))
         return response
