@@ -248,3 +248,31 @@ def test_the_server_seed_flag_fixes_answers_without_a_request_seed(tmp_path):
                        json={"model": "m", "messages": ASK})
         other = r.json()["choices"][0]["message"]["content"]
     assert answers[0] == answers[1] and other != answers[0]
+
+
+BAD_BODIES = [b"", b"null", b"[]", b'"x"', b"{", b'{"model": 1}', b'{"model": "m", "messages": "hi"}',
+              b'{"model": "m", "messages": [1]}', b'{"model": "m", "messages": [{"role": "user"}], "tools": 3}',
+              b'{"model": "m", "messages": [{"role": "user", "content": 5}], "tools": [{"type": "function"}]}',
+              b'{"model": "m", "messages": [{"role": "user", "content": [7, {"text": 3}]}], "max_tokens": -1}',
+              b'{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tool_choice": 4}',
+              b'{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tools": '
+              b'[{"name": "t", "input_schema": {"type": "object", "properties": {"n": {"type": "integer", '
+              b'"minimum": "low"}, "z": {"type": "array", "items": 5}}}}]}',
+              b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 3}',
+              b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "seed": "abc", "stream": 1}',
+              b'{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": ' + b"[" * 600 + b"]" * 600
+              + b'}]}']
+
+
+def test_bad_requests_get_4xx_in_the_apis_shape_never_a_500(srv):
+    for body in BAD_BODIES:
+        r = httpx.post(srv.base_url + "/chat/completions", content=body,
+                       headers={"Authorization": f"Bearer {KEY}", "content-type": "application/json"})
+        assert r.status_code in (200, 400), (body, r.status_code, r.text)
+        if r.status_code == 400:
+            assert set(r.json()) == {"error"}
+        r = httpx.post(srv.root_url + "/v1/messages", content=body,
+                       headers={"x-api-key": KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"})
+        assert r.status_code in (200, 400), (body, r.status_code, r.text)
+        if r.status_code == 400:
+            assert r.json()["type"] == "error" and r.json()["error"]["type"] == "invalid_request_error"

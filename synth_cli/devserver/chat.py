@@ -48,6 +48,8 @@ WORDS = ("the", "agent", "moves", "north", "collects", "wood", "then", "crafts",
          "and", "places", "stone", "to", "build", "shelter", "before", "night", "falls", "so", "it", "can", "sleep",
          "safely", "while", "zombies", "wander", "outside", "plan", "next", "step", "is", "pickaxe", "iron", "coal")
 MAX_WORDS = 48
+#: nesting of a request's arrays and objects (real requests use a handful of levels).
+MAX_DEPTH = 64
 #: Anthropic's error types by HTTP status.
 ANTHROPIC_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                          404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
@@ -162,16 +164,23 @@ def _sample(schema: Any, rng: random.Random, depth: int) -> Any:
     if kind == "array":
         return [_sample(schema.get("items", {"type": "string"}), rng, depth + 1) for _ in range(rng.randint(1, 2))]
     if kind == "integer":
-        low, high = int(schema.get("minimum", 0)), int(schema.get("maximum", 10))
-        return rng.randint(min(low, high), max(low, high))
+        low, high = _bound(schema.get("minimum"), 0), _bound(schema.get("maximum"), 10)
+        return rng.randint(int(min(low, high)), int(max(low, high)))
     if kind == "number":
-        low, high = float(schema.get("minimum", 0)), float(schema.get("maximum", 1))
+        low, high = _bound(schema.get("minimum"), 0), _bound(schema.get("maximum"), 1)
         return round(rng.uniform(min(low, high), max(low, high)), 3)
     if kind == "boolean":
         return rng.random() < 0.5
     if kind == "null":
         return None
     return rng.choice(WORDS)
+
+
+def _bound(value: Any, default: float) -> float:
+    """A schema's minimum/maximum when it is a usable number (else the default)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) < 1e12:
+        return default
+    return value
 
 
 def _rng(body: dict[str, Any], server_seed: int | None) -> random.Random:
@@ -205,7 +214,23 @@ async def _body(request: Request) -> dict[str, Any]:
     body = parse_json(await request.body())
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
+    if _depth(body) > MAX_DEPTH:
+        raise bad_request(f"The request is nested too deeply (more than {MAX_DEPTH} levels of arrays and objects).")
     return body
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest (iteratively: no recursion limit to hit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:
+                stack.extend((child, level + 1) for child in node if isinstance(child, (dict, list)))
+    return deepest
 
 
 def _max_tokens(value: Any, param: str, required: bool) -> int | None:
