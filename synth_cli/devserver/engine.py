@@ -30,6 +30,8 @@ PAUSED = "paused"
 TERMINAL = ("succeeded", "failed", "cancelled")
 #: at most this many actions per job per tick, so one fast job cannot starve the others.
 MAX_ACTIONS_PER_TICK = 200
+#: longest sleep of the runner between two looks at the DB.
+IDLE_WAIT = 1.0
 #: the columns of a job's result file (`step_metrics.csv`), as OpenAI writes them.
 RESULTS_COLUMNS = ("step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy")
 
@@ -72,8 +74,19 @@ class Engine:
             except Exception:  # noqa: BLE001 - keep simulating; the log shows what happened
                 sys.stderr.write("synth-ai serve: job runner error\n" + traceback.format_exc())
                 sys.stderr.flush()
-            self._wake.wait(self.tick)
+            self._wake.wait(self._until_next_action())
             self._wake.clear()
+
+    def _until_next_action(self) -> float:
+        """Seconds to sleep: until the next due action, at most IDLE_WAIT (creating or resuming a job
+        wakes the runner early), so an idle server does not poll its DB every tick."""
+        try:
+            due = self.store.next_due()
+        except Exception:  # noqa: BLE001 - the next run_due reports it
+            return self.tick
+        if due is None:
+            return IDLE_WAIT
+        return min(IDLE_WAIT, max(0.0, due - time.time()))
 
     def run_due(self, at: float | None = None) -> int:
         """Perform every due action; returns how many were performed."""

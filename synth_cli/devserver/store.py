@@ -424,6 +424,12 @@ class Store:
             "ORDER BY next_at", (at,)).fetchall()
         return [r["id"] for r in rows]
 
+    def next_due(self) -> float | None:
+        """When the next action of an active job is due (None: no active job)."""
+        row = self.conn().execute("SELECT MIN(next_at) FROM jobs WHERE status IN "
+                                  "('validating_files', 'queued', 'running')").fetchone()
+        return row[0] if row is not None else None
+
     def reschedule_active(self, at: float) -> int:
         """After a restart: active jobs continue from where they were, not in a burst of missed steps."""
         with self.tx() as c:
