@@ -26,7 +26,7 @@ def traces(
     """Inventory of trace DBs (see HELP)."""
     if ctx.invoked_subcommand is not None:  # `traces merge …`: the subcommand does the work
         return
-    from synth_cli.commands._inspect import inventory_targets, opened
+    from synth_cli.commands._inspect import inventory_targets, opened, read_each
     from synth_cli.store import inventory as queries
 
     out = get_output()
@@ -39,8 +39,8 @@ def traces(
 
     summaries = []
     with opened(targets, on_skip=skip) as stores:
-        for target, store in stores:
-            summaries.append(queries.summarize(store, label=target.label))
+        summaries.extend(read_each(stores, lambda target, store: queries.summarize(store, label=target.label),
+                                   on_skip=skip))
 
     summaries = queries.by_activity(summaries)
     shown = summaries[:limit] if limit else summaries
