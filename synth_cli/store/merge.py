@@ -8,7 +8,9 @@ one transaction per session, so an interrupted merge leaves whole sessions only,
 rerun copies what is missing. A session already in the target (by id) is skipped and
 counted, so merging twice copies nothing the second time. Stored values are copied as
 they are (JSON text, timestamps, cents); row ids are the target's own. The `systems`
-tables and `embedding` columns are not copied (nothing writes them).
+tables and `embedding` columns are not copied (nothing writes them). A session still being
+written in a source (durable mode) is copied as far as it got and skipped by later merges:
+merge sessions that have ended.
 
 Nothing here prints; progress goes to a callback.
 """
