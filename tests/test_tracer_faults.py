@@ -243,3 +243,20 @@ def test_busy_timeout_from_the_environment_is_checked(monkeypatch, tmp_path, val
         SessionTracer(tmp_path / "t.db")
     assert type(info.value).__name__ == "TraceStoreError"
     assert not (tmp_path / "t.db").exists()
+
+
+def test_a_db_that_refuses_writes_spools_at_once(tmp_path):
+    """Not a lock (e.g. the file became read-only): no retries to wait through, the session is spooled."""
+    path = tmp_path / "readonly.db"
+    SessionTracer(path).close()
+    tracer = SessionTracer(path)
+    tracer._writer._query("PRAGMA query_only = ON")          # every write now fails as on a read-only file
+    with pytest.warns(TraceWriteWarning, match="readonly|read-only"):
+        with tracer.session(session_id="kept"):
+            tracer.record_message("safe", "user")
+    tracer.close()
+    assert tracer.sessions_spooled == 1 and _count(path) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        SessionTracer(path).close()
+    assert _count(path) == 1 and not (tmp_path / "readonly.db.spool").exists()

@@ -142,7 +142,8 @@ class RemoteTraceWriter(TraceWriter):
         if isinstance(exc, WriteError):
             return exc
         if isinstance(exc, LibsqlError):
-            err = WriteError(exc.message, transient=exc.transient, hint=exc.hint)
+            err = WriteError(exc.message, transient=exc.transient, hint=exc.hint,
+                             integrity=str(exc.code or "").startswith("SQLITE_CONSTRAINT"))
             err.code = exc.code  # type: ignore[attr-defined]
             return err
         return WriteError(f"{self.label}: {exc}")
@@ -276,7 +277,8 @@ class RemoteTraceWriter(TraceWriter):
                 self._pause()
                 continue
             raise WriteError(f"{self.label}: session {sid} not written ({error.message.split(': ', 1)[-1]})",
-                             transient=error.transient)
+                             transient=error.transient,
+                             integrity=str(error.code or "").startswith("SQLITE_CONSTRAINT"))
 
     def _pause(self) -> None:
         self.busy_retries += 1

@@ -36,9 +36,11 @@ inserted if absent in the same transaction (a copied session brings its experime
 applied after taking the lock, so any number of processes may open a new DB at once.
 
 **Faults.** Backends raise :class:`WriteError`; `transient=True` means retrying may succeed
-(SQLite busy/locked, a network error). :func:`deliver` retries transient failures with
-backoff and then spools the batch to a :class:`Spool` next to the DB (`<db file>.spool/`,
-one JSON file per batch); `open_writer` writes what is spooled there before anything else.
+(SQLite busy/locked, a network error), `integrity=True` that the rows are refused (a
+constraint). :func:`deliver` retries transient failures with backoff, then spools the batch
+(at once for other failures, e.g. a read-only DB) to a :class:`Spool` next to the DB
+(`<db file>.spool/`, one JSON file per batch); `open_writer` writes what is spooled there
+before anything else.
 Nothing here prints: what the caller should tell the user comes back as warning strings.
 
 **A new backend** subclasses :class:`TraceWriter` and implements `_begin()`, `_commit()`,
@@ -101,11 +103,13 @@ _UPSERT_EXPERIMENT = (
 
 
 class WriteError(TraceStoreError):
-    """A write that failed; `transient` when a retry may succeed (busy/locked DB, network)."""
+    """A write that failed: `transient` when a retry may succeed (busy/locked DB, network);
+    `integrity` when the rows themselves are refused (a constraint), so spooling them is pointless."""
 
-    def __init__(self, message: str, *, transient: bool = False, hint: str | None = None):
+    def __init__(self, message: str, *, transient: bool = False, integrity: bool = False, hint: str | None = None):
         super().__init__(message, hint=hint)
         self.transient = transient
+        self.integrity = integrity
 
 
 class TraceWriteWarning(UserWarning):
@@ -353,8 +357,12 @@ class SQLiteTraceWriter(TraceWriter):
                 delay = min(delay * 2, 0.2)
 
     def _error(self, exc: Exception) -> WriteError:
+        import sqlite3
+
         text = str(exc)
         lowered = text.lower()
+        if isinstance(exc, sqlite3.IntegrityError):
+            return WriteError(f"{self.label}: write refused ({text})", integrity=True)
         if "locked" in lowered or "busy" in lowered:
             return WriteError(f"{self.label}: database is locked (another writer held it past "
                               f"{self.busy_timeout:g} s)", transient=True)
@@ -512,8 +520,9 @@ def deliver(writer: TraceWriter, batch: SessionBatch, *, delays: Sequence[float]
             spool: bool = True, seq: int = 0, sleep: Callable[[float], None] = time.sleep) -> Delivery:
     """Write `batch`, retrying transient failures after each of `delays`; then spool it (nothing lost).
 
-    Raises WriteError for a failure that is not transient (e.g. a constraint) and when the batch
-    can be neither written nor spooled.
+    A failure that is not transient (a read-only DB, a full disk, a server refusing the
+    request) is spooled at once; one the rows cause (a constraint: `integrity`) is raised, as
+    is any failure when the batch cannot be spooled (or `spool` is False).
     """
     attempts = 0
     last: WriteError | None = None
@@ -522,9 +531,11 @@ def deliver(writer: TraceWriter, batch: SessionBatch, *, delays: Sequence[float]
         try:
             return Delivery("written" if writer.write(batch) else "skipped", attempts)
         except WriteError as exc:
-            if not exc.transient:
+            if exc.integrity:
                 raise
             last = exc
+            if not exc.transient:
+                break
         if delay is not None:
             sleep(delay)
     assert last is not None

@@ -50,12 +50,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 import warnings as _warnings
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Sequence
 
+from synth_cli._json import dumps as _fast_dumps
 from synth_cli.errors import TraceStoreError
 from synth_cli.store.schema import EVENT_TYPES, MESSAGE_TYPES
 from synth_cli.store.writer import (
@@ -101,14 +103,25 @@ def _fmt_seconds(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
+_STAMP: tuple[int, str] = (0, "")
+
+
+def _stamp(now: float) -> str:
+    """`_fmt_seconds` of the unix time `now` (UTC), formatted once per second."""
+    global _STAMP
+    cached = _STAMP
+    second = int(now)
+    if cached[0] != second:
+        cached = _STAMP = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second)))
+    return cached[1]
+
+
 def _json(value: Any) -> str | None:
     """Compact JSON for a TEXT column (None stays NULL); odd keys/objects degrade to strings."""
     if value is None:
         return None
-    from synth_cli import _json as fastjson
-
     try:
-        return fastjson.dumps(value)
+        return _fast_dumps(value)
     except TypeError:
         import json
 
@@ -130,7 +143,7 @@ def _fallback(obj: Any) -> Any:
 
 class _Step:
     __slots__ = ("step_id", "step_index", "turn_number", "started_at", "metadata", "completed_at",
-                 "num_events", "num_messages")
+                 "num_events", "num_messages", "meta_json")
 
     def __init__(self, step_id: str, step_index: int, turn_number: int | None, started_at: datetime,
                  metadata: dict[str, Any]):
@@ -142,6 +155,7 @@ class _Step:
         self.completed_at: datetime | None = None
         self.num_events = 0
         self.num_messages = 0
+        self.meta_json = _json({"step_id": step_id})  # the metadata of a row recorded in it with none
 
     def row(self) -> tuple:  # STEP_COLUMNS
         return (self.step_id, self.step_index, self.turn_number, _fmt_precise(self.started_at),
@@ -383,14 +397,17 @@ class SessionTracer:
         with self._lock:
             session = self._require_session()
             step = self._step
-            meta = dict(metadata or {})
             if step is not None:
-                meta = {"step_id": step.step_id, **{k: v for k, v in meta.items() if k != "step_id"}}
                 step.num_messages += 1
-            now = utcnow()
-            row = (message_type, content, _fmt_seconds(now),
-                   float(event_time) if event_time is not None else now.replace(tzinfo=timezone.utc).timestamp(),
-                   message_time, _json(meta))
+                if metadata:
+                    meta = _json({"step_id": step.step_id, **{k: v for k, v in metadata.items() if k != "step_id"}})
+                else:
+                    meta = step.meta_json
+            else:
+                meta = _json(dict(metadata or {}))
+            now = time.time()
+            row = (message_type, content, _stamp(now), float(event_time) if event_time is not None else now,
+                   message_time, meta)
             session.messages.append((step.step_id if step else None, row))
 
     def record_event(self, event: BaseEvent) -> BaseEvent:
@@ -400,10 +417,15 @@ class SessionTracer:
         with self._lock:
             session = self._require_session()
             step = self._step
-            meta = event.stored_metadata() if isinstance(event, RuntimeEvent) else dict(event.metadata or {})
+            meta = event.stored_metadata() if isinstance(event, RuntimeEvent) else event.metadata
             if step is not None:  # step_id first, as the published writer orders it
-                meta = {"step_id": step.step_id, **{k: v for k, v in meta.items() if k != "step_id"}}
                 step.num_events += 1
+                if meta:
+                    meta_json = _json({"step_id": step.step_id, **{k: v for k, v in meta.items() if k != "step_id"}})
+                else:
+                    meta_json = step.meta_json
+            else:
+                meta_json = _json(dict(meta or {}))
             time_record = event.time_record
             message_time = time_record.message_time
             if message_time is None and step is not None:
@@ -416,11 +438,11 @@ class SessionTracer:
             truncated = cols.get("truncated")
             row = (
                 event.event_type, event.system_instance_id or None, time_record.event_time, message_time,
-                _fmt_seconds(utcnow()), cols.get("model_name"), cols.get("provider"), cols.get("input_tokens"),
+                _stamp(time.time()), cols.get("model_name"), cols.get("provider"), cols.get("input_tokens"),
                 cols.get("output_tokens"), cols.get("total_tokens"), cols.get("cost_usd"), cols.get("latency_ms"),
                 cols.get("span_id"), cols.get("trace_id"), call_records, cols.get("reward"),
                 None if terminated is None else int(terminated), None if truncated is None else int(truncated),
-                _json(cols.get("system_state_before")), _json(cols.get("system_state_after")), _json(meta),
+                _json(cols.get("system_state_before")), _json(cols.get("system_state_after")), meta_json,
                 _json(event.event_metadata),
             )
             session.events.append((step.step_id if step else None, row))
@@ -476,6 +498,150 @@ class SessionTracer:
         session.messages = []
 
 
+class AsyncSessionTracer:
+    """The same tracer for asyncio agents: every method of :class:`SessionTracer`, awaited.
+
+    ```python
+    async with AsyncSessionTracer("traces.db") as tracer:
+        async with tracer.session(metadata={"task": "demo"}) as session_id:
+            async with tracer.timestep("step_0", turn_number=0):
+                await tracer.record_message("hello", message_type="user")
+                await tracer.record_llm_call(record, system_instance_id="agent")
+    ```
+
+    Opening the DB, creating experiments, starting a session (it checks the id is new) and
+    every write (a session's end; each timestep's end with `durable="timestep"`; closing) run
+    in a thread of the tracer's own, one at a time and in order, so the event loop never
+    waits on SQLite, a lock held by another writer or a retry's backoff. Recording calls only
+    append to memory and run inline. Arguments are those of :class:`SessionTracer`.
+    """
+
+    def __init__(self, target: str | os.PathLike | None = None, **options: Any):
+        self._target = target
+        self._options = options
+        self._tracer: SessionTracer | None = None
+        self._executor = None
+
+    # -- plumbing ------------------------------------------------------------------------------
+    async def _off_loop(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        import asyncio
+        import functools
+
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth-tracer")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    @property
+    def tracer(self) -> SessionTracer:
+        """The underlying sync tracer (opened by `open()` / `async with`)."""
+        if self._tracer is None:
+            raise RuntimeError("the tracer is not open; use `async with AsyncSessionTracer(...)` or await open()")
+        return self._tracer
+
+    async def open(self) -> "AsyncSessionTracer":
+        if self._tracer is None:
+            self._tracer = await self._off_loop(SessionTracer, self._target, **self._options)
+        return self
+
+    async def close(self) -> None:
+        """Save a session still open, close the DB, stop the writer thread."""
+        if self._tracer is not None:
+            await self._off_loop(self._tracer.close)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def __aenter__(self) -> "AsyncSessionTracer":
+        return await self.open()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    # -- the sync tracer's state ---------------------------------------------------------------
+    @property
+    def current_session_id(self) -> str | None:
+        return self.tracer.current_session_id
+
+    @property
+    def current_step_id(self) -> str | None:
+        return self.tracer.current_step_id
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.tracer.warnings
+
+    @property
+    def path(self):
+        return self.tracer.path
+
+    @property
+    def closed(self) -> bool:
+        return self._tracer is None or self._tracer.closed
+
+    # -- the API ---------------------------------------------------------------------------------
+    async def create_experiment(self, *args: Any, **kwargs: Any) -> str:
+        return await self._off_loop(self.tracer.create_experiment, *args, **kwargs)
+
+    async def start_session(self, *args: Any, **kwargs: Any) -> str:
+        return await self._off_loop(self.tracer.start_session, *args, **kwargs)
+
+    async def end_session(self) -> str:
+        return await self._off_loop(self.tracer.end_session)
+
+    async def start_timestep(self, step_id: str, turn_number: int | None = None,
+                             metadata: dict[str, Any] | None = None) -> str:
+        return self.tracer.start_timestep(step_id, turn_number, metadata)
+
+    async def end_timestep(self, step_id: str | None = None) -> None:
+        if self.tracer.durable == "timestep":
+            await self._off_loop(self.tracer.end_timestep, step_id)
+        else:
+            self.tracer.end_timestep(step_id)
+
+    async def record_message(self, *args: Any, **kwargs: Any) -> None:
+        self.tracer.record_message(*args, **kwargs)
+
+    async def record_event(self, event: BaseEvent) -> BaseEvent:
+        return self.tracer.record_event(event)
+
+    async def record_llm_call(self, *args: Any, **kwargs: Any) -> LMCAISEvent:
+        return self.tracer.record_llm_call(*args, **kwargs)
+
+    def session(self, session_id: str | None = None, metadata: dict[str, Any] | None = None,
+                experiment_id: str | None = None, created_at: datetime | None = None):
+        """`async with tracer.session(...) as session_id:` written when the block ends, also when it raises."""
+        from contextlib import asynccontextmanager
+
+        @asynccontextmanager
+        async def block():
+            sid = await self.start_session(session_id, metadata, experiment_id, created_at)
+            try:
+                yield sid
+            finally:
+                if self.tracer.current_session_id == sid:
+                    await self.end_session()
+
+        return block()
+
+    def timestep(self, step_id: str, turn_number: int | None = None, metadata: dict[str, Any] | None = None):
+        """`async with tracer.timestep("step_0"):`, ended when the block ends (written then in durable mode)."""
+        from contextlib import asynccontextmanager
+
+        @asynccontextmanager
+        async def block():
+            sid = await self.start_timestep(step_id, turn_number, metadata)
+            try:
+                yield sid
+            finally:
+                if self.tracer.current_step_id == sid:
+                    await self.end_timestep(sid)
+
+        return block()
+
+
 def _env_timeout() -> float:
     text = os.environ.get("SYNTH_TRACES_BUSY_TIMEOUT", "").strip()
     if not text:
@@ -497,4 +663,4 @@ def _record_dict(record: Any) -> Any:
     raise TypeError(f"call_records holds a {type(record).__name__}, expected LLMCallRecord")
 
 
-__all__ = ["SessionTracer", "TraceWriteWarning", "resolve_write_target", "utcnow"]
+__all__ = ["AsyncSessionTracer", "SessionTracer", "TraceWriteWarning", "resolve_write_target", "utcnow"]
