@@ -262,3 +262,21 @@ def test_writer_errors_are_one_clear_line(tmp_path, spool):
         SessionTracer(url)
     assert info.value.message == f"libsql://127.0.0.1:{port}: cannot reach the libSQL server (connection refused)"
     assert not spool.exists()
+
+
+def test_traces_merge_into_a_server_twice_copies_each_session_once(empty_server, tmp_path, spool):
+    import shutil
+
+    from conftest import FIXTURE_DIR
+
+    source = tmp_path / "worker.db"
+    shutil.copytree(FIXTURE_DIR, source)
+    first = invoke("--json", "traces", "merge", source, "--into", empty_server)
+    second = invoke("--json", "traces", "merge", source, "--into", empty_server)
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    assert server_rows(empty_server, "SELECT count(*), count(DISTINCT session_id) FROM session_traces") == [(30, 30)]
+    assert server_rows(empty_server, "SELECT count(*) FROM events") == [(720,)]
+    remote_out, local_out = tmp_path / "remote.jsonl", tmp_path / "local.jsonl"
+    assert invoke("filter", "--db", empty_server, "-o", remote_out).exit_code == 0
+    assert invoke("filter", "--db", FIXTURE_DIR, "-o", local_out).exit_code == 0
+    assert remote_out.read_bytes() == local_out.read_bytes()
