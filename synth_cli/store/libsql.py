@@ -288,14 +288,20 @@ class LibsqlClient:
             content = resp.content
             self.last_nbytes = len(content)
             try:
-                return _json.loads(content)
+                decoded = _json.loads(content)
             except ValueError as exc:
                 raise LibsqlError(f"{self.label}: the server's answer is not Hrana JSON ({exc})",
                                   code="HRANA_PROTO_ERROR",
                                   hint="is this URL a libSQL server (sqld, Turso)?") from exc
+            if not isinstance(decoded, dict):
+                raise LibsqlError(f"{self.label}: the server's answer is not a Hrana pipeline answer",
+                                  code="HRANA_PROTO_ERROR", hint="is this URL a libSQL server (sqld, Turso)?")
+            decoded["_nbytes"] = len(content)  # per answer: safe with a prefetching thread
+            return decoded
 
     def _results(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run `requests` on a new stream closed in the same round trip; the response of each, or raise."""
+        """Run `requests` on a new stream closed in the same round trip; the response of each, or raise
+        (the answer's size in bytes goes into the first response as `_nbytes`)."""
         body = self.pipeline([*requests, {"type": "close"}])
         results = body.get("results")
         if not isinstance(results, list) or len(results) != len(requests) + 1:
@@ -306,14 +312,15 @@ class LibsqlClient:
             if res.get("type") != "ok":
                 raise _sql_error(self.label, res.get("error"))
             out.append(res["response"])
+        if out:
+            out[0]["_nbytes"] = body.get("_nbytes", 0)
         return out
 
     # -- statements -----------------------------------------------------------------------------
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Result:
         [response] = self._results([{"type": "execute", "stmt": stmt(sql, args)}])
-        nbytes = self.last_nbytes
         result = decode_result(response["result"])
-        result.nbytes = nbytes
+        result.nbytes = response.get("_nbytes", 0)
         return result
 
     def batch(self, steps: list[dict[str, Any]]) -> list[tuple[Result | None, LibsqlError | None]]:

