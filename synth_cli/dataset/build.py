@@ -546,6 +546,9 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
 
     stores = open_stores(opts.dbs)
     try:
+        for store in stores:
+            for warning in store.warnings:
+                notice(warning)
         output, val, protected = _check_paths(opts, stores)
         with AtomicFiles(parents=opts.parents, protected=protected) as files:
             train_file = files.open(output, through_ok=val is None) if output is not None else None

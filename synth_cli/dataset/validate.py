@@ -454,6 +454,11 @@ def validate_file(path: str | os.PathLike, target: Target | None = None) -> Vali
     p = os.fspath(path)
     if os.path.isdir(p):
         raise DatasetError(f"{p}: is a directory")
+    from synth_cli.files import non_regular_kind
+
+    kind = non_regular_kind(p)
+    if kind is not None:  # a FIFO would block for ever, /dev/zero never end
+        raise DatasetError(f"{p}: is {kind}, not a regular file", hint="validate a JSONL file")
     try:
         fh = open(p, "rb")
     except FileNotFoundError:
