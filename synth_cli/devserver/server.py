@@ -37,7 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from synth_cli import __version__
 from synth_cli.config import mask_key
@@ -782,6 +782,12 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 # --------------------------------------------------------------------------- the app
 
 
+def _under(prefix: str, routes: list[Route]) -> list[Route]:
+    """The routes with `prefix` written into their paths: flat, where a Mount would add a layer of
+    matching to every request."""
+    return [Route(prefix + r.path, r.endpoint, methods=sorted(r.methods or ()), name=r.name) for r in routes]
+
+
 def routes() -> list:
     """The one list of routes and mounts (another API goes in as its own Mount or module routes).
     Starlette tries them in order: the reads a polling client repeats come first."""
@@ -808,7 +814,7 @@ def routes() -> list:
         Route("/balance/usage/windows", usage_windows, methods=["GET"]),
         Route("/balance/usage", usage, methods=["GET"]),
     ]
-    return [Route("/health", health, methods=["GET"]), Mount("/v1", routes=api)]
+    return [*_under("/v1", api), Route("/health", health, methods=["GET"])]
 
 
 def create_app(config: ServerConfig, *, store: Store | None = None) -> Any:
