@@ -37,7 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from synth_cli import __version__
 from synth_cli.config import mask_key
@@ -782,10 +782,17 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 # --------------------------------------------------------------------------- the app
 
 
-def _under(prefix: str, routes: list[Route]) -> list[Route]:
-    """The routes with `prefix` written into their paths: flat, where a Mount would add a layer of
-    matching to every request."""
-    return [Route(prefix + r.path, r.endpoint, methods=sorted(r.methods or ()), name=r.name) for r in routes]
+def _flat(items: list) -> list:
+    """The routes with each Mount of plain routes written out (its prefix in their paths, order
+    kept): Starlette would otherwise match every request against the Mount, then again inside it."""
+    out: list = []
+    for item in items:
+        if isinstance(item, Mount) and all(isinstance(r, Route) for r in item.routes):
+            out += [Route(item.path + r.path, r.endpoint, methods=sorted(r.methods or ()), name=r.name)
+                    for r in item.routes]
+        else:
+            out.append(item)
+    return out
 
 
 def routes() -> list:
@@ -814,7 +821,7 @@ def routes() -> list:
         Route("/balance/usage/windows", usage_windows, methods=["GET"]),
         Route("/balance/usage", usage, methods=["GET"]),
     ]
-    return [*_under("/v1", api), Route("/health", health, methods=["GET"])]
+    return [Route("/health", health, methods=["GET"]), Mount("/v1", routes=api)]
 
 
 def create_app(config: ServerConfig, *, store: Store | None = None) -> Any:
@@ -830,7 +837,7 @@ def create_app(config: ServerConfig, *, store: Store | None = None) -> Any:
         finally:
             engine.stop()
 
-    app = Starlette(routes=routes(), lifespan=lifespan,
+    app = Starlette(routes=_flat(routes()), lifespan=lifespan,
                     exception_handlers={HTTPException: _http_exception, APIError: _api_error, Exception: _unexpected})
     app.state.store = store
     app.state.config = config
