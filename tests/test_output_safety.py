@@ -216,9 +216,15 @@ def test_pair_survives_sigint_between_the_renames(tmp_path, fixture_db, monkeypa
     assert _hidden(tmp_path) == []
 
 
-def test_pair_after_sigkill_between_the_renames_is_finished_by_the_next_run(tmp_path, fixture_db):
+@pytest.mark.parametrize("symlinked", [False, True], ids=["plain", "train-is-a-symlink-elsewhere"])
+def test_pair_after_sigkill_between_the_renames_is_finished_by_the_next_run(tmp_path, fixture_db, symlinked):
     train, val = tmp_path / "out.jsonl", tmp_path / "out.val.jsonl"
-    train.write_bytes(OLD)
+    if symlinked:  # the train file lives in another directory than the val file
+        (tmp_path / "elsewhere").mkdir()
+        (tmp_path / "elsewhere" / "real.jsonl").write_bytes(OLD)
+        train.symlink_to(tmp_path / "elsewhere" / "real.jsonl")
+    else:
+        train.write_bytes(OLD)
     val.write_bytes(OLD)
     args = ("filter", "--db", fixture_db, "--val-fraction", "0.2", "--seed", "7")
     killed = _subprocess(*args, "-o", train, script=_KILL_AFTER_FIRST_RENAME)
@@ -233,6 +239,8 @@ def test_pair_after_sigkill_between_the_renames_is_finished_by_the_next_run(tmp_
     assert train.read_bytes() == reference.read_bytes()
     assert val.read_bytes() == (reference.parent / "ref.val.jsonl").read_bytes()
     assert _hidden(tmp_path) == []
+    if symlinked:
+        assert train.is_symlink() and _hidden(tmp_path / "elsewhere") == []
 
 
 def test_killed_run_temp_files_are_removed_by_the_next_run(tmp_path, fixture_db):

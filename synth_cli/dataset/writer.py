@@ -160,20 +160,24 @@ def recover_journal(target: Path) -> list[Path]:
         return []  # not ours or unreadable: leave it alone
     if pid != os.getpid() and pid_alive(pid):
         return []  # that commit is still running
-    directory = journal.parent
     done = []
+    directories = {journal.parent}
     for tmp_name, final_name in renames:
-        # only our own kind, only inside this directory
-        if os.sep in tmp_name or os.sep in final_name or not _temp_pattern(final_name).match(tmp_name):
+        tmp, final = Path(tmp_name), Path(final_name)
+        if not tmp.is_absolute():  # names relative to the journal's directory
+            tmp, final = journal.parent / tmp, journal.parent / final
+        # only our own kind: a temp file of that very output, next to it
+        if tmp.parent != final.parent or not _temp_pattern(final.name).match(tmp.name):
             return done
-        tmp, final = directory / tmp_name, directory / final_name
         if tmp.exists():
             try:
                 os.replace(tmp, final)
                 done.append(final)
             except OSError:
                 return done
-    _fsync_dir(directory)
+        directories.add(final.parent)
+    for directory in directories:
+        _fsync_dir(directory)
     try:
         journal.unlink()
     except OSError:
@@ -432,7 +436,6 @@ class AtomicFiles:
         staged = [f for f in files if f._tmp is not None]
         if not staged:
             return
-        directory = staged[0].target.parent
         journal = _journal_path(staged[0].target) if len(staged) > 1 else None
         try:
             with _signals_held():
@@ -452,7 +455,8 @@ class AtomicFiles:
                             g.abort()
                         raise write_error(f.path, exc) from exc
                     f._tmp = None
-                _fsync_dir(directory)
+                for directory in {f.target.parent for f in staged}:
+                    _fsync_dir(directory)
                 if journal is not None:
                     _unlink_quietly(journal)
         except OSError as exc:  # the journal could not be written: nothing renamed
@@ -477,7 +481,9 @@ class AtomicFiles:
 
 
 def _write_journal(journal: Path, staged: list[AtomicFile]) -> None:
-    data = {"pid": os.getpid(), "renames": [[f._tmp.name, f.target.name] for f in staged if f._tmp is not None]}
+    # absolute paths: a symlinked output can put the train and val files in different directories
+    data = {"pid": os.getpid(),
+            "renames": [[os.fspath(f._tmp), os.fspath(f.target)] for f in staged if f._tmp is not None]}
     fd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         os.write(fd, json.dumps(data).encode("utf-8", "surrogateescape"))
