@@ -127,3 +127,26 @@ def test_error_lines_are_inert(tmp_path):
     assert result.exit_code == 1
     _assert_inert(result.stderr)
     assert "\\x1b[2J" in result.stderr
+
+
+@pytest.mark.parametrize("command", [("session", "sess-nasty-1"), ("experiments",), ("experiment", "exp-1")],
+                         ids=lambda c: c[0])
+def test_json_output_has_no_raw_control_characters(nasty_db, command):
+    """--json keeps the data exact (a JSON reader gets the same strings) but escapes C1 controls and
+    bidi overrides too, which json.dumps would leave raw for a terminal showing the document."""
+    result = invoke("--json", *command, "--db", nasty_db)
+    assert result.exit_code == 0, result.output
+    _assert_inert(result.stdout)
+    expected = {"session": OUTPUT, "experiments": EXPERIMENT, "experiment": EXPERIMENT}[command[0]]
+    assert any(expected in text for text in _strings(result.json()))  # the exact data, escapes and all
+
+
+def _strings(obj):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _strings(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from _strings(value)
