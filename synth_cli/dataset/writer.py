@@ -18,7 +18,8 @@
 * **Refused targets**: a directory; a block device or socket; any trace DB being read
   or its `-wal`, `-shm` and `-journal` files, compared by resolved path and by inode
   (hard links too); a missing parent directory unless `parents=True` (`--parents`).
-* **Symlinks**: the link's target is written (as `cp` does) and the link stays.
+* **Symlinks**: the link's target is written (as `cp` does) and the link stays. A file with
+  several hard links is replaced by a new file: its other names keep the old content.
 * **Modes**: an existing file keeps its permission bits (and owner, when allowed);
   a new one gets `0666 & ~umask`, like a plain `open()`.
 * **Character devices and FIFOs** (`/dev/null`, `/dev/stdout`, `>(gzip > x.gz)`) are
