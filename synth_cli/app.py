@@ -254,12 +254,14 @@ def root(
     Try `synth-ai demo` for the whole pipeline offline.
     """
     from synth_cli import config
-    from synth_cli.output import Output, set_output
+    from synth_cli.output import Output, get_output, set_output
 
     if debug:
         os.environ["SYNTH_DEBUG"] = "1"
     set_output(Output(json_mode=json_mode, quiet=quiet, debug=debug or config.debug_enabled()))
     config.load_env(env_file)
+    for warning in config.env_warnings:
+        get_output().warn(warning)
 
 
 def _register_commands() -> None:

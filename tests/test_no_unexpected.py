@@ -319,3 +319,13 @@ def test_wal_db_on_a_read_only_mount_that_cannot_be_copied_says_so(tmp_path):
         f"warning: {db}: cannot read the transactions in t.db-wal (the directory cannot be written, and at 2 MB "
         "it is too large to copy); committed sessions may be missing"]
     assert "exp-wal" not in {e["experiment_id"] for e in json.loads(proc.stdout)["experiments"]}
+
+
+def test_env_file_line_that_cannot_be_parsed_is_a_warning_line(fixture_db, tmp_path):
+    env = tmp_path / "x.env"
+    env.write_text("=oops\nSYNTH_TRACES_DB=" + str(fixture_db) + "\n")
+    result = invoke("--env-file", env, "traces")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"warning: {env}: python-dotenv could not parse statement starting at line 1; that line is ignored"]
+    assert "30" in result.stdout  # the line after it was read
