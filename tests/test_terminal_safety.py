@@ -150,3 +150,26 @@ def _strings(obj):
     elif isinstance(obj, list):
         for value in obj:
             yield from _strings(value)
+
+
+def test_renderers_building_their_own_rich_objects_are_covered(capsys):
+    """filter's summary and the sft live view print rich objects on the console directly: the
+    console itself makes every text segment inert (and never parses markup in strings)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from synth_cli.output import Output
+
+    out = Output()
+    table = Table()
+    table.add_column("model")
+    table.add_row(Text(f"gpt{TITLE}"))
+    table.add_row(MODEL)  # a plain string cell: literal, not markup
+    out.console.print(table)
+    out.console.print(Text.assemble(("12:00:01  ", "dim"), f"event {CLEAR}{HIDDEN}"))
+    out.console.print(EXPERIMENT)
+    shown = capsys.readouterr().out
+    _assert_inert(shown)
+    assert "gpt\\x1b]0;pwned" in shown and "model-[red]x[/red]" in shown  # (rich itself drops BEL)
+    assert "event \\x1b[2J\\x1b[H\\x1b[8msecret\\x1b[0m" in shown
+    assert "ablation [/data/v2 split]" in shown
