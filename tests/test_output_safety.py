@@ -274,3 +274,16 @@ def test_file_size_limit_keeps_the_old_output(tmp_path, fixture_db):
     assert result.stderr.strip().splitlines() == [expected]
     assert out.read_bytes() == OLD
     assert _hidden(tmp_path) == []
+
+
+def test_sidecars_of_a_db_read_through_a_symlink(tmp_path):
+    (tmp_path / "real").mkdir()
+    db, conn = _wal_db(tmp_path / "real", "t.db")
+    link = tmp_path / "link.db"
+    link.symlink_to(db)
+    before = (tmp_path / "real" / "t.db-wal").read_bytes()
+    for output in (tmp_path / "real" / "t.db-wal", tmp_path / "link.db-wal"):
+        line = _one_error(invoke("filter", "--db", link, "-o", output))
+        assert "refusing to write" in line
+    assert (tmp_path / "real" / "t.db-wal").read_bytes() == before
+    conn.close()

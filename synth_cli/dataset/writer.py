@@ -69,11 +69,16 @@ class Protected:
             self.add(db)
 
     def add(self, db: str | os.PathLike) -> None:
-        base = os.fspath(db)
+        given = os.fspath(db)
+        # SQLite names the sidecars after the resolved file: a DB read through a symlink has them there
+        for base in dict.fromkeys((given, os.path.realpath(given))):
+            self._add(base, given)
+
+    def _add(self, base: str, given: str) -> None:
         for suffix in DB_SIDECARS:
             name = base + suffix
             what = ("the trace DB being read" if not suffix
-                    else f"the {suffix} file of the trace DB being read ({base})")
+                    else f"the {suffix} file of the trace DB being read ({given})")
             self.paths[os.path.realpath(name)] = what
             try:
                 st = os.stat(name)
