@@ -38,6 +38,7 @@ ENV_VARS: dict[str, str] = {
     "TURSO_AUTH_TOKEN": "auth token for Turso (used when LIBSQL_AUTH_TOKEN is unset)",
     "SYNTH_DEBUG": "set to 1 to print tracebacks (same as --debug)",
     "SYNTH_PRICING_FILE": "price table used by `calc` instead of the bundled one",
+    "SYNTH_MAX_EXAMPLE_TOKENS": "tokens allowed per example by `sft validate/submit/run` (default: the model's limit)",
     "SYNTH_DEV_API_KEYS": "comma-separated API keys accepted by `synth-ai serve`",
     "SYNTH_DATA_DIR": "state directory of `synth-ai serve` (default: the user data dir)",
 }

@@ -55,6 +55,8 @@ class FilterOptions:
     include_metadata: bool = False
     dry_run: bool = False
     strict: bool = False
+    #: what `filter` scrubs from the examples: "secrets" (default), "pii" (secrets + e-mails, phones), "off"
+    redact: str = "secrets"
     #: create missing parent directories of the output (`--parents`)
     parents: bool = False
     #: what the config file asked for that has no equivalent here (reported as warnings)
@@ -201,8 +203,10 @@ def _bool(value: Any, name: str) -> bool:
 FILTER_KEYS = (
     "db", "output", "mode", "min_reward", "max_reward", "min_achievements", "max_cost", "max_tokens",
     "experiment", "since", "until", "where", "model", "include_errors", "val_fraction", "seed", "limit",
-    "include_metadata", "strict", "parents",
+    "include_metadata", "strict", "redact", "parents",
 )
+#: spellings of the redaction setting (a config file may say `redact = false`)
+REDACT_MODES = {"secrets": "secrets", "true": "secrets", "pii": "pii", "off": "off", "none": "off", "false": "off"}
 PUBLISHED_FILTERS_KEYS = ("min_total_reward", "min_achievements", "max_cost", "max_tokens", "models")
 PUBLISHED_TOP_KEYS = ("mode", "filters", "window", "output")
 PUBLISHED_OUTPUT_KEYS = ("include_metadata", "max_context_length")
@@ -261,6 +265,11 @@ def build(values: dict[str, Any], *, source: str = "flag") -> dict[str, Any]:
             out[key] = _number(value, name(key), integer=True)
         elif key == "limit":
             out[key] = _number(value, name(key), integer=True, minimum=1)
+        elif key == "redact":
+            mode = REDACT_MODES.get(str(value).lower()) if isinstance(value, (str, bool)) else None
+            if mode is None:
+                raise UsageError(f"{name(key)} {value!r}: expected secrets, pii or off")
+            out[key] = mode
         else:  # pragma: no cover - callers pass known keys only
             raise UsageError(f"{name(key)}: unknown setting")
     return out
