@@ -89,7 +89,11 @@ def harden_params(command: Any) -> None:
     for param in getattr(command, "params", ()):
         kind = type(param.type)
         if any(base.__name__ in ("IntParamType", "FloatParamType") for base in kind.__mro__):
-            param.type.__class__ = _bounded(kind)
+            import copy
+
+            bounded = copy.copy(param.type)  # a copy: click's INT/FLOAT singletons stay untouched
+            bounded.__class__ = _bounded(kind)
+            param.type = bounded
     for sub in getattr(command, "commands", {}).values():
         harden_params(sub)
 
