@@ -298,13 +298,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_fake(api: FakeApi | None = None, **kwargs: Any) -> Iterator[Running]:
-    """Run a FakeApi with uvicorn in a thread on a free 127.0.0.1 port."""
+def serve_fake(api: FakeApi | None = None, *, port: int = 0, **kwargs: Any) -> Iterator[Running]:
+    """Run a FakeApi with uvicorn in a thread on a free 127.0.0.1 port (or `port`)."""
     import uvicorn
 
     api = api or FakeApi(**kwargs)
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(api.app(), log_level="error", lifespan="off"))
 
