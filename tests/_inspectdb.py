@@ -1,5 +1,5 @@
 """Helpers for the inspection tests: DB variants built with plain sqlite3, and figures computed
-independently of `synth_cli.tracing.queries` (plain SQL + json in Python)."""
+independently of `synth_cli.store` (plain SQL + json in Python)."""
 
 from __future__ import annotations
 

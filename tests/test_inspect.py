@@ -235,8 +235,8 @@ def test_session_by_prefix_json():
 
 def test_every_session_adds_up_to_the_ground_truth():
     """All 30 sessions through the same code the command uses: calls, tool calls, rewards."""
-    from synth_cli.tracing import queries
-    from synth_cli.tracing.store import TraceStore
+    from synth_cli.store import sessions as queries
+    from synth_cli.store.reader import TraceStore
 
     with TraceStore.open(FIXTURE_DB) as store:
         ids = [r[0] for r in store.rows("SELECT session_id FROM session_traces")]

@@ -13,7 +13,7 @@ import pytest
 from _llm_fixtures import build, load
 from synth_cli.tracing.models import parse_call_records
 from synth_cli.tracing.openai_wrap import trace_openai, untrace_openai
-from synth_cli.tracing.store import TraceStore
+from synth_cli.store.reader import TraceStore
 from synth_cli.tracing.tracer import SessionTracer
 
 openai = pytest.importorskip("openai")

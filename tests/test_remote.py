@@ -84,7 +84,7 @@ def test_session_ambiguous_over_http(sqld_url):
 
 def test_keyset_scan_pages_through_the_fixture(sqld_url):
     """Small pages: every event once, in id order, and one bounded query per page."""
-    from synth_cli.tracing.store import TraceStore
+    from synth_cli.store.reader import TraceStore
 
     with TraceStore.open(sqld_url) as remote, TraceStore.open(FIXTURE_DIR) as local:
         executed: list[str] = []

@@ -14,7 +14,7 @@ from conftest import FIXTURE_COUNTS, FIXTURE_DIR
 from synth_cli.errors import TraceStoreError
 from synth_cli.tracing.events import EnvironmentEvent, LMCAISEvent, RuntimeEvent, TimeRecord, usd_to_cents
 from synth_cli.tracing.models import LLMCallRecord, LLMUsage, parse_call_records
-from synth_cli.tracing.store import TraceStore
+from synth_cli.store.reader import TraceStore
 from synth_cli.tracing.tracer import SessionTracer
 
 

@@ -43,7 +43,7 @@ class Target:
 def _root_targets(root_flag: Optional[str]) -> tuple[str, list[Target]]:
     """The DBs under the traces root (`--root`, SYNTH_TRACES_ROOT, ./synth_ai.db/dbs)."""
     from synth_cli import config
-    from synth_cli.tracing.queries import find_dbs
+    from synth_cli.store.locate import find_dbs
 
     setting = config.traces_root(root_flag)
     root = Path(setting.value).expanduser()
@@ -58,7 +58,7 @@ def _root_targets(root_flag: Optional[str]) -> tuple[str, list[Target]]:
 
 
 def _dedupe(targets: Sequence[Target]) -> list[Target]:
-    from synth_cli.tracing.queries import target_key
+    from synth_cli.store.locate import target_key
 
     seen: dict[str, Target] = {}
     for t in targets:
@@ -96,10 +96,10 @@ def read_targets(db: Optional[List[str]]) -> list[Target]:
 
 
 def _label(target: str) -> str:
-    from synth_cli.tracing.store import is_remote
+    from synth_cli.store.locate import is_remote
 
     if is_remote(target):
-        from synth_cli.tracing.store import _strip_credentials
+        from synth_cli.store.locate import _strip_credentials
 
         return _strip_credentials(target)
     return os.fspath(target)
@@ -112,7 +112,7 @@ def opened(targets: Sequence[Target], *, on_skip: Any = None) -> Iterator[list[t
     `on_skip(target, error)` hears about skipped DBs. Every store is closed on exit.
     """
     from synth_cli.errors import TraceStoreError
-    from synth_cli.tracing.store import TraceStore
+    from synth_cli.store.reader import TraceStore
 
     stores: list[tuple[Target, Any]] = []
     try:
@@ -130,9 +130,6 @@ def opened(targets: Sequence[Target], *, on_skip: Any = None) -> Iterator[list[t
         for _, store in stores:
             store.close()
 
-
-def short_id(value: Optional[str], width: int = 8) -> str:
-    return "–" if not value else value[:width]
 
 
 def fmt_cost(value: Any) -> str:

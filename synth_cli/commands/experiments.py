@@ -25,7 +25,7 @@ def experiments_command(
 ) -> None:
     """Experiments with their figures (see EXPERIMENTS_HELP)."""
     from synth_cli.commands._inspect import opened, read_targets
-    from synth_cli.tracing import queries
+    from synth_cli.store import experiments as queries
 
     out = get_output()
     targets = read_targets(db)
@@ -74,7 +74,7 @@ def experiment_command(
 ) -> None:
     """One experiment and its sessions: reward, steps, events, LLM calls, tokens, cost."""
     from synth_cli.commands._inspect import opened, read_targets
-    from synth_cli.tracing import queries
+    from synth_cli.store import experiments as queries
 
     out = get_output()
     targets = read_targets(db)
@@ -134,7 +134,7 @@ def recent_command(
 
     from synth_cli.commands._inspect import opened, read_targets
     from synth_cli.errors import UsageError
-    from synth_cli.tracing import queries
+    from synth_cli.store import experiments as queries
 
     if not hours > 0:
         raise UsageError(f"--hours {hours:g}: must be greater than 0")

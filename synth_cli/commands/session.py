@@ -21,7 +21,7 @@ def session_command(
 ) -> None:
     """One session rendered for a person (see HELP)."""
     from synth_cli.commands._inspect import opened, read_targets
-    from synth_cli.tracing import queries
+    from synth_cli.store import sessions as queries
 
     out = get_output()
     targets = read_targets(db)
@@ -55,7 +55,7 @@ class _Printer:
 
     def line(self, text: str = "", indent: int = 0) -> None:
         pad = " " * indent
-        lines = str(text).splitlines() or [""]
+        lines = str(text).split("\n")  # only newlines: a CR or form feed in data is shown, not obeyed
         self.out.line(pad + lines[0])
         for extra in lines[1:]:
             self.out.line(pad + "  " + extra)

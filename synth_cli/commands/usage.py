@@ -41,7 +41,7 @@ def usage_command(
         raise UsageError("--base-url and --api-key are only used with --remote")
 
     from synth_cli.commands._inspect import opened, parse_since, read_targets
-    from synth_cli.tracing import queries
+    from synth_cli.store import usage as queries
 
     since_dt = parse_since(since)
     targets = read_targets(db)

@@ -69,7 +69,7 @@ def _observation(rng: random.Random, step: int, inventory: dict[str, int]) -> tu
 def run_agent(db_path: str | Path, *, sessions: int = 40, steps: int = 10, seed: int = 0) -> AgentRun:
     """Play `sessions` episodes of `steps` turns and trace them into `db_path` (created if new)."""
     from synth_cli.tracing.events import EnvironmentEvent, RuntimeEvent
-    from synth_cli.tracing.record import record_from_openai_chat
+    from synth_cli.tracing.capture.openai import record_from_openai_chat
     from synth_cli.tracing.tracer import SessionTracer
 
     rng = random.Random(seed)

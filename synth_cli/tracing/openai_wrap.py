@@ -33,7 +33,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from synth_cli.tracing.models import LLMCallRecord
-from synth_cli.tracing.record import record_error, record_from_openai_chat, record_from_openai_chat_stream
+from synth_cli.tracing.capture.errors import record_error
+from synth_cli.tracing.capture.openai import record_from_openai_chat, record_from_openai_chat_stream
 
 _SDK_ONLY = ("extra_headers", "extra_query", "timeout")
 

@@ -1,6 +1,6 @@
 """`SessionTracer`: write sessions, timesteps, events, messages and experiments to a trace DB.
 
-The DB has the published `tracing_v3` schema (see :mod:`synth_cli.tracing.schema`),
+The DB has the published `tracing_v3` schema (see :mod:`synth_cli.store.schema`),
 so anything that reads traces of the published `synth-ai` package reads ours.
 
 ```python
@@ -44,7 +44,7 @@ from typing import Any, Iterator, Sequence
 from synth_cli.errors import TraceStoreError
 from synth_cli.tracing.events import BaseEvent, LMCAISEvent, RuntimeEvent
 from synth_cli.tracing.models import LLMCallRecord
-from synth_cli.tracing.schema import EVENT_TYPES, MESSAGE_TYPES, MIGRATIONS_TABLE
+from synth_cli.store.schema import EVENT_TYPES, MESSAGE_TYPES, MIGRATIONS_TABLE
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SQLITE_URL_PREFIXES = ("sqlite+aiosqlite:///", "sqlite:///")
@@ -170,7 +170,7 @@ def _open_for_writing(path: Path):
 
     import sqlite_utils
 
-    from synth_cli.tracing.schema import migrate
+    from synth_cli.store.schema import migrate
 
     if path.exists():
         if path.is_dir():

@@ -1,6 +1,6 @@
 """`TraceStore`: read-only access to a trace database, local or remote.
 
-Targets accepted by :meth:`TraceStore.open`:
+Targets accepted by :meth:`TraceStore.open` (parsed in :mod:`synth_cli.store.locate`):
 
 * a SQLite file (`traces.db`, or the sqld layout file `X.db/dbs/default/data`);
 * a directory in sqld layout (`X.db`, `X.db/dbs`, `X.db/dbs/<name>`);
@@ -23,10 +23,15 @@ from typing import Any, Iterator, Sequence
 from urllib.parse import quote
 
 from synth_cli.errors import TraceStoreError
+from synth_cli.store.locate import (
+    _check_sqlite_header,
+    _network_reason,
+    _sqlite_error,
+    _strip_credentials,
+    is_remote,
+    resolve_local_path,
+)
 
-REMOTE_SCHEMES = ("http://", "https://", "ws://", "wss://", "libsql://")
-SQLITE_URL_PREFIXES = ("sqlite+aiosqlite:///", "sqlite:///")
-SQLITE_MAGIC = b"SQLite format 3\x00"
 REQUIRED_TABLES = ("session_traces", "events")
 DEFAULT_PAGE_SIZE = 500
 
@@ -55,55 +60,6 @@ class Schema:
     @property
     def is_trace_db(self) -> bool:
         return all(t in self.columns for t in REQUIRED_TABLES)
-
-
-def is_remote(target: str) -> bool:
-    return target.lower().startswith(REMOTE_SCHEMES)
-
-
-def resolve_local_path(target: str | os.PathLike) -> Path:
-    """Turn a path, sqld directory or sqlite URL into the SQLite file to open (never creating one)."""
-    text = os.fspath(target)
-    for prefix in SQLITE_URL_PREFIXES:
-        if text.lower().startswith(prefix):
-            text = text[len(prefix):]
-            break
-    else:
-        if text.lower().startswith("sqlite:"):
-            raise TraceStoreError(f"{text}: unsupported SQLite URL",
-                                  hint="use sqlite:///relative/path or sqlite:////absolute/path")
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise TraceStoreError(f"{path}: no such file or directory",
-                              hint="check the path; `synth-ai traces` lists the DBs it can find")
-    if path.is_dir():
-        return _find_in_directory(path)
-    return path
-
-
-def _find_in_directory(path: Path) -> Path:
-    candidates: list[Path] = []
-    if (path / "data").is_file():  # X.db/dbs/<name>
-        return path / "data"
-    for base in (path / "dbs", path):  # X.db  or  X.db/dbs
-        if base.is_dir():
-            candidates.extend(sorted(p for p in base.glob("*/data") if p.is_file()))
-        if candidates:
-            break
-    if not candidates:
-        sqlite_files = sorted(p for p in path.glob("*.db") if p.is_file()) + sorted(path.glob("*.sqlite"))
-        if len(sqlite_files) == 1:
-            return sqlite_files[0]
-        raise TraceStoreError(f"{path}: no trace database in this directory",
-                              hint="expected a SQLite file or the sqld layout DIR/dbs/<name>/data")
-    if len(candidates) == 1:
-        return candidates[0]
-    default = [c for c in candidates if c.parent.name == "default"]
-    if default:
-        return default[0]
-    names = ", ".join(c.parent.name for c in candidates)
-    raise TraceStoreError(f"{path}: holds several databases ({names})",
-                          hint=f"name one, e.g. {candidates[0].parent}")
 
 
 class TraceStore:
@@ -240,20 +196,6 @@ class SQLiteTraceStore(TraceStore):
             self.conn = None
 
 
-def _check_sqlite_header(path: Path) -> None:
-    try:
-        with open(path, "rb") as fh:
-            header = fh.read(16)
-    except IsADirectoryError:  # pragma: no cover - resolved earlier
-        raise TraceStoreError(f"{path}: is a directory") from None
-    except OSError as exc:
-        raise TraceStoreError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    if not header:
-        raise TraceStoreError(f"{path}: empty file, not a trace database")
-    if header != SQLITE_MAGIC:
-        raise TraceStoreError(f"{path}: not a SQLite database (corrupt or another file type)")
-
-
 def _connect_ro(path: Path):
     import sqlite3
 
@@ -274,13 +216,6 @@ def _connect_ro(path: Path):
             except sqlite3.DatabaseError:
                 pass
         raise _sqlite_error(path, exc) from exc
-
-
-def _sqlite_error(path: Path, exc: Exception) -> TraceStoreError:
-    text = str(exc)
-    if "not a database" in text or "malformed" in text:
-        return TraceStoreError(f"{path}: corrupt SQLite database ({text})")
-    return TraceStoreError(f"{path}: {text}")
 
 
 class RemoteTraceStore(TraceStore):
@@ -362,16 +297,6 @@ class RemoteTraceStore(TraceStore):
             self._client = None
 
 
-def _strip_credentials(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def open_stores(targets: Sequence[str]) -> list[TraceStore]:
     """Open several targets; on any failure, close what was opened and re-raise."""
     stores: list[TraceStore] = []
@@ -383,26 +308,3 @@ def open_stores(targets: Sequence[str]) -> list[TraceStore]:
             store.close()
         raise
     return stores
-
-
-def _network_reason(exc: BaseException) -> str | None:
-    """A plain reason ("connection refused", "unknown host"…) from the OSError behind a client error."""
-    import errno
-    import socket
-
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        for candidate in (current, getattr(current, "os_error", None)):  # aiohttp keeps it in .os_error
-            if isinstance(candidate, socket.gaierror):
-                return "unknown host"
-            if isinstance(candidate, (TimeoutError, socket.timeout)):
-                return "timed out"
-            if isinstance(candidate, OSError) and candidate.errno in (errno.ECONNREFUSED, errno.ECONNRESET,
-                                                                        errno.EHOSTUNREACH, errno.ENETUNREACH):
-                return {errno.ECONNREFUSED: "connection refused", errno.ECONNRESET: "connection reset",
-                        errno.EHOSTUNREACH: "host unreachable", errno.ENETUNREACH: "network unreachable"
-                        }[candidate.errno]
-        current = current.__cause__ or current.__context__
-    return None

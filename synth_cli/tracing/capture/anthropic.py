@@ -1,6 +1,6 @@
 """Anthropic Messages API calls as `LLMCallRecord`s, normalised to the Chat Completions shape.
 
-The record has the same shape as one from :func:`synth_cli.tracing.record.record_from_openai_chat`
+The record has the same shape as one from :func:`synth_cli.tracing.capture.openai.record_from_openai_chat`
 (see that module for the contract), so `filter` and the inspection commands need no
 provider-specific code:
 
@@ -32,8 +32,7 @@ import json
 from datetime import datetime
 from typing import Any, Iterable
 
-from synth_cli.tracing.models import LLMCallRecord, LLMContentPart, LLMMessage, LLMRequestParams, LLMUsage, ToolCallSpec
-from synth_cli.tracing.record import (
+from synth_cli.tracing.capture._common import (
     StreamError,
     compact_json,
     derive_call_id,
@@ -42,6 +41,14 @@ from synth_cli.tracing.record import (
     set_tool_calls,
     text_part,
     to_plain,
+)
+from synth_cli.tracing.models import (
+    LLMCallRecord,
+    LLMContentPart,
+    LLMMessage,
+    LLMRequestParams,
+    LLMUsage,
+    ToolCallSpec,
 )
 
 STOP_REASONS = {

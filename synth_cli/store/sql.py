@@ -1,0 +1,211 @@
+"""The shared SQL of the inspection commands and `filter` (`traces`, `session`, `experiments`, `experiment`,
+`recent`, `usage`, `status`).
+
+Every figure is aggregated by the database, one query per group of figures and never
+one query per session; results come back as plain dataclasses and dicts. Queries adapt
+to the schema they find: the current `tracing_v3` one (LLM calls as `LLMCallRecord`
+arrays in `events.call_records`) and the earlier one without that column, where LLM
+calls are reported as unavailable (None) while the `cais` event columns still count.
+
+Conventions used throughout:
+
+* `events.cost_usd` holds whole cents, truncated by the writer. A `cais` event's cost is
+  the sum of its call records' `usage.cost_usd` (exact) when they report one, else
+  `cost_usd / 100`. Costs are rounded to 9 decimals so sums agree between SQLite builds.
+* A `call_records` value that is not a JSON array (or object) is malformed: it is skipped
+  and counted (`malformed_call_records`), never fatal.
+* Timestamps come back as naive `datetime`s (UTC as the tracer stores them).
+
+This module never prints.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from synth_cli.store.reader import Schema
+from synth_cli.tracing.models import parse_datetime
+
+EVENT_TYPES = ("cais", "environment", "runtime")
+#: candidates listed in an "ambiguous ID" error
+MAX_CANDIDATES = 8
+
+def has(schema: Schema, table: str, column: str | None = None) -> bool:
+    return schema.has(table, column)
+
+
+def col(schema: Schema, table: str, column: str, alias: str = "", default: str = "NULL") -> str:
+    if not schema.has(table, column):
+        return default
+    return f"{alias}.{column}" if alias else column
+
+
+def malformed_records_sql(column: str) -> str:
+    """1 when a non-NULL `call_records` value is not a JSON array/object, else 0."""
+    return (f"CASE WHEN {column} IS NULL THEN 0 WHEN NOT json_valid({column}) THEN 1 "
+            f"WHEN json_type({column}) IN ('array', 'object') THEN 0 ELSE 1 END")
+
+
+def calls_sql(schema: Schema, alias: str = "e") -> str | None:
+    """Number of call records (JSON objects) of one event; None when the schema has no call_records.
+
+    The usual one-record array takes a fast path: SQLite caches the parse of a value across
+    the JSON functions of a row, while `json_each` walks it again (3x slower on big DBs).
+    """
+    if not schema.has_call_records:
+        return None
+    x = f"{alias}.call_records"
+    return (f"(CASE WHEN json_valid({x}) THEN CASE json_type({x}) "
+            f"WHEN 'array' THEN CASE json_array_length({x}) WHEN 0 THEN 0 "
+            f"WHEN 1 THEN (json_type({x}, '$[0]') = 'object') "
+            f"ELSE (SELECT COUNT(*) FROM json_each({x}) j WHERE j.type = 'object') END "
+            f"WHEN 'object' THEN 1 ELSE 0 END ELSE 0 END)")
+
+
+def cost_usd_sql(schema: Schema, alias: str = "e") -> str:
+    """One event's cost in USD: the records' exact usage.cost_usd, else the cents column / 100."""
+    cents = f"{alias}.cost_usd / 100.0" if schema.has("events", "cost_usd") else "NULL"
+    if not schema.has_call_records:
+        return cents
+    x = f"{alias}.call_records"
+    exact = (f"(CASE WHEN json_valid({x}) THEN CASE json_type({x}) "
+             f"WHEN 'array' THEN CASE json_array_length({x}) WHEN 0 THEN NULL "
+             f"WHEN 1 THEN json_extract({x}, '$[0].usage.cost_usd') "
+             f"ELSE (SELECT SUM(CASE WHEN j.type = 'object' THEN json_extract(j.value, '$.usage.cost_usd') END) "
+             f"FROM json_each({x}) j) END "
+             f"WHEN 'object' THEN json_extract({x}, '$.usage.cost_usd') END END)")
+    return f"COALESCE({exact}, {cents})"
+
+
+def tokens_sql(schema: Schema, alias: str = "e") -> tuple[str, str, str]:
+    """(input, output, total) token expressions; total falls back to input + output."""
+    inp = col(schema, "events", "input_tokens", alias)
+    out = col(schema, "events", "output_tokens", alias)
+    total = col(schema, "events", "total_tokens", alias)
+    if total == "NULL":
+        total = f"({inp} + {out})" if "NULL" not in (inp, out) else "NULL"
+    elif "NULL" not in (inp, out):
+        total = f"COALESCE({total}, {inp} + {out})"
+    return inp, out, total
+
+
+def as_int(value: Any) -> int:
+    return int(value) if value is not None else 0
+
+
+def opt_int(value: Any) -> int | None:
+    return int(value) if value is not None else None
+
+
+def as_usd(value: Any) -> float | None:
+    return None if value is None else round(float(value), 9)
+
+
+def as_dt(value: Any) -> datetime | None:
+    parsed = parse_datetime(value)
+    if parsed is not None and parsed.tzinfo is not None:
+        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+    return parsed
+
+
+def latest(*values: Any) -> datetime | None:
+    parsed = [d for d in (as_dt(v) for v in values) if d is not None]
+    return max(parsed) if parsed else None
+
+
+def earliest(*values: Any) -> datetime | None:
+    parsed = [d for d in (as_dt(v) for v in values) if d is not None]
+    return min(parsed) if parsed else None
+
+
+def json_obj(text: Any) -> Any:
+    if text is None or text == "":
+        return None
+    if not isinstance(text, (str, bytes)):
+        return text
+    from synth_cli._json import loads
+
+    try:
+        return loads(text)
+    except ValueError:
+        return text
+
+
+def schema_name(schema: Schema) -> str:
+    return "tracing_v3" if schema.has_call_records else "tracing_v3 (no call_records)"
+
+
+def cutoff_sql_value(when: datetime) -> str:
+    """A naive-UTC datetime as the text SQLite's julianday() reads."""
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc).replace(tzinfo=None)
+    return when.isoformat(sep=" ")
+
+
+def reward_sql(schema: Schema, alias: str = "e") -> str:
+    """One event's contribution to its session's reward: environment events' `reward`."""
+    reward = col(schema, "events", "reward", alias)
+    return f"CASE WHEN {alias}.event_type = 'environment' THEN {reward} END"
+
+
+def achievements_sql(schema: Schema, alias: str = "le") -> str:
+    """Achievements unlocked in one (the session's last) environment event's `system_state_after`."""
+    if not schema.has("events", "system_state_after"):
+        return "0"
+    x = f"{alias}.system_state_after"
+    return (f"CASE WHEN json_valid({x}) THEN (SELECT COUNT(*) FROM json_each("
+            f"{x}, '$.public_state.achievements_status') j WHERE j.type = 'true') ELSE 0 END")
+
+
+def session_figures_cte(schema: Schema, *, session_filter: str = "", exact_cost: bool = True) -> str:
+    """THE per-session figures, as the CTE bodies `ev` (events) and `msg` (messages per session).
+
+    Every command that reports or filters by a session's reward, cost, tokens or LLM calls
+    reads them from here (`experiments`, `experiment`, `recent`, `filter`), so they agree:
+
+    * `reward`: the sum of its environment events' rewards (:func:`reward_sql`);
+    * `cost_usd`: the sum of its `cais` events' exact cost (:func:`cost_usd_sql`: the call
+      records' `usage.cost_usd`, the cents column only as a fallback); `exact_cost=False`
+      leaves it NULL for callers that do not use it (reading it costs a JSON parse per event);
+    * `input_tokens`/`output_tokens`/`total_tokens` (:func:`tokens_sql`), `llm_calls` (call
+      records, :func:`calls_sql`), `record_events` (`cais` events that hold call records);
+    * `events`, `lm_events`, `terminated`, `models`, `first_event`, `last_event`, and
+      `last_env_id` (the last environment event, whose state gives the achievements).
+
+    `session_filter` restricts both to some sessions; `{alias}` in it names the table alias.
+    """
+    inp, out, total = tokens_sql(schema)
+    calls = calls_sql(schema)
+    created = col(schema, "events", "created_at", "e")
+    term = col(schema, "events", "terminated", "e")
+    model = col(schema, "events", "model_name", "e")
+    cost = cost_usd_sql(schema) if exact_cost else "NULL"
+    records = "e.call_records IS NOT NULL" if schema.has_call_records else "0"
+    where = f"WHERE {session_filter.format(alias='e')}" if session_filter else ""
+    ev = f"""ev AS (
+  SELECT e.session_id AS session_id, COUNT(*) AS events,
+         SUM(CASE WHEN e.event_type = 'cais' THEN 1 ELSE 0 END) AS lm_events,
+         SUM(CASE WHEN e.event_type = 'cais' THEN {calls or 'NULL'} END) AS llm_calls,
+         SUM(CASE WHEN e.event_type = 'cais' AND {records} THEN 1 ELSE 0 END) AS record_events,
+         SUM(CASE WHEN e.event_type = 'cais' THEN {inp} END) AS input_tokens,
+         SUM(CASE WHEN e.event_type = 'cais' THEN {out} END) AS output_tokens,
+         SUM(CASE WHEN e.event_type = 'cais' THEN {total} END) AS total_tokens,
+         SUM(CASE WHEN e.event_type = 'cais' THEN {cost} END) AS cost_usd,
+         SUM({reward_sql(schema)}) AS reward,
+         MAX(CASE WHEN e.event_type = 'environment' THEN {term} END) AS terminated,
+         GROUP_CONCAT(DISTINCT CASE WHEN e.event_type = 'cais' THEN {model} END) AS models,
+         MIN({created}) AS first_event, MAX({created}) AS last_event,
+         MAX(CASE WHEN e.event_type = 'environment' THEN e.id END) AS last_env_id
+  FROM events e {where} GROUP BY e.session_id)"""
+    if has(schema, "messages"):
+        msg_where = f"WHERE {session_filter.format(alias='m')}" if session_filter else ""
+        msg = f"msg AS (SELECT m.session_id AS session_id, COUNT(*) AS messages FROM messages m {msg_where} " \
+              f"GROUP BY m.session_id)"
+    else:
+        msg = "msg AS (SELECT NULL AS session_id, NULL AS messages WHERE 0)"
+    return ev + ",\n" + msg
+
+
+#: a session's cost as compared by `filter --max-cost`, rounded like the reports (:func:`as_usd`)
+COST_PRECISION = 9
