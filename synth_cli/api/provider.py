@@ -155,10 +155,15 @@ class Provider:
         """The account balance when the backend reports one (None otherwise)."""
         return None
 
-    def prepare_file(self, path: Path, model: str, workdir: Path, what: str = "training file") -> Path:
-        """The file to upload for local `path`: converted into the provider's format where it differs
-        (written under `workdir`), or `path` itself. Refusals raise a DatasetError naming the lines."""
-        return path
+    def prepare_file(self, path: Path, model: str, workdir: Path, what: str = "training file"
+                     ) -> tuple[Path, list[str]]:
+        """(the file to upload for local `path`, what was converted): the provider's format where it
+        differs (written under `workdir`), or `path` itself. Refusals raise a DatasetError naming the lines."""
+        return path, []
+
+    def dataset_report(self, path: str | Path, model: str | None):
+        """The provider's format check of a local file (None: the OpenAI rules are all there is)."""
+        return None
 
     def price_key(self) -> str:
         """Which `[[training]]` rows of the price table apply."""

@@ -284,7 +284,8 @@ class TogetherProvider(Provider):
             raise
         return (answer or {}).get("file", answer) if isinstance(answer, dict) else answer
 
-    def prepare_file(self, path: Path, model: str, workdir: Path, what: str = "training file") -> Path:
+    def prepare_file(self, path: Path, model: str, workdir: Path, what: str = "training file"
+                     ) -> tuple[Path, list[str]]:
         from synth_cli.dataset.together import CompileRefused, compile_file
 
         limits = self._cached_limits(model)
@@ -294,7 +295,18 @@ class TogetherProvider(Provider):
                               context_length=limits.context_length if limits else None)
         if not report.ok:
             raise CompileRefused(report, what)
-        return dst
+        notes = [f"{what} {path.name}: {change} in {count} example(s) for Together's format"
+                 for change, count in report.conversions.items()]
+        return dst, notes
+
+    def dataset_report(self, path, model):
+        """Together's rules for a local file; with a model (and `self` an opened provider), its limits too."""
+        from synth_cli.dataset.together import compile_file
+
+        limits = self._cached_limits(model) if model and isinstance(self, TogetherProvider) else None
+        return compile_file(path, None, tools_ok=limits.supports_tools if limits else None,
+                            vision=limits.supports_vision if limits else None,
+                            context_length=limits.context_length if limits else None)
 
     def file_count(self) -> int:
         return len((self.client.get("files") or {}).get("data") or [])

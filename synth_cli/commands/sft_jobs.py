@@ -211,7 +211,9 @@ class _Files:
                 if validate:
                     _validate(target, what)
                 self.sources[what] = target
-                target = ctx.provider.prepare_file(target, model, workdir, what)
+                target, notes = ctx.provider.prepare_file(target, model, workdir, what)
+                for note in notes:
+                    get_output().status(note)
             self.items.append((what, kind, target))
 
     def local(self, what: str) -> Path | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
 from synth_cli.output import fmt_int, get_output
@@ -9,6 +11,17 @@ from synth_cli.output import fmt_int, get_output
 
 def validate_command(
     file: str = typer.Argument(..., metavar="FILE", help="JSONL file to check (one chat example per line)."),
+    provider: Optional[str] = typer.Option(
+        None, "--provider", metavar="NAME", show_default=False,
+        help="Also apply this provider's format rules (together: its conversational format; else SYNTH_PROVIDER)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", show_default=False,
+        help="With --provider together: check against the model's limits (context length, tools, vision; "
+             "asks the API)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", metavar="URL", show_default=False,
+                                           help="The provider's base URL (for --model)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", metavar="KEY", show_default=False,
+                                          help="The provider's API key (for --model)."),
 ) -> None:
     """Check a chat fine-tuning JSONL file the way OpenAI's fine-tuning validation does.
 
@@ -16,13 +29,18 @@ def validate_command(
     keys, content or tool calls, at least one assistant message, tool calls whose arguments
     are JSON strings, tool messages answering earlier calls, and well-formed `tools`.
     Errors are grouped by reason with counts and the first line numbers. Exit status 1
-    when the file is not valid.
+    when the file is not valid. `--provider together` also compiles each line into
+    Together's conversational format and lists every line it would refuse, with why
+    (images or tools a model cannot take, roles or keys Together does not accept, examples
+    longer than the model's context with --model).
     """
     from synth_cli.dataset.validate import validate_file
     from synth_cli.errors import DatasetError
 
     out = get_output()
     report = validate_file(file)
+    if provider is not None or model is not None:
+        _provider_rules(file, provider, model, base_url, api_key, out)
     out.result(report.to_dict(), lambda: _render(report, out), essential=[])  # --quiet: the exit code says it
     for warning in report.warnings:
         out.warn(warning)
@@ -33,6 +51,9 @@ def validate_command(
             out.error(f"{file}: {fmt_int(report.invalid)} of {fmt_int(report.examples)} examples are invalid")
             raise typer.Exit(1)
         raise DatasetError(f"{file}: {fmt_int(report.invalid)} of {fmt_int(report.examples)} examples are invalid")
+
+
+from synth_cli.errors import DatasetError  # noqa: E402 - used by _provider_rules
 
 
 def _render(report, out) -> None:
@@ -47,6 +68,31 @@ def _render(report, out) -> None:
             for e in report.errors()]
     out.table([("reason", "left"), ("count", "right"), ("lines", "left")], rows,
               title=f"✗ {report.path}: {fmt_int(report.invalid)} of {fmt_int(report.examples)} examples invalid")
+
+
+def _provider_rules(file: str, provider: Optional[str], model: Optional[str], base_url: Optional[str],
+                    api_key: Optional[str], out) -> None:
+    """The provider's own format rules (Together's conversational format), refusals per line."""
+    from synth_cli.api.provider import choose_provider, open_provider, provider_class
+
+    name, _source = choose_provider(provider, base_url)
+    if model is None:
+        report = provider_class(name).dataset_report(None, file, None)
+    else:
+        with open_provider(provider, base_url, api_key) as opened:
+            report = opened.dataset_report(file, model)
+    if report is None:
+        return
+    for change, count in report.conversions.items():
+        out.status(f"{name}: {change} in {fmt_int(count)} example(s)")
+    if report.refused:
+        rows = [(r["reason"], fmt_int(r["count"]), ", ".join(map(str, r["lines"])) + ("…" if r["count"] > len(r["lines"]) else ""))
+                for r in report.reasons()]
+        out.table([("reason", "left"), ("count", "right"), ("lines", "left")], rows,
+                  title=f"✗ {file}: {fmt_int(len(report.refused))} line(s) {name} would refuse")
+        raise DatasetError(f"{file}: {fmt_int(len(report.refused))} line(s) cannot be {name} examples "
+                           f"(first: line {report.reasons()[0]['lines'][0]}: {report.reasons()[0]['reason']})")
+    out.status(f"✓ {file}: {fmt_int(report.examples)} examples in {name}'s format")
 
 
 def register(sft_app: typer.Typer) -> None:
