@@ -24,7 +24,7 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from synth_cli.api.errors import ApiError
 from synth_cli.api.types import Job, JobEvent
