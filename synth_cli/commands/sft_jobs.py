@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import typer
 
-from synth_cli.errors import SynthError, UsageError
+from synth_cli.errors import DatasetError, SynthError, UsageError
 from synth_cli.output import fmt_bytes, fmt_duration, fmt_float, fmt_int, fmt_time, get_output, write_line
 
 FILE_ID_RE = re.compile(r"^file-[A-Za-z0-9_\-]+$")
@@ -211,7 +211,14 @@ class _Files:
                 if validate:
                     _validate(target, what)
                 self.sources[what] = target
-                target, notes = ctx.provider.prepare_file(target, model, workdir, what)
+                try:
+                    target, notes = ctx.provider.prepare_file(target, model, workdir, what)
+                except DatasetError as exc:
+                    for item in getattr(getattr(exc, "report", None), "reasons", lambda: [])()[:20]:
+                        more = "…" if item["count"] > len(item["lines"]) else ""
+                        _stderr(f"  {item['reason']}: {item['count']} line(s): "
+                                f"{', '.join(map(str, item['lines']))}{more}")
+                    raise
                 for note in notes:
                     get_output().status(note)
             self.items.append((what, kind, target))
