@@ -247,3 +247,28 @@ def test_price_table_rows_and_age():
     assert table_price("openai", "gpt-4o-mini-2024-07-18", 1_000_000).usd == 3.0
     assert table_price("openai", "ft:gpt-4o-mini:org:x:1", 1_000_000).usd == 3.0
     assert table_price("openai", "Qwen/Qwen3-4B-Instruct-2507", 1) is None
+
+
+def test_sft_submit_waits_for_a_backend_that_is_restarting(tmp_path):
+    """Refused connections are retried for SYNTH_CONNECT_RETRY_SECONDS: a backend coming up late is waited for."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests import _devserver
+    from tests.conftest import _CLI_ENV
+
+    train = write_train(tmp_path / "train.jsonl")
+    with _devserver.running_server(tmp_path, step_seconds=0.01) as handle:
+        handle.stop()  # down, as during a restart
+        env = {k: v for k, v in os.environ.items() if k not in _CLI_ENV}
+        env.update(SYNTH_BASE_URL=handle.base_url, SYNTH_API_KEY=handle.api_key, SYNTH_CONNECT_RETRY_SECONDS="60")
+        proc = subprocess.Popen([sys.executable, "-m", "synth_cli", "sft", "submit", str(train), "-m", "gpt-4o-mini",
+                                 "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        assert proc.poll() is None  # still waiting, not failed
+        handle.restart()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert out.strip().startswith("ftjob-")

@@ -124,7 +124,7 @@ class Preflight:
 
 def preflight(provider: Any, spec: Any, training_path: Path | None) -> Preflight:
     """Tokens, price (table), balance and base-model limits for a job about to be created."""
-    from synth_cli.api.errors import ApiError
+    from synth_cli.api.errors import APIDecodeError, APIStatusError
 
     check = Preflight(provider=provider.name, label=provider.label, model=spec.model, problems=[])
     if training_path is not None:
@@ -139,7 +139,7 @@ def preflight(provider: Any, spec: Any, training_path: Path | None) -> Preflight
         check.estimate = table_price(provider.price_key(), spec.model, check.total_tokens)
     try:
         check.balance_usd = provider.balance_usd()
-    except ApiError:
+    except (APIStatusError, APIDecodeError):  # a backend without account endpoints
         check.balance_usd = None
     limits = provider.model_limits(spec.model)
     check.limits = limits

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from synth_cli import config
-from synth_cli.api.errors import AccessRefusedError, ApiError, PermissionDeniedError
+from synth_cli.api.errors import AccessRefusedError, APIDecodeError, ApiError, APIStatusError, PermissionDeniedError
 from synth_cli.api.files import Files
 from synth_cli.api.fine_tuning import FineTuning, build_job_request
 from synth_cli.api.provider import JobSpec, ParamDoc, ProgressCallback, Provider
@@ -143,7 +143,7 @@ class OpenAIProvider(Provider):
 
         try:
             return float(billing.current_balance(self.client)["balance_cents"]) / 100
-        except ApiError:
+        except (APIStatusError, APIDecodeError):  # no account endpoints (OpenAI): no balance to show
             return None
 
 
