@@ -286,3 +286,33 @@ def test_params_command_documents_each_provider():
     assert {"lora", "lora_r", "n_checkpoints", "warmup_ratio", "train_on_inputs"} <= keys
     result = invoke("sft", "params", "--provider", "openai", "--quiet")
     assert result.stdout.split() == ["n_epochs", "batch_size", "learning_rate_multiplier"]
+
+
+def test_the_live_view_on_a_terminal_is_the_same_for_together(tmp_path):
+    import re
+
+    from tests.test_sft_tty import SPARK, SPINNER, Terminal
+
+    train = write_train(tmp_path / "tty.jsonl", lines=24)
+    with running_server(tmp_path, step_seconds=0.05) as srv:
+        term = Terminal("sft", "run", train, "--provider", "together", "--model", MODEL, "--epochs", "2",
+                        "--batch-size", "8", "--interval", "0.2", "--base-url", srv.root_url + "/together/v1",
+                        env={"SYNTH_API_KEY": srv.api_key})
+        try:
+            term.read()
+            code = term.close()
+        except BaseException:
+            term.proc.kill()
+            raise
+        text = term.text
+        assert code == 0, text
+        job_id = re.search(r"created fine-tuning job (ftjob-\S+)", text).group(1)
+        assert f"fine-tuning {job_id}  ·  {MODEL}" in text
+        assert re.search(rf"[{SPINNER}] (queued|running) +elapsed \d", text), text
+        steps = [(int(a), int(b)) for a, b in re.findall(r"step (\d+)/(\d+) \(\d+%\)", text)]
+        assert steps and steps[-1][0] == steps[-1][1]
+        assert re.findall(rf"train loss (\d+\.\d{{4}}) ([{SPARK}]+)", text)  # losses from /metrics
+        printed = [m.group(1) for line in term.lines() if (m := re.match(r"\d\d:\d\d:\d\d  (.+?)\s*$", line))]
+        printed = [p for p in printed if not p.startswith("status ")]
+        assert printed[0].startswith("Created fine-tuning job") and len(printed) == len(set(printed))
+        assert re.search(r"status +succeeded", text[text.rindex("status "):])
