@@ -33,7 +33,7 @@ import httpx
 
 from synth_cli import __version__, config
 from synth_cli.api.errors import (APIConnectionError, APIDecodeError, ApiError,
-                                  APITimeoutError, InvalidApiKeyError, MissingApiKeyError, status_error)
+                                  APITimeoutError, MissingApiKeyError, status_error)
 from synth_cli.config import Setting
 
 __all__ = ["ApiClient", "ApiError", "backoff_delay", "parse_retry_after", "new_idempotency_key", "path_segment",
@@ -100,7 +100,8 @@ def new_idempotency_key() -> str:
 
 def path_segment(value: str) -> str:
     """Quote an id for use inside a URL path (ids never contain `/`; a stray one cannot escape)."""
-    return quote(str(value), safe="")
+    # a non-UTF-8 argument (lone surrogates) is quoted from its bytes, as the shell passed them
+    return quote(str(value).encode("utf-8", "surrogateescape"), safe="")
 
 
 def _server_message(response: httpx.Response) -> tuple[str | None, str | None]:
@@ -179,22 +180,6 @@ def connect_retry_seconds(value: float | None = None) -> float:
     return float(value)
 
 
-def check_api_key(key: Setting) -> None:
-    """A key that cannot go into an HTTP header is refused at once, saying why and where it came from."""
-    value = key.value
-    if value != value.strip():
-        raise InvalidApiKeyError(
-            f"the API key from {key.source} has leading or trailing whitespace (e.g. a newline)",
-            hint="remove it (`export KEY=$(cat file)` keeps a trailing newline out; .env values are taken as written)")
-    bad = next((c for c in value if ord(c) > 126 or ord(c) < 33), None)
-    if bad is not None:
-        what = "a non-ASCII character" if ord(bad) > 126 else "a control or space character"
-        raise InvalidApiKeyError(
-            f"the API key from {key.source} contains {what} ({bad!r} at position {value.index(bad) + 1}); "
-            "API keys are printable ASCII",
-            hint="copy the key again from the provider's dashboard; a pasted key sometimes picks up “smart” quotes")
-
-
 class ApiClient:
     """A thin, retrying JSON client bound to one base URL and one API key.
 
@@ -230,7 +215,7 @@ class ApiClient:
         if key is not None:
             config.register_secret(key.value)
             config.register_secret(key.value.strip())
-            check_api_key(key)
+            config.check_api_key(key)  # a newline or non-ASCII character: one clear error, before any request
         if key is None and require_key:
             *first, last = self.key_vars
             raise MissingApiKeyError(

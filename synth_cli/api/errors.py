@@ -1,11 +1,11 @@
 """The typed HTTP errors of `synth_cli.api`, one class per status family (as openai-python has).
 
-Every class is an :class:`ApiError` (a `SynthError`, so `app.py` renders it as one line), and
+(A key that cannot be sent at all, with a newline or a non-ASCII character, is refused before any
+request by `config.check_api_key`, a usage error.) Every class is an :class:`ApiError` (a `SynthError`, so `app.py` renders it as one line), and
 keeps the old `kind` attribute for renderers that only need the family:
 
     ApiError
     ├── MissingApiKeyError        kind "auth"     no key configured at all
-    ├── InvalidApiKeyError        kind "auth"     a key that cannot be sent (non-ASCII, newline)
     ├── APIConnectionError        kind "connect"  the connection could not be opened / was cut
     │   └── APITimeoutError       kind "timeout"
     ├── APIDecodeError            kind "decode"   an answer that is not the JSON the contract says
@@ -58,10 +58,6 @@ class ApiError(SynthError):
 
 
 class MissingApiKeyError(ApiError):
-    kind = "auth"
-
-
-class InvalidApiKeyError(ApiError):
     kind = "auth"
 
 

@@ -146,11 +146,16 @@ def _file_or_id(value: str, what: str) -> tuple[str, Path | str]:
                      hint="pass a JSONL file, or the id of an uploaded file (file-…)")
 
 
-def _validate(path: Path, what: str) -> None:
-    """Refuse a file that OpenAI would reject, with the validation report (`sft validate`)."""
+def _validate(path: Path, what: str, model: str | None = None) -> None:
+    """Refuse a file that OpenAI would reject, with the validation report (`sft validate`):
+    its lines, its size (at least 10 training examples) and each example's tokens against
+    `model`'s limit."""
     from synth_cli.dataset import validate as validation
 
-    report = validation.validate_file(path)
+    target = validation.target_for(model)
+    if what != "training file":
+        target.min_examples = 1  # the minimum applies to the training file
+    report = validation.validate_file(path, target)
     if report.ok:
         return
     for line in report.error_lines(limit=20):
@@ -209,7 +214,7 @@ class _Files:
             if kind == "path":
                 assert isinstance(target, Path)
                 if validate:
-                    _validate(target, what)
+                    _validate(target, what, model)
                 self.sources[what] = target
                 try:
                     target, notes = ctx.provider.prepare_file(target, model, workdir, what)
