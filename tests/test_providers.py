@@ -272,3 +272,28 @@ def test_sft_submit_waits_for_a_backend_that_is_restarting(tmp_path):
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         assert out.strip().startswith("ftjob-")
+
+
+def test_sft_pause_and_resume_against_serve(tmp_path):
+    import time
+
+    from tests import _devserver
+    from tests.conftest import run_cli
+
+    train = write_train(tmp_path / "train.jsonl", lines=20)
+    with _devserver.running_server(tmp_path, step_seconds=0.3) as srv:
+        env = {"SYNTH_BASE_URL": srv.base_url, "SYNTH_API_KEY": srv.api_key}
+        job_id = run_cli("sft", "submit", train, "-m", "gpt-4o-mini", "--epochs", "5", "-q", env=env).stdout.strip()
+        for _ in range(100):
+            shown = json.loads(run_cli("sft", "show", job_id, "--json", env=env).stdout)
+            if shown["status"] == "running":
+                break
+            time.sleep(0.1)
+        paused = run_cli("sft", "pause", job_id, env=env)
+        assert paused.exit_code == 0 and paused.stdout.strip() == f"paused {job_id} (status paused)", paused.stderr
+        follow = run_cli("sft", "poll", job_id, "--timeout", "1", "--interval", "0.2", env=env)
+        assert follow.exit_code == 124 and "status paused" in follow.stdout and "still paused" in follow.stderr
+        resumed = run_cli("sft", "resume", job_id, env=env)
+        assert resumed.exit_code == 0 and "resumed" in resumed.stdout
+        assert json.loads(run_cli("sft", "show", job_id, "--json", env=env).stdout)["status"] in ("running",
+                                                                                             "succeeded")
