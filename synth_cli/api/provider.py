@@ -232,6 +232,7 @@ def open_provider(provider: str | None = None, base_url: str | None = None, api_
     cls = provider_class(name)
     base = config.resolve(config.BASE_URL_VARS, base_url, "--base-url", default=cls.default_base_url)
     assert base is not None
+    base = config.Setting(config.normalize_base_url(base.value, f"base URL from {base.source}"), base.source)
     key_vars = (*config.API_KEY_VARS[:2], cls.key_var, *config.API_KEY_VARS[2:])
     key = config.resolve(key_vars, api_key, "--api-key")
     if key is not None:
