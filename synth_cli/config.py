@@ -43,6 +43,12 @@ ENV_VARS: dict[str, str] = {
     "SYNTH_MAX_EXAMPLE_TOKENS": "tokens allowed per example by `sft validate/submit/run` (default: the model's limit)",
     "SYNTH_DEV_API_KEYS": "comma-separated API keys accepted by `synth-ai serve`",
     "SYNTH_DATA_DIR": "state directory of `synth-ai serve` (default: the user data dir)",
+    "SYNTH_PROVIDER": "training service for `sft`: openai (the OpenAI-compatible contract, default) or together",
+    "OPENAI_API_KEY": "API key for `sft --provider openai`, after SYNTH_BACKEND_API_KEY and SYNTH_API_KEY",
+    "TOGETHER_API_KEY": "API key for `sft --provider together`, after SYNTH_BACKEND_API_KEY and SYNTH_API_KEY",
+    "SYNTH_CONNECT_RETRY_SECONDS": "how long `sft` and `balance` retry refused connections (default 15; 0: never)",
+    "SYNTH_CONFIRM_ABOVE_USD": "`sft submit`/`run` ask on a terminal before a job estimated above this (default 5)",
+    "SYNTH_TOGETHER_MULTIPART_BYTES": "files above this many bytes go to Together in parts (default 5 GiB)",
 }
 
 
