@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "filter",
     "sft",
     "serve",
+    "proxy",
     "balance",
     "calc",
     "demo",
