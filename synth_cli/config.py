@@ -37,6 +37,8 @@ ENV_VARS: dict[str, str] = {
     "SYNTH_PRICING_FILE": "price table used by `calc` instead of the bundled one",
     "SYNTH_DEV_API_KEYS": "comma-separated API keys accepted by `synth-ai serve`",
     "SYNTH_DATA_DIR": "state directory of `synth-ai serve` (default: the user data dir)",
+    "SYNTH_PROXY_UPSTREAM": "upstream base URL of `synth-ai proxy` (its --upstream)",
+    "SYNTH_PROXY_SPOOL": "spool file of `synth-ai proxy` for sessions the trace DB refuses",
 }
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import itertools
+import hashlib
 import json
 import socket
 import sys
@@ -33,9 +33,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-
-_ids = itertools.count(1)
-
 
 def _last_user_text(messages: list[dict]) -> str:
     for message in reversed(messages or []):
@@ -57,9 +54,14 @@ def _tool_name(tools: list[dict] | None, anthropic: bool) -> str | None:
     return first.get("name") if anthropic else (first.get("function") or {}).get("name")
 
 
-def _extra_headers(request) -> list[tuple[bytes, bytes]]:
+def _digest(body: bytes) -> str:
+    """Ids derived from the request body: the same request gets the same answer, byte for byte."""
+    return hashlib.sha1(body).hexdigest()[:16]
+
+
+def _extra_headers(request, body: bytes = b"") -> list[tuple[bytes, bytes]]:
     auth = b"yes" if request.headers.get("authorization") or request.headers.get("x-api-key") else b"no"
-    return [(b"x-upstream-request-id", f"req_{next(_ids)}".encode()), (b"set-cookie", b"a=1; Path=/"),
+    return [(b"x-upstream-request-id", f"req_{_digest(body)}".encode()), (b"set-cookie", b"a=1; Path=/"),
             (b"set-cookie", b"b=2; Path=/"), (b"x-echo-auth", auth)]
 
 
@@ -71,7 +73,7 @@ def create_app():
 
     def _json(data: Any, status: int, request, gzip_ok: bool = False) -> Response:
         body = json.dumps(data).encode()
-        headers = _extra_headers(request)
+        headers = _extra_headers(request, request.state.body)
         if gzip_ok and "gzip" in request.headers.get("accept-encoding", ""):
             body = gzip.compress(body, mtime=0)
             headers.append((b"content-encoding", b"gzip"))
@@ -81,7 +83,7 @@ def create_app():
 
     def _stream(gen, request) -> StreamingResponse:
         response = StreamingResponse(gen, media_type="text/event-stream")
-        response.raw_headers.extend(_extra_headers(request))
+        response.raw_headers.extend(_extra_headers(request, request.state.body))
         response.raw_headers.append((b"cache-control", b"no-cache"))
         return response
 
@@ -99,8 +101,12 @@ def create_app():
             return response
         return None
 
+    async def _read(request: Request) -> dict:
+        request.state.body = await request.body()
+        return json.loads(request.state.body)
+
     async def chat(request: Request) -> Response:
-        req = await request.json()
+        req = await _read(request)
         model = req.get("model", "")
         failure = _failure(model, request, anthropic=False)
         if failure is not None:
@@ -108,7 +114,7 @@ def create_app():
         text = _last_user_text(req.get("messages"))
         tool = _tool_name(req.get("tools"), anthropic=False)
         use_tool = tool is not None and "use tool" in text
-        cid = f"chatcmpl-{next(_ids)}"
+        cid = f"chatcmpl-{_digest(request.state.body)}"
         usage = {"prompt_tokens": len(json.dumps(req.get("messages"))) // 4, "completion_tokens": 3}
         usage["total_tokens"] = usage["prompt_tokens"] + 3
         created = 1_700_000_000
@@ -154,7 +160,7 @@ def create_app():
         return _stream(gen(), request)
 
     async def messages(request: Request) -> Response:
-        req = await request.json()
+        req = await _read(request)
         model = req.get("model", "")
         failure = _failure(model, request, anthropic=True)
         if failure is not None:
@@ -162,7 +168,7 @@ def create_app():
         text = _last_user_text(req.get("messages"))
         tool = _tool_name(req.get("tools"), anthropic=True)
         use_tool = tool is not None and "use tool" in text
-        mid = f"msg_{next(_ids)}"
+        mid = f"msg_{_digest(request.state.body)}"
         in_tokens = len(json.dumps(req.get("messages"))) // 4
         content: list[dict] = ([{"type": "tool_use", "id": "toolu_1", "name": tool, "input": {"q": text}}]
                                if use_tool else [{"type": "text", "text": f"echo: {text}"}])
