@@ -15,13 +15,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
-
 from _devserver import free_port
 
 _CLI_ENV_PREFIXES = ("SYNTH_", "DEFAULT_DEV_API_KEY")

@@ -10,7 +10,6 @@ import sqlite3
 
 import httpx
 import pytest
-
 from _proxy import running_proxy
 from _upstream import running_upstream
 from conftest import run_cli
