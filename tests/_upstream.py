@@ -238,7 +238,8 @@ class Upstream:
 
 
 def _bind(port: int = 0) -> socket.socket:
-    sock = socket.socket()
+    # IPPROTO_TCP explicitly: asyncio then sets TCP_NODELAY on accepted connections (see devserver/run.py)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(2048)
