@@ -59,15 +59,18 @@ def proxy(
 ) -> None:
     """Record every LLM call an agent makes, with no change to the agent: a proxy.
 
-    Point the agent's SDK at it (OpenAI: base_url=http://127.0.0.1:8100/v1; Anthropic:
-    base_url=http://127.0.0.1:8100). POST /v1/chat/completions and /v1/messages (streamed or
-    not) are forwarded to --upstream unchanged, answered with the upstream's answer unchanged,
-    and recorded as LLM call records in --db; other paths are forwarded without recording.
-    Sessions: header X-Synth-Session-Id (with X-Synth-Experiment-Id, X-Synth-Metadata as JSON)
-    or path prefix /s/SESSION_ID/v1/...; otherwise one session per client address, renewed
-    after --idle-timeout. Rewards: POST /synth/sessions/ID/events {"reward": 1.0}; end:
-    POST /synth/sessions/ID/end; counters: GET /synth/status. Ctrl-C or SIGTERM writes every
-    open session before exit; sessions the DB refuses go to the spool file.
+    Point the agent's SDK at it (OpenAI: base_url http://127.0.0.1:8100/v1; Anthropic:
+    base_url http://127.0.0.1:8100). POST /v1/chat/completions and /v1/messages, streamed
+    or not, go to --upstream unchanged, come back unchanged, and are recorded in --db as
+    LLM call records; other paths are forwarded without recording.
+
+    Sessions: header X-Synth-Session-Id (plus X-Synth-Experiment-Id, X-Synth-Metadata as a
+    JSON object) or path prefix /s/SESSION_ID/v1/...; otherwise one session per client
+    address, renewed after --idle-timeout. Rewards: POST /synth/sessions/ID/events with
+    {"reward": 1.0}; POST /synth/sessions/ID/end ends a session; GET /synth/status counts.
+
+    Ctrl-C or SIGTERM writes every open session before exit; sessions the DB refuses are
+    kept in the spool file and written at the next start.
     """
     out = get_output()
     up = config.resolve(UPSTREAM_VARS, upstream, "--upstream")
