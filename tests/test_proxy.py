@@ -317,3 +317,53 @@ def test_an_unreachable_upstream_is_a_502_recorded_as_a_failed_call(tmp_path):
     (_, record), = _records(db)
     assert record["outcome"] == "error" and record["error"]["status_code"] == 502
     assert record["error"]["type"] == "upstream_unreachable"
+
+
+OPENAI_SCRIPT = '''
+from openai import OpenAI
+
+client = OpenAI()  # OPENAI_BASE_URL and OPENAI_API_KEY from the environment: nothing synth-specific
+history = [{"role": "user", "content": "first question"}]
+answer = client.chat.completions.create(model="gpt-test", messages=history).choices[0].message.content
+history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "second question"}]
+stream = client.chat.completions.create(model="gpt-test", messages=history, stream=True)
+print("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
+'''
+
+ANTHROPIC_SCRIPT = '''
+import anthropic
+
+client = anthropic.Anthropic()  # ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY from the environment
+history = [{"role": "user", "content": "first question"}]
+answer = client.messages.create(model="claude-test", max_tokens=64, messages=history).content[0].text
+history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "second question"}]
+with client.messages.stream(model="claude-test", max_tokens=64, messages=history) as stream:
+    print(stream.get_final_text())
+'''
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+def test_an_unmodified_sdk_script_is_traced_and_its_session_filters_into_the_conversation(tmp_path, upstream, api):
+    import os
+    import subprocess
+    import sys
+
+    db = tmp_path / "traces.db"
+    script = tmp_path / "agent.py"
+    script.write_text(OPENAI_SCRIPT if api == "openai" else ANTHROPIC_SCRIPT)
+    with running_proxy(tmp_path, upstream.base_url, db) as px:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
+        env.update({"OPENAI_BASE_URL": px.openai_url, "OPENAI_API_KEY": KEY} if api == "openai" else
+                   {"ANTHROPIC_BASE_URL": px.url, "ANTHROPIC_API_KEY": KEY})
+        done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "echo: second question"
+        assert px.stop() == 0
+    expected = [{"role": "user", "content": "first question"},
+                {"role": "assistant", "content": "echo: first question"},
+                {"role": "user", "content": "second question"},
+                {"role": "assistant", "content": "echo: second question"}]
+    assert [e["messages"] for e in _filter(db, tmp_path)] == [expected[:2], expected]
+    assert [e["messages"] for e in _filter(db, tmp_path, "--mode", "sessions")] == [expected]
+    (sid, _), (sid2, _) = _records(db)
+    assert sid == sid2 and sid.startswith("proxy-") and sid.endswith("-127.0.0.1-1")
