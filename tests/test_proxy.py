@@ -225,11 +225,13 @@ def test_other_paths_are_forwarded_unrecorded_and_headers_are_filtered(tmp_path,
         echoed = httpx.post(px.openai_url + "/debug/headers?a=1&b=%20x", content=b"raw body", headers={
             "Authorization": f"Bearer {KEY}", "x-api-key": "ak-123", "X-Custom": "kept",
             "X-Synth-Session-Id": "s1", "X-Synth-Metadata": "{}", "Connection": "keep-alive, X-Drop-Me",
-            "X-Drop-Me": "hop", "Keep-Alive": "timeout=5", "TE": "trailers", "Proxy-Authorization": "Basic eA=="})
+            "X-Drop-Me": "hop", "Keep-Alive": "timeout=5", "TE": "trailers", "Proxy-Authorization": "Basic eA==",
+            "Cookie": "mine=1"})
         data = echoed.json()
         got = {k.lower(): v for k, v in data["headers"]}
         assert got["authorization"] == f"Bearer {KEY}" and got["x-api-key"] == "ak-123"
         assert got["x-custom"] == "kept" and got["host"] == f"127.0.0.1:{upstream.port}"
+        assert got["cookie"] == "mine=1"  # the client's own cookies pass; the proxy keeps none of the upstream's
         assert got["content-length"] == "8" and data["body"] == "raw body"
         for gone in ("x-synth-session-id", "x-synth-metadata", "x-drop-me", "keep-alive", "te",
                      "proxy-authorization"):

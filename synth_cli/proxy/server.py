@@ -97,10 +97,14 @@ class ProxyApp:
 
     # -- lifespan ---------------------------------------------------------------------------
     def open_client(self) -> None:
+        from http.cookiejar import CookieJar, DefaultCookiePolicy
+
         import httpx
 
         cfg = self.config
         self.client = httpx.AsyncClient(
+            # one client for every agent: it must keep no upstream cookies (nor send them back)
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
             timeout=httpx.Timeout(cfg.timeout, connect=cfg.connect_timeout),
             limits=httpx.Limits(max_connections=cfg.max_connections, max_keepalive_connections=256,
                                 keepalive_expiry=30.0),
