@@ -246,3 +246,21 @@ def test_a_taken_port_is_one_error_line(tmp_path):
     assert result.exit_code == 1
     assert f"error: port {port} on 127.0.0.1 is already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_client_that_leaves_mid_stream_is_recorded_with_what_arrived(tmp_path, upstream):
+    db = tmp_path / "t.db"
+    body = {"model": "slow-m", "stream": True,
+            "messages": [{"role": "user", "content": " ".join(f"w{i}" for i in range(40))}]}
+    with running_proxy(tmp_path, upstream.base_url, db) as px:
+        with httpx.Client() as client, client.stream("POST", px.url + "/v1/chat/completions", json=body) as r:
+            first = next(r.iter_raw())
+            assert first.startswith(b"data: ")
+        # the proxy notices at the next chunk, stops reading the upstream and records what it relayed
+        assert px.stop() == 0
+    with sqlite3.connect(db) as conn:
+        (blob,) = conn.execute("SELECT call_records FROM events WHERE event_type = 'cais'").fetchone()
+    (record,) = json.loads(blob)
+    assert record["metadata"]["stream_incomplete"] is True
+    text = record["output_messages"][0]["parts"][0]["text"] if record["output_messages"][0]["parts"] else ""
+    assert len(text.split()) < 40
