@@ -206,6 +206,15 @@ def wait_up(url: str, child: Child, timeout: float = 60) -> None:
     raise SystemExit(f"{url} did not start")
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a process, all its threads (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def count_records(db: Path) -> int:
     with sqlite3.connect(db) as conn:
         return conn.execute("SELECT COALESCE(SUM(json_array_length(call_records)), 0) FROM events "
@@ -243,8 +252,13 @@ def main() -> None:
                     wait_up(f"http://127.0.0.1:{px_port}/synth/status", proxy)
                     lat = asyncio.run(side_by_side(up_port, px_port, args.calls, args.seconds, stream=False))
                     ttfb = asyncio.run(side_by_side(up_port, px_port, args.calls, args.seconds, stream=True))
+                    up_cpu0 = cpu_seconds(upstream.proc.pid)
                     floor = asyncio.run(throughput(up_port, args.clients, args.seconds, 20_000, f"direct{rnd}"))
+                    up_cpu1 = cpu_seconds(upstream.proc.pid)
+                    px_cpu0, wall0 = cpu_seconds(proxy.proc.pid), time.perf_counter()
                     load = asyncio.run(throughput(px_port, args.clients, args.seconds, 20_000, f"proxy{rnd}"))
+                    px_cpu1, wall1 = cpu_seconds(proxy.proc.pid), time.perf_counter()
+                    load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
                 finally:
                     code = proxy.stop()
                 if code != 0:
@@ -263,12 +277,22 @@ def main() -> None:
                     "direct_calls_per_s": floor["calls_per_s"], "calls_per_s": load["calls_per_s"],
                     "throughput_calls": load["calls"], "errors": load["errors"] + floor["errors"],
                     "recorded": recorded, "expected_recorded": expected,
+                    # CPU the proxy process (event loop + writer thread) spent per call, and the share of
+                    # one core it got: the machine's other load shows here, not in the per-call figure
+                    "proxy_cpu_ms_per_call": (px_cpu1 - px_cpu0) * 1000 / max(1, load["calls"])
+                    if px_cpu0 is not None else float("nan"),
+                    "proxy_cpu_share": (px_cpu1 - px_cpu0) / (wall1 - wall0) if px_cpu0 is not None else float("nan"),
+                    "upstream_cpu_ms_per_call": (up_cpu1 - up_cpu0) * 1000 / max(1, floor["calls"])
+                    if up_cpu0 is not None else float("nan"),
+                    "load_average": load_avg,
                 }
                 rounds.append(row)
                 log(f"round {rnd + 1}: added p50 {row['added_p50_ms']:.2f} ms p99 {row['added_p99_ms']:.2f} ms "
                     f"(direct p50 {row['direct_p50_ms']:.2f} / p99 {row['direct_p99_ms']:.2f} ms); first byte +"
                     f"{row['ttfb_added_p50_ms']:.2f} ms; {row['calls_per_s']:.0f} calls/s through the proxy "
-                    f"(direct {row['direct_calls_per_s']:.0f}); recorded {recorded}/{expected}")
+                    f"(direct {row['direct_calls_per_s']:.0f}); recorded {recorded}/{expected}; proxy CPU "
+                    f"{row['proxy_cpu_ms_per_call']:.2f} ms/call at {row['proxy_cpu_share']:.0%} of a core; "
+                    f"load average {load_avg:.1f}")
         finally:
             upstream.stop()
     summary = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
@@ -293,6 +317,10 @@ def main() -> None:
     print(f"load      {args.clients} connections: direct {summary['direct_calls_per_s']:.0f} calls/s | proxy "
           f"{summary['calls_per_s']:.0f} calls/s ({summary['calls_per_s'] / summary['direct_calls_per_s']:.2f}x); "
           f"every call recorded: {summary['all_recorded']}")
+    print(f"cpu       proxy {summary['proxy_cpu_ms_per_call']:.2f} ms per recorded call (event loop + writer) at "
+          f"{summary['proxy_cpu_share']:.0%} of a core (one full core: {1000 / summary['proxy_cpu_ms_per_call']:.0f} "
+          f"calls/s); upstream {summary['upstream_cpu_ms_per_call']:.2f} ms per call; load average "
+          f"{summary['load_average']:.1f}")
     print("targets   " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in summary["met"].items()))
 
 
