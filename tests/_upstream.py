@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+
 def _last_user_text(messages: list[dict]) -> str:
     for message in reversed(messages or []):
         if message.get("role") != "user":

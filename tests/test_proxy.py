@@ -357,7 +357,8 @@ def test_an_unmodified_sdk_script_is_traced_and_its_session_filters_into_the_con
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
         env.update({"OPENAI_BASE_URL": px.openai_url, "OPENAI_API_KEY": KEY} if api == "openai" else
                    {"ANTHROPIC_BASE_URL": px.url, "ANTHROPIC_API_KEY": KEY})
-        done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120,
+                              check=False)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == "echo: second question"
         assert px.stop() == 0

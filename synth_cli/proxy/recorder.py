@@ -25,6 +25,9 @@ from synth_cli.proxy.sink import SessionData, TraceSink
 DEFAULT_QUEUE_SIZE = 10_000
 #: extra seconds the writer waits past the idle timeout, so a call routed just before it is not cut off.
 IDLE_GRACE_S = 1.0
+#: after a failed write, sessions go straight to the spool for this long (a stuck DB, e.g. locked for
+#: the whole busy timeout, then costs one timeout, not one per session, also when draining at exit).
+RETRY_DB_AFTER_S = 5.0
 _STOP = ("stop",)
 
 
@@ -157,6 +160,7 @@ class Recorder:
         self._dropped_warned = False
         self._spool_warned = False
         self._stopped = False
+        self._failed_at = 0.0
 
     # -- the request path (event loop) -----------------------------------------------------------
     def start(self) -> None:
@@ -211,7 +215,13 @@ class Recorder:
     def status(self) -> dict[str, Any]:
         s = self.stats
         now = time.time()
-        sessions = list(self.open.values())
+        sessions: list[SessionData] = []
+        for _ in range(5):  # the writer thread may change the dict meanwhile
+            try:
+                sessions = list(self.open.values())
+                break
+            except RuntimeError:
+                continue
         return {
             "queue": {"size": self.queue.qsize(), "max": self.queue_size},
             "calls": {"seen": s.calls_seen, "recorded": s.calls_recorded,
@@ -317,17 +327,22 @@ class Recorder:
         from synth_cli.errors import TraceStoreError
 
         calls = session.calls
-        try:
-            self.sink.write(session)
-            self.stats.sessions_written += 1
-            self.stats.calls_recorded += calls
-            return
-        except TraceStoreError as exc:
-            reason = exc.message
-        except Exception as exc:  # noqa: BLE001 - whatever the DB layer raised, keep the session
-            reason = f"{type(exc).__name__}: {exc}"
-        self.stats.write_errors += 1
-        self.stats.last_error = reason
+        if self._failed_at and time.time() - self._failed_at < RETRY_DB_AFTER_S:
+            reason = f"the DB failed {time.time() - self._failed_at:.1f} s ago ({self.stats.last_error})"
+        else:
+            try:
+                self.sink.write(session)
+                self.stats.sessions_written += 1
+                self.stats.calls_recorded += calls
+                self._failed_at = 0.0
+                return
+            except TraceStoreError as exc:
+                reason = exc.message
+            except Exception as exc:  # noqa: BLE001 - whatever the DB layer raised, keep the session
+                reason = f"{type(exc).__name__}: {exc}"
+            self._failed_at = time.time()
+            self.stats.write_errors += 1
+            self.stats.last_error = reason
         try:
             self.sink.spool(session)
         except OSError as exc:

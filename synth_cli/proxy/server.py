@@ -208,8 +208,10 @@ class ProxyApp:
                         chunks.append(chunk)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 if watch is not None and watch.done():
-                    complete = False
-                    break
+                    if not watch.cancelled() and watch.result().get("type") == "http.disconnect":
+                        complete = False
+                        break
+                    watch = None  # another message (a pipelined request): stop watching
         except (httpx.HTTPError, OSError):
             complete = False  # the upstream broke off: the client sees the connection end early
         finally:
