@@ -186,6 +186,8 @@ def test_a_db_that_refuses_writes_spools_the_sessions_and_the_next_run_writes_th
         for i in range(3):
             assert _chat(px.url, f"spooled {i}", {"X-Synth-Session-Id": "sp-1"}).status_code == 200
         assert httpx.post(px.url + "/synth/sessions/sp-1/end", json={"reward": 1}).status_code == 202
+        assert _chat(px.url, "right after", {"X-Synth-Session-Id": "sp-2"}).status_code == 200
+        assert httpx.post(px.url + "/synth/sessions/sp-2/end").status_code == 202
         status = px.wait_idle()
         import time
 
@@ -193,22 +195,26 @@ def test_a_db_that_refuses_writes_spools_the_sessions_and_the_next_run_writes_th
         while status["sessions"]["spooled"] == 0 and time.time() < deadline:
             time.sleep(0.1)
             status = px.status()
-        assert status["sessions"]["spooled"] == 1 and status["calls"]["spooled"] == 3
-        assert "disk quota exceeded" in status["last_error"]
+        while status["sessions"]["spooled"] < 2 and time.time() < deadline:
+            time.sleep(0.1)
+            status = px.status()
+        # sp-2, ended within 5 s of the failure, went straight to the spool: one failed write, not two
+        assert status["sessions"]["spooled"] == 2 and status["calls"]["spooled"] == 4
+        assert status["write_errors"] == 1 and "disk quota exceeded" in status["last_error"]
         assert px.stop() == 0
     log = px.log()
     assert "cannot write to the trace DB" in log and str(spool) in log
-    assert "1 session(s) (3 calls) could not be written to the DB and are in the spool file" in log
+    assert "2 session(s) (4 calls) could not be written to the DB and are in the spool file" in log
     assert set(_sessions(db)) == {"ok-1"}
-    assert len(spool.read_text().splitlines()) == 1 and KEY not in spool.read_text()
+    assert len(spool.read_text().splitlines()) == 2 and KEY not in spool.read_text()
 
     with sqlite3.connect(db) as conn:
         conn.execute("DROP TRIGGER refuse")
     with running_proxy(tmp_path, upstream.base_url, db, "--spool", str(spool)) as px:
-        assert px.status()["sessions"]["replayed_from_spool"] == 1
+        assert px.status()["sessions"]["replayed_from_spool"] == 2
         assert px.stop() == 0
-    assert "wrote 1 spooled session(s)" in px.log()
-    assert _sessions(db)["sp-1"][0] == 3
+    assert "wrote 2 spooled session(s)" in px.log()
+    assert _sessions(db)["sp-1"][0] == 3 and _sessions(db)["sp-2"][0] == 1
     assert not spool.exists()
     out = tmp_path / "train.jsonl"
     result = run_cli("filter", "--db", str(db), "--min-reward", "1", "-o", str(out))
