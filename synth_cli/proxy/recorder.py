@@ -331,10 +331,18 @@ class Recorder:
             reason = f"the DB failed {time.time() - self._failed_at:.1f} s ago ({self.stats.last_error})"
         else:
             try:
-                self.sink.write(session)
-                self.stats.sessions_written += 1
-                self.stats.calls_recorded += calls
+                _, kept_by_tracer = self.sink.write(session)
                 self._failed_at = 0.0
+                if not kept_by_tracer:
+                    self.stats.sessions_written += 1
+                    self.stats.calls_recorded += calls
+                    return
+                self.stats.sessions_spooled += 1  # the tracer's own spool: written when the DB is next opened
+                self.stats.calls_spooled += calls
+                if not self._spool_warned:
+                    self._spool_warned = True
+                    self.notify(f"the trace DB is busy: the tracer kept session {session.session_id} in its "
+                                "spool next to the DB (written when a tracer next opens it)")
                 return
             except TraceStoreError as exc:
                 reason = exc.message

@@ -78,9 +78,12 @@ class TraceSink:
         self.tracer.close()
 
     # -- writing ----------------------------------------------------------------------------
-    def write(self, session: SessionData) -> str:
-        """Write the session; returns the id it was written under. Raises TraceStoreError."""
+    def write(self, session: SessionData) -> tuple[str, bool]:
+        """Write the session: (the id it was written under, whether the tracer kept it in a spool of
+        its own instead: a tracer that retries a busy DB and then spools counts that in
+        `sessions_spooled`). Raises TraceStoreError (or another error) when it was not written."""
         tracer = self.tracer
+        spooled_before = getattr(tracer, "sessions_spooled", None)
         session_id, metadata = session.session_id, dict(session.metadata)
         part = 1
         while True:
@@ -106,7 +109,8 @@ class TraceSink:
             if tracer.current_session_id is not None:  # half recorded: start over with a fresh tracer
                 self.tracer = self._tracer_class(self._target)
             raise
-        return session_id
+        spooled = spooled_before is not None and getattr(tracer, "sessions_spooled", 0) > spooled_before
+        return session_id, spooled
 
     def _record(self, session: SessionData) -> None:
         from synth_cli.tracing.events import EnvironmentEvent
