@@ -270,3 +270,15 @@ def test_a_client_that_leaves_mid_stream_is_recorded_with_what_arrived(tmp_path,
     assert record["metadata"]["stream_incomplete"] is True
     text = record["output_messages"][0]["parts"][0]["text"] if record["output_messages"][0]["parts"] else ""
     assert len(text.split()) < 40
+
+
+def test_json_mode_announces_and_summarises_as_ndjson(tmp_path, upstream):
+    db = tmp_path / "t.db"
+    with running_proxy(tmp_path, upstream.base_url, db, "--json") as px:
+        assert _chat(px.url, headers={"X-Synth-Session-Id": "j-1"}).status_code == 200
+        assert px.stop() == 0
+    events = [json.loads(line) for line in px.log().splitlines() if line.startswith("{")]
+    assert [e["event"] for e in events] == ["listening", "stopped"]
+    assert events[0]["openai_base_url"] == px.url + "/v1" and events[0]["db"] == str(db)
+    assert events[1]["calls_recorded"] == 1 and events[1]["sessions_written"] == 1
+    assert events[1]["calls_dropped_queue_full"] == 0 and events[1]["calls_lost"] == 0
