@@ -25,6 +25,8 @@ from synth_cli.proxy.sink import SessionData, TraceSink
 DEFAULT_QUEUE_SIZE = 10_000
 #: extra seconds the writer waits past the idle timeout, so a call routed just before it is not cut off.
 IDLE_GRACE_S = 1.0
+#: after an item, the writer waits this long and then takes everything queued at once.
+BATCH_WAIT_S = 0.02
 #: after a failed write, sessions go straight to the spool for this long (a stuck DB, e.g. locked for
 #: the whole busy timeout, then costs one timeout, not one per session, also when draining at exit).
 RETRY_DB_AFTER_S = 5.0
@@ -250,6 +252,18 @@ class Recorder:
                 return
             if item is not None:
                 self._handle_safely(item)
+                # then let calls gather and take them in one go: fewer thread wake-ups and GIL
+                # hand-overs per call (measured: less CPU per call in the proxy process)
+                time.sleep(BATCH_WAIT_S)
+                while True:
+                    try:
+                        item = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        self._flush_all()
+                        return
+                    self._handle_safely(item)
             now = time.time()
             if now >= next_idle_check and self.queue.empty():
                 self._flush_idle(now)
