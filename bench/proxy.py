@@ -1,8 +1,9 @@
 """Bench: what `synth-ai proxy` adds over calling the upstream directly, side by side.
 
-    python bench/proxy.py [--rounds 3] [--calls 1500] [--seconds 5] [--clients 16] [--json]
+    python bench/proxy.py [--rounds 3] [--calls 1500] [--seconds 5] [--clients 16] [--upstream test|serve] [--json]
 
-Starts the deterministic upstream of the tests (`tests/_upstream.py`, its own process) and
+Starts the upstream (`--upstream test`: the deterministic server of the tests, `tests/_upstream.py`;
+`--upstream serve`: `synth-ai serve` and its simulated model), its own process, and
 `synth-ai proxy` in front of it (its own process, recording into a fresh trace DB), both on
 127.0.0.1, and drives them from this process with a minimal asyncio HTTP/1.1 client
 (keep-alive connections, loopback only). Every measurement is bounded by a count and a time.
@@ -227,6 +228,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1500, help="calls per side per latency measurement")
     parser.add_argument("--seconds", type=float, default=5.0, help="cap of each measurement")
     parser.add_argument("--clients", type=int, default=16, help="connections in the throughput run")
+    parser.add_argument("--upstream", choices=("test", "serve"), default="test",
+                        help="the tests' echo server, or synth-ai serve's simulated model")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not (1 <= args.rounds <= 20 and 10 <= args.calls <= 50_000 and 0.5 <= args.seconds <= 60
@@ -238,10 +241,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp_name:
         tmp = Path(tmp_name)
         up_port = free_port()
-        upstream = Child([sys.executable, str(ROOT / "tests" / "_upstream.py"), "--port", str(up_port)], env,
-                         tmp / "upstream.log")
+        if args.upstream == "serve":
+            upstream = Child([sys.executable, "-m", "synth_cli", "serve", "--port", str(up_port), "--data-dir",
+                              str(tmp / "serve-data")], {**env, "SYNTH_DEV_API_KEYS": KEY}, tmp / "upstream.log")
+            probe = f"http://127.0.0.1:{up_port}/health"
+        else:
+            upstream = Child([sys.executable, str(ROOT / "tests" / "_upstream.py"), "--port", str(up_port)], env,
+                             tmp / "upstream.log")
+            probe = f"http://127.0.0.1:{up_port}/v1/models"
         try:
-            wait_up(f"http://127.0.0.1:{up_port}/v1/models", upstream)
+            wait_up(probe, upstream)
             for rnd in range(args.rounds):
                 db = tmp / f"traces-{rnd}.db"
                 px_port = free_port()
@@ -298,6 +307,7 @@ def main() -> None:
     summary = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
     summary["all_recorded"] = all(r["recorded"] == r["expected_recorded"] for r in rounds)
     summary["rounds"] = len(rounds)
+    summary["upstream"] = args.upstream
     summary["met"] = {
         "added_p50": summary["added_p50_ms"] <= TARGETS["added_p50_ms"],
         "added_p99": summary["added_p99_ms"] <= TARGETS["added_p99_ms"],
@@ -307,7 +317,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(summary, indent=2))
         return
-    print(f"medians of {len(rounds)} rounds, {summary['latency_calls']:.0f} calls per side per latency run")
+    print(f"upstream: {args.upstream}; medians of {len(rounds)} rounds, {summary['latency_calls']:.0f} calls per side "
+          "per latency run")
     print(f"latency   direct p50 {summary['direct_p50_ms']:.2f} ms p99 {summary['direct_p99_ms']:.2f} ms | proxy p50 "
           f"{summary['proxy_p50_ms']:.2f} ms p99 {summary['proxy_p99_ms']:.2f} ms | added p50 "
           f"{summary['added_p50_ms']:.2f} ms p99 {summary['added_p99_ms']:.2f} ms")
