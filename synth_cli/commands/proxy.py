@@ -100,7 +100,7 @@ def proxy(
     if ":" in shown_host:
         shown_host = f"[{shown_host}]"
     base = f"http://{shown_host}:{bound}"
-    _announce(out, base, upstream_url, proxy_, spool_path, idle_timeout)
+    _announce(out, base, host, upstream_url, proxy_, spool_path, idle_timeout)
     try:
         started = serve(proxy_, sock)
     except KeyboardInterrupt:
@@ -113,8 +113,11 @@ def proxy(
                          "them)", exit_code=EXIT_FAILURE)
 
 
-def _announce(out, base: str, upstream: str, proxy_, spool_path: Path, idle_timeout: float) -> None:
+def _announce(out, base: str, host: str, upstream: str, proxy_, spool_path: Path, idle_timeout: float) -> None:
     db = proxy_.sink.location
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        out.warn(f"listening on {host}: anyone who can reach this port can send calls through the proxy (with their "
+                 "own key) and into the trace DB")
     if out.json_mode:
         out.ndjson({"event": "listening", "url": base, "openai_base_url": base + "/v1", "anthropic_base_url": base,
                     "upstream": upstream, "db": db, "spool": str(spool_path), "idle_timeout": idle_timeout,
