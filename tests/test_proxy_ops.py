@@ -282,3 +282,36 @@ def test_json_mode_announces_and_summarises_as_ndjson(tmp_path, upstream):
     assert events[0]["openai_base_url"] == px.url + "/v1" and events[0]["db"] == str(db)
     assert events[1]["calls_recorded"] == 1 and events[1]["sessions_written"] == 1
     assert events[1]["calls_dropped_queue_full"] == 0 and events[1]["calls_lost"] == 0
+
+
+def test_a_db_locked_past_the_busy_timeout_is_spooled_by_the_tracer_and_written_next_time(tmp_path, upstream):
+    import time
+
+    db = tmp_path / "t.db"
+    env = {"SYNTH_TRACES_BUSY_TIMEOUT": "0.2"}
+    with running_proxy(tmp_path, upstream.base_url, db, env=env) as px:
+        lock = sqlite3.connect(db, isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")  # held past the busy timeout and every retry
+        try:
+            for i in range(2):
+                assert _chat(px.url, f"busy {i}", {"X-Synth-Session-Id": "busy-1"}).status_code == 200
+            assert httpx.post(px.url + "/synth/sessions/busy-1/end", json={"reward": 1}).status_code == 202
+            deadline = time.time() + 30
+            status = px.status()
+            while status["sessions"]["spooled"] == 0 and time.time() < deadline:
+                time.sleep(0.2)
+                status = px.status()
+            assert status["sessions"]["spooled"] == 1 and status["calls"]["spooled_by_tracer"] == 2
+            assert status["calls"]["recorded"] == 0
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        assert px.stop() == 0
+    log = px.log()
+    assert "warning: " in log and "session busy-1 not written" in log and "t.db.spool" in log
+    assert "1 session(s) (2 calls) found the DB busy and are in the tracer's spool" in log
+    assert "proxy-spool.jsonl" not in log and "TraceWriteWarning" not in log
+    assert _sessions(db) == {}
+    with running_proxy(tmp_path, upstream.base_url, db, env=env) as px:  # the next tracer on the DB writes it
+        assert px.stop() == 0
+    assert _sessions(db)["busy-1"][0] == 2

@@ -82,8 +82,14 @@ def proxy(
     spool_setting = config.resolve(SPOOL_VARS, str(spool) if spool else None, "--spool")
     spool_path = Path(spool_setting.value).expanduser() if spool_setting else default_spool()
 
+    import warnings
+
     from synth_cli.devserver.run import bind
     from synth_cli.proxy.run import build, serve
+    from synth_cli.tracing.tracer import TraceWriteWarning
+
+    # the tracer's warnings reach out.warn through notify; Python's own display would repeat them
+    warnings.simplefilter("ignore", TraceWriteWarning)
 
     proxy_ = build(upstream_url, db_setting.value if db_setting else None, str(spool_path),
                    idle_timeout=idle_timeout, queue_size=queue_size, timeout=timeout, notify=out.warn)
@@ -144,6 +150,7 @@ def _summary(out, proxy_, spool_path: Path) -> None:
         out.ndjson({"event": "stopped", "calls_recorded": s.calls_recorded, "sessions_written": s.sessions_written,
                     "calls_dropped_queue_full": s.calls_dropped, "events_dropped_queue_full": s.events_dropped,
                     "calls_spooled": s.calls_spooled, "sessions_spooled": s.sessions_spooled,
+                    "sessions_spooled_by_tracer": s.sessions_tracer_spooled,
                     "calls_lost": s.calls_lost, "calls_unrecordable": s.calls_unrecordable,
                     "spool": str(spool_path), "db": proxy_.sink.location})
         return
@@ -152,9 +159,13 @@ def _summary(out, proxy_, spool_path: Path) -> None:
     if s.calls_dropped or s.events_dropped:
         out.warn(f"{s.calls_dropped} call(s) and {s.events_dropped} event(s) were not recorded: the record queue "
                  "was full (raise --queue-size)")
-    if s.sessions_spooled:
-        out.warn(f"{s.sessions_spooled} session(s) ({s.calls_spooled} calls) could not be written to the DB and "
-                 f"are in the spool file {spool_path}; the next `synth-ai proxy` on this DB writes them")
+    ours, our_calls = s.sessions_spooled - s.sessions_tracer_spooled, s.calls_spooled - s.calls_tracer_spooled
+    if ours:
+        out.warn(f"{ours} session(s) ({our_calls} calls) could not be written to the DB and are in the spool file "
+                 f"{spool_path}; the next `synth-ai proxy` on this DB writes them")
+    if s.sessions_tracer_spooled:
+        out.warn(f"{s.sessions_tracer_spooled} session(s) ({s.calls_tracer_spooled} calls) found the DB busy and are "
+                 "in the tracer's spool next to it; the next tracer or proxy opening the DB writes them")
     if s.calls_unrecordable:
         out.warn(f"{s.calls_unrecordable} call(s) passed through but could not be read as their API's JSON "
                  f"(last: {s.last_error})")

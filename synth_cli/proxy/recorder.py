@@ -45,6 +45,8 @@ class Stats:
     sessions_written: int = 0
     sessions_spooled: int = 0
     sessions_replayed: int = 0
+    sessions_tracer_spooled: int = 0  # kept by the tracer in its own spool next to the DB (counted in *_spooled too)
+    calls_tracer_spooled: int = 0
     write_errors: int = 0
     last_error: str | None = None
 
@@ -228,7 +230,8 @@ class Recorder:
             "queue": {"size": self.queue.qsize(), "max": self.queue_size},
             "calls": {"seen": s.calls_seen, "recorded": s.calls_recorded,
                       "pending": sum(x.calls for x in sessions), "dropped_queue_full": s.calls_dropped,
-                      "spooled": s.calls_spooled, "lost": s.calls_lost, "unrecordable": s.calls_unrecordable},
+                      "spooled": s.calls_spooled, "spooled_by_tracer": s.calls_tracer_spooled, "lost": s.calls_lost,
+                      "unrecordable": s.calls_unrecordable},
             "events_dropped_queue_full": s.events_dropped,
             "sessions": {"open": len(sessions), "written": s.sessions_written, "spooled": s.sessions_spooled,
                          "replayed_from_spool": s.sessions_replayed,
@@ -351,12 +354,12 @@ class Recorder:
                     self.stats.sessions_written += 1
                     self.stats.calls_recorded += calls
                     return
-                self.stats.sessions_spooled += 1  # the tracer's own spool: written when the DB is next opened
+                # the tracer's own spool next to the DB (it said so through notify): written when a
+                # tracer next opens the DB
+                self.stats.sessions_spooled += 1
                 self.stats.calls_spooled += calls
-                if not self._spool_warned:
-                    self._spool_warned = True
-                    self.notify(f"the trace DB is busy: the tracer kept session {session.session_id} in its "
-                                "spool next to the DB (written when a tracer next opens it)")
+                self.stats.sessions_tracer_spooled += 1
+                self.stats.calls_tracer_spooled += calls
                 return
             except TraceStoreError as exc:
                 reason = exc.message

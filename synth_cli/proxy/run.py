@@ -38,7 +38,7 @@ def run_id() -> str:
 def build(upstream: str, db: str, spool: str, *, idle_timeout: float, queue_size: int = DEFAULT_QUEUE_SIZE,
           timeout: float = 600.0, notify: Callable[[str], None] | None = None) -> Proxy:
     """Everything but the socket. Raises TraceStoreError when the DB cannot be opened for writing."""
-    sink = TraceSink(db, spool)
+    sink = TraceSink(db, spool, notify=notify)
     replayed, left = sink.replay_spool()
     recorder = Recorder(sink, idle_timeout=idle_timeout, queue_size=queue_size, notify=notify)
     recorder.stats.sessions_replayed = replayed

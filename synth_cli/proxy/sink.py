@@ -15,6 +15,7 @@ keeps the ones that still fail. Used by the writer thread only; never prints.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -60,19 +61,25 @@ class SessionData:
 class TraceSink:
     """Writes :class:`SessionData` to `target`; spools what cannot be written to `spool_path`."""
 
-    def __init__(self, target: str | None, spool_path: str | os.PathLike):
-        from synth_cli.tracing.tracer import SessionTracer
-
+    def __init__(self, target: str | None, spool_path: str | os.PathLike,
+                 notify: Callable[[str], Any] | None = None):
         self._target = target  # None: the tracer's default ($SYNTH_TRACES_DB, else ./synth_ai.db)
         self.spool_path = Path(spool_path)
-        self._tracer_class = SessionTracer
-        self.tracer = SessionTracer(target)  # TraceStoreError when the target is unusable: the caller reports it
-        self.target = str(self.tracer.path.resolve())  # names this DB in the spool file
+        self._notify = notify  # the tracer's own warnings (a session it spooled, spooled ones it wrote)
+        self.tracer = self._open()  # TraceStoreError when the target is unusable: the caller reports it
+        path = getattr(self.tracer, "path", None)
+        self.target = str(Path(path).resolve()) if path else str(getattr(self.tracer, "label", target))
+
+    def _open(self):
+        from synth_cli.tracing.tracer import SessionTracer
+
+        return SessionTracer(self._target, on_warning=self._notify)
         self.created_experiments: set[str] = set()
 
     @property
     def location(self) -> str:
-        return str(self.tracer.path)
+        path = getattr(self.tracer, "path", None)
+        return str(path) if path else self.target
 
     def close(self) -> None:
         self.tracer.close()
@@ -107,7 +114,7 @@ class TraceSink:
             tracer.end_session()
         except BaseException:
             if tracer.current_session_id is not None:  # half recorded: start over with a fresh tracer
-                self.tracer = self._tracer_class(self._target)
+                self.tracer = self._open()
             raise
         spooled = spooled_before is not None and getattr(tracer, "sessions_spooled", 0) > spooled_before
         return session_id, spooled
