@@ -66,6 +66,7 @@ class TraceSink:
         self._target = target  # None: the tracer's default ($SYNTH_TRACES_DB, else ./synth_ai.db)
         self.spool_path = Path(spool_path)
         self._notify = notify  # the tracer's own warnings (a session it spooled, spooled ones it wrote)
+        self.created_experiments: set[str] = set()
         self.tracer = self._open()  # TraceStoreError when the target is unusable: the caller reports it
         path = getattr(self.tracer, "path", None)
         self.target = str(Path(path).resolve()) if path else str(getattr(self.tracer, "label", target))
@@ -74,7 +75,6 @@ class TraceSink:
         from synth_cli.tracing.tracer import SessionTracer
 
         return SessionTracer(self._target, on_warning=self._notify)
-        self.created_experiments: set[str] = set()
 
     @property
     def location(self) -> str:
