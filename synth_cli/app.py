@@ -276,6 +276,7 @@ def _register_commands() -> None:
         demo,
         experiments,
         man,
+        proxy,
         serve,
         session,
         sft,
@@ -285,7 +286,7 @@ def _register_commands() -> None:
     )
     from synth_cli.commands import filter as filter_command
 
-    for module in (traces, session, experiments, usage, status, filter_command, sft, serve, balance, calc, demo,
+    for module in (traces, session, experiments, usage, status, filter_command, sft, serve, proxy, balance, calc, demo,
                    man):
         module.register(app)
 

@@ -51,6 +51,8 @@ ENV_VARS: dict[str, str] = {
     "SYNTH_CONNECT_RETRY_SECONDS": "how long `sft` and `balance` retry refused connections (default 15; 0: never)",
     "SYNTH_CONFIRM_ABOVE_USD": "`sft submit`/`run` ask on a terminal before a job estimated above this (default 5)",
     "SYNTH_TOGETHER_MULTIPART_BYTES": "files above this many bytes go to Together in parts (default 5 GiB)",
+    "SYNTH_PROXY_UPSTREAM": "upstream base URL of `synth-ai proxy` (its --upstream)",
+    "SYNTH_PROXY_SPOOL": "spool file of `synth-ai proxy` for sessions the trace DB refuses",
 }
 
 

@@ -100,6 +100,14 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "serve": [
         ("synth-ai serve", "A local OpenAI-compatible fine-tuning backend on http://127.0.0.1:8000/v1."),
     ],
+    "proxy": [
+        ("synth-ai proxy --upstream https://api.openai.com/v1 --db traces.db",
+         "Record an agent's OpenAI calls: run it with OPENAI_BASE_URL=http://127.0.0.1:8100/v1."),
+        ("synth-ai proxy --upstream https://api.anthropic.com --db traces.db --port 8200",
+         "The same for Anthropic's SDK: ANTHROPIC_BASE_URL=http://127.0.0.1:8200."),
+        ("curl -X POST http://127.0.0.1:8100/synth/sessions/run-1/end -d '{\"reward\": 1.0}'",
+         "Give the session run-1 (header X-Synth-Session-Id: run-1) its reward and write it."),
+    ],
     "filter": [
         ("synth-ai filter --db traces.db --min-reward 1 -o train.jsonl",
          "One example per LLM call of the sessions whose rewards sum to 1 or more."),
