@@ -17,11 +17,17 @@ def demo(
     sessions: int = typer.Option(40, "--sessions", min=2, max=2000, help="Agent episodes to trace."),
     steps: int = typer.Option(10, "--steps", min=1, max=200, help="Turns per episode."),
     seed: int = typer.Option(0, "--seed", help="Seed for the agent, the split and the simulated training."),
+    provider: str = typer.Option("openai", "--provider", metavar="openai|together",
+                                 help="Which of serve's training APIs the fine-tuning step uses: the OpenAI-compatible "
+                                      "one (/v1) or Together's (/together/v1, `sft run --provider together`)."),
 ) -> None:
-    """Run the pipeline end to end, offline: agent traces → filter → fine-tune → balance.
+    """Run the pipeline end to end, offline: agent → proxy traces → filter → fine-tune → balance.
 
-    Writes everything into one directory (--dir, default ./synth-demo) and always
-    stops the local backend it starts, also on Ctrl-C or error. Run again, it starts
+    The local backend (`synth-ai serve`) plays the model and the training service; the
+    agent calls the model through `synth-ai proxy`, which writes the trace DB (the agent
+    has no tracer code). Writes everything into one directory (--dir, default
+    ./synth-demo) and always stops the backend and the proxy it starts, also on Ctrl-C
+    or error. Run again, it starts
     over in its own directory; a directory it did not make is refused. With --quiet it
     prints only the fine-tuned model.
     """
@@ -29,6 +35,9 @@ def demo(
     from synth_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, SynthError, UsageError
 
     out = get_output()
+    provider = provider.strip().lower()
+    if provider not in ("openai", "together"):
+        raise UsageError(f"--provider {provider!r}: expected openai or together")
     demos = pipeline.discover(Path.cwd())
     if list_:
         data = [{"name": d.name, "description": d.description, "script": str(d.script) if d.script else None}
@@ -66,11 +75,11 @@ def demo(
     try:
         result = pipeline.run_pipeline(directory.resolve(), sessions=sessions, steps=steps, seed=seed,
                                        announce=announce, child_stdout=child_stdout,
-                                       quiet=out.quiet and not out.json_mode)
+                                       quiet=out.quiet and not out.json_mode, provider=provider)
     except pipeline.StepFailed as exc:
         raise SynthError(str(exc), hint=f"the files made so far are in {directory}") from exc
     except KeyboardInterrupt:
-        raise SynthError("interrupted: the demo stopped and its local backend was shut down",
+        raise SynthError("interrupted: the demo stopped and its local backend and proxy were shut down",
                          hint=f"the files made so far are in {directory}; run `synth-ai demo` again to start over",
                          exit_code=EXIT_INTERRUPTED) from None
 
@@ -80,20 +89,22 @@ def demo(
         "train_file": str(result.train),
         "validation_file": str(result.val) if result.val else None,
         "fine_tuned_model": result.fine_tuned_model,
+        "provider": provider,
         "seconds": round(result.seconds, 1),
         "files": [str(p) for p in result.files],
     }
 
     def human() -> None:
-        out.print("\n[bold]7. Done[/bold] in " + f"{result.seconds:.1f}s", markup=True)
+        out.print("\n[bold]8. Done[/bold] in " + f"{result.seconds:.1f}s", markup=True)
         out.kv([("fine-tuned model", result.fine_tuned_model or "–"),
                 *[("file", str(p)) for p in result.files]])
         out.print("\n[bold]Next, with your own traces and a real backend:[/bold]", markup=True)
         for line in (
+            "synth-ai proxy --upstream https://api.openai.com/v1 --db traces.db &   # point your agent at it",
             "synth-ai traces --db path/to/traces.db",
             "synth-ai filter --db path/to/traces.db --min-reward 1 --output train.jsonl",
             "export SYNTH_BASE_URL=https://api.openai.com/v1 SYNTH_API_KEY=…   # or your Synth backend",
-            "synth-ai sft run train.jsonl --model gpt-4o-mini-2024-07-18",
+            "synth-ai sft run train.jsonl --model gpt-4o-mini-2024-07-18   # or --provider together",
             "synth-ai balance",
         ):
             out.line(f"  $ {line}")

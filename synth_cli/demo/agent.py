@@ -1,12 +1,14 @@
-"""A scripted Crafter-style agent that writes real traces with `SessionTracer`.
+"""A scripted Crafter-style agent whose LLM calls go through the recording proxy.
 
-It plays a tiny grid-survival game: each step the policy reads an observation and
-calls the `interact` tool with one to three actions; the environment unlocks
-achievements (reward 1 each) with a probability that depends on how sensible
-the chosen actions are. Every LLM call is built as an OpenAI Chat Completions
-request/response pair and recorded with `record_from_openai_chat`, exactly as a
-real agent's calls would be, so `filter` sees the same shapes as in production.
-Deterministic for a seed.
+It plays a tiny grid-survival game: each step it sends the conversation so far to an
+OpenAI-compatible Chat Completions endpoint (plain HTTP, the request an official SDK
+sends: `POST {base_url}/chat/completions` with `Authorization: Bearer`), offering the
+`interact` tool; the model's tool call picks one or two actions, and the environment
+unlocks achievements (reward 1 each) when an action fits what is nearby. The agent has
+no tracer code: `synth-ai proxy` in front of the model records every call, groups them
+by the `X-Synth-Session-Id` header, and takes the rewards the agent posts to
+`/synth/sessions/{id}/events` and `/synth/sessions/{id}/end`. Deterministic for a seed
+(the simulated model of `synth-ai serve` answers deterministically for a request).
 """
 
 from __future__ import annotations
@@ -14,14 +16,13 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
+from dataclasses import dataclass, field
 
 ACTIONS = ["move_left", "move_right", "move_up", "move_down", "do", "sleep", "place_table", "make_wood_pickaxe"]
 ACHIEVEMENTS = ["collect_wood", "collect_sapling", "place_table", "collect_drink", "eat_cow", "wake_up",
                 "make_wood_pickaxe"]
-USEFUL = {"tree": "do", "water": "do", "cow": "do", "grass": "do", "table": "make_wood_pickaxe"}
+USEFUL = {"tree": "do", "water": "do", "cow": "do", "grass": "do", "table": "make_wood_pickaxe",
+          "stone": "place_table"}
 SYSTEM_PROMPT = ("You are an agent playing Crafter. Each turn, read the observation and call the `interact` "
                  "tool with 1-3 actions. Unlock as many achievements as you can.")
 TOOLS = [{
@@ -40,21 +41,24 @@ TOOLS = [{
     },
 }]
 POLICIES = [
-    # (experiment name, model, provider, skill): skill is the chance to pick the useful action.
-    ("demo-careful", "gpt-4o-mini", "openai", 0.8),
-    ("demo-random", "Qwen/Qwen3-4B-Instruct-2507", "synth", 0.3),
+    # (experiment id, model, temperature)
+    ("demo-careful", "gpt-4o-mini", 0.2),
+    ("demo-random", "Qwen/Qwen3-4B-Instruct-2507", 1.0),
 ]
-PRICE_PER_M = {"gpt-4o-mini": (0.15, 0.60), "Qwen/Qwen3-4B-Instruct-2507": (0.05, 0.10)}
 
 
 @dataclass
 class AgentRun:
-    db_path: Path
     sessions: int
     steps: int
     llm_calls: int
     tool_calls: int
     total_reward: float
+    rewards: dict[str, float] = field(default_factory=dict)  # session id -> total reward
+
+
+class AgentError(Exception):
+    """The model or the proxy answered something the agent cannot use (the message says what)."""
 
 
 def _observation(rng: random.Random, step: int, inventory: dict[str, int]) -> tuple[str, str]:
@@ -66,98 +70,75 @@ def _observation(rng: random.Random, step: int, inventory: dict[str, int]) -> tu
     return text, nearby
 
 
-def run_agent(db_path: str | Path, *, sessions: int = 40, steps: int = 10, seed: int = 0) -> AgentRun:
-    """Play `sessions` episodes of `steps` turns and trace them into `db_path` (created if new)."""
-    from synth_cli.tracing.events import EnvironmentEvent, RuntimeEvent
-    from synth_cli.tracing.capture.openai import record_from_openai_chat
-    from synth_cli.tracing.tracer import SessionTracer
+def _post(client, url: str, body: dict, headers: dict[str, str] | None = None) -> dict:
+    import httpx
+
+    try:
+        resp = client.post(url, json=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise AgentError(f"POST {url}: {exc.__class__.__name__}: {exc}") from None
+    if resp.status_code not in (200, 202):
+        raise AgentError(f"POST {url}: HTTP {resp.status_code}: {resp.text[:200]}")
+    try:
+        return resp.json()
+    except ValueError:
+        raise AgentError(f"POST {url}: the answer is not JSON") from None
+
+
+def run_agent(proxy_url: str, api_key: str, *, sessions: int = 40, steps: int = 10, seed: int = 0) -> AgentRun:
+    """Play `sessions` episodes of `steps` turns, every LLM call through the proxy at `proxy_url`
+    (its root, e.g. http://127.0.0.1:8100): `{proxy_url}/v1` is the OpenAI base URL."""
+    import httpx
 
     rng = random.Random(seed)
-    db_path = Path(db_path)
-    tracer = SessionTracer(str(db_path))
+    base_url = proxy_url.rstrip("/") + "/v1"
     llm_calls = tool_calls = 0
-    total_reward = 0.0
-    clock = datetime(2026, 1, 5, 9, 0, 0)
-    try:
-        experiments = []
-        for name, *_ in POLICIES:
-            exp_id = f"exp_{uuid.UUID(int=rng.getrandbits(128)).hex[:12]}"
-            tracer.create_experiment(exp_id, name, description=f"scripted policy {name}")
-            experiments.append(exp_id)
+    rewards: dict[str, float] = {}
+    with httpx.Client(headers={"Authorization": f"Bearer {api_key}"}, timeout=30.0, trust_env=False) as client:
         for s in range(sessions):
-            policy_index = s % len(POLICIES)
-            exp_name, model, provider, skill = POLICIES[policy_index]
+            exp_id, model, temperature = POLICIES[s % len(POLICIES)]
             session_id = str(uuid.UUID(int=rng.getrandbits(128)))
-            metadata = {"env_name": "crafter-lite", "model": model, "seed": s, "policy": exp_name,
+            metadata = {"env_name": "crafter-lite", "model": model, "seed": s, "policy": exp_id,
                         "task_split": "train" if rng.random() < 0.8 else "val"}
+            headers = {"X-Synth-Session-Id": session_id, "X-Synth-Experiment-Id": exp_id,
+                       "X-Synth-Metadata": json.dumps(metadata)}
             messages: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT}]
             inventory = {"wood": 0, "sapling": 0, "drink": 0}
             unlocked: set[str] = set()
-            with tracer.session(session_id=session_id, metadata=metadata,
-                                experiment_id=experiments[policy_index]):
-                for step in range(steps):
-                    with tracer.timestep(f"step_{step}", turn_number=step):
-                        obs, nearby = _observation(rng, step, inventory)
-                        tracer.record_message(obs, message_type="user")
-                        messages.append({"role": "user", "content": obs})
-                        useful = USEFUL.get(nearby, rng.choice(ACTIONS))
-                        acts = [useful if rng.random() < skill else rng.choice(ACTIONS)
-                                for _ in range(rng.randint(1, 3))]
-                        reasoning = f"{nearby.capitalize()} nearby, so I will {', '.join(acts)}."
-                        call_id = f"call_{uuid.UUID(int=rng.getrandbits(128)).hex[:24]}"
-                        request = {"model": model, "messages": [dict(m) for m in messages], "tools": TOOLS,
-                                   "tool_choice": "auto", "temperature": 0.7, "max_tokens": 256}
-                        prompt_tokens = sum(len(str(m.get("content") or "")) for m in messages) // 4 + 40
-                        completion_tokens = 12 + 6 * len(acts)
-                        assistant = {
-                            "role": "assistant", "content": reasoning,
-                            "tool_calls": [{"id": call_id, "type": "function", "function": {
-                                "name": "interact",
-                                "arguments": json.dumps({"actions": acts, "reasoning": reasoning})}}],
-                        }
-                        response = {
-                            "id": f"chatcmpl-{uuid.UUID(int=rng.getrandbits(128)).hex[:20]}",
-                            "object": "chat.completion", "created": int(clock.timestamp()), "model": model,
-                            "choices": [{"index": 0, "message": assistant, "finish_reason": "tool_calls"}],
-                            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                                      "total_tokens": prompt_tokens + completion_tokens},
-                        }
-                        started = clock
-                        clock += timedelta(milliseconds=rng.randint(250, 900))
-                        record = record_from_openai_chat(request, response, started_at=started, completed_at=clock)
-                        record.provider = provider
-                        price_in, price_out = PRICE_PER_M[model]
-                        if record.usage is not None:
-                            record.usage.cost_usd = round(
-                                (prompt_tokens * price_in + completion_tokens * price_out) / 1e6, 8)
-                        tracer.record_llm_call(record, system_instance_id="crafter-lite-agent")
-                        llm_calls += 1
-                        tool_calls += 1
-                        tracer.record_message(reasoning, message_type="assistant")
-                        messages.append(assistant)
+            session_reward = 0.0
+            for step in range(steps):
+                obs, nearby = _observation(rng, step, inventory)
+                messages.append({"role": "user", "content": obs})
+                request = {"model": model, "messages": messages, "tools": TOOLS, "tool_choice": "required",
+                           "temperature": temperature, "max_tokens": 256, "seed": seed * 100_003 + s}
+                answer = _post(client, base_url + "/chat/completions", request, headers)
+                llm_calls += 1
+                try:
+                    assistant = answer["choices"][0]["message"]
+                    call = assistant["tool_calls"][0]
+                    acts = [a for a in json.loads(call["function"]["arguments"]).get("actions") or []
+                            if a in ACTIONS][:3]
+                except (KeyError, IndexError, TypeError, ValueError):
+                    raise AgentError("the model's answer has no usable `interact` tool call") from None
+                tool_calls += 1
+                messages.append({k: v for k, v in assistant.items() if k in ("role", "content", "tool_calls")})
 
-                        reward = 0.0
-                        for act in acts:
-                            if act in ("do", "make_wood_pickaxe", "place_table") and rng.random() < skill * 0.35:
-                                candidates = [a for a in ACHIEVEMENTS if a not in unlocked]
-                                if candidates:
-                                    unlocked.add(rng.choice(candidates))
-                                    reward += 1.0
-                        if nearby == "tree" and "do" in acts:
-                            inventory["wood"] += 1
-                        result = f"Did {', '.join(acts)}; reward {reward:g}; achievements {len(unlocked)}."
-                        tracer.record_message(result, message_type="tool_result")
-                        messages.append({"role": "tool", "tool_call_id": call_id, "content": result})
-                        tracer.record_event(RuntimeEvent(system_instance_id="crafter-lite-runtime",
-                                                         actions=[ACTIONS.index(a) for a in acts]))
-                        tracer.record_event(EnvironmentEvent(
-                            system_instance_id="crafter-lite-env", reward=reward,
-                            terminated=step == steps - 1,
-                            system_state_after={"public_state": {
-                                "achievements_status": {a: a in unlocked for a in ACHIEVEMENTS}}}))
-                        total_reward += reward
-                        clock += timedelta(seconds=1)
-            clock += timedelta(seconds=30)
-    finally:
-        tracer.close()
-    return AgentRun(db_path, sessions, steps, llm_calls, tool_calls, total_reward)
+                reward = 0.0
+                for act in acts:
+                    if act == USEFUL.get(nearby) and rng.random() < 0.7:
+                        candidates = [a for a in ACHIEVEMENTS if a not in unlocked]
+                        if candidates:
+                            unlocked.add(rng.choice(candidates))
+                            reward += 1.0
+                if nearby == "tree" and "do" in acts:
+                    inventory["wood"] += 1
+                result = f"Did {', '.join(acts) or 'nothing'}; reward {reward:g}; achievements {len(unlocked)}."
+                messages.append({"role": "tool", "tool_call_id": call.get("id"), "content": result})
+                last = step == steps - 1
+                event = {"reward": reward, "terminated": last,
+                         "metadata": {"step": step, "achievements": sorted(unlocked)}}
+                _post(client, f"{proxy_url.rstrip('/')}/synth/sessions/{session_id}/"
+                      + ("end" if last else "events"), event)
+                session_reward += reward
+            rewards[session_id] = session_reward
+    return AgentRun(sessions, steps, llm_calls, tool_calls, sum(rewards.values()), rewards)

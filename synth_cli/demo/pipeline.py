@@ -31,7 +31,7 @@ class Demo:
 
 def discover(cwd: Path) -> list[Demo]:
     """The built-in demo plus every `examples/**/run_demo.sh` under `cwd`."""
-    demos = [Demo(BUILTIN, "built-in offline pipeline: agent → traces → filter → sft run → balance")]
+    demos = [Demo(BUILTIN, "built-in offline pipeline: agent → proxy → traces → filter → sft run → balance")]
     examples = cwd / "examples"
     if examples.is_dir():
         for script in sorted(examples.rglob("run_demo.sh")):
@@ -99,7 +99,8 @@ def prepare_directory(directory: Path) -> None:
     except OSError as exc:
         raise UsageError(f"--dir {directory}: cannot write in the directory ({exc.strerror or exc})") from None
     # start over: an earlier demo's files and its backend's jobs, files and spend go
-    for stale in ("traces.db", "train.jsonl", "train.val.jsonl", "backend.log"):
+    for stale in ("traces.db", "traces.db-wal", "traces.db-shm", "train.jsonl", "train.val.jsonl", "backend.log",
+                  "proxy.log", "proxy-spool.jsonl", "train.jsonl.manifest.json", "train.val.jsonl.manifest.json"):
         path = directory / stale
         if path.exists():
             path.unlink()
@@ -110,12 +111,15 @@ def prepare_directory(directory: Path) -> None:
 
 
 def run_pipeline(directory: Path, *, sessions: int, steps: int, seed: int, announce: Callable[[str, str], None],
-                 child_stdout=None, quiet: bool = False) -> PipelineResult:
-    """Run the seven steps; `announce(title, command)` is called before each.
+                 child_stdout=None, quiet: bool = False, provider: str = "openai") -> PipelineResult:
+    """Run the steps; `announce(title, command)` is called before each.
 
-    `quiet`: the steps run with --quiet and their stdout is dropped (their errors still show)."""
+    `provider`: which of serve's training APIs `sft run` uses, `openai` (/v1) or `together`
+    (/together/v1, with `--provider together`). `quiet`: the steps run with --quiet and their
+    stdout is dropped (their errors still show)."""
     from synth_cli.config import DEFAULT_DEV_KEY
-    from synth_cli.demo.agent import run_agent
+    from synth_cli.demo.agent import AgentError, run_agent
+    from synth_cli.errors import SynthError
 
     started = time.monotonic()
     prepare_directory(directory)
@@ -123,7 +127,9 @@ def run_pipeline(directory: Path, *, sessions: int, steps: int, seed: int, annou
     train = directory / "train.jsonl"
     val = directory / "train.val.jsonl"
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SYNTH_BACKEND_", "SYNTH_BASE_URL", "SYNTH_API_KEY", "DEFAULT_DEV_API_KEY"))}
+           if not k.startswith(("SYNTH_BACKEND_", "SYNTH_BASE_URL", "SYNTH_API_KEY", "DEFAULT_DEV_API_KEY",
+                                "SYNTH_PROVIDER", "SYNTH_TRACES_DB", "SYNTH_PROXY_", "TOGETHER_API_KEY",
+                                "OPENAI_API_KEY"))}
     env["SYNTH_DEV_API_KEYS"] = DEFAULT_DEV_KEY
 
     def run(title: str, *args: str) -> None:
@@ -134,38 +140,65 @@ def run_pipeline(directory: Path, *, sessions: int, steps: int, seed: int, annou
         if proc.returncode != 0:
             raise StepFailed(title, proc.returncode)
 
-    announce("1. A scripted agent plays Crafter-lite and writes traces with SessionTracer",
-             f"(in-process) SessionTracer → {db}")
-    run_agent(db, sessions=sessions, steps=steps, seed=seed)
-    run("2. What is in the trace DB", "traces", "--db", db)
-    run("3. Keep the good runs as fine-tuning data", "filter", "--db", db, "--min-reward", "1",
-        "--output", train, "--val-fraction", "0.2", "--seed", str(seed))
-
     port = free_port()
-    base_url = f"http://127.0.0.1:{port}/v1"
-    announce("4. Start the local backend (a training simulator) in the background",
+    root = f"http://127.0.0.1:{port}"
+    base_url = root + "/v1"
+    announce("1. Start the local backend (a simulated model and a training simulator) in the background",
              f"synth-ai serve --port {port} --data-dir {directory / 'backend'} &")
     log_path = directory / "backend.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "synth_cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--data-dir", str(directory / "backend"), "--step-seconds", "0.1", "--seed", str(seed)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = _spawn(["serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(directory / "backend"),
+                     "--step-seconds", "0.1", "--seed", str(seed)], env, log_path)
     try:
-        _wait_for_health(base_url, server, log_path)
-        common = ["--base-url", base_url, "--api-key", DEFAULT_DEV_KEY]
-        run("5. Fine-tune on it, following the job live", "sft", "run", train, "--model", DEMO_MODEL,
-            "--validation-file", val, "--suffix", "demo", "--epochs", "2", "--batch-size", "8", "--interval", "0.3", *common)
-        run("6. What it cost", "balance", "--usage", *common)
+        _wait_for(base_url + "/health", server, log_path, "the local backend")
+        proxy_port = free_port()
+        proxy_url = f"http://127.0.0.1:{proxy_port}"
+        spool = directory / "proxy-spool.jsonl"
+        proxy_log = directory / "proxy.log"
+        proxy_args = ["proxy", "--upstream", base_url, "--db", str(db), "--port", str(proxy_port),
+                      "--spool", str(spool)]
+        announce("2. Start the recording proxy in front of the model: it writes the trace DB",
+                 "synth-ai " + " ".join(shlex.quote(a) for a in proxy_args) + " &")
+        proxy = _spawn(proxy_args, env, proxy_log)
+        try:
+            _wait_for(proxy_url + "/synth/status", proxy, proxy_log, "the recording proxy")
+            announce("3. A scripted agent plays Crafter-lite, calling the model through the proxy (no tracer code)",
+                     f"(in-process) POST {proxy_url}/v1/chat/completions  (X-Synth-Session-Id header; rewards to "
+                     f"{proxy_url}/synth/sessions/ID/events)")
+            try:
+                run_agent(proxy_url, DEFAULT_DEV_KEY, sessions=sessions, steps=steps, seed=seed)
+            except AgentError as exc:
+                raise SynthError(f"the demo agent failed: {exc}", hint=f"see {log_path} and {proxy_log}") from None
+        finally:
+            code = _stop(proxy)  # SIGTERM: the proxy writes every open session, then exits
+        if code not in (0, None) or not db.exists():
+            raise SynthError(f"the recording proxy exited with code {code}", hint=f"see {proxy_log}")
+        run("4. What is in the trace DB the proxy wrote", "traces", "--db", db)
+        run("5. Keep the good runs as fine-tuning data", "filter", "--db", db, "--min-reward", "1",
+            "--output", train, "--val-fraction", "0.2", "--seed", str(seed))
+        if provider == "together":
+            common = ["--provider", "together", "--base-url", root + "/together/v1", "--api-key", DEFAULT_DEV_KEY]
+        else:
+            common = ["--base-url", base_url, "--api-key", DEFAULT_DEV_KEY]
+        run("6. Fine-tune on it, following the job live", "sft", "run", train, "--model", DEMO_MODEL,
+            "--validation-file", val, "--suffix", "demo", "--epochs", "2", "--batch-size", "8", "--interval", "0.3",
+            *common)
+        run("7. What it cost", "balance", "--usage", "--base-url", base_url, "--api-key", DEFAULT_DEV_KEY)
         fine_tuned = _latest_fine_tuned_model(base_url, DEFAULT_DEV_KEY)
     finally:
         _stop(server)
-    files = [p for p in (db, train, val, log_path, directory / "backend") if p.exists()]
+    files = [p for p in (db, train, val, log_path, directory / "proxy.log", directory / "backend") if p.exists()]
     return PipelineResult(directory, db, train, val if val.exists() else None, base_url, fine_tuned, files,
                           time.monotonic() - started)
 
 
-def _wait_for_health(base_url: str, server: subprocess.Popen, log_path: Path, timeout: float = 20.0) -> None:
+def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """A `synth-ai` server in the background, in its own session (a Ctrl-C reaches the demo, which stops it)."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "synth_cli", *args], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def _wait_for(url: str, server: subprocess.Popen, log_path: Path, what: str, timeout: float = 20.0) -> None:
     import httpx
 
     from synth_cli.errors import SynthError
@@ -174,15 +207,15 @@ def _wait_for_health(base_url: str, server: subprocess.Popen, log_path: Path, ti
     while time.monotonic() < deadline:
         if server.poll() is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] if log_path.exists() else []
-            raise SynthError(f"the local backend exited (code {server.returncode}) {' '.join(tail)}".strip(),
+            raise SynthError(f"{what} exited (code {server.returncode}) {' '.join(tail)}".strip(),
                              hint=f"see {log_path}")
         try:
-            if httpx.get(base_url + "/health", timeout=1.0).status_code == 200:
+            if httpx.get(url, timeout=1.0, trust_env=False).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise SynthError(f"the local backend did not answer on {base_url} within {timeout:.0f}s", hint=f"see {log_path}")
+    raise SynthError(f"{what} did not answer on {url} within {timeout:.0f}s", hint=f"see {log_path}")
 
 
 def _latest_fine_tuned_model(base_url: str, key: str) -> str | None:
@@ -198,15 +231,16 @@ def _latest_fine_tuned_model(base_url: str, key: str) -> str | None:
     return (data[0].get("fine_tuned_model") if data else None)
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen) -> int | None:
+    """SIGTERM, then SIGKILL after 15 s; the exit code."""
     if proc.poll() is not None:
-        return
+        return proc.returncode
     proc.terminate()
     try:
-        proc.wait(timeout=10)
+        return proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.wait(timeout=5)
+        return proc.wait(timeout=5)
 
 
 def run_script(script: Path, cwd: Path) -> int:
