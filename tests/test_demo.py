@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -224,6 +225,12 @@ def test_the_trace_db_is_written_by_the_proxy_and_filter_keeps_the_rewarded_sess
     train = Path(doc["train_file"]).read_text(encoding="utf-8").splitlines()
     val = Path(doc["validation_file"]).read_text(encoding="utf-8").splitlines()
     assert len(train) + len(val) == sum(kept.values())
+    # filter recorded how it made them (sft run puts this in the job's metadata: test_dataset_manifest.py)
+    manifest = json.loads((db.parent / "train.jsonl.manifest.json").read_text(encoding="utf-8"))
+    assert manifest["settings"]["filters"] == {"min_reward": 1.0}
+    assert manifest["counts"]["sessions_kept"] == len(kept)
+    assert manifest["files"][0]["sha256"] == hashlib.sha256(Path(doc["train_file"]).read_bytes()).hexdigest()
+    assert str(db.parent / "train.jsonl.manifest.json") in doc["files"]
     turns = [0] * 7
     for line in train + val:
         example = json.loads(line)

@@ -224,6 +224,8 @@ def _render(stats: Any, out: Any) -> None:
                              f"{fmt_int(ex['duplicates_removed'])} duplicate(s) removed"))
     if stats.val_output:
         rows.append(("val file", str(stats.val_output)))
+    if stats.manifest:
+        rows.append(("manifest", f"{stats.manifest}  (settings, sources, sha256; `sft` records them)"))
     invalid = sum(ex["invalid_dropped"].values())
     rows.append(("validation", "every example valid" if not invalid else
                  f"{fmt_int(invalid)} invalid example(s) left out"))

@@ -247,16 +247,18 @@ class _Files:
 
 
 def _dataset_metadata(path: Path | None) -> dict[str, str]:
-    """What traces a job back to its data: the training file's name and sha256."""
+    """What traces a job back to its data: the training file's name and sha256, and, when the
+    manifest `filter` wrote next to it lists that sha256, the filter settings, sources and counts."""
     if path is None:
         return {}
-    import hashlib
+    from synth_cli.dataset import manifest
 
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return {"dataset": path.name[:512], "dataset_sha256": digest.hexdigest()}
+    sha256 = manifest.sha256_of(path)
+    recorded = {"dataset": path.name[:512], "dataset_sha256": sha256}
+    doc = manifest.find(path, sha256)
+    if doc is not None:
+        recorded.update(manifest.job_metadata(doc))
+    return recorded
 
 
 def _create(ctx: Ctx, opts: dict[str, Any]):
@@ -317,7 +319,8 @@ def _job_options(func):
                                                          "`synth-ai sft params --provider NAME`.")),
         ("metadata", Optional[list[str]], typer.Option(None, "--metadata", metavar="KEY=VALUE",
                                                        help="Job metadata (repeatable, openai); the dataset's name "
-                                                            "and sha256 are recorded too.")),
+                                                            "and sha256 are recorded too, and the filter settings "
+                                                            "from its manifest (FILE.manifest.json).")),
         ("max_cost", Optional[float], typer.Option(None, "--max-cost", metavar="USD", callback=_non_negative,
                                                    help="Refuse (nothing uploaded) when the estimate is above this.")),
         ("yes", bool, typer.Option(False, "--yes", "-y",

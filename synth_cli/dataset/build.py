@@ -50,6 +50,8 @@ class FilterStats:
     dry_run: bool = False
     output: str | None = None
     val_output: str | None = None
+    #: the manifest written next to the output (dataset/manifest.py), None when none was
+    manifest: str | None = None
     dbs: list[dict[str, Any]] = field(default_factory=list)
     sessions_scanned: int = 0
     sessions_kept: int = 0
@@ -100,6 +102,7 @@ class FilterStats:
             "dry_run": self.dry_run,
             "output": self.output,
             "val_output": self.val_output,
+            "manifest": self.manifest,
             "dbs": self.dbs,
             "filters": self.filters,
             "sessions": {
@@ -604,6 +607,8 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
                 files.commit()
                 stats.output = str(output) if output is not None else None
                 stats.val_output = str(val) if val is not None else None
+                if output is not None and train_file is not None and not train_file.through:
+                    _write_manifest(opts, stats, train_file, val_file, notice)
     finally:
         for store in stores:
             store.close()
@@ -612,6 +617,21 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
         stats.val_output = str(val_path(opts.output)) if opts.output and opts.val_fraction > 0 else None
     stats.elapsed_s = time.perf_counter() - started
     return stats
+
+
+def _write_manifest(opts: FilterOptions, stats: FilterStats, train_file, val_file, notice) -> None:
+    """The outputs are in place: record how they were made next to them (see dataset/manifest.py).
+    A manifest that cannot be written is a notice, not a failure (the dataset itself is fine)."""
+    from synth_cli.dataset import manifest
+
+    outputs = [("train", train_file.target, stats.train)]
+    if val_file is not None:
+        outputs.append(("validation", val_file.target, stats.val))
+    try:
+        stats.manifest = str(manifest.write(opts, stats, outputs))
+    except (OSError, DatasetError) as exc:
+        notice(f"the dataset manifest {manifest.manifest_path(train_file.path)} was not written "
+               f"({getattr(exc, 'strerror', None) or exc}); `sft` cannot record the filter settings")
 
 
 __all__ = ["FilterStats", "reward_histogram", "run_filter", "val_sessions"]

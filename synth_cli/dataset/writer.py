@@ -514,3 +514,20 @@ def val_path(output: str | os.PathLike) -> Path:
 
 __all__ = ["AtomicFile", "AtomicFiles", "Protected", "pid_alive", "recover_journal", "remove_stale_temps",
            "val_path", "write_error"]
+
+
+def write_small_file(path: str | os.PathLike, data: bytes) -> Path:
+    """Write a small file (e.g. a manifest) atomically: temp file, fsync, rename, as the outputs are."""
+    out = AtomicFile(path)
+    if out.through:
+        out.abort()
+        raise DatasetError(f"{path}: not a regular file")
+    try:
+        out.write(data)
+        out.lines = data.count(b"\n")
+        out.bytes = len(data)
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
+    return out.path

@@ -186,7 +186,8 @@ def run_pipeline(directory: Path, *, sessions: int, steps: int, seed: int, annou
         fine_tuned = _latest_fine_tuned_model(base_url, DEFAULT_DEV_KEY)
     finally:
         _stop(server)
-    files = [p for p in (db, train, val, log_path, directory / "proxy.log", directory / "backend") if p.exists()]
+    files = [p for p in (db, train, val, directory / "train.jsonl.manifest.json", log_path, directory / "proxy.log",
+                         directory / "backend") if p.exists()]
     return PipelineResult(directory, db, train, val if val.exists() else None, base_url, fine_tuned, files,
                           time.monotonic() - started)
 
