@@ -209,3 +209,20 @@ def test_usage_remote_through_the_cli(served):
     assert "current_month" in data and [row["model"] for row in data["models"]] == [model]
     human = run_cli("usage", "--remote", "--model", model, env=_env(handle))
     assert human.exit_code == 0 and model in human.stdout
+
+
+def test_balance_follows_the_provider_layer(served, monkeypatch):
+    """The provider is chosen as `sft` chooses it; only the OpenAI-compatible contract has account
+    endpoints, so a Together target is refused in one line (nothing is sent), and OPENAI_API_KEY is in
+    the openai key chain."""
+    handle, _ = served
+    together = run_cli("balance", "--base-url", "http://127.0.0.1:9/together/v1", "--api-key", "k" * 20)
+    lines = _error_lines(together)
+    assert "Together AI (provider together, inferred from the base URL (--base-url)) has no balance" in lines[0]
+    env = {"SYNTH_BASE_URL": handle.base_url, "OPENAI_API_KEY": handle.api_key}
+    ok = run_cli("--json", "balance", env=env)
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["base_url"] == handle.base_url
+    refused = run_cli("balance", env={**env, "SYNTH_PROVIDER": "together"})
+    assert "(provider together, env SYNTH_PROVIDER)" in _error_lines(refused)[0]
+    assert run_cli("balance", "--provider", "openai", env={**env, "SYNTH_PROVIDER": "together"}).exit_code == 0

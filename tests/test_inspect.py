@@ -451,3 +451,40 @@ def test_status_probe_uses_no_http_library_and_follows_no_plain_http_redirect(tm
     assert proc.stderr.strip().splitlines()[-1] == "[]"
     backend = json.loads(proc.stdout)["backend"]
     assert (backend["answered"], backend["ok"], backend["status_code"]) == (True, False, 302)
+
+
+def test_status_names_the_provider_and_its_key_chain(monkeypatch):
+    for var in ("SYNTH_PROVIDER", "SYNTH_BACKEND_API_KEY", "SYNTH_API_KEY", "OPENAI_API_KEY", "TOGETHER_API_KEY",
+                "DEFAULT_DEV_API_KEY", "SYNTH_BACKEND_BASE_URL", "SYNTH_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    together_key = "tgp_v1_" + "t" * 24 + "7c1d"
+    openai_key = "sk-proj-" + "o" * 24 + "e0f2"
+    monkeypatch.setenv("TOGETHER_API_KEY", together_key)
+    monkeypatch.setenv("OPENAI_API_KEY", openai_key)
+    port = _closed_port()
+    # openai by default: OPENAI_API_KEY is in its chain, TOGETHER_API_KEY is not
+    data = invoke("--json", "status", "--db", FIXTURE_DB, "--base-url", f"http://127.0.0.1:{port}").json()["backend"]
+    assert (data["provider"], data["provider_source"]) == ("openai", "default")
+    assert data["api_key_source"] == "env OPENAI_API_KEY"
+    # a Together base URL picks together, as `sft` does, and its own key
+    data = invoke("--json", "status", "--db", FIXTURE_DB, "--base-url", f"http://127.0.0.1:{port}/together/v1"
+                  ).json()["backend"]
+    assert data["provider"] == "together" and data["provider_source"].startswith("inferred from the base URL")
+    assert data["api_key_source"] == "env TOGETHER_API_KEY" and data["api_key"] == config_mask(together_key)
+    # --provider together without a base URL: Together's default URL; SYNTH_API_KEY still comes first
+    monkeypatch.setenv("SYNTH_PROVIDER", "together")
+    monkeypatch.setenv("SYNTH_API_KEY", "sk-synth-" + "s" * 20)
+    human = invoke("status", "--db", FIXTURE_DB)
+    assert human.exit_code == 0, human.output
+    assert "together: Together AI (env SYNTH_PROVIDER)" in human.stdout
+    assert "https://api.together.xyz/v1 (default)" in human.stdout and "(env SYNTH_API_KEY)" in human.stdout
+    assert together_key not in human.output and openai_key not in human.output
+    assert "`synth-ai serve` starts the local backend" not in human.output
+    bad = invoke("status", "--db", FIXTURE_DB, "--provider", "azure")
+    assert bad.exit_code == 2 and "unknown provider 'azure'" in bad.stderr
+
+
+def config_mask(key: str) -> str:
+    from synth_cli.config import mask_key
+
+    return mask_key(key)

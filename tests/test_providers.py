@@ -297,3 +297,12 @@ def test_sft_pause_and_resume_against_serve(tmp_path):
         assert resumed.exit_code == 0 and "resumed" in resumed.stdout
         assert json.loads(run_cli("sft", "show", job_id, "--json", env=env).stdout)["status"] in ("running",
                                                                                              "succeeded")
+
+
+def test_the_light_provider_table_agrees_with_the_provider_classes():
+    from synth_cli.api.provider import PROVIDER_INFO, PROVIDERS, provider_class
+
+    assert set(PROVIDER_INFO) == set(PROVIDERS)
+    for name, (label, key_var, default_base_url) in PROVIDER_INFO.items():
+        cls = provider_class(name)
+        assert (cls.label, cls.key_var, cls.default_base_url) == (label, key_var, default_base_url)

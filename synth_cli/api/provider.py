@@ -222,21 +222,58 @@ def provider_class(name: str) -> type[Provider]:
     return OpenAIProvider
 
 
-def open_provider(provider: str | None = None, base_url: str | None = None, api_key: str | None = None, *,
-                  max_retries: int | None = None) -> Provider:
-    """The provider for this command: one `ApiClient` (one connection pool) for all its requests."""
+@dataclass
+class Target:
+    """Which provider a command talks to, at which base URL, with which key: each with its source."""
+
+    name: str
+    label: str
+    source: str  # where the provider choice came from
+    base: Any  # config.Setting, normalised
+    key: Any  # config.Setting | None
+    key_vars: tuple[str, ...]
+
+
+def resolve_target(provider: str | None = None, base_url: str | None = None, api_key: str | None = None) -> Target:
+    """The provider, base URL and key rules every backend command shares (no network, no heavy import):
+    the provider from the flag, SYNTH_PROVIDER or a well-known base URL; the base URL from the flag,
+    SYNTH_BACKEND_BASE_URL, SYNTH_BASE_URL, else the provider's default; the key from the flag,
+    SYNTH_BACKEND_API_KEY, SYNTH_API_KEY, the provider's own variable, DEFAULT_DEV_API_KEY."""
     from synth_cli import config
-    from synth_cli.api.client import ApiClient
 
     name, source = choose_provider(provider, base_url)
-    cls = provider_class(name)
-    base = config.resolve(config.BASE_URL_VARS, base_url, "--base-url", default=cls.default_base_url)
+    label, key_var, default_base = provider_info(name)
+    base = config.resolve(config.BASE_URL_VARS, base_url, "--base-url", default=default_base)
     assert base is not None
     base = config.Setting(config.normalize_base_url(base.value, f"base URL from {base.source}"), base.source)
-    key_vars = (*config.API_KEY_VARS[:2], cls.key_var, *config.API_KEY_VARS[2:])
+    key_vars = (*config.API_KEY_VARS[:2], key_var, *config.API_KEY_VARS[2:])
     key = config.resolve(key_vars, api_key, "--api-key")
     if key is not None:
         config.register_secret(key.value)
+        config.register_secret(key.value.strip())
+    return Target(name, label, source, base, key, key_vars)
+
+
+#: name -> (label, the provider's own key variable, default base URL); the provider classes carry the
+#: same (test_providers checks they agree), this table keeps `status` from importing httpx.
+PROVIDER_INFO = {
+    "openai": ("the OpenAI-compatible backend", "OPENAI_API_KEY", "http://127.0.0.1:8000/v1"),
+    "together": ("Together AI", "TOGETHER_API_KEY", "https://api.together.xyz/v1"),
+}
+
+
+def provider_info(name: str) -> tuple[str, str, str]:
+    return PROVIDER_INFO[name]
+
+
+def open_provider(provider: str | None = None, base_url: str | None = None, api_key: str | None = None, *,
+                  max_retries: int | None = None) -> Provider:
+    """The provider for this command: one `ApiClient` (one connection pool) for all its requests."""
+    from synth_cli.api.client import ApiClient
+
+    target = resolve_target(provider, base_url, api_key)
+    name, source, base, key, key_vars = target.name, target.source, target.base, target.key, target.key_vars
+    cls = provider_class(name)
     kwargs: dict[str, Any] = {}
     if max_retries is not None:
         kwargs["max_retries"] = max_retries

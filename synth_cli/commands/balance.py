@@ -20,6 +20,9 @@ def balance(
         None, "--api-key", metavar="KEY", show_default=False,
         help="API key (else SYNTH_BACKEND_API_KEY, SYNTH_API_KEY, OPENAI_API_KEY, DEFAULT_DEV_API_KEY)."),
     usage: bool = typer.Option(False, "--usage", help="Also show spend this month and over the last 30 days."),
+    provider: Optional[str] = typer.Option(
+        None, "--provider", metavar="openai|together", show_default=False,
+        help="Training provider, chosen as `sft` chooses it (else SYNTH_PROVIDER, a well-known base URL, openai)."),
 ) -> None:
     """The account balance in USD and what was spent in the last 24 hours and 7 days.
 
@@ -31,7 +34,7 @@ def balance(
     from synth_cli.api import billing
 
     out = get_output()
-    with _client(base_url, api_key) as client:
+    with _client(base_url, api_key, provider) as client:
         current = billing.current_balance(client)
         windows = billing.spend_windows(client)
         summary = billing.usage_summary(client) if usage else None
@@ -96,11 +99,19 @@ def remote_usage(models: Optional[Iterable[str]] = None, base_url: Optional[str]
 # --------------------------------------------------------------------------- helpers
 
 
-def _client(base_url_flag: Optional[str], api_key_flag: Optional[str]):
-    """The account endpoints are Synth's (and `serve`'s): the OpenAI-compatible provider's client, its
-    key chain, and one `no API key` / `rejected the API key` message shared with every command."""
-    from synth_cli.api.provider import open_provider
+def _client(base_url_flag: Optional[str], api_key_flag: Optional[str], provider: Optional[str] = None):
+    """The account endpoints are Synth's (and `serve`'s): the provider layer's choice, base URL and key
+    chain, and one `no API key` / `rejected the API key` message shared with every command. Only the
+    OpenAI-compatible contract has account endpoints: another provider is refused in one line."""
+    from synth_cli.api.provider import open_provider, resolve_target
+    from synth_cli.errors import SynthError
 
+    target = resolve_target(provider, base_url_flag, api_key_flag)
+    if target.name != "openai":
+        raise SynthError(f"{target.label} (provider {target.name}, {target.source}) has no balance or spend "
+                         "endpoints: `synth-ai balance` reads a Synth backend's or `synth-ai serve`'s",
+                         hint="sft submit/run show the estimated price before every job; pass --provider openai "
+                              "and the backend's --base-url for its balance")
     return open_provider("openai", base_url_flag, api_key_flag, max_retries=MAX_RETRIES).client
 
 

@@ -19,18 +19,23 @@ def status_command(
                                            help="Backend base URL (else SYNTH_BACKEND_BASE_URL, SYNTH_BASE_URL, "
                                                 "http://127.0.0.1:8000/v1)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", metavar="KEY", show_default=False,
-                                          help="API key (else SYNTH_BACKEND_API_KEY, SYNTH_API_KEY, "
+                                          help="API key (else SYNTH_BACKEND_API_KEY, SYNTH_API_KEY, the "
+                                               "provider's own OPENAI_API_KEY / TOGETHER_API_KEY, "
                                                "DEFAULT_DEV_API_KEY)."),
+    provider: Optional[str] = typer.Option(None, "--provider", metavar="openai|together", show_default=False,
+                                           help="Training provider (else SYNTH_PROVIDER, else inferred from a "
+                                                "well-known base URL, else openai), as `sft` chooses it."),
 ) -> None:
     """Trace DB totals and the backend (see HELP)."""
     from synth_cli import config
+    from synth_cli.api.provider import resolve_target
     from synth_cli.commands._inspect import inventory_targets, opened, read_each
     from synth_cli.probe import probe_backend
     from synth_cli.store import inventory as queries
 
     out = get_output()
-    url = config.base_url(base_url)
-    key = config.api_key(api_key)
+    target = resolve_target(provider, base_url, api_key)
+    url, key = target.base, target.key
     root_value, targets = inventory_targets(db, root)
     skipped: list[dict[str, Any]] = []
 
@@ -50,6 +55,7 @@ def status_command(
             "cost_usd": s.cost_usd, "size_bytes": s.size_bytes, "last_activity": s.last_activity}
            for s in summaries]
     backend = {
+        "provider": target.name, "provider_source": target.source,
         "base_url": url.value, "base_url_source": url.source, **{k: v for k, v in probe.to_dict().items()
                                                                  if k != "url"},
         "health_url": probe.url,
@@ -81,19 +87,21 @@ def status_command(
         else:
             health = f"not reachable ({probe.error})"
         key_text = f"{config.mask_key(key.value)} ({key.source})" if key else \
-            "not set (SYNTH_BACKEND_API_KEY, SYNTH_API_KEY or DEFAULT_DEV_API_KEY)"
-        out.kv([("URL", f"{url.value} ({url.source})"), ("health", health), ("API key", key_text)],
+            f"not set ({', '.join(target.key_vars[:-1])} or {target.key_vars[-1]})"
+        out.kv([("provider", f"{target.name}: {target.label} ({target.source})"),
+                ("URL", f"{url.value} ({url.source})"), ("health", health), ("API key", key_text)],
                title="Backend")
 
     out.result(data, human)
-    if not probe.answered and not out.json_mode and url.source == "default":
+    if not probe.answered and not out.json_mode and url.source == "default" and target.name == "openai":
         out.tip("`synth-ai serve` starts the local backend at the default URL")
 
 
 HELP = help_text(
     "Where things stand: totals per trace DB (sessions, events, messages, experiments, tokens, cost) and "
-    "the configured backend: its URL, whether it answers GET /health within 1.5 s, and the API key "
-    "(masked) with where it came from.",
+    "the configured backend: which training provider (chosen as `sft` chooses it: --provider, "
+    "SYNTH_PROVIDER, a well-known base URL, else openai), its URL, whether it answers GET /health within "
+    "1.5 s, and the API key (masked) with where it came from (the provider's key chain).",
 )
 
 

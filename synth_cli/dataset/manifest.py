@@ -49,9 +49,11 @@ def sha256_of(path: str | os.PathLike) -> str:
 
 
 def safe_label(label: str) -> str:
-    """A DB label with any credentials (user, password, query such as ?authToken=) removed."""
+    """A DB label with any credentials (user, password, query such as ?authToken=) removed; a path's
+    undecodable bytes shown as `\\xff` (a manifest and a job's metadata are UTF-8 text)."""
     if "://" not in label:
-        return os.path.abspath(label) if os.path.exists(label) else label
+        path = os.path.abspath(label) if os.path.exists(label) else label
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     try:
         parts = urlsplit(label)
         host = parts.hostname or ""
@@ -108,7 +110,7 @@ def write(opts: Any, stats: Any, outputs: list[tuple[str, Path, int]]) -> Path:
     from synth_cli.dataset.writer import write_small_file
 
     doc = build(opts, stats, outputs)
-    data = (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    data = (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
     return write_small_file(manifest_path(outputs[0][1]), data)
 
 
