@@ -65,7 +65,7 @@ def test_traces_over_http_counts(sqld_url):
     remote, _ = _both(sqld_url, "traces")
     [row] = remote["dbs"]
     assert row["db"] == sqld_url and row["kind"] == "libsql"
-    assert (row["traces"], row["events"], row["llm_calls"], row["experiments"]) == (30, 720, 240, 3)
+    assert (row["sessions"], row["events"], row["llm_calls"], row["experiments"]) == (30, 720, 240, 3)
     assert row["size_bytes"] > 0
 
 
@@ -164,7 +164,7 @@ def test_auth_token_from_libsql_or_turso_env(tmp_path, monkeypatch):
         "hint: set LIBSQL_AUTH_TOKEN (or TURSO_AUTH_TOKEN)"]
     assert wrong.exit_code == 1 and "hint: check the token in LIBSQL_AUTH_TOKEN" in wrong.stderr
     assert libsql.exit_code == 0, libsql.output
-    assert libsql.json()["totals"]["traces"] == 30 and libsql.json()["totals"]["llm_calls"] == 240
+    assert libsql.json()["totals"]["sessions"] == 30 and libsql.json()["totals"]["llm_calls"] == 240
     assert turso.exit_code == 0, turso.output
     assert turso.json()["session_id"] == SESSION
     assert token not in libsql.output + turso.output

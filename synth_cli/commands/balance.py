@@ -104,7 +104,8 @@ def _client(base_url_flag: Optional[str], api_key_flag: Optional[str]):
     from synth_cli.api.client import ApiClient
 
     # no key: ApiClient raises the one "no API key configured (tried …)" error every command gives
-    return ApiClient(base_url=config.base_url(base_url_flag), api_key=config.api_key(api_key_flag),
+    base = config.base_url(base_url_flag)
+    return ApiClient(base_url=base, api_key=config.api_key(api_key_flag, base=base),
                      max_retries=MAX_RETRIES)
 
 

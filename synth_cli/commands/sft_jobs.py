@@ -57,7 +57,8 @@ class Ctx:
         from synth_cli.api.fine_tuning import FineTuning
 
         self.base_flag = base_url
-        self.client = ApiClient(base_url=config.base_url(base_url), api_key=config.api_key(api_key))
+        base = config.base_url(base_url)
+        self.client = ApiClient(base_url=base, api_key=config.api_key(api_key, base=base))
         self.ft = FineTuning(self.client)
 
     def resume(self, job_id: str) -> str:

@@ -54,7 +54,7 @@ class DbSummary:
     def to_dict(self) -> dict[str, Any]:
         return {
             "db": self.db, "kind": self.kind, "schema": self.schema, "call_records": self.call_records,
-            "traces": self.sessions, "experiments": self.experiments, "events": self.events,
+            "sessions": self.sessions, "experiments": self.experiments, "events": self.events,
             "events_by_type": self.events_by_type, "messages": self.messages, "timesteps": self.timesteps,
             "llm_calls": self.llm_calls, "malformed_call_records": self.malformed_call_records,
             "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,

@@ -81,15 +81,17 @@ class _Record:
             obj.extra = extra  # type: ignore[attr-defined]
         return obj
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, keep_datetimes: bool = False) -> dict[str, Any]:
+        """The stored shape; `keep_datetimes=True` leaves datetimes as objects (for the CLI's
+        `--json`, which writes every time as RFC 3339 UTC)."""
         out: dict[str, Any] = {}
         for name in self._field_names():
             value = getattr(self, name)
             if isinstance(value, _Record):
-                value = value.to_dict()
+                value = value.to_dict(keep_datetimes=keep_datetimes)
             elif isinstance(value, list):
-                value = [v.to_dict() if isinstance(v, _Record) else v for v in value]
-            elif isinstance(value, datetime):
+                value = [v.to_dict(keep_datetimes=keep_datetimes) if isinstance(v, _Record) else v for v in value]
+            elif isinstance(value, datetime) and not keep_datetimes:
                 value = format_datetime(value)
             out[name] = value
         out.update(getattr(self, "extra", None) or {})
