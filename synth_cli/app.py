@@ -1,46 +1,30 @@
 """The root `synth-ai` Typer app: global options, command groups, one error formatter.
 
 The root only assembles: every command lives in `synth_cli/commands/<name>.py`
-and exposes `register(app)`. Modules are imported here, so they must keep their
+and exposes `register(app)`; `_register_commands` imports each one by name (a typo is an
+ImportError, never a silently missing command). Modules are imported here, so they must keep their
 top-level imports light (typer, rich-free helpers); anything heavy is imported
 inside the command function that needs it.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
+import signal
 import sys
 from typing import Any, Optional
 
 import typer
 from typer.core import TyperGroup
 
-from synth_cli import __version__
+from synth_cli import __version__, exit_interrupted
 from synth_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, SynthError
-
-#: command modules, in the order `--help` lists them (each has `register(app)`).
-COMMAND_MODULES = (
-    "traces",
-    "session",
-    "experiments",
-    "usage",
-    "status",
-    "filter",
-    "sft",
-    "serve",
-    "balance",
-    "calc",
-    "demo",
-    "man",
-)
 
 #: options accepted anywhere on the command line (moved in front of the subcommand).
 _GLOBAL_FLAGS = ("--json", "--debug", "--quiet", "-q", "--version")
 #: global options that take a value (`--env-file PATH` or `--env-file=PATH`).
 _GLOBAL_VALUE_OPTIONS = ("--env-file",)
-
 
 #: the root help's sections, in the order of the pipeline (traces → dataset → fine-tune → what it cost).
 HELP_SECTIONS = (
@@ -184,7 +168,10 @@ def run_guarded(fn, *, debug: bool, prog_name: str = "synth-ai", args: list[str]
         out.fail(message, hint, code)
         return code
 
+    early = _take_sigint()
     try:
+        if early:  # from here on Ctrl-C is a KeyboardInterrupt that commands can clean up after
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         rv = fn()
         return rv if isinstance(rv, int) else 0
     except SynthError as exc:
@@ -219,6 +206,20 @@ def run_guarded(fn, *, debug: bool, prog_name: str = "synth-ai", args: list[str]
             return fail(exc.format_message(), hint, getattr(exc, "exit_code", EXIT_USAGE) or EXIT_USAGE)
         hint = None if debug else "run again with --debug (or SYNTH_DEBUG=1) for the traceback"
         return fail(f"unexpected {type(exc).__name__}: {exc}", hint, EXIT_FAILURE)
+    finally:
+        if early:  # shutting down: a late Ctrl-C is the same one line, not a traceback
+            try:
+                signal.signal(signal.SIGINT, exit_interrupted)
+            except (ValueError, OSError):  # pragma: no cover
+                pass
+
+
+def _take_sigint() -> bool:
+    """Whether the start-up SIGINT handler of synth_cli/__init__.py is installed (the CLI is running)."""
+    try:
+        return signal.getsignal(signal.SIGINT) is exit_interrupted
+    except (ValueError, OSError):  # pragma: no cover
+        return False
 
 
 def _json_requested(args: list[str]) -> bool:
@@ -300,13 +301,24 @@ def root(
 
 
 def _register_commands() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"synth_cli.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"synth_cli.commands.{name}":
-                continue  # not built yet in this checkout
-            raise
+    """Every command group, imported explicitly, in the order `--help` lists them."""
+    from synth_cli.commands import (
+        balance,
+        calc,
+        demo,
+        experiments,
+        man,
+        serve,
+        session,
+        sft,
+        status,
+        traces,
+        usage,
+    )
+    from synth_cli.commands import filter as filter_command
+
+    for module in (traces, session, experiments, usage, status, filter_command, sft, serve, balance, calc, demo,
+                   man):
         module.register(app)
 
 

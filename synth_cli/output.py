@@ -11,6 +11,7 @@ Commands get the current sink with :func:`get_output`; the root callback sets it
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import date, datetime
 from typing import Any, Callable, Iterable, Sequence
@@ -30,6 +31,54 @@ def _json_default(obj: Any) -> Any:
 
 def dumps(obj: Any, *, indent: int | None = None) -> str:
     return json.dumps(obj, default=_json_default, ensure_ascii=False, indent=indent)
+
+
+# --------------------------------------------------------------------------- inert text
+
+#: what a terminal would act on instead of showing: C0 controls but tab and newline (ESC starts
+#: title changes, screen clears, hidden text; CR overwrites the line), DEL, C1 controls (CSI 0x9b),
+#: bidirectional overrides and marks (text shown in another order), and lone surrogates (bytes of
+#: a non-UTF-8 name, which would make the write itself fail).
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+                     "\ud800-\udfff]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    if 0xDC80 <= code <= 0xDCFF:  # a byte of a non-UTF-8 file name (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def inert(text: Any) -> str:
+    """`text` made safe to show: control characters as visible escapes (`\\x1b`), tab and newline kept.
+
+    Every string the CLI shows passes through here (tables, key-value lists, plain lines,
+    errors, the live view); rich markup is never interpreted in data (the consoles are
+    created with `markup=False`), so `lr [bold] sweep` shows as written.
+    """
+    text = text if isinstance(text, str) else str(text)
+    return _UNSAFE.sub(_visible, text) if _UNSAFE.search(text) else text
+
+
+def _inert_renderable(obj: Any) -> Any:
+    """Strings and rich Text made inert before layout (so column widths count what is shown)."""
+    if isinstance(obj, str):
+        return inert(obj)
+    plain = getattr(obj, "plain", None)
+    if isinstance(plain, str) and _UNSAFE.search(plain) and type(obj).__name__ == "Text":
+        from rich.text import Text
+
+        return Text(inert(plain), style=obj.style, justify=obj.justify, overflow=obj.overflow,
+                    no_wrap=obj.no_wrap, end=obj.end)
+    return obj
+
+
+def write_line(text: str, *, stderr: bool = False) -> None:
+    """One inert line on stdout (or stderr), in every mode: for renderers that print without a console."""
+    stream = sys.stderr if stderr else sys.stdout
+    stream.write(inert(text) + "\n")
+    stream.flush()
 
 
 # --------------------------------------------------------------------------- time (docs/json.md)
@@ -270,16 +319,17 @@ class Output:
         return self.json_mode or (self.quiet and not self._showing_result)
 
     # -- human output -----------------------------------------------------------
-    def print(self, *objects: Any, **kwargs: Any) -> None:
+    def print(self, *objects: Any, markup: bool = False, **kwargs: Any) -> None:
+        """Rich renderables; a string is shown literally unless `markup=True` (only for the CLI's own text)."""
         if self._silent:
             return
-        self.console.print(*objects, **kwargs)
+        self.console.print(*(_inert_renderable(o) for o in objects), markup=markup, **kwargs)
 
     def line(self, text: str = "") -> None:
         """Plain text on stdout with no markup processing (human mode only)."""
         if self._silent:
             return
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(inert(text) + "\n")
         sys.stdout.flush()
 
     def table(self, columns: Sequence[Any], rows: Iterable[Sequence[Any]], *,
@@ -293,7 +343,7 @@ class Output:
         if self._silent:
             return
         specs = [Col.of(c) for c in columns]
-        cells = [["" if c is None else str(c) for c in row] for row in rows]
+        cells = [list(row) for row in rows]
         keep = list(range(len(specs)))
         width = self.console.width
         while True:
@@ -315,9 +365,12 @@ class Output:
                      title: str | None, caption: str | None, cut: int = 0) -> Any:
         from rich.table import Table
 
-        table = Table(title=title, caption=caption, header_style="bold", title_justify="left",
-                      caption_justify="left", show_edge=False, pad_edge=False)
-        widths = {i: max([_cell_len(specs[i].name)] + [_cell_len(row[i]) for row in cells if i < len(row)])
+        from rich.text import Text
+
+        table = Table(title=None if title is None else Text(inert(title)),
+                      caption=None if caption is None else Text(inert(caption)), header_style="bold",
+                      title_justify="left", caption_justify="left", show_edge=False, pad_edge=False)
+        widths = {i: max([_cell_len(specs[i].name)] + [_cell_len(_plain(row[i])) for row in cells if i < len(row)])
                   for i in keep}
         for i in sorted((i for i in keep if not specs[i].wrap and specs[i].justify != "right"),
                         key=lambda i: -widths[i]):
@@ -329,12 +382,12 @@ class Output:
         for i in keep:
             spec = specs[i]
             if spec.wrap:
-                table.add_column(spec.name, justify=spec.justify, overflow="fold")
+                table.add_column(Text(inert(spec.name)), justify=spec.justify, overflow="fold")
             else:  # the whole value on one line: rich shrinks the prose columns first
-                table.add_column(spec.name, justify=spec.justify, no_wrap=True, overflow="ellipsis",
+                table.add_column(Text(inert(spec.name)), justify=spec.justify, no_wrap=True, overflow="ellipsis",
                                  min_width=widths[i], max_width=widths[i])
         for row in cells:
-            table.add_row(*(row[i] if i < len(row) else "" for i in keep))
+            table.add_row(*(_cell(row[i] if i < len(row) else None) for i in keep))
         return table
 
     def _min_width(self, table: Any) -> int:
@@ -347,11 +400,14 @@ class Output:
             return
         from rich.table import Table
 
-        table = Table(show_header=False, box=None, title=title, title_justify="left", pad_edge=False)
+        from rich.text import Text
+
+        table = Table(show_header=False, box=None, title=None if title is None else Text(inert(title)),
+                      title_justify="left", pad_edge=False)
         table.add_column(style="bold")
         table.add_column(overflow="fold")
         for key, value in pairs:
-            table.add_row(key, "" if value is None else str(value))
+            table.add_row(_cell(key), _cell(value))
         self.console.print(table)
 
     # -- diagnostics (stderr, every mode) ---------------------------------------------
@@ -362,25 +418,25 @@ class Output:
         if self.json_mode:
             from synth_cli.config import redact
 
-            self.json({"error": {"message": redact(_one_line(message)),
+            self.json({"error": {"message": redact(_one_line(message)),  # JSON escapes controls itself
                                  "hint": redact(_one_line(hint)) if hint else None, "exit_code": int(exit_code)}})
 
     def error(self, message: str, hint: str | None = None) -> None:
         from synth_cli.config import redact
 
-        _err_line("error: " + redact(_one_line(message)))
+        _err_line("error: " + inert(redact(_one_line(message))))
         if hint:
             self.hint(hint)
 
     def warn(self, message: str) -> None:
         from synth_cli.config import redact
 
-        _err_line("warning: " + redact(_one_line(message)))
+        _err_line("warning: " + inert(redact(_one_line(message))))
 
     def hint(self, message: str) -> None:
         from synth_cli.config import redact
 
-        _err_line("hint: " + redact(_one_line(message)))
+        _err_line("hint: " + inert(redact(_one_line(message))))
 
     def tip(self, message: str) -> None:
         """A `hint:` that is advice, not part of an error: dropped by --quiet."""
@@ -391,7 +447,30 @@ class Output:
         """Progress chatter for people: stderr, suppressed by --quiet and --json."""
         if self.quiet or self.json_mode:
             return
-        _err_line(message)
+        _err_line(inert(message))
+
+
+def _cell(value: Any) -> Any:
+    """A table cell: None empty, strings literal and inert (never markup), rich renderables as they are."""
+    from rich.text import Text
+
+    if value is None:
+        return Text("")
+    if isinstance(value, str):
+        return Text(inert(value))
+    if type(value).__name__ == "Text":
+        return _inert_renderable(value)
+    if hasattr(value, "__rich_console__") or hasattr(value, "__rich__"):
+        return value
+    return Text(inert(str(value)))
+
+
+def _plain(value: Any) -> str:
+    """What a cell shows, as text (for its width)."""
+    if value is None:
+        return ""
+    plain = getattr(value, "plain", None)
+    return inert(plain if isinstance(plain, str) else str(value))
 
 
 def _cell_len(text: str) -> int:
@@ -410,8 +489,6 @@ def _err_line(text: str) -> None:
 
 
 def _make_console(stream):
-    from rich.console import Console
-
     is_tty = False
     try:
         is_tty = stream.isatty()
@@ -425,8 +502,33 @@ def _make_console(stream):
 
         columns = os.environ.get("COLUMNS", "")
         width = int(columns) if columns.isdigit() and int(columns) > 0 else 160
-    return Console(file=stream, highlight=False, soft_wrap=False,
-                   width=width, no_color=not is_tty, force_terminal=None if is_tty else False)
+    # markup/emoji off: text from traces and servers is never interpreted (`[bold]`, `:smile:`);
+    # the CLI's own markup asks for it per call (`Output.print(..., markup=True)`).
+    return _safe_console_class()(file=stream, highlight=False, soft_wrap=False, markup=False, emoji=False,
+                                 width=width, no_color=not is_tty,
+                                 force_terminal=None if is_tty else False)
+
+
+_SafeConsole: Any = None
+
+
+def _safe_console_class() -> Any:
+    """A rich Console whose every text segment is made inert as it is written (a renderer that
+    builds its own rich objects, e.g. the live view, is covered too); its own control segments
+    (cursor moves of a live display) and the colour codes of styles pass."""
+    global _SafeConsole
+    if _SafeConsole is None:
+        from rich.console import Console
+        from rich.segment import Segment
+
+        class SafeConsole(Console):
+            def _render_buffer(self, buffer: Iterable[Any]) -> str:
+                return super()._render_buffer(
+                    seg if seg.control or not _UNSAFE.search(seg.text) else Segment(inert(seg.text), seg.style)
+                    for seg in buffer)
+
+        _SafeConsole = SafeConsole
+    return _SafeConsole
 
 
 _current: Output | None = None

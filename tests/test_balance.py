@@ -91,7 +91,10 @@ def test_backend_without_account_endpoints_does_not_report_balances(capsys):
         lines = _error_lines(invoke("balance", "--base-url", url, "--api-key", "sk-test-0123456789abcdef"))
         assert "this backend does not report balances" in lines[0] and url in lines[0]
         json_mode = invoke("--json", "balance", "--base-url", url, "--api-key", "sk-test-0123456789abcdef")
-        assert json_mode.stdout == "" and "does not report balances" in json_mode.stderr
+        assert "does not report balances" in json_mode.stderr
+        error = json_mode.json()["error"]  # under --json the failure is a JSON object on stdout too
+        assert "does not report balances" in error["message"] and error["exit_code"] == json_mode.exit_code == 1
+        assert error["hint"].startswith("balances come from")
 
         from synth_cli.api.billing import BalanceUnsupported
         from synth_cli.commands.balance import remote_usage

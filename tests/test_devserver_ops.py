@@ -190,11 +190,18 @@ def test_a_data_dir_from_before_result_files_is_upgraded(tmp_path):
         old = api.wait(api.create_job(file_id, hyperparameters={"n_epochs": 1, "batch_size": 6})["id"])
         assert len(old["result_files"]) == 1
         api.http.close()
-    with sqlite3.connect(srv.data_dir / "state.db") as conn:  # as an older `serve` left it
-        conn.execute("ALTER TABLE jobs DROP COLUMN result_files")
+    with sqlite3.connect(srv.data_dir / "state.db") as conn:  # as an older `serve` (schema 1) left it
+        conn.executescript("DROP TRIGGER jobs_object_insert; DROP TRIGGER jobs_object_update; "
+                           "DROP TRIGGER jobs_object_delete; DROP TRIGGER events_object_insert; "
+                           "DROP TABLE job_objects; ALTER TABLE events DROP COLUMN body; "
+                           "ALTER TABLE jobs DROP COLUMN result_files; PRAGMA user_version = 1;")
     with running_server(tmp_path, step_seconds=0.01) as srv:
         api = Api(srv)
         assert api.job(old["id"])["result_files"] == [] and api.job(old["id"])["status"] == "succeeded"
+        assert [j["id"] for j in api.get("/fine_tuning/jobs").json()["data"]] == [old["id"]]
+        events = api.events(old["id"])  # rendered once by the upgrade
+        assert events[0]["message"].startswith("Created fine-tuning job") and events[-1]["message"] == (
+            "The job has successfully completed")
         new = api.wait(api.create_job(file_id, hyperparameters={"n_epochs": 1, "batch_size": 6})["id"])
         (results_id,) = new["result_files"]
         assert api.get(f"/files/{results_id}/content").text.count("\n") == 1 + 2  # header + 2 steps
@@ -292,3 +299,33 @@ def test_corrupt_state_db_is_one_clear_error(tmp_path):
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert res.stderr.startswith(f"error: cannot use data dir {data}: state.db is not usable")
     assert (data / "state.db").read_bytes().startswith(b"this is not sqlite")  # left as it was
+
+
+def test_accepted_connections_get_tcp_nodelay():
+    """The listening socket says it is TCP, so asyncio turns Nagle's algorithm off on every accepted
+    connection (with protocol 0 it did not, and each answer on a kept-alive connection waited for a
+    delayed ACK)."""
+    import asyncio
+    import socket
+
+    from synth_cli.devserver.run import bind
+
+    async def accepted_nodelay() -> int:
+        listener = bind("127.0.0.1", 0)
+        seen: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        def on_client(reader, writer) -> None:
+            sock = writer.get_extra_info("socket")
+            seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_client, sock=listener)
+        _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+        try:
+            return await asyncio.wait_for(seen, 10)
+        finally:
+            writer.close()
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(accepted_nodelay()) != 0

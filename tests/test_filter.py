@@ -142,21 +142,49 @@ def test_max_reward_and_min_achievements(tmp_path):
         assert 0 < data["sessions"]["kept"] or n == 3
 
 
-def test_max_cost_and_max_tokens(fixture_db):
-    # the fixture's calls are free: give one session a cost of 5 cents per call (events store cents)
+def _session_figures(db) -> dict[str, dict]:
+    """Per-session figures as the `experiment` report gives them (the reference for `filter`)."""
+    out: dict[str, dict] = {}
+    for exp in invoke("experiments", "--db", db, "-q").stdout.split():
+        res = invoke("experiment", exp, "--db", db, "--json")
+        assert res.exit_code == 0, res.output
+        out.update({s["session_id"]: s for s in res.json()["sessions"]})
+    return out
+
+
+def test_max_cost_keeps_exactly_the_sessions_the_reports_price_at_or_below(fixture_db):
+    # events.cost_usd holds truncated cents (0 here); the exact cost is in the call records
+    figures = _session_figures(fixture_db)
+    costs = sorted({s["cost_usd"] for s in figures.values()})
+    assert len(figures) == 30 and costs[0] > 0.0005
+    assert stats("--db", fixture_db, "--dry-run", "--max-cost", "0.0005")["sessions"]["kept"] == 0
+    for limit in (costs[0], costs[len(costs) // 2], (costs[3] + costs[4]) / 2, costs[-1]):
+        data = stats("--db", fixture_db, "--dry-run", "--max-cost", repr(limit))
+        assert data["sessions"]["kept"] == sum(1 for c in figures.values() if c["cost_usd"] <= limit), limit
+
+
+def test_max_cost_falls_back_to_the_cents_column_like_the_reports(fixture_db):
     conn = sqlite3.connect(fixture_db)
     sid = conn.execute("SELECT session_id FROM session_traces ORDER BY session_id LIMIT 1").fetchone()[0]
-    conn.execute("UPDATE events SET cost_usd = 5 WHERE session_id = ? AND event_type = 'cais'", (sid,))
+    conn.execute("UPDATE events SET cost_usd = 5, call_records = json_remove(call_records, '$[0].usage.cost_usd') "
+                 "WHERE session_id = ? AND event_type = 'cais'", (sid,))
     conn.commit()
-    tokens = dict(conn.execute("SELECT session_id, SUM(total_tokens) FROM events WHERE event_type = 'cais' "
-                               "GROUP BY session_id").fetchall())
     conn.close()
-    data = stats("--db", fixture_db, "--dry-run", "--max-cost", "0.39", "--include-metadata")
-    assert data["sessions"]["dropped_by"] == {"max_cost": 1}  # 8 calls × 5 cents = $0.40
+    assert _session_figures(fixture_db)[sid]["cost_usd"] == pytest.approx(0.40)  # 8 calls x 5 cents
+    data = stats("--db", fixture_db, "--dry-run", "--max-cost", "0.39")
+    assert data["sessions"]["dropped_by"] == {"max_cost": 1}
     assert stats("--db", fixture_db, "--dry-run", "--max-cost", "0.40")["sessions"]["kept"] == 30
-    limit = sorted(tokens.values())[10]
-    data = stats("--db", fixture_db, "--dry-run", "--max-tokens", limit)
-    assert data["sessions"]["kept"] == sum(1 for t in tokens.values() if t <= limit)
+
+
+def test_max_tokens_and_min_reward_agree_with_the_reports(fixture_db):
+    figures = _session_figures(fixture_db)
+    tokens = sorted(s["total_tokens"] for s in figures.values())
+    for limit in (tokens[0], tokens[10], tokens[-1]):
+        data = stats("--db", fixture_db, "--dry-run", "--max-tokens", limit)
+        assert data["sessions"]["kept"] == sum(1 for s in figures.values() if s["total_tokens"] <= limit)
+    for reward in (1, 2):
+        data = stats("--db", fixture_db, "--dry-run", "--min-reward", reward)
+        assert data["sessions"]["kept"] == sum(1 for s in figures.values() if (s["reward"] or 0) >= reward)
 
 
 def test_experiment_by_id_and_name(tmp_path):

@@ -17,6 +17,9 @@ from synth_cli.tracing.models import LLMCallRecord, LLMUsage
 from synth_cli.store.reader import TraceStore
 from synth_cli.tracing.tracer import SessionTracer
 
+#: sha256 of m001_initial's DDL as shipped (tables, indexes, views joined by "\n;\n")
+M001_DIGEST = "4229a516f6306a2d8d7babb3c93c8a0ea96e14c38e5c77baf725e595be0d49c8"
+
 
 def _fixture_conn() -> sqlite3.Connection:
     return sqlite3.connect(f"file:{FIXTURE_DB}?mode=ro", uri=True)
@@ -77,12 +80,23 @@ def test_same_tables_columns_indexes_and_views_as_fixture(written_db):
 
 def test_schema_module_matches_fixture_sql():
     fixture = _snapshot(_fixture_conn())["sql"]
-    for name, ddl in schema.TABLES.items():
+    for name, ddl in schema.M001_TABLES.items():
         assert _norm(ddl) == fixture[("table", name)]
-    for name in schema.INDEXES:
-        assert _norm(schema.index_sql(name)) == fixture[("index", name)]
-    for name, ddl in schema.VIEWS.items():
+    for name, ddl in schema.M001_INDEXES.items():
+        assert _norm(ddl) == fixture[("index", name)]
+    for name, ddl in schema.M001_VIEWS.items():
         assert _norm(ddl) == fixture[("view", name)]
+
+
+def test_the_shipped_migration_m001_is_frozen():
+    """m001's DDL is pinned: a schema change is a new migration, never an edit of a shipped one."""
+    import hashlib
+
+    statements = [*schema.M001_TABLES.values(), *schema.M001_INDEXES.values(), *schema.M001_VIEWS.values()]
+    digest = hashlib.sha256("\n;\n".join(statements).encode()).hexdigest()
+    assert digest == M001_DIGEST
+    with pytest.raises(TypeError):
+        schema.M001_TABLES["events"] = "CREATE TABLE events (x)"  # read-only at run time too
 
 
 def test_views_answer_in_dollars(written_db):
@@ -131,7 +145,7 @@ def test_adopts_a_published_db_without_touching_its_data(tmp_path):
 def test_earlier_generation_gets_call_records_column(tmp_path):
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path)
-    for name, ddl in schema.TABLES.items():
+    for name, ddl in schema.M001_TABLES.items():
         if name == "events":
             ddl = ddl.replace("\tcall_records TEXT,\n", "")
         conn.execute(ddl)

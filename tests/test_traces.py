@@ -31,8 +31,12 @@ def test_fixture_counts_json():
     [row] = data["dbs"]
     _assert_fixture_row(row)
     assert row["db"] == str(FIXTURE_DIR)
-    assert data["totals"] == {"dbs": 1, "sessions": 30, "experiments": 3, "events": 720, "llm_calls": 240,
-                              "size_bytes": os.path.getsize(FIXTURE_DB), "malformed_call_records": 0}
+    assert data["totals"] == {"dbs": 1, "sessions": 30, "experiments": 3, "events": 720, "messages": 480,
+                              "llm_calls": 240, "input_tokens": row["input_tokens"],
+                              "output_tokens": row["output_tokens"], "total_tokens": row["total_tokens"],
+                              "cost_usd": row["cost_usd"], "size_bytes": os.path.getsize(FIXTURE_DB),
+                              "malformed_call_records": 0}
+    assert row["total_tokens"] > 0 and row["cost_usd"] > 0
     systems = {s["system"]: s for s in data["systems"]}
     assert systems["crafter-react-agent"]["event_types"] == {"cais": 240}
     assert systems["crafter-env"]["event_types"] == {"environment": 240}

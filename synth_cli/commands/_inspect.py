@@ -131,9 +131,6 @@ def opened(targets: Sequence[Target], *, on_skip: Any = None) -> Iterator[list[t
             store.close()
 
 
-def short_id(value: Optional[str], width: int = 8) -> str:
-    return "–" if not value else value[:width]
-
 
 def fmt_reward(value: Any) -> str:
     if value is None:

@@ -7,13 +7,12 @@ imported inside command functions only (it pulls in rich).
 
 from __future__ import annotations
 
-import sys
 import time
 from datetime import datetime, timezone
 from typing import Any
 
 from synth_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, SynthError
-from synth_cli.output import Output, fmt_duration, fmt_int
+from synth_cli.output import Output, fmt_duration, fmt_int, write_line
 
 #: exit code when --timeout ends the wait (the job itself goes on), as GNU `timeout` does.
 EXIT_TIMEOUT = 124
@@ -93,8 +92,7 @@ class PlainRenderer:
         pass
 
     def _line(self, stamp: str, text: str) -> None:
-        sys.stdout.write(f"{stamp}  {text}\n")
-        sys.stdout.flush()
+        write_line(f"{stamp}  {text}")
 
     def handle(self, update, follower) -> None:
         kind = update.kind
@@ -285,8 +283,7 @@ def follow_job(ft, job_id: str, out: Output, *, interval: float, timeout: float 
         out.ndjson(job)
     elif out.quiet:
         if job.get("status") == "succeeded" and job.get("fine_tuned_model"):
-            sys.stdout.write(f"{job['fine_tuned_model']}\n")
-            sys.stdout.flush()
+            write_line(str(job["fine_tuned_model"]))
     else:
         print_summary(out, job, job_wall_time(job, wall))
     status = job.get("status")
@@ -309,8 +306,7 @@ def print_summary(out: Output, job: dict[str, Any], wall: float) -> None:
     if not out.is_terminal:
         width = max(len(k) for k, _ in pairs)
         for key, value in pairs:
-            sys.stdout.write(f"{key + ':':<{width + 1}} {value}\n")
-        sys.stdout.flush()
+            write_line(f"{key + ':':<{width + 1}} {value}")
         return
     out.console.print()
     out.kv(pairs)

@@ -59,8 +59,8 @@ def demo(
             return
         from rich.markup import escape
 
-        out.print(f"\n[bold]{escape(title)}[/bold]")
-        out.print(f"[dim]$ {escape(command)}[/dim]")
+        out.print(f"\n[bold]{escape(title)}[/bold]", markup=True)
+        out.print(f"[dim]$ {escape(command)}[/dim]", markup=True)
 
     child_stdout = sys.stderr if out.json_mode else None
     try:
@@ -85,10 +85,10 @@ def demo(
     }
 
     def human() -> None:
-        out.print("\n[bold]7. Done[/bold] in " + f"{result.seconds:.1f}s")
+        out.print("\n[bold]7. Done[/bold] in " + f"{result.seconds:.1f}s", markup=True)
         out.kv([("fine-tuned model", result.fine_tuned_model or "–"),
                 *[("file", str(p)) for p in result.files]])
-        out.print("\n[bold]Next, with your own traces and a real backend:[/bold]")
+        out.print("\n[bold]Next, with your own traces and a real backend:[/bold]", markup=True)
         for line in (
             "synth-ai traces --db path/to/traces.db",
             "synth-ai filter --db path/to/traces.db --min-reward 1 --output train.jsonl",

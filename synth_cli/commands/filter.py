@@ -68,6 +68,9 @@ def filter_command(
     include_metadata: Optional[bool] = typer.Option(None, "--include-metadata/--no-include-metadata",
                                                     help="Add a metadata object (session, call, model, reward, "
                                                          "experiment) to each line."),
+    parents: Optional[bool] = typer.Option(None, "--parents/--no-parents",
+                                           help="Create the output's missing parent directories "
+                                                "(default: a missing directory is an error)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Compute everything, write nothing."),
     strict: Optional[bool] = typer.Option(None, "--strict/--no-strict",
                                           help="Malformed call records and invalid examples are errors."),
@@ -82,7 +85,7 @@ def filter_command(
         "min_achievements": min_achievements, "max_cost": max_cost, "max_tokens": max_tokens,
         "experiment": experiment or None, "since": since, "until": until, "where": where or None,
         "model": model or None, "include_errors": include_errors, "val_fraction": val_fraction, "seed": seed,
-        "limit": limit, "include_metadata": include_metadata, "strict": strict,
+        "limit": limit, "include_metadata": include_metadata, "strict": strict, "parents": parents,
     })
     file_values = load_config(config_file) if config_file else {}
     options = merge(file_values, flags)
@@ -142,7 +145,10 @@ def _report_problems(stats: Any, options: Any, out: Any) -> None:
                  "--strict makes this an error")
     if stats.invalid:
         reasons = "; ".join(f"{reason} ({count})" for reason, count in stats.invalid.most_common(3))
-        out.warn(f"left out {sum(stats.invalid.values())} example(s) that fail validation: {reasons}")
+        named = "; ".join(f"session {e['session_id']} call {e['call_id']}: {e['reason']}"
+                          for e in stats.invalid_examples[:3])
+        out.warn(f"left out {sum(stats.invalid.values())} example(s) that fail validation: {reasons}"
+                 + (f" (first: {named}; all named in --json)" if named else ""))
     if stats.examples == 0:
         if stats.sessions_kept and not stats.calls_scanned and not stats.malformed_rows:
             # The filters kept sessions, but they hold nothing to convert: loosening won't help.

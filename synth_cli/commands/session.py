@@ -55,7 +55,7 @@ class _Printer:
 
     def line(self, text: str = "", indent: int = 0) -> None:
         pad = " " * indent
-        lines = str(text).splitlines() or [""]
+        lines = str(text).split("\n")  # only newlines: a CR or form feed in data is shown, not obeyed
         self.out.line(pad + lines[0])
         for extra in lines[1:]:
             self.out.line(pad + "  " + extra)

@@ -6,8 +6,6 @@ each with `register(sft_app)`.
 
 from __future__ import annotations
 
-import importlib
-
 import typer
 
 sft_app = typer.Typer(
@@ -16,16 +14,9 @@ sft_app = typer.Typer(
     no_args_is_help=True,
 )
 
-SFT_MODULES = ("sft_validate", "sft_jobs")
-
-
 def register(app: typer.Typer) -> None:
-    for name in SFT_MODULES:
-        try:
-            module = importlib.import_module(f"synth_cli.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"synth_cli.commands.{name}":
-                continue
-            raise
+    from synth_cli.commands import sft_jobs, sft_validate
+
+    for module in (sft_validate, sft_jobs):
         module.register(sft_app)
     app.add_typer(sft_app, name="sft")

@@ -13,7 +13,7 @@ from typing import Any, Optional
 import typer
 
 from synth_cli.errors import SynthError, UsageError
-from synth_cli.output import fmt_bytes, fmt_duration, fmt_float, fmt_int, fmt_time, get_output
+from synth_cli.output import fmt_bytes, fmt_duration, fmt_float, fmt_int, fmt_time, get_output, write_line
 
 FILE_ID_RE = re.compile(r"^file-[A-Za-z0-9_\-]+$")
 DEFAULT_INTERVAL = 2.0
@@ -135,10 +135,9 @@ def _validate(path: Path, what: str) -> None:
 
 
 def _stderr(text: str) -> None:
-    import sys
+    from synth_cli.output import write_line
 
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
+    write_line(text, stderr=True)
 
 
 def _upload(ctx: Ctx, path: Path) -> dict[str, Any]:
@@ -229,7 +228,7 @@ def submit(
         if out.json_mode:
             out.json(job)
         elif out.quiet:
-            typer.echo(job_id)
+            write_line(str(job_id))
         else:
             out.line(f"created fine-tuning job {job_id} (model {job.get('model') or model}, "
                      f"status {job.get('status')})")

@@ -64,12 +64,10 @@ def status_command(
                      fmt_int(d["experiments"]), fmt_int(d["total_tokens"]), fmt_usd(d["cost_usd"]),
                      fmt_bytes(d["size_bytes"])) for d in dbs]
             if len(dbs) > 1:
-                rows.append(("total", fmt_int(sum(d["sessions"] for d in dbs)), fmt_int(sum(d["events"] for d in dbs)),
-                             fmt_int(sum(d["messages"] or 0 for d in dbs)),
-                             fmt_int(sum(d["experiments"] or 0 for d in dbs)),
-                             fmt_int(sum(d["total_tokens"] for d in dbs)),
-                             fmt_usd(sum(d["cost_usd"] or 0 for d in dbs)),
-                             fmt_bytes(sum(d["size_bytes"] or 0 for d in dbs))))
+                total = queries.totals(summaries)
+                rows.append(("total", fmt_int(total["sessions"]), fmt_int(total["events"]), fmt_int(total["messages"]),
+                             fmt_int(total["experiments"]), fmt_int(total["total_tokens"]),
+                             fmt_usd(total["cost_usd"] or 0), fmt_bytes(total["size_bytes"])))
             out.table(["DB", ("sessions", "right"), ("events", "right"), Col("messages", "right", drop=2),
                        Col("experiments", "right", drop=1), ("tokens", "right"), ("cost", "right"),
                        Col("size", "right", drop=3)], rows,

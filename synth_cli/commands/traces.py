@@ -36,18 +36,9 @@ def traces(
         for target, store in stores:
             summaries.append(queries.summarize(store, label=target.label))
 
-    summaries.sort(key=lambda s: (s.last_activity is None, -(s.last_activity.timestamp() if s.last_activity else 0),
-                                  s.db))
+    summaries = queries.by_activity(summaries)
     shown = summaries[:limit] if limit else summaries
-    totals = {
-        "dbs": len(summaries),
-        "sessions": sum(s.sessions for s in summaries),
-        "experiments": sum(s.experiments or 0 for s in summaries),
-        "events": sum(s.events for s in summaries),
-        "llm_calls": sum(s.llm_calls or 0 for s in summaries),
-        "size_bytes": sum(s.size_bytes or 0 for s in summaries),
-        "malformed_call_records": sum(s.malformed_call_records for s in summaries),
-    }
+    totals = queries.totals(summaries)
     systems = queries.merge_systems((s.db, s.systems) for s in summaries)
     data = {"root": root_value, "dbs": [s.to_dict() for s in shown], "has_more": len(shown) < len(summaries),
             "totals": totals, "systems": systems, "skipped": skipped}

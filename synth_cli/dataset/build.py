@@ -27,7 +27,7 @@ from synth_cli.dataset import convert as cv
 from synth_cli.dataset.options import FilterOptions
 from synth_cli.store.selection import FILTER_ORDER, MAX_IN_LIST, scan_calls, scan_messages, select_sessions
 from synth_cli.dataset.validate import check_example
-from synth_cli.dataset.writer import AtomicFiles, val_path
+from synth_cli.dataset.writer import AtomicFiles, Protected, val_path
 from synth_cli.errors import DatasetError
 from synth_cli.store.reader import TraceStore, open_stores
 
@@ -35,6 +35,13 @@ from synth_cli.store.reader import TraceStore, open_stores
 MALFORMED_NAMED = 5
 #: rows between two progress reports.
 PROGRESS_EVERY = 500
+#: how many left-out examples the stats name (session, call, reason).
+INVALID_NAMED = 20
+#: the call-record schema this converter knows (records without a version are taken as it).
+KNOWN_SCHEMA = "1.0"
+#: validation reasons that mean a tool result whose call is nowhere in the session.
+_UNANSWERED = {"tool message answers no earlier tool call", "tool message without tool_call_id"}
+UNRESTORABLE = "tool result whose tool call no earlier call record of the session holds"
 
 
 @dataclass
@@ -66,6 +73,14 @@ class FilterStats:
     malformed_rows: int = 0
     malformed_sessions: list[str] = field(default_factory=list)
     limit_reached: bool = False
+    #: assistant history turns whose tool calls were restored from earlier call records.
+    restored_tool_calls: int = 0
+    #: call records by schema_version, for versions other than the one this converter knows.
+    schema_versions: Counter = field(default_factory=Counter)
+    #: the first examples left out as invalid: session, call and reason.
+    invalid_examples: list[dict[str, Any]] = field(default_factory=list)
+    #: sessions mode: conversations cut at an invalid turn (the valid parts kept).
+    split_conversations: int = 0
     filters: dict[str, Any] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
@@ -105,7 +120,11 @@ class FilterStats:
                 "duplicates_removed": self.duplicates,
                 "empty_outputs": self.empty_outputs,
                 "invalid_dropped": dict(sorted(self.invalid.items())),
+                "invalid_examples": self.invalid_examples,
+                "restored_tool_calls": self.restored_tool_calls,
+                "split_conversations": self.split_conversations,
             },
+            "schema_versions": dict(sorted(self.schema_versions.items())),
             "skipped_parts": dict(sorted(self.skipped.items())),
             "token_estimate": self.token_estimate,
             "reward_histogram": self.reward_histogram(),
@@ -165,7 +184,7 @@ def val_sessions(session_ids: Any, fraction: float, seed: int) -> set[str]:
 
 
 class _Session:
-    __slots__ = ("session_id", "total_reward", "experiment_id", "is_val", "remaining", "merger")
+    __slots__ = ("session_id", "total_reward", "experiment_id", "is_val", "remaining", "merger", "history")
 
     def __init__(self, session_id: str, total_reward: float, experiment_id: str | None, is_val: bool,
                  remaining: int):
@@ -175,6 +194,7 @@ class _Session:
         self.is_val = is_val
         self.remaining = remaining
         self.merger: Any = None
+        self.history: Any = None  # convert.ToolCallHistory, made on the first tool call
 
 
 class _Sink:
@@ -198,15 +218,24 @@ class _Sink:
         if self.on_progress is not None and self._rows % PROGRESS_EVERY == 0:
             self.on_progress(self.stats)
 
+    def reject(self, errors: list[str], session: _Session, call_id: str | None) -> None:
+        """Count an invalid example (by reason, and named among the first few); --strict: fail."""
+        stats = self.stats
+        errors = [UNRESTORABLE if e in _UNANSWERED else e for e in errors]
+        for reason in set(errors):
+            stats.invalid[reason] += 1
+        if len(stats.invalid_examples) < INVALID_NAMED:
+            stats.invalid_examples.append({"session_id": session.session_id, "call_id": call_id,
+                                           "reason": errors[0]})
+        if self.opts.strict:
+            raise DatasetError(f"session {session.session_id}: the example of call {call_id} is not valid "
+                               f"({errors[0]})", hint="drop --strict to skip invalid examples")
+
     def emit(self, example: dict, session: _Session, call_id: str | None, model: str | None) -> None:
         stats = self.stats
         errors = check_example(example)
         if errors:
-            for reason in set(errors):
-                stats.invalid[reason] += 1
-            if self.opts.strict:
-                raise DatasetError(f"session {session.session_id}: the example of call {call_id} is not valid "
-                                   f"({errors[0]})", hint="drop --strict to skip invalid examples")
+            self.reject(errors, session, call_id)
             return
         line = dumps_bytes(example)
         digest = hashlib.sha1(line).digest()
@@ -270,6 +299,14 @@ def _malformed(stats: FilterStats, opts: FilterOptions, session_id: str, event_i
         stats.malformed_sessions.append(session_id)
 
 
+def _unknown_schema(stats: FilterStats, opts: FilterOptions, session_id: str, version: Any) -> None:
+    if opts.strict:
+        raise DatasetError(f"session {session_id}: a call record has schema_version {version!r}; this version "
+                           f"of synth-ai reads {KNOWN_SCHEMA}",
+                           hint="drop --strict to convert it as schema 1.0 (with a notice)")
+    stats.schema_versions[str(version)] += 1
+
+
 def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Sink, kept: dict[str, _Session]) -> None:
     sessions_mode = opts.mode == "sessions"
     models = frozenset(opts.models) if opts.models else None
@@ -297,32 +334,63 @@ def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Si
                 converted = []
                 for record in records:
                     stats.calls_scanned += 1
+                    version = record.get("schema_version")
+                    if version is not None and version != KNOWN_SCHEMA:
+                        _unknown_schema(stats, opts, session_id, version)
+                    use = True
                     if models is not None and record.get("model_name") not in models:
                         dropped["model"] += 1
-                        continue
-                    if not include_errors and record.get("outcome") not in cv.SUCCESS_OUTCOMES:
+                        use = False
+                    elif not include_errors and record.get("outcome") not in cv.SUCCESS_OUTCOMES:
                         dropped["outcome"] += 1
-                        continue
-                    converted.append(cv.convert_call(record, skipped))
+                        use = False
+                    if use:
+                        converted.append(cv.convert_call(record, skipped))
+                    elif record.get("output_tool_calls"):  # still the source of later histories' tool calls
+                        output = cv.convert_output(record, len(record.get("input_messages") or ()), {})
+                        if output is not None and output.get("tool_calls"):
+                            if session.history is None:
+                                session.history = cv.ToolCallHistory()
+                            session.history.add(output)
             except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
                 _malformed(stats, opts, session_id, row[0], str(exc) or type(exc).__name__)
                 converted = []
             for call in converted:
-                if call.output is None:
+                history = session.history
+                if history is not None and call.tool_inputs:
+                    history.restore(call)
+                    stats.restored_tool_calls += call.restored
+                output = call.output
+                if output is not None and "tool_calls" in output:
+                    if history is None:
+                        history = session.history = cv.ToolCallHistory()
+                    history.add(output)
+                if output is None:
                     stats.empty_outputs += 1
                     continue
                 stats.calls_used += 1
                 if sessions_mode:
-                    if session.merger is None:
-                        session.merger = cv.ConversationMerger()
-                    done = session.merger.add(call, (call.call_id, call.model))
+                    merger = session.merger
+                    if merger is None:
+                        merger = session.merger = cv.ConversationMerger()
+                    errors = check_example(cv.example_of(call))  # type: ignore[arg-type]
+                    if errors:  # an invalid turn: keep what came before it, start again after it
+                        if merger.messages is not None:
+                            stats.split_conversations += 1
+                        done = merger.finish()
+                        if done is not None:
+                            sink.emit(done[0], session, *done[1])
+                        sink.reject(errors, session, call.call_id)
+                        continue
+                    done = merger.add(call, (call.call_id, call.model))
                     if done is not None:
                         sink.emit(done[0], session, *done[1])
                 else:
                     sink.emit(cv.example_of(call), session, call.call_id, call.model)  # type: ignore[arg-type]
-            if sessions_mode:
-                session.remaining -= 1
-                if session.remaining <= 0 and session.merger is not None:
+            session.remaining -= 1
+            if session.remaining <= 0:
+                session.history = None
+                if session.merger is not None:
                     done = session.merger.finish()
                     session.merger = None
                     if done is not None:
@@ -428,19 +496,19 @@ def _messages(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: 
 # --------------------------------------------------------------------------- entry point
 
 
-def _check_paths(opts: FilterOptions, stores: list[TraceStore]) -> tuple[Path | None, Path | None]:
+def _check_paths(opts: FilterOptions, stores: list[TraceStore]) -> tuple[Path | None, Path | None, Protected]:
+    """The outputs to write and what they must never be: every local DB read, with its -wal/-shm/-journal."""
+    protected = Protected(store.path for store in stores if getattr(store, "path", None) is not None)
     if opts.dry_run:
-        return None, None
+        return None, None, protected
     if not opts.output:
         raise DatasetError("no output file given", hint="pass --output FILE.jsonl (or --dry-run)")
     output = Path(opts.output).expanduser()
     val = val_path(output) if opts.val_fraction > 0 else None
-    for store in stores:
-        db = getattr(store, "path", None)
-        for target in (output, val):
-            if db is not None and target is not None and target.exists() and target.resolve() == Path(db).resolve():
-                raise DatasetError(f"{target}: is the trace DB being read", hint="choose another --output")
-    return output, val
+    for target in (output, val):
+        if target is not None:
+            protected.check(target)
+    return output, val, protected
 
 
 def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None = None,
@@ -466,10 +534,12 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
 
     stores = open_stores(opts.dbs)
     try:
-        output, val = _check_paths(opts, stores)
-        with AtomicFiles() as files:
-            train_file = files.open(output) if output is not None else None
+        output, val, protected = _check_paths(opts, stores)
+        with AtomicFiles(parents=opts.parents, protected=protected) as files:
+            train_file = files.open(output, through_ok=val is None) if output is not None else None
             val_file = files.open(val) if val is not None else None
+            for text in files.notices:
+                notice(text)
             sink = _Sink(opts, stats, train_file, val_file)
             sink.on_progress = on_progress
             try:
@@ -498,6 +568,12 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
                         _calls(store, opts, stats, sink, kept)
             except _Stop:
                 pass
+            for version, count in sorted(stats.schema_versions.items()):
+                notice(f"{count} call record(s) have schema_version {version!r}, which this version of synth-ai "
+                       f"does not know; they were converted as schema {KNOWN_SCHEMA} (--strict refuses them)")
+            if stats.split_conversations:
+                notice(f"sessions mode: cut {stats.split_conversations} conversation(s) at an invalid turn; "
+                       "the valid parts before and after it were kept")
             if stats.examples == 0:
                 files.abort()
             elif stats.train == 0 and output is not None:

@@ -59,9 +59,15 @@ def _image_url(part: dict) -> dict | None:
         if b64:
             url = f"data:{part.get('mime_type') or 'image/png'};base64,{b64}"
     data = part.get("data")
-    if not url and isinstance(data, dict):  # a raw OpenAI part kept as data
-        inner = data.get("image_url")
-        url = inner.get("url") if isinstance(inner, dict) else inner
+    if not url and isinstance(data, dict):
+        if data.get("type") == "base64" and isinstance(data.get("data"), str):
+            # an Anthropic image source, as the published helper stores it (media type alongside)
+            url = f"data:{data.get('media_type') or part.get('mime_type') or 'image/png'};base64,{data['data']}"
+        elif data.get("type") == "url" and isinstance(data.get("url"), str):
+            url = data["url"]  # an Anthropic URL image source
+        else:  # a raw OpenAI part kept as data
+            inner = data.get("image_url")
+            url = inner.get("url") if isinstance(inner, dict) else inner
     if not url or not isinstance(url, str):
         return None
     image: dict[str, Any] = {"url": url}
@@ -215,10 +221,50 @@ def convert_output(record: dict, index: int, skipped: Skipped) -> dict | None:
     calls = record.get("output_tool_calls")
     if not calls and first is not None:
         calls = first.get("tool_calls")
+    if not calls and record.get("chunks"):
+        calls = stream_tool_calls(record["chunks"])
     _finish_message(out, content, calls, index)
     if out.get("content") == "" and content is None:
         return None  # neither text nor tool calls: nothing to learn from
     return out
+
+
+def stream_tool_calls(chunks: Any) -> list[dict]:
+    """The tool calls of a streamed chat completion, rebuilt from its stored chunks' raw JSON.
+
+    The published helper keeps only a stream's text (`delta_text`); the tool-call deltas
+    (`choices[0].delta.tool_calls`: id and name first, arguments in pieces, keyed by index)
+    are in each chunk's `raw_json`. ToolCallSpec dicts in index order; [] when none.
+    """
+    from synth_cli._json import loads
+
+    calls: dict[int, dict] = {}
+    if not isinstance(chunks, list):
+        return []
+    for chunk in chunks:
+        raw = chunk.get("raw_json") if isinstance(chunk, dict) else None
+        if not isinstance(raw, str) or "tool_calls" not in raw:
+            continue
+        try:
+            choices = loads(raw).get("choices") or []
+        except (ValueError, AttributeError):
+            continue
+        for choice in choices:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            for tc in delta.get("tool_calls") or ():
+                if not isinstance(tc, dict):
+                    continue
+                slot = calls.setdefault(int(tc.get("index") or 0), {"name": "", "arguments_json": "", "call_id": None})
+                if tc.get("id"):
+                    slot["call_id"] = tc["id"]
+                fn = tc.get("function") or {}
+                if fn.get("name"):
+                    slot["name"] = fn["name"]
+                if isinstance(fn.get("arguments"), str):
+                    slot["arguments_json"] += fn["arguments"]
+    return [calls[i] for i in sorted(calls)]
 
 
 def _normalise_tool(tool: Any) -> Any:
@@ -271,9 +317,15 @@ _PLAIN_ROLES = frozenset(("system", "user", "assistant"))
 
 
 def convert_inputs(record: dict, skipped: Skipped) -> list[dict]:
+    return _convert_inputs(record, skipped)[0]
+
+
+def _convert_inputs(record: dict, skipped: Skipped) -> tuple[list[dict], bool]:
+    """(input messages, whether any is a tool message)."""
     messages = record.get("input_messages")
     if not messages:
-        return []
+        return [], False
+    tool = False
     out = []
     append = out.append
     plain = _PLAIN_ROLES
@@ -296,17 +348,21 @@ def convert_inputs(record: dict, skipped: Skipped) -> list[dict]:
         converted = convert_message(m, i, skipped)
         if converted is not None:
             append(converted)
-    return out
+            if converted["role"] == "tool":
+                tool = True
+    return out, tool
 
 
 class ConvertedCall:
     """One call record converted: its input messages, output message and tools."""
 
-    __slots__ = ("inputs", "output", "tools", "parallel", "call_id", "model")
+    __slots__ = ("inputs", "output", "tools", "parallel", "call_id", "model", "tool_inputs", "restored")
 
     def __init__(self, inputs: list[dict], output: dict | None, tools: list | None, parallel: bool | None,
-                 call_id: str | None, model: str | None):
+                 call_id: str | None, model: str | None, tool_inputs: bool = False):
         self.inputs = inputs
+        self.tool_inputs = tool_inputs  # some input message is a tool result
+        self.restored = 0  # assistant history turns whose tool calls were restored (ToolCallHistory)
         self.output = output
         self.tools = tools
         self.parallel = parallel
@@ -318,10 +374,91 @@ def convert_call(record: dict, skipped: Skipped) -> ConvertedCall:
     """Convert one call record dict. Raises TypeError/AttributeError/KeyError when malformed."""
     if type(record) is not dict:
         raise TypeError("call record is not an object")
-    inputs = convert_inputs(record, skipped)
+    inputs, tool_inputs = _convert_inputs(record, skipped)
     output = convert_output(record, len(inputs), skipped)
     tools, parallel = convert_tools(record)
-    return ConvertedCall(inputs, output, tools, parallel, record.get("call_id"), record.get("model_name"))
+    return ConvertedCall(inputs, output, tools, parallel, record.get("call_id"), record.get("model_name"),
+                         tool_inputs)
+
+
+class ToolCallHistory:
+    """One session's tool calls so far, from its call records' outputs, to repair histories.
+
+    The published tracer's `LLMMessage` has no field for an assistant's tool calls, and its
+    helper drops the tool messages' `tool_call_id` too: in a stored history the assistant
+    turns that called tools come back as text only, and the `role: tool` results after them
+    answer nothing. The same calls are in the session's earlier records
+    (`output_tool_calls`), under the same ids. :meth:`restore` puts them back:
+
+    * an assistant history message without tool calls, followed by tool messages, gets the
+      tool calls of the earlier output that holds the tool messages' ids (by call id); when
+      the tool messages carry no ids, of the next earlier output (in session order) with the
+      same text and as many tool calls as there are tool messages, whose ids the tool
+      messages then get, in order;
+    * nothing else changes; when no earlier record holds the calls, the history stays as
+      stored (and the example fails validation with its reason).
+
+    Feed the session's calls in order: :meth:`restore` a call's inputs, then :meth:`add` its output.
+    """
+
+    __slots__ = ("by_id", "turns")
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, int] = {}
+        self.turns: list[tuple[dict, list]] = []  # (output without tool calls, its tool calls)
+
+    def add(self, output: dict | None) -> None:
+        calls = output.get("tool_calls") if output is not None else None
+        if not calls:
+            return
+        self.turns.append((_bare(output), calls))  # type: ignore[arg-type]
+        n = len(self.turns) - 1
+        for c in calls:
+            if isinstance(c, dict) and isinstance(c.get("id"), str):
+                self.by_id.setdefault(c["id"], n)
+
+    def restore(self, call: ConvertedCall) -> None:
+        if not call.tool_inputs or not self.turns:
+            return
+        inputs = call.inputs
+        pointer = 0
+        i = 0
+        n = len(inputs)
+        while i < n:
+            m = inputs[i]
+            if m.get("role") != "assistant" or "tool_calls" in m or "function_call" in m \
+                    or i + 1 >= n or inputs[i + 1].get("role") != "tool":
+                i += 1
+                continue
+            j = i + 1
+            while j < n and inputs[j].get("role") == "tool":
+                j += 1
+            results = inputs[i + 1:j]
+            ids = [r.get("tool_call_id") for r in results]
+            found = None
+            known = [x for x in ids if x]
+            if known:
+                turn = self.by_id.get(known[0])
+                if turn is not None:
+                    have = {c.get("id") for c in self.turns[turn][1]}
+                    if all(x in have for x in known) and len(results) <= len(have):
+                        found = turn
+            else:
+                bare = _bare(m)
+                for turn in range(pointer, len(self.turns)):
+                    text, calls = self.turns[turn]
+                    if len(calls) == len(results) and text == bare:
+                        found = turn
+                        break
+            if found is not None:
+                calls = self.turns[found][1]
+                inputs[i] = {**m, "tool_calls": [dict(c) for c in calls]}
+                if not known:
+                    for r, c in zip(results, calls):
+                        r["tool_call_id"] = c["id"]
+                pointer = found + 1
+                call.restored += 1
+            i = j
 
 
 def example_of(call: ConvertedCall) -> dict | None:
@@ -495,6 +632,7 @@ def final_has_tool_calls(example: dict) -> bool:
 __all__ = [
     "ConversationMerger",
     "ConvertedCall",
+    "ToolCallHistory",
     "call_succeeded",
     "convert_call",
     "convert_content",
@@ -506,4 +644,5 @@ __all__ = [
     "example_of",
     "has_tool_calls",
     "same_turn",
+    "stream_tool_calls",
 ]

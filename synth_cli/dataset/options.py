@@ -53,6 +53,8 @@ class FilterOptions:
     include_metadata: bool = False
     dry_run: bool = False
     strict: bool = False
+    #: create missing parent directories of the output (`--parents`)
+    parents: bool = False
     #: what the config file asked for that has no equivalent here (reported as warnings)
     ignored: list[str] = field(default_factory=list)
 
@@ -189,7 +191,7 @@ def _bool(value: Any, name: str) -> bool:
 FILTER_KEYS = (
     "db", "output", "mode", "min_reward", "max_reward", "min_achievements", "max_cost", "max_tokens",
     "experiment", "since", "until", "where", "model", "include_errors", "val_fraction", "seed", "limit",
-    "include_metadata", "strict",
+    "include_metadata", "strict", "parents",
 )
 PUBLISHED_FILTERS_KEYS = ("min_total_reward", "min_achievements", "max_cost", "max_tokens", "models")
 PUBLISHED_TOP_KEYS = ("mode", "filters", "window", "output")
@@ -237,7 +239,7 @@ def build(values: dict[str, Any], *, source: str = "flag") -> dict[str, Any]:
             out["where"] = parse_where(value, name(key))
         elif key == "model":
             out["models"] = _str_list(value, name(key))
-        elif key in ("include_errors", "include_metadata", "strict", "dry_run"):
+        elif key in ("include_errors", "include_metadata", "strict", "dry_run", "parents"):
             out[key] = _bool(value, name(key))
         elif key == "val_fraction":
             fraction = _number(value, name(key))

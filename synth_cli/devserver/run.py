@@ -6,7 +6,7 @@ import contextlib
 import signal
 import socket
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 from synth_cli.devserver.server import ServerConfig, create_app
 from synth_cli.devserver.store import Store
@@ -21,9 +21,15 @@ class Stopped(Exception):
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket (OSError when the address is taken or invalid)."""
+    """A listening TCP socket (OSError when the address is taken or invalid).
+
+    The protocol is given explicitly (IPPROTO_TCP, not 0): asyncio sets TCP_NODELAY on accepted
+    connections only when the socket says it is TCP, and accepted sockets inherit the listening
+    socket's protocol. With protocol 0, Nagle's algorithm and delayed ACKs held every answer after
+    the first on a kept-alive connection for ~40 ms.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -43,8 +44,7 @@ from synth_cli.devserver import engine as engine_mod
 from synth_cli.devserver import simulate
 from synth_cli.devserver.engine import Engine
 from synth_cli.devserver.errors import APIError, bad_request, error_body, not_found
-from synth_cli.devserver.store import (Store, checkpoint_object, event_object, file_object, job_object, new_id,
-                                       prediction_object)
+from synth_cli.devserver.store import Store, checkpoint_object, file_object, new_id, prediction_object
 from synth_cli.devserver.uploads import UploadError, discard, receive_upload
 from synth_cli.devserver.validation import describe_errors, inspect_file
 
@@ -77,8 +77,23 @@ def owner_of(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
 
 
+class FastJSONResponse(JSONResponse):
+    """JSON encoded by orjson; `bytes` content is taken as JSON already encoded (e.g. by SQLite)."""
+
+    def render(self, content: Any) -> bytes:
+        if isinstance(content, bytes):
+            return content
+        return orjson.dumps(content)
+
+
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(data, status_code=status, headers=headers)
+    return FastJSONResponse(data, status_code=status, headers=headers)
+
+
+def _json_list(items: list[str], has_more: bool) -> JSONResponse:
+    """`{"object": "list", "data": [...], "has_more": ...}` around objects already rendered as JSON text."""
+    body = '{"object":"list","data":[' + ",".join(items) + '],"has_more":' + ("true" if has_more else "false") + "}"
+    return FastJSONResponse(body.encode("utf-8"))
 
 
 def _error_response(exc: APIError) -> JSONResponse:
@@ -496,20 +511,19 @@ async def create_job(request: Request) -> Response:
         validating += f" and validation file: {spec['validation_file']}"
     events = [("info", f"Created fine-tuning job: {job_id}", "message", {}), ("info", validating, "message", {})]
     events += [("warn", f"Training file: {w}", "message", {}) for w in report.get("warnings", [])]
-    job = store.insert_job(row, events)
+    body = store.insert_job(row, events)
     request.app.state.engine.wake()
-    return _json(job_object(job))
+    return _json(body.encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- jobs: reading
 
 
-def _job_or_404(request: Request) -> Any:
+def _job_or_404(request: Request) -> dict[str, str]:
     job_id = request.path_params["job_id"]
-    row = _store(request).get_job(_owner(request), job_id)
-    if row is None:
+    if not _store(request).job_exists(_owner(request), job_id):
         raise not_found(f"No fine-tuning job found with id {job_id}.", "fine_tuning_job_id")
-    return row
+    return {"id": job_id}
 
 
 async def list_jobs(request: Request) -> Response:
@@ -520,11 +534,15 @@ async def list_jobs(request: Request) -> Response:
             metadata[name[len("metadata["):-1]] = value
     rows, more = _store(request).list_jobs(_owner(request), after=request.query_params.get("after"), limit=limit,
                                            metadata=metadata)
-    return _json(_list_page([job_object(r) for r in rows], more, ids=False))
+    return _json_list(rows, more)
 
 
 async def retrieve_job(request: Request) -> Response:
-    return _json(job_object(_job_or_404(request)))
+    job_id = request.path_params["job_id"]
+    text = _store(request).job_json(_owner(request), job_id)
+    if text is None:
+        raise not_found(f"No fine-tuning job found with id {job_id}.", "fine_tuning_job_id")
+    return _json(text.encode("utf-8"))
 
 
 @idempotent
@@ -536,14 +554,14 @@ async def cancel_job(request: Request) -> Response:
     if outcome == "finished":
         raise bad_request(f"Job {job_id} has already {row['status']}: only running jobs can be cancelled.",
                           "fine_tuning_job_id", "job_not_cancellable")
-    return _json(job_object(row))
+    return _json(_store(request).job_json(_owner(request), job_id).encode("utf-8"))
 
 
 async def list_events(request: Request) -> Response:
     job = _job_or_404(request)
     limit = _int_param(request, "limit", 20, 1, 1000)
     rows, more = _store(request).list_events(job["id"], after=request.query_params.get("after"), limit=limit)
-    return _json(_list_page([event_object(r) for r in rows], more, ids=False))
+    return _json_list(rows, more)
 
 
 async def list_checkpoints(request: Request) -> Response:

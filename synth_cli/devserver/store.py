@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ORGANIZATION_ID = "org-synth-local"
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -82,7 +82,8 @@ CREATE TABLE IF NOT EXISTS events (
     level TEXT NOT NULL,
     message TEXT NOT NULL,
     type TEXT NOT NULL,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    body TEXT
 );
 CREATE INDEX IF NOT EXISTS events_job ON events(job_id, seq);
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -141,6 +142,58 @@ CREATE TABLE IF NOT EXISTS idempotency (
 """
 
 
+#: The API objects rendered by SQLite itself (`json_object`), so list endpoints neither decode the
+#: stored JSON columns nor build a dict per row: each row comes back as its final JSON text.
+_HP_JSON = ("json_object('n_epochs', n_epochs, 'batch_size', batch_size, "
+            "'learning_rate_multiplier', learning_rate_multiplier)")
+JOB_JSON = (
+    "json_object('object', 'fine_tuning.job', 'id', id, 'model', model, 'created_at', created_at, "
+    "'finished_at', finished_at, 'fine_tuned_model', fine_tuned_model, "
+    f"'organization_id', '{ORGANIZATION_ID}', 'result_files', json(COALESCE(result_files, '[]')), "
+    "'status', status, 'validation_file', validation_file, 'training_file', training_file, "
+    f"'hyperparameters', {_HP_JSON}, "
+    f"'method', json_object('type', 'supervised', 'supervised', json_object('hyperparameters', {_HP_JSON})), "
+    "'trained_tokens', trained_tokens, 'error', json(error), 'seed', seed, 'estimated_finish', estimated_finish, "
+    "'integrations', json('[]'), 'metadata', json(metadata), 'user_provided_suffix', suffix)")
+EVENT_JSON = ("json_object('object', 'fine_tuning.job.event', 'id', id, 'created_at', created_at, 'level', level, "
+              "'message', message, 'data', json(data), 'type', type)")
+
+
+#: columns of `jobs` whose change never shows in the API object (the runner's position).
+_RUNNER_COLUMNS = ("step", "next_at")
+_JOB_COLUMNS = ("id", "owner", "model", "training_file", "validation_file", "suffix", "seed", "metadata", "request_form",
+                "n_epochs", "batch_size", "learning_rate_multiplier", "status", "created_at", "finished_at",
+                "estimated_finish", "fine_tuned_model", "trained_tokens", "error", "n_examples", "example_tokens",
+                "total_steps", "samples", "result_files")
+
+#: Read models kept by SQLite: each job's and each event's API object as JSON text, rendered by
+#: the triggers below from the one definition above, so reads never decode columns or build a
+#: dict per row. `job_objects` is its own small table (the jobs rows carry the training samples,
+#: which a read of any column after them would walk through).
+DERIVED = f"""
+CREATE TABLE IF NOT EXISTS job_objects (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_objects_owner ON job_objects(owner, seq);
+CREATE TRIGGER IF NOT EXISTS jobs_object_insert AFTER INSERT ON jobs BEGIN
+    INSERT OR REPLACE INTO job_objects (seq, id, owner, body)
+        SELECT seq, id, owner, {JOB_JSON} FROM jobs WHERE seq = new.seq;
+END;
+CREATE TRIGGER IF NOT EXISTS jobs_object_update AFTER UPDATE OF {', '.join(_JOB_COLUMNS)} ON jobs BEGIN
+    UPDATE job_objects SET body = (SELECT {JOB_JSON} FROM jobs WHERE seq = new.seq) WHERE seq = new.seq;
+END;
+CREATE TRIGGER IF NOT EXISTS jobs_object_delete AFTER DELETE ON jobs BEGIN
+    DELETE FROM job_objects WHERE seq = old.seq;
+END;
+CREATE TRIGGER IF NOT EXISTS events_object_insert AFTER INSERT ON events BEGIN
+    UPDATE events SET body = {EVENT_JSON} WHERE seq = new.seq;
+END;
+"""
+
+
 def new_id(prefix: str, length: int = 24) -> str:
     return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
@@ -183,11 +236,17 @@ class Store:
             raise sqlite3.DatabaseError(f"{self.db_path} was written by a newer synth-ai (schema {version})")
         conn.executescript(SCHEMA)
         self._add_missing_columns(conn)
+        conn.executescript(DERIVED)
+        if version < 2:  # a data dir from before the read models: render them once
+            with self.tx() as c:
+                c.execute(f"INSERT OR REPLACE INTO job_objects (seq, id, owner, body) "
+                          f"SELECT seq, id, owner, {JOB_JSON} FROM jobs")
+                c.execute(f"UPDATE events SET body = {EVENT_JSON} WHERE body IS NULL")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     #: columns added after a table was first released: (table, column, SQL type). A data dir
     #: written by an older `serve` gets them on start; their rows read as NULL.
-    ADDED_COLUMNS = (("jobs", "result_files", "TEXT"),)
+    ADDED_COLUMNS = (("jobs", "result_files", "TEXT"), ("events", "body", "TEXT"))
 
     @classmethod
     def _add_missing_columns(cls, conn: sqlite3.Connection) -> None:
@@ -313,26 +372,37 @@ class Store:
                       [job[k] for k in columns])
             for level, message, kind, data in events:
                 self.add_event(c, job["id"], message, level=level, kind=kind, data=data)
-            return c.execute("SELECT * FROM jobs WHERE id = ?", (job["id"],)).fetchone()
+            return self.job_json(job["owner"], job["id"], c)  # type: ignore[return-value]
 
     def get_job(self, owner: str, job_id: str) -> sqlite3.Row | None:
         return self.conn().execute("SELECT * FROM jobs WHERE id = ? AND owner = ?", (job_id, owner)).fetchone()
 
+    def job_exists(self, owner: str, job_id: str) -> bool:
+        return self.conn().execute("SELECT 1 FROM jobs WHERE id = ? AND owner = ?", (job_id, owner)).fetchone() is not None
+
+    def job_json(self, owner: str, job_id: str, conn: sqlite3.Connection | None = None) -> str | None:
+        """The job's API object as JSON text (None: no such job of this owner)."""
+        row = (conn or self.conn()).execute("SELECT body FROM job_objects WHERE id = ? AND owner = ?",
+                                            (job_id, owner)).fetchone()
+        return row[0] if row is not None else None
+
     def list_jobs(self, owner: str, *, after: str | None, limit: int,
-                  metadata: dict[str, str] | None = None) -> tuple[list[sqlite3.Row], bool]:
-        sql = "SELECT * FROM jobs WHERE owner = ?"
+                  metadata: dict[str, str] | None = None) -> tuple[list[str], bool]:
+        """Newest first, each job's API object as JSON text; (page, has_more)."""
+        sql = "SELECT body FROM job_objects WHERE owner = ?"
         params: list[Any] = [owner]
         if after:
-            anchor = self.conn().execute("SELECT seq FROM jobs WHERE id = ? AND owner = ?", (after, owner)).fetchone()
+            anchor = self.conn().execute("SELECT seq FROM job_objects WHERE id = ? AND owner = ?",
+                                         (after, owner)).fetchone()
             if anchor is not None:
                 sql += " AND seq < ?"
-                params.append(anchor["seq"])
+                params.append(anchor[0])
         for key, value in (metadata or {}).items():
-            sql += " AND json_extract(metadata, ?) = ?"
-            params += ["$." + json.dumps(key), value]
+            sql += " AND json_extract(body, ?) = ?"
+            params += ["$.metadata." + json.dumps(key), value]
         sql += " ORDER BY seq DESC LIMIT ?"
         params.append(limit + 1)
-        rows = self.conn().execute(sql, params).fetchall()
+        rows = [r[0] for r in self.conn().execute(sql, params)]
         return rows[:limit], len(rows) > limit
 
     def due_jobs(self, at: float) -> list[str]:
@@ -356,9 +426,10 @@ class Store:
                   (event_id, job_id, created_at or now(), level, message, kind, _dumps(data or {})))
         return event_id
 
-    def list_events(self, job_id: str, *, after: str | None, limit: int) -> tuple[list[sqlite3.Row], bool]:
-        """Newest first, like OpenAI; `after` = an event id: the events older than it."""
-        sql = "SELECT * FROM events WHERE job_id = ?"
+    def list_events(self, job_id: str, *, after: str | None, limit: int) -> tuple[list[str], bool]:
+        """Newest first, like OpenAI, each event as its API object's JSON text; `after` = an event id:
+        the events older than it."""
+        sql = "SELECT body FROM events WHERE job_id = ?"
         params: list[Any] = [job_id]
         if after:
             anchor = self.conn().execute("SELECT seq FROM events WHERE id = ? AND job_id = ?",
@@ -369,7 +440,7 @@ class Store:
             params.append(anchor["seq"])
         sql += " ORDER BY seq DESC LIMIT ?"
         params.append(limit + 1)
-        rows = self.conn().execute(sql, params).fetchall()
+        rows = [r[0] for r in self.conn().execute(sql, params)]
         return rows[:limit], len(rows) > limit
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -464,38 +535,6 @@ def file_object(row: sqlite3.Row) -> dict[str, Any]:
     if row["expires_at"] is not None:
         obj["expires_at"] = row["expires_at"]
     return obj
-
-
-def job_object(row: sqlite3.Row) -> dict[str, Any]:
-    hp = {"n_epochs": row["n_epochs"], "batch_size": row["batch_size"],
-          "learning_rate_multiplier": row["learning_rate_multiplier"]}
-    return {
-        "object": "fine_tuning.job",
-        "id": row["id"],
-        "model": row["model"],
-        "created_at": row["created_at"],
-        "finished_at": row["finished_at"],
-        "fine_tuned_model": row["fine_tuned_model"],
-        "organization_id": ORGANIZATION_ID,
-        "result_files": _loads(row["result_files"], []),
-        "status": row["status"],
-        "validation_file": row["validation_file"],
-        "training_file": row["training_file"],
-        "hyperparameters": hp,
-        "method": {"type": "supervised", "supervised": {"hyperparameters": dict(hp)}},
-        "trained_tokens": row["trained_tokens"],
-        "error": _loads(row["error"]),
-        "seed": row["seed"],
-        "estimated_finish": row["estimated_finish"],
-        "integrations": [],
-        "metadata": _loads(row["metadata"]),
-        "user_provided_suffix": row["suffix"],
-    }
-
-
-def event_object(row: sqlite3.Row) -> dict[str, Any]:
-    return {"object": "fine_tuning.job.event", "id": row["id"], "created_at": row["created_at"],
-            "level": row["level"], "message": row["message"], "data": _loads(row["data"], {}), "type": row["type"]}
 
 
 def checkpoint_object(row: sqlite3.Row) -> dict[str, Any]:

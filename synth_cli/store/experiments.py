@@ -9,21 +9,19 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
 from synth_cli.errors import TraceStoreError, UsageError
-from synth_cli.store.reader import Schema, TraceStore
+from synth_cli.store.reader import TraceStore
 from synth_cli.store.sql import (
     MAX_CANDIDATES,
     as_dt,
     as_int,
     as_usd,
-    calls_sql,
     col,
-    cost_usd_sql,
     cutoff_sql_value,
     earliest,
     has,
     json_obj,
     latest,
-    tokens_sql,
+    session_figures_cte,
 )
 
 
@@ -47,40 +45,6 @@ class ExperimentRow:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def _session_aggregates_cte(schema: Schema, *, session_filter: str = "") -> str:
-    """`ev` (per-session event figures) and `msg` (messages per session) CTE bodies.
-
-    `session_filter` restricts both to some sessions; `{alias}` in it names the table alias.
-    """
-    inp, out, total = tokens_sql(schema)
-    calls = calls_sql(schema)
-    reward = col(schema, "events", "reward", "e")
-    created = col(schema, "events", "created_at", "e")
-    term = col(schema, "events", "terminated", "e")
-    model = col(schema, "events", "model_name", "e")
-    where = f"WHERE {session_filter.format(alias='e')}" if session_filter else ""
-    ev = f"""ev AS (
-  SELECT e.session_id AS session_id, COUNT(*) AS events,
-         SUM(CASE WHEN e.event_type = 'cais' THEN 1 ELSE 0 END) AS lm_events,
-         SUM(CASE WHEN e.event_type = 'cais' THEN {calls or 'NULL'} END) AS llm_calls,
-         SUM(CASE WHEN e.event_type = 'cais' THEN {inp} END) AS input_tokens,
-         SUM(CASE WHEN e.event_type = 'cais' THEN {out} END) AS output_tokens,
-         SUM(CASE WHEN e.event_type = 'cais' THEN {total} END) AS total_tokens,
-         SUM(CASE WHEN e.event_type = 'cais' THEN {cost_usd_sql(schema)} END) AS cost_usd,
-         SUM(CASE WHEN e.event_type = 'environment' THEN {reward} END) AS reward,
-         MAX(CASE WHEN e.event_type = 'environment' THEN {term} END) AS terminated,
-         GROUP_CONCAT(DISTINCT CASE WHEN e.event_type = 'cais' THEN {model} END) AS models,
-         MIN({created}) AS first_event, MAX({created}) AS last_event
-  FROM events e {where} GROUP BY e.session_id)"""
-    if has(schema, "messages"):
-        msg_where = f"WHERE {session_filter.format(alias='m')}" if session_filter else ""
-        msg = f"msg AS (SELECT m.session_id AS session_id, COUNT(*) AS messages FROM messages m {msg_where} " \
-              f"GROUP BY m.session_id)"
-    else:
-        msg = "msg AS (SELECT NULL AS session_id, NULL AS messages WHERE 0)"
-    return ev + ",\n" + msg
 
 
 def experiments(store: TraceStore, *, limit: int | None = None, active_since: datetime | None = None
@@ -131,7 +95,7 @@ FROM sess WHERE sess.experiment_id IS NULL
     else:
         body = f"SELECT sess.experiment_id AS experiment_id, NULL AS name, NULL AS description, " \
                f"NULL AS created_at, {figures} FROM sess"
-    sql = f"""WITH {_session_aggregates_cte(schema)},
+    sql = f"""WITH {session_figures_cte(schema)},
 {sess}
 SELECT *, COUNT(*) OVER () AS total_rows FROM ({body}) AS t
 ORDER BY MAX(COALESCE(julianday(t.last_event), 0), COALESCE(julianday(t.last_session), 0),
@@ -251,7 +215,7 @@ def experiment_sessions(store: TraceStore, experiment_id: str | None) -> list[Se
     else:
         steps_cte, steps_join = "", ""
         steps = col(schema, "session_traces", "num_timesteps", "s")
-    sql = f"""WITH {_session_aggregates_cte(schema, session_filter=in_exp)}{steps_cte}
+    sql = f"""WITH {session_figures_cte(schema, session_filter=in_exp)}{steps_cte}
 SELECT s.session_id AS session_id, {s_created} AS created_at, {s_meta} AS metadata, {steps} AS steps,
        ev.events AS events, msg.messages AS messages, ev.llm_calls AS llm_calls, ev.reward AS reward,
        ev.terminated AS terminated, ev.input_tokens AS input_tokens, ev.output_tokens AS output_tokens,

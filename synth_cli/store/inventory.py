@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from synth_cli.store.reader import TraceStore
 from synth_cli.store.sql import (
@@ -136,6 +136,31 @@ GROUP BY event_type, system"""
     summary.systems = sorted(systems.values(), key=lambda e: (-e["events"], e["system"] or ""))
     summary.size_bytes = store.size_bytes()
     return summary
+
+
+def by_activity(summaries: Iterable[DbSummary]) -> list[DbSummary]:
+    """Most recently active first (DBs without activity last), then by name."""
+    return sorted(summaries, key=lambda s: (s.last_activity is None,
+                                            -(s.last_activity.timestamp() if s.last_activity else 0), s.db))
+
+
+def totals(summaries: Sequence[DbSummary]) -> dict[str, Any]:
+    """The figures of several DBs added up (the `traces` and `status` totals)."""
+    costs = [s.cost_usd for s in summaries if s.cost_usd is not None]
+    return {
+        "dbs": len(summaries),
+        "sessions": sum(s.sessions for s in summaries),
+        "experiments": sum(s.experiments or 0 for s in summaries),
+        "events": sum(s.events for s in summaries),
+        "messages": sum(s.messages or 0 for s in summaries),
+        "llm_calls": sum(s.llm_calls or 0 for s in summaries),
+        "input_tokens": sum(s.input_tokens for s in summaries),
+        "output_tokens": sum(s.output_tokens for s in summaries),
+        "total_tokens": sum(s.total_tokens for s in summaries),
+        "cost_usd": as_usd(sum(costs)) if costs else None,
+        "size_bytes": sum(s.size_bytes or 0 for s in summaries),
+        "malformed_call_records": sum(s.malformed_call_records for s in summaries),
+    }
 
 
 def merge_systems(groups: Iterable[tuple[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:

@@ -151,17 +151,6 @@ def _has_sqlite_header(path: Path) -> bool:
         return False
 
 
-def db_display_name(path: Path, root: Path) -> str:
-    """`default` for root/default/data; the file name for plain files (relative to root)."""
-    try:
-        rel = path.relative_to(root)
-    except ValueError:
-        return str(path)
-    parts = rel.parts
-    if parts and parts[-1] == "data" and len(parts) >= 2:
-        parts = parts[:-1]
-    return "/".join(parts)
-
 
 def target_key(target: str | os.PathLike) -> str:
     """Identity of a target for de-duplication (resolved path, or the URL as given)."""

@@ -20,12 +20,15 @@ This module never prints.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 MIGRATIONS_TABLE = "_synth_migrations"
 
+# FROZEN: the DDL that the shipped migration m001_initial runs, literally. Never edit these
+# three mappings (a test pins their digest); change the schema with a new migration.
 # Tables in dependency order (a table's foreign keys point to tables above it).
-TABLES: dict[str, str] = {
+M001_TABLES: Mapping[str, str] = MappingProxyType({
     "experiments": """CREATE TABLE experiments (
 	experiment_id VARCHAR NOT NULL,
 	name VARCHAR NOT NULL,
@@ -143,32 +146,31 @@ TABLES: dict[str, str] = {
 	FOREIGN KEY(session_id) REFERENCES session_traces (session_id),
 	FOREIGN KEY(timestep_id) REFERENCES session_timesteps (id)
 )""",
-}
+})
 
-# name -> (table, columns)
-INDEXES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "idx_experiment_name": ("experiments", ("name",)),
-    "idx_experiment_created": ("experiments", ("created_at",)),
-    "idx_system_type": ("systems", ("system_type",)),
-    "idx_system_name": ("systems", ("name",)),
-    "idx_session_created": ("session_traces", ("created_at",)),
-    "idx_session_experiment": ("session_traces", ("experiment_id",)),
-    "idx_version_created": ("system_versions", ("created_at",)),
-    "idx_version_system": ("system_versions", ("system_id",)),
-    "idx_timestep_turn": ("session_timesteps", ("turn_number",)),
-    "idx_timestep_session_step": ("session_timesteps", ("session_id", "step_id")),
-    "idx_experimental_system": ("experimental_systems", ("experiment_id", "system_id")),
-    "idx_event_model": ("events", ("model_name",)),
-    "idx_event_trace": ("events", ("trace_id",)),
-    "idx_event_type": ("events", ("event_type",)),
-    "idx_event_created": ("events", ("created_at",)),
-    "idx_event_session_step": ("events", ("session_id", "timestep_id")),
-    "idx_message_type": ("messages", ("message_type",)),
-    "idx_message_session_step": ("messages", ("session_id", "timestep_id")),
-    "idx_message_timestamp": ("messages", ("timestamp",)),
-}
+M001_INDEXES: Mapping[str, str] = MappingProxyType({
+    "idx_experiment_name": "CREATE INDEX idx_experiment_name ON experiments (name)",
+    "idx_experiment_created": "CREATE INDEX idx_experiment_created ON experiments (created_at)",
+    "idx_system_type": "CREATE INDEX idx_system_type ON systems (system_type)",
+    "idx_system_name": "CREATE INDEX idx_system_name ON systems (name)",
+    "idx_session_created": "CREATE INDEX idx_session_created ON session_traces (created_at)",
+    "idx_session_experiment": "CREATE INDEX idx_session_experiment ON session_traces (experiment_id)",
+    "idx_version_created": "CREATE INDEX idx_version_created ON system_versions (created_at)",
+    "idx_version_system": "CREATE INDEX idx_version_system ON system_versions (system_id)",
+    "idx_timestep_turn": "CREATE INDEX idx_timestep_turn ON session_timesteps (turn_number)",
+    "idx_timestep_session_step": "CREATE INDEX idx_timestep_session_step ON session_timesteps (session_id, step_id)",
+    "idx_experimental_system": "CREATE INDEX idx_experimental_system ON experimental_systems (experiment_id, system_id)",
+    "idx_event_model": "CREATE INDEX idx_event_model ON events (model_name)",
+    "idx_event_trace": "CREATE INDEX idx_event_trace ON events (trace_id)",
+    "idx_event_type": "CREATE INDEX idx_event_type ON events (event_type)",
+    "idx_event_created": "CREATE INDEX idx_event_created ON events (created_at)",
+    "idx_event_session_step": "CREATE INDEX idx_event_session_step ON events (session_id, timestep_id)",
+    "idx_message_type": "CREATE INDEX idx_message_type ON messages (message_type)",
+    "idx_message_session_step": "CREATE INDEX idx_message_session_step ON messages (session_id, timestep_id)",
+    "idx_message_timestamp": "CREATE INDEX idx_message_timestamp ON messages (timestamp)",
+})
 
-VIEWS: dict[str, str] = {
+M001_VIEWS: Mapping[str, str] = MappingProxyType({
     "model_usage_stats": """CREATE VIEW model_usage_stats AS
         SELECT
             model_name,
@@ -212,7 +214,7 @@ VIEWS: dict[str, str] = {
         FROM experiments e
         LEFT JOIN session_traces s ON e.experiment_id = s.experiment_id
         GROUP BY e.experiment_id""",
-}
+})
 
 EVENT_TYPES = ("cais", "environment", "runtime")
 MESSAGE_TYPES = ("user", "assistant", "system", "tool_use", "tool_result")
@@ -229,24 +231,19 @@ def migration(fn: Migration) -> Migration:
     return fn
 
 
-def index_sql(name: str) -> str:
-    table, columns = INDEXES[name]
-    return f"CREATE INDEX {name} ON {table} ({', '.join(columns)})"
-
-
 @migration
 def m001_initial(db) -> None:
     """The published tracing_v3 schema: create every table, index and view that is missing."""
     existing_tables = set(db.table_names())
-    for name, ddl in TABLES.items():
+    for name, ddl in M001_TABLES.items():
         if name not in existing_tables:
             db.execute(ddl)
     existing_indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()}
-    for name in INDEXES:
+    for name, ddl in M001_INDEXES.items():
         if name not in existing_indexes:
-            db.execute(index_sql(name))
+            db.execute(ddl)
     existing_views = set(db.view_names())
-    for name, ddl in VIEWS.items():
+    for name, ddl in M001_VIEWS.items():
         if name not in existing_views:
             db.execute(ddl)
 
@@ -300,6 +297,6 @@ def is_current(db) -> bool:
 
 
 __all__ = [
-    "EVENT_TYPES", "INDEXES", "MESSAGE_TYPES", "MIGRATIONS", "MIGRATIONS_TABLE", "TABLES", "VIEWS",
-    "applied_migrations", "index_sql", "is_current", "migrate", "migration",
+    "EVENT_TYPES", "M001_INDEXES", "M001_TABLES", "M001_VIEWS", "MESSAGE_TYPES", "MIGRATIONS", "MIGRATIONS_TABLE",
+    "applied_migrations", "is_current", "migrate", "migration",
 ]

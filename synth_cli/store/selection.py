@@ -1,10 +1,10 @@
 """The SQL `filter` runs: session selection in one pass, then one streamed scan.
 
-* :func:`select_sessions`: ONE query computes, for every session, its total
-  environment reward, achievements of its last environment event, cost (cents) and
-  tokens of its `cais` events, how many calls/messages it holds, and which filter
-  (if any) drops it (`dropped_by`, first failing filter in :data:`FILTER_ORDER`).
-  No query per session.
+* :func:`select_sessions`: ONE query computes, for every session, its figures as the
+  reports define them (:func:`synth_cli.store.sql.session_figures_cte`: total environment
+  reward, exact cost in USD, tokens), the achievements of its last environment event, how
+  many call-record events/messages it holds, and which filter (if any) drops it
+  (`dropped_by`, first failing filter in :data:`FILTER_ORDER`). No query per session.
 * :func:`scan_calls`: the `cais` events' `call_records` blobs, streamed in id order
   through :meth:`TraceStore.scan` (one cursor locally, keyset pages against libSQL).
 * :func:`scan_messages`: the `messages` table with each message's timestep order, for
@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 from synth_cli.dataset.options import FilterOptions
 from synth_cli.store.reader import TraceStore
+from synth_cli.store.sql import COST_PRECISION, achievements_sql, session_figures_cte
 
 #: order in which session filters are tried; a dropped session is counted under the first that fails.
 FILTER_ORDER = ("experiment", "since", "until", "where", "min_reward", "max_reward", "min_achievements",
@@ -37,15 +38,11 @@ class SessionRow:
     experiment_id: str | None
     total_reward: float
     achievements: int
-    cost_cents: float
+    cost_usd: float
     tokens: int
     calls: int
     models: str | None
     dropped_by: str | None
-
-
-def _col(store: TraceStore, table: str, column: str, expr: str, default: str = "NULL") -> str:
-    return expr if store.schema.has(table, column) else default
 
 
 def json_path(key: str) -> str:
@@ -57,30 +54,17 @@ def json_path(key: str) -> str:
 def session_query(store: TraceStore, opts: FilterOptions, *, fallback: bool = False) -> tuple[str, list[Any]]:
     """The one-pass session query (see module doc) and its parameters."""
     schema = store.schema
-    reward = _col(store, "events", "reward", "reward")
-    cost = _col(store, "events", "cost_usd", "cost_usd")
-    tokens = _col(store, "events", "total_tokens", "total_tokens")
-    state = _col(store, "events", "system_state_after", "system_state_after")
-    has_records = schema.has_call_records
-    calls_expr = ("SUM(CASE WHEN event_type = 'cais' AND call_records IS NOT NULL THEN 1 ELSE 0 END)"
-                  if has_records else "0")
-    models_expr = ("GROUP_CONCAT(DISTINCT CASE WHEN event_type = 'cais' THEN model_name END)"
-                   if fallback and schema.has("events", "model_name") else "NULL")
     has_messages = schema.has("messages", "session_id")
-    msg_cte = (",\nmagg AS (SELECT session_id, COUNT(*) AS n FROM messages GROUP BY session_id)"
-               if fallback and has_messages else "")
-    msg_join = "LEFT JOIN magg ON magg.session_id = s.session_id" if msg_cte else ""
-    calls_col = "COALESCE(magg.n, 0)" if msg_cte else "COALESCE(a.calls, 0)"
+    calls_col = "COALESCE(msg.messages, 0)" if fallback and has_messages else "COALESCE(ev.record_events, 0)"
     has_experiments = schema.has("experiments", "name")
     exp_join = "LEFT JOIN experiments x ON x.experiment_id = s.experiment_id" if has_experiments else ""
     exp_name = "x.name" if has_experiments else "NULL"
     s_exp = "s.experiment_id" if schema.has("session_traces", "experiment_id") else "NULL"
     s_meta = "s.metadata" if schema.has("session_traces", "metadata") else "NULL"
     s_created = "s.created_at" if schema.has("session_traces", "created_at") else "NULL"
-    achievements = (
-        "CASE WHEN json_valid(le.system_state_after) THEN (SELECT COUNT(*) FROM json_each("
-        "le.system_state_after, '$.public_state.achievements_status') j WHERE j.type = 'true') ELSE 0 END"
-        if state != "NULL" else "0")
+    # The session figures have one definition (store.sql); the exact cost costs a JSON parse
+    # of every call record, so it is read only when --max-cost needs it.
+    figures = session_figures_cte(schema, exact_cost=opts.max_cost is not None)
 
     params: list[Any] = []
     checks: list[tuple[str, str]] = []
@@ -115,8 +99,8 @@ def session_query(store: TraceStore, opts: FilterOptions, *, fallback: bool = Fa
         checks.append(("min_achievements", "b.achievements >= ?"))
         params.append(opts.min_achievements)
     if opts.max_cost is not None:
-        checks.append(("max_cost", "b.cost_cents <= ?"))
-        params.append(opts.max_cost * 100.0)  # events.cost_usd holds cents
+        checks.append(("max_cost", f"ROUND(b.cost_usd, {COST_PRECISION}) <= ?"))
+        params.append(opts.max_cost)
     if opts.max_tokens is not None:
         checks.append(("max_tokens", "b.tokens <= ?"))
         params.append(opts.max_tokens)
@@ -129,29 +113,20 @@ def session_query(store: TraceStore, opts: FilterOptions, *, fallback: bool = Fa
         dropped = "NULL"
 
     sql = f"""
-WITH agg AS (
-  SELECT session_id,
-         SUM(CASE WHEN event_type = 'environment' THEN {reward} END) AS total_reward,
-         SUM(CASE WHEN event_type = 'cais' THEN {cost} END) AS cost_cents,
-         SUM(CASE WHEN event_type = 'cais' THEN {tokens} END) AS tokens,
-         {calls_expr} AS calls,
-         MAX(CASE WHEN event_type = 'environment' THEN id END) AS last_env_id,
-         {models_expr} AS models
-  FROM events GROUP BY session_id
-){msg_cte},
+WITH {figures},
 b AS (
   SELECT s.session_id AS session_id, {s_created} AS created_at, {s_exp} AS experiment_id,
          {exp_name} AS experiment_name, {s_meta} AS metadata,
-         COALESCE(a.total_reward, 0) AS total_reward, COALESCE(a.cost_cents, 0) AS cost_cents,
-         COALESCE(a.tokens, 0) AS tokens, {calls_col} AS calls, a.models AS models,
-         {achievements} AS achievements
+         COALESCE(ev.reward, 0) AS total_reward, COALESCE(ev.cost_usd, 0) AS cost_usd,
+         COALESCE(ev.total_tokens, 0) AS tokens, {calls_col} AS calls, ev.models AS models,
+         {achievements_sql(schema, "le")} AS achievements
   FROM session_traces s
-  LEFT JOIN agg a ON a.session_id = s.session_id
-  LEFT JOIN events le ON le.id = a.last_env_id
+  LEFT JOIN ev ON ev.session_id = s.session_id
+  LEFT JOIN events le ON le.id = ev.last_env_id
+  LEFT JOIN msg ON msg.session_id = s.session_id
   {exp_join}
-  {msg_join}
 )
-SELECT b.session_id, b.created_at, b.experiment_id, b.total_reward, b.achievements, b.cost_cents, b.tokens,
+SELECT b.session_id, b.created_at, b.experiment_id, b.total_reward, b.achievements, b.cost_usd, b.tokens,
        b.calls, b.models, {dropped} AS dropped_by
 FROM b ORDER BY b.session_id"""
     return sql, params
@@ -162,7 +137,7 @@ def select_sessions(store: TraceStore, opts: FilterOptions, *, fallback: bool = 
     for r in store.rows(sql, params):
         yield SessionRow(
             session_id=r[0], created_at=r[1], experiment_id=r[2], total_reward=float(r[3] or 0),
-            achievements=int(r[4] or 0), cost_cents=float(r[5] or 0), tokens=int(r[6] or 0), calls=int(r[7] or 0),
+            achievements=int(r[4] or 0), cost_usd=float(r[5] or 0), tokens=int(r[6] or 0), calls=int(r[7] or 0),
             models=r[8], dropped_by=r[9])
 
 

@@ -141,3 +141,71 @@ def cutoff_sql_value(when: datetime) -> str:
     if when.tzinfo is not None:
         when = when.astimezone(timezone.utc).replace(tzinfo=None)
     return when.isoformat(sep=" ")
+
+
+def reward_sql(schema: Schema, alias: str = "e") -> str:
+    """One event's contribution to its session's reward: environment events' `reward`."""
+    reward = col(schema, "events", "reward", alias)
+    return f"CASE WHEN {alias}.event_type = 'environment' THEN {reward} END"
+
+
+def achievements_sql(schema: Schema, alias: str = "le") -> str:
+    """Achievements unlocked in one (the session's last) environment event's `system_state_after`."""
+    if not schema.has("events", "system_state_after"):
+        return "0"
+    x = f"{alias}.system_state_after"
+    return (f"CASE WHEN json_valid({x}) THEN (SELECT COUNT(*) FROM json_each("
+            f"{x}, '$.public_state.achievements_status') j WHERE j.type = 'true') ELSE 0 END")
+
+
+def session_figures_cte(schema: Schema, *, session_filter: str = "", exact_cost: bool = True) -> str:
+    """THE per-session figures, as the CTE bodies `ev` (events) and `msg` (messages per session).
+
+    Every command that reports or filters by a session's reward, cost, tokens or LLM calls
+    reads them from here (`experiments`, `experiment`, `recent`, `filter`), so they agree:
+
+    * `reward`: the sum of its environment events' rewards (:func:`reward_sql`);
+    * `cost_usd`: the sum of its `cais` events' exact cost (:func:`cost_usd_sql`: the call
+      records' `usage.cost_usd`, the cents column only as a fallback); `exact_cost=False`
+      leaves it NULL for callers that do not use it (reading it costs a JSON parse per event);
+    * `input_tokens`/`output_tokens`/`total_tokens` (:func:`tokens_sql`), `llm_calls` (call
+      records, :func:`calls_sql`), `record_events` (`cais` events that hold call records);
+    * `events`, `lm_events`, `terminated`, `models`, `first_event`, `last_event`, and
+      `last_env_id` (the last environment event, whose state gives the achievements).
+
+    `session_filter` restricts both to some sessions; `{alias}` in it names the table alias.
+    """
+    inp, out, total = tokens_sql(schema)
+    calls = calls_sql(schema)
+    created = col(schema, "events", "created_at", "e")
+    term = col(schema, "events", "terminated", "e")
+    model = col(schema, "events", "model_name", "e")
+    cost = cost_usd_sql(schema) if exact_cost else "NULL"
+    records = "e.call_records IS NOT NULL" if schema.has_call_records else "0"
+    where = f"WHERE {session_filter.format(alias='e')}" if session_filter else ""
+    ev = f"""ev AS (
+  SELECT e.session_id AS session_id, COUNT(*) AS events,
+         SUM(CASE WHEN e.event_type = 'cais' THEN 1 ELSE 0 END) AS lm_events,
+         SUM(CASE WHEN e.event_type = 'cais' THEN {calls or 'NULL'} END) AS llm_calls,
+         SUM(CASE WHEN e.event_type = 'cais' AND {records} THEN 1 ELSE 0 END) AS record_events,
+         SUM(CASE WHEN e.event_type = 'cais' THEN {inp} END) AS input_tokens,
+         SUM(CASE WHEN e.event_type = 'cais' THEN {out} END) AS output_tokens,
+         SUM(CASE WHEN e.event_type = 'cais' THEN {total} END) AS total_tokens,
+         SUM(CASE WHEN e.event_type = 'cais' THEN {cost} END) AS cost_usd,
+         SUM({reward_sql(schema)}) AS reward,
+         MAX(CASE WHEN e.event_type = 'environment' THEN {term} END) AS terminated,
+         GROUP_CONCAT(DISTINCT CASE WHEN e.event_type = 'cais' THEN {model} END) AS models,
+         MIN({created}) AS first_event, MAX({created}) AS last_event,
+         MAX(CASE WHEN e.event_type = 'environment' THEN e.id END) AS last_env_id
+  FROM events e {where} GROUP BY e.session_id)"""
+    if has(schema, "messages"):
+        msg_where = f"WHERE {session_filter.format(alias='m')}" if session_filter else ""
+        msg = f"msg AS (SELECT m.session_id AS session_id, COUNT(*) AS messages FROM messages m {msg_where} " \
+              f"GROUP BY m.session_id)"
+    else:
+        msg = "msg AS (SELECT NULL AS session_id, NULL AS messages WHERE 0)"
+    return ev + ",\n" + msg
+
+
+#: a session's cost as compared by `filter --max-cost`, rounded like the reports (:func:`as_usd`)
+COST_PRECISION = 9
