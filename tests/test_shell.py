@@ -125,8 +125,8 @@ def test_every_global_option_works_after_the_subcommand(fixture_db, tmp_path):
         assert result.json()["backend"]["base_url_source"] == ".env SYNTH_BASE_URL"
         config.reset_env_tracking()
     quiet = invoke("calc", "gpt-4o", "1M", "500k", "-q")
-    assert quiet.exit_code == 0 and quiet.stdout == "$7.50\n"
-    assert invoke("calc", "gpt-4o", "1M", "500k", "--quiet").stdout == "$7.50\n"
+    assert quiet.exit_code == 0 and quiet.stdout == "7.50\n"
+    assert invoke("calc", "gpt-4o", "1M", "500k", "--quiet").stdout == "7.50\n"
     missing = invoke("status", "--env-file")  # no value: an error, and `status` is not taken as the path
     assert missing.exit_code == 2 and "--env-file" in missing.stderr
     assert invoke("x", "--", "-q").exit_code == 2  # after `--` nothing is hoisted

@@ -93,7 +93,7 @@ def _show_estimate(est, table) -> None:
         return
     total = core.format_usd(est.total)
     if out.quiet:
-        typer.echo(total)
+        typer.echo(total.replace("$", "").replace(",", ""))  # a single value: the bare number
         return
     row = est.row
     rows = []
