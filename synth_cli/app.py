@@ -308,6 +308,7 @@ def _register_commands() -> None:
         demo,
         experiments,
         man,
+        schema,
         serve,
         session,
         sft,
@@ -318,7 +319,7 @@ def _register_commands() -> None:
     from synth_cli.commands import filter as filter_command
 
     for module in (traces, session, experiments, usage, status, filter_command, sft, serve, balance, calc, demo,
-                   man):
+                   man, schema):
         module.register(app)
 
 

@@ -63,7 +63,7 @@ def test_filter_and_validate_quiet_print_nothing_and_the_exit_code_speaks(tmp_pa
 
 
 def test_demo_list_quiet_prints_the_names():
-    names = [d["name"] for d in invoke("--json", "demo", "--list").json()]
+    names = [d["name"] for d in invoke("--json", "demo", "--list").json()["demos"]]
     assert invoke("demo", "--list", "-q").stdout.splitlines() == names and names
 
 

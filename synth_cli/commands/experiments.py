@@ -10,6 +10,7 @@ from synth_cli.commands._inspect import db_option, fmt_reward, help_text
 from synth_cli.output import Col, fmt_int, fmt_time, fmt_usd, get_output
 
 DEFAULT_LIMIT = 20
+MAX_HOURS = 1_000_000
 
 
 def _experiment_name(row: Any) -> str:
@@ -140,8 +141,8 @@ def recent_command(
     from synth_cli.errors import UsageError
     from synth_cli.store import experiments as queries
 
-    if not hours > 0:
-        raise UsageError(f"--hours {hours:g}: must be greater than 0")
+    if not 0 < hours <= MAX_HOURS:
+        raise UsageError(f"--hours {hours:g}: must be greater than 0 and at most {MAX_HOURS:,} (114 years)")
     out = get_output()
     targets = read_targets(db)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
