@@ -274,10 +274,12 @@ def root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors (also SYNTH_DEBUG=1)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; only the essential result (IDs of a listing, the amount, the model) and errors."),
     env_file: Optional[str] = typer.Option(None, "--env-file", metavar="PATH", help="Read settings from this .env file (default: ./.env when present)."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", metavar="URL", show_default=False,
-                                           help="Backend base URL for every command that calls one (a command's own --base-url wins)."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", metavar="KEY", show_default=False,
-                                          help="API key for every command that calls a backend (a command's own --api-key wins)."),
+    base_url: Optional[str] = typer.Option(
+        None, "--base-url", metavar="URL", show_default=False,
+        help="Backend base URL for every command that calls one (a command's own --base-url wins)."),
+    api_key: Optional[str] = typer.Option(
+        None, "--api-key", metavar="KEY", show_default=False,
+        help="API key for every command that calls a backend (a command's own --api-key wins)."),
     version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """Turn LLM agent traces into fine-tuning datasets and fine-tuned models.

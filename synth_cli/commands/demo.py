@@ -34,7 +34,8 @@ def demo(
         data = [{"name": d.name, "description": d.description, "script": str(d.script) if d.script else None}
                 for d in demos]
         out.result({"demos": data},
-                   lambda: out.table(["demo", Col("what it does", wrap=True)], [(d.name, d.description) for d in demos]),
+                   lambda: out.table(["demo", Col("what it does", wrap=True)],
+                                     [(d.name, d.description) for d in demos]),
                    essential=[d.name for d in demos])
         return
     if name is None and len(demos) > 1 and out.is_terminal and not out.json_mode:

@@ -118,7 +118,8 @@ def experiment_command(
         if not sessions:
             return
         out.line()
-        rows = [(s.session_id, fmt_time(s.created_at, seconds=False, label=False), fmt_int(s.steps), fmt_reward(s.reward),
+        rows = [(s.session_id, fmt_time(s.created_at, seconds=False, label=False), fmt_int(s.steps),
+                 fmt_reward(s.reward),
                  fmt_int(s.events), fmt_int(s.llm_calls) if s.llm_calls is not None else "n/a",
                  fmt_int(s.total_tokens), fmt_usd(s.cost_usd), ", ".join(s.models) or "–") for s in sessions]
         out.table(["session", Col("created (UTC)", drop=3), Col("steps", "right", drop=1), ("reward", "right"),

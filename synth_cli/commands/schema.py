@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from synth_cli.output import get_output
+from synth_cli.output import Col, get_output
 
 
 def schema_command(
@@ -27,7 +27,8 @@ def schema_command(
     words = [w for part in (command or []) for w in part.split()]
     if not words:
         rows = schemas.listing()
-        out.result({"schemas": rows}, lambda: out.table(["command", "schema"], [(r["command"], r["title"]) for r in rows]),
+        out.result({"schemas": rows},
+                   lambda: out.table(["command", Col("schema", wrap=True)], [(r["command"], r["title"]) for r in rows]),
                    essential=[r["command"] for r in rows])
         return
     out.json(schemas.load(" ".join(words)))  # the schema is the result, in every mode

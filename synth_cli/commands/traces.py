@@ -48,7 +48,8 @@ def traces(
             out.line(f"No trace databases found in {root_value}.")
             return
         rows = [(s.db, fmt_int(s.sessions), fmt_int(s.experiments), fmt_int(s.events),
-                 fmt_int(s.llm_calls) if s.call_records else "n/a", fmt_time(s.last_activity, seconds=False, label=False),
+                 fmt_int(s.llm_calls) if s.call_records else "n/a",
+                 fmt_time(s.last_activity, seconds=False, label=False),
                  fmt_bytes(s.size_bytes))
                 for s in shown]
         caption = None

@@ -104,7 +104,8 @@ class EventDetail:
             out.update(model=self.model, provider=self.provider, input_tokens=self.input_tokens,
                        output_tokens=self.output_tokens, total_tokens=self.total_tokens,
                        cost_usd=as_usd(self.cost_usd), latency_ms=self.latency_ms,
-                       call_records=None if self.calls is None else [c.to_dict(keep_datetimes=True) for c in self.calls],
+                       call_records=None if self.calls is None else [c.to_dict(keep_datetimes=True)
+                                                                     for c in self.calls],
                        malformed_call_records=self.malformed_call_records)
         elif self.event_type == "environment":
             out.update(reward=self.reward, terminated=self.terminated, truncated=self.truncated,
