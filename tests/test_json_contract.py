@@ -177,3 +177,62 @@ def test_schema_command_prints_a_schema_and_refuses_unknown_names():
     assert run_cli("schema", "synth-ai", "traces").json()["title"] == "synth-ai traces --json"
     wrong = run_cli("schema", "trace")
     assert wrong.exit_code == 2 and "did you mean: traces" in wrong.stderr
+
+
+# --------------------------------------------------------------------------- sft
+
+
+def _ndjson(command: str, result: Any) -> list[dict]:
+    docs = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    assert docs, result.output
+    for doc in docs:
+        validate(command, doc)
+    return docs
+
+
+def test_sft_commands_follow_their_schemas(tmp_path):
+    from tests._fakeapi import KEY, serve_fake
+
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
+                                                      {"role": "assistant", "content": f"a{i}"}]}) + "\n"
+                             for i in range(4)))
+    with serve_fake(steps=3) as srv:
+        env = {"SYNTH_API_KEY": KEY, "SYNTH_BASE_URL": srv.base_url}
+        job = run_json("sft submit", "sft", "submit", train, "-m", "m", "--no-validate", env=env)
+        assert job["object"] == "fine_tuning.job" and TIME.match(job["created_at"]) and job["raw"]["id"] == job["id"]
+        run_json("sft show", "sft", "show", job["id"], env=env)
+        run = invoke("--json", "sft", "run", train, "-m", "gpt-4o-mini", "--no-validate", "--interval", "0.05",
+                     env=env)
+        assert run.exit_code == 0, run.output
+        docs = _ndjson("sft run", run)
+        assert docs[-1]["object"] == "fine_tuning.job" and docs[-1]["status"] == "succeeded"
+        assert all(d["object"] == "fine_tuning.job.event" for d in docs[:-1])
+        done = docs[-1]["id"]
+        poll = invoke("--json", "sft", "poll", done, "--interval", "0.05", env=env)
+        _ndjson("sft poll", poll)
+        listing = run_json("sft list", "sft", "list", env=env)
+        assert {j["id"] for j in listing["jobs"]} == {job["id"], done} and listing["has_more"] is False
+        assert run_json("sft list", "sft", "list", "--limit", "1", env=env)["has_more"] is True
+        events = run_json("sft events", "sft", "events", done, env=env)
+        assert events["events"] and events["job_id"] == done
+        follow = invoke("--json", "sft", "events", done, "--follow", "--interval", "0.05", env=env)
+        _ndjson("sft events", follow)
+        checkpoints = run_json("sft checkpoints", "sft", "checkpoints", done, env=env)
+        assert checkpoints["checkpoints"] and isinstance(checkpoints["checkpoints"][0]["step"], int)
+        predictions = run_json("sft predictions", "sft", "predictions", job["id"], "--limit", "1", env=env)
+        assert predictions["has_more"] is True and predictions["next"] == 1
+        run_json("sft trends", "sft", "trends", job["id"], env=env)
+        run_json("sft cancel", "sft", "cancel", job["id"], env=env)
+        missing = invoke("--json", "sft", "show", "ftjob-nope", env=env)
+        assert missing.exit_code == 1
+        validate("error", missing.json())
+
+
+def test_every_schema_is_exercised_by_a_test_here():
+    """A command given a schema without a test running it against the schema fails here."""
+    source = Path(__file__).read_text()
+    untested = [name for name in schemas.names()
+                if f'run_json("{name}"' not in source and f'_ndjson("{name}"' not in source
+                and f'validate("{name}"' not in source]
+    assert not untested, untested

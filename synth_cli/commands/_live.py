@@ -43,11 +43,10 @@ def utc_stamp(ts: Any = None) -> str:
 
 
 def local_clock(ts: Any = None) -> str:
-    try:
-        moment = datetime.fromtimestamp(float(ts)) if ts is not None else datetime.now()
-    except (TypeError, ValueError, OverflowError, OSError):
-        moment = datetime.now()
-    return moment.strftime("%H:%M:%S")
+    """The live view's line stamp: `HH:MM:SSZ`, UTC like every time the CLI shows (docs/json.md)."""
+    from synth_cli.output import fmt_clock
+
+    return fmt_clock(ts)
 
 
 def one_line(text: Any) -> str:
@@ -137,7 +136,9 @@ class JsonRenderer:
 
     def handle(self, update, follower) -> None:
         if update.kind == "event":
-            self.out.ndjson(update.event)
+            from synth_cli.commands import _sft_json as sft_json
+
+            self.out.ndjson(sft_json.event(update.event))
 
 
 class QuietRenderer(JsonRenderer):
@@ -280,7 +281,9 @@ def follow_job(ft, job_id: str, out: Output, *, interval: float, timeout: float 
     job = follower.job or {"id": job_id}
     wall = time.monotonic() - started
     if out.json_mode:
-        out.ndjson(job)
+        from synth_cli.commands import _sft_json as sft_json
+
+        out.ndjson(sft_json.job(job))
     elif out.quiet:
         if job.get("status") == "succeeded" and job.get("fine_tuned_model"):
             write_line(str(job["fine_tuned_model"]))

@@ -13,7 +13,8 @@ from typing import Any, Optional
 import typer
 
 from synth_cli.errors import SynthError, UsageError
-from synth_cli.output import fmt_bytes, fmt_duration, fmt_float, fmt_int, fmt_time, get_output, write_line
+from synth_cli.commands import _sft_json as sft_json
+from synth_cli.output import Col, fmt_bytes, fmt_duration, fmt_float, fmt_int, fmt_time, get_output, write_line
 
 FILE_ID_RE = re.compile(r"^file-[A-Za-z0-9_\-]+$")
 DEFAULT_INTERVAL = 2.0
@@ -86,15 +87,11 @@ def _job_id(value: str) -> str:
     return value
 
 
-def _when(ts: Any) -> str:
+def _when(ts: Any, *, table: bool = False) -> str:
+    """An API time (epoch seconds) for people: UTC, labelled (in a table the header says `(UTC)`)."""
     if ts is None:
         return "–"
-    try:
-        from datetime import datetime
-
-        return fmt_time(datetime.fromtimestamp(float(ts)))
-    except (TypeError, ValueError, OverflowError, OSError):
-        return str(ts)
+    return fmt_time(ts, seconds=not table, label=not table)
 
 
 def _short(text: Any, width: int = 48) -> str:
@@ -226,7 +223,7 @@ def submit(
                       batch_size=batch_size, lr=learning_rate_multiplier, seed=seed, validate=not no_validate)
         job_id = str(job.get("id"))
         if out.json_mode:
-            out.json(job)
+            out.json(sft_json.job(job))
         elif out.quiet:
             write_line(str(job_id))
         else:
@@ -315,11 +312,12 @@ def list_jobs(
             out.line("no fine-tuning jobs yet; start one with `synth-ai sft run FILE --model M`")
             return
         rows = [(j.get("id"), j.get("status"), j.get("model"), j.get("fine_tuned_model") or "–",
-                 _when(j.get("created_at")), fmt_int(j.get("trained_tokens"))) for j in jobs]
+                 _when(j.get("created_at"), table=True), fmt_int(j.get("trained_tokens"))) for j in jobs]
         caption = f"first {len(jobs)}; more with --limit" if more else None
-        out.table(["id", "status", "model", "fine-tuned model", "created", ("tokens", "right")], rows, caption=caption)
+        out.table(["id", "status", Col("model", drop=2), "fine-tuned model", Col("created (UTC)", drop=1),
+                   Col("tokens", "right", drop=3)], rows, caption=caption)
 
-    out.result(jobs, human, essential=[j.get("id") for j in jobs])
+    out.result(sft_json.job_list(jobs, has_more=more), human, essential=[j.get("id") for j in jobs])
 
 
 def _hyper_text(job: dict[str, Any]) -> str:
@@ -358,7 +356,7 @@ def show(
             pairs.append(("error", error))
         out.kv(pairs)
 
-    out.result(job, human)
+    out.result(sft_json.job(job), human)
 
 
 def cancel(
@@ -370,7 +368,7 @@ def cancel(
     out = get_output()
     with Ctx(base_url, api_key) as ctx:
         job = ctx.ft.cancel(_job_id(job_id))
-    out.result(job, lambda: out.line(f"cancelled {job.get('id', job_id)} (status {job.get('status')})"),
+    out.result(sft_json.job(job), lambda: out.line(f"cancelled {job.get('id', job_id)} (status {job.get('status')})"),
                essential=[job.get("id", job_id)])
 
 
@@ -406,7 +404,8 @@ def events(
                     prefix = "" if level == "info" else f"{level.upper()}: "
                     out.line(f"{utc_stamp(event.get('created_at'))}  {prefix}{one_line(event.get('message'))}")
 
-            out.result(items, human)
+            out.result(sft_json.event_list(job_id, items), human,
+                       essential=[e.get("id") for e in items if e.get("id") is not None])
             return
         renderer = JsonRenderer(out) if out.json_mode else EventLinesRenderer(out, job_id)
         try:
@@ -441,11 +440,11 @@ def checkpoints(
             metrics = c.get("metrics") or {}
             rows.append((c.get("id"), fmt_int(c.get("step_number")), fmt_float(metrics.get("train_loss"), 4),
                          fmt_float(metrics.get("valid_loss"), 4) if metrics.get("valid_loss") is not None else "–",
-                         c.get("fine_tuned_model_checkpoint"), _when(c.get("created_at"))))
-        out.table(["checkpoint", ("step", "right"), ("train loss", "right"), ("valid loss", "right"),
-                   "model checkpoint", "created"], rows)
+                         c.get("fine_tuned_model_checkpoint"), _when(c.get("created_at"), table=True)))
+        out.table(["checkpoint", ("step", "right"), ("train loss", "right"), Col("valid loss", "right", drop=1),
+                   "model checkpoint", Col("created (UTC)", drop=2)], rows)
 
-    out.result(items, human)
+    out.result(sft_json.checkpoint_list(job_id, items), human, essential=[c.get("id") for c in items])
 
 
 def predictions(
@@ -481,10 +480,12 @@ def predictions(
             caption = (caption + "; " if caption else "") + f"{data['epoch_count']} epochs"
         if total is not None and offset + len(rows_in) < int(total):
             caption += f"; next page: --offset {offset + len(rows_in)}"
-        out.table([("epoch", "right"), ("step", "right"), ("sample", "right"), "exact", ("CER", "right"),
-                   ("overlap", "right"), "prompt", "prediction", "ground truth"], rows, caption=caption)
+        out.table([("epoch", "right"), ("step", "right"), Col("sample", "right", drop=3), "exact",
+                   Col("CER", "right", drop=2), Col("overlap", "right", drop=1), Col("prompt", wrap=True, drop=4),
+                   Col("prediction", wrap=True), Col("ground truth", wrap=True)], rows, caption=caption)
 
-    out.result(data, human)
+    out.result(sft_json.predictions(job_id, data, offset=offset, limit=limit), human,
+               essential=[p.get("id") for p in rows_in if p.get("id") is not None])
 
 
 def trends(
@@ -511,7 +512,7 @@ def trends(
             out.line("overall improvement: " + ", ".join(
                 f"{k} {v:+.3f}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in improvement.items()))
 
-    out.result(data, human)
+    out.result(sft_json.trends(job_id, data, items), human)
 
 
 def trend_chart(items: list[dict[str, Any]], width: int = 30) -> list[str]:
