@@ -236,3 +236,13 @@ def test_every_schema_is_exercised_by_a_test_here():
                 if f'run_json("{name}"' not in source and f'_ndjson("{name}"' not in source
                 and f'validate("{name}"' not in source]
     assert not untested, untested
+
+
+def test_serve_announces_itself_by_its_schema(tmp_path):
+    import _devserver
+
+    with _devserver.running_server(tmp_path, json=True) as handle:
+        first = next(line for line in handle.log().splitlines() if line.startswith("{"))
+        doc = json.loads(first)
+        validate("serve", doc)
+        assert doc["base_url"] == handle.base_url
