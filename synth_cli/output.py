@@ -338,7 +338,8 @@ class Output:
 
         Ids, numbers, money and times never wrap: only `Col(wrap=True)` (prose) columns wrap. When
         the table is wider than the terminal, `Col(drop=N)` columns are left out (highest N first)
-        and the caption says which; what still does not fit is cut with `…`, never folded.
+        and the caption says which; when the ids alone are still too wide, each row is printed as
+        a record instead (its first cell, then one `column  value` line per cell), never folded.
         """
         if self._silent:
             return
@@ -352,17 +353,41 @@ class Output:
             if not droppable or self._min_width(table) <= width:
                 break
             keep.remove(max(droppable, key=lambda i: (specs[i].drop, i)))
+        if self._min_width(table) > width:  # the ids alone do not fit side by side
+            self._records(specs, cells, width, title=title, caption=caption)
+            return
         hidden = [specs[i].name for i in range(len(specs)) if i not in keep]
         if hidden:
             note = f"hidden to fit {width} columns: {', '.join(hidden)} (--json has them)"
             caption = f"{caption}; {note}" if caption else note
-        # still too wide with every optional column gone: the widest left-aligned text is cut with `…`
-        excess = self._min_width(table) - width
-        table = self._build_table(specs, cells, keep, title=title, caption=caption, cut=max(excess, 0))
+            table = self._build_table(specs, cells, keep, title=title, caption=caption)
         self.console.print(table)
 
+    def _records(self, specs: list["Col"], cells: list[list[Any]], width: int, *, title: str | None,
+                 caption: str | None) -> None:
+        """A table too wide for the terminal, one row after the other: every value whole."""
+        lines = [title] if title else []
+        pad = max((_cell_len(s.name) for s in specs[1:]), default=0)
+        for n, row in enumerate(cells):
+            values = [_plain(row[i]) if i < len(row) else "" for i in range(len(specs))]
+            if n:
+                lines.append("")
+            lines.append(values[0] if values else "")
+            for spec, value in zip(specs[1:], values[1:]):
+                if not value:
+                    continue
+                line = f"  {spec.name.ljust(pad)}  {value}"
+                if _cell_len(line) > width:  # a long id gets a line of its own (no indent if need be)
+                    lines.extend([f"  {spec.name}", f"    {value}" if _cell_len(value) + 4 <= width else value])
+                else:
+                    lines.append(line)
+        if caption:
+            lines += ["", caption]
+        for line in lines:
+            self.line(line)
+
     def _build_table(self, specs: list["Col"], cells: list[list[str]], keep: list[int], *,
-                     title: str | None, caption: str | None, cut: int = 0) -> Any:
+                     title: str | None, caption: str | None) -> Any:
         from rich.table import Table
 
         from rich.text import Text
@@ -372,13 +397,6 @@ class Output:
                       title_justify="left", caption_justify="left", show_edge=False, pad_edge=False)
         widths = {i: max([_cell_len(specs[i].name)] + [_cell_len(_plain(row[i])) for row in cells if i < len(row)])
                   for i in keep}
-        for i in sorted((i for i in keep if not specs[i].wrap and specs[i].justify != "right"),
-                        key=lambda i: -widths[i]):
-            if cut <= 0:
-                break  # numbers and money are never cut; the widest text columns are, down to 8
-            take = min(cut, max(widths[i] - 8, 0))
-            widths[i] -= take
-            cut -= take
         for i in keep:
             spec = specs[i]
             if spec.wrap:
@@ -396,19 +414,39 @@ class Output:
         return Measurement.get(self.console, self.console.options.update_width(100_000), table).minimum
 
     def kv(self, pairs: Iterable[tuple[str, Any]], *, title: str | None = None) -> None:
+        """`key  value` lines. Prose values wrap under their column; a value that is one long token
+        (an id, a model name, a URL) is never folded: it gets a line of its own when it does not fit."""
         if self._silent:
             return
         from rich.table import Table
 
         from rich.text import Text
 
-        table = Table(show_header=False, box=None, title=None if title is None else Text(inert(title)),
-                      title_justify="left", pad_edge=False)
-        table.add_column(style="bold")
-        table.add_column(overflow="fold")
-        for key, value in pairs:
+        pairs = list(pairs)
+        pad = max((_cell_len(_plain(k)) for k, _ in pairs), default=0)
+        room = self.console.width - pad - 2
+        table: Any = None
+
+        def flush() -> None:
+            nonlocal table
+            if table is not None:
+                self.console.print(table)
+                table = None
+
+        for n, (key, value) in enumerate(pairs):
+            text = _plain(value)
+            if text and not any(c.isspace() for c in text) and _cell_len(text) > room:
+                flush()  # one long token: the key, then the whole value on the next line
+                self.console.print(Text(inert(_plain(key)), style="bold"))
+                self.console.print(Text(("  " if _cell_len(text) + 2 <= self.console.width else "") + text))
+                continue
+            if table is None:
+                table = Table(show_header=False, box=None, pad_edge=False,
+                              title=None if title is None or n else Text(inert(title)), title_justify="left")
+                table.add_column(style="bold", min_width=pad)
+                table.add_column(overflow="fold")
             table.add_row(_cell(key), _cell(value))
-        self.console.print(table)
+        flush()
 
     # -- diagnostics (stderr, every mode) ---------------------------------------------
     def fail(self, message: str, hint: str | None = None, exit_code: int = 1) -> None:
