@@ -6,11 +6,12 @@
    is written with the project's own tracer (`SessionTracer`), by default 1,000 sessions × 20
    steps ≈ 20,000 call records ≈ 250 MB, in sqld layout, cached under bench/.cache/
    (gitignored) between runs.
-2. In the same run, alternating, --runs times each (after one warm-up of each so both read a
-   warm page cache): `python -m synth_cli filter --db DB --mode calls -o OUT` and
-   `python bench/floor.py DB OUT`. Reported per command: median wall time and peak RSS (from
-   wait4: the kernel's figure for that child, not sampled), and the ratios.
-   Targets: filter wall <= 2.0 × floor, filter peak RSS <= 100 MB.
+2. In the same run, in rotating order, --runs times each (after one warm-up of each so all read a
+   warm page cache): `python -m synth_cli filter --db DB --mode calls -o OUT` (secrets scrubbed,
+   the default), the same with `--no-redact`, and `python bench/floor.py DB OUT`. Reported per
+   command: median wall time and peak RSS (from wait4: the kernel's figure for that child, not
+   sampled), the ratios, and `redaction_cost` (filter / filter --no-redact - 1).
+   Targets: filter wall <= 2.0 × floor, filter peak RSS <= 100 MB, redaction cost <= 15%.
 3. Once: `--mode sessions` on the same DB (wall, peak RSS, examples).
 4. With --sqld (and tests/_sqld.py able to start sqld), or --libsql-url URL (a server already
    serving the bench DB): the same filter against a libSQL server on loopback; reported: wall,
@@ -225,14 +226,18 @@ def main() -> int:
         cmd_filter = [sys.executable, "-m", "synth_cli", "filter", "--db", str(db_file), "--mode", "calls",
                       "-o", str(out_filter), "--quiet"]
         cmd_floor = [sys.executable, str(ROOT / "bench" / "floor.py"), str(db_file), str(out_floor)]
+        out_plain = work / "filter-no-redact.jsonl"
+        cmd_plain = [sys.executable, "-m", "synth_cli", "filter", "--db", str(db_file), "--mode", "calls",
+                     "-o", str(out_plain), "--quiet", "--no-redact"]
+        commands = [("floor", cmd_floor), ("filter", cmd_filter), ("filter_no_redact", cmd_plain)]
         log("warm-up…")
-        run_measured(cmd_floor, env)
-        run_measured(cmd_filter, env)
-        walls: dict[str, list[float]] = {"filter": [], "floor": []}
-        rss: dict[str, list[int]] = {"filter": [], "floor": []}
+        for _, cmd in commands:
+            run_measured(cmd, env)
+        walls: dict[str, list[float]] = {name: [] for name, _ in commands}
+        rss: dict[str, list[int]] = {name: [] for name, _ in commands}
         for i in range(args.runs):
-            for name, cmd in (("floor", cmd_floor), ("filter", cmd_filter)) if i % 2 == 0 else \
-                    (("filter", cmd_filter), ("floor", cmd_floor)):
+            k = i % len(commands)  # rotate the order, so no command always runs first
+            for name, cmd in commands[k:] + commands[:k]:
                 wall, peak, _ = run_measured(cmd, env)
                 walls[name].append(wall)
                 rss[name].append(peak)
@@ -248,13 +253,19 @@ def main() -> int:
             "python": sys.version.split()[0], "cpus": os.cpu_count(),
             "bench_process_rss_mb": parent_rss,
         }
-        for name in ("filter", "floor"):
+        for name, _ in commands:
             result[name] = {"median_wall_s": round(statistics.median(walls[name]), 3),
                             "min_wall_s": round(min(walls[name]), 3),
                             "peak_rss_mb": round(max(rss[name]) / 2**20, 1)}
         result["wall_ratio"] = round(result["filter"]["median_wall_s"] / result["floor"]["median_wall_s"], 2)
-        result["targets"] = {"wall_ratio_max": 2.0, "peak_rss_mb_max": 100,
-                             "met": result["wall_ratio"] <= 2.0 and result["filter"]["peak_rss_mb"] <= 100}
+        result["wall_ratio_no_redact"] = round(result["filter_no_redact"]["median_wall_s"]
+                                               / result["floor"]["median_wall_s"], 2)
+        # what scrubbing secrets (on by default) adds to the filter's time
+        result["redaction_cost"] = round(result["filter"]["median_wall_s"]
+                                         / result["filter_no_redact"]["median_wall_s"] - 1, 3)
+        result["targets"] = {"wall_ratio_max": 2.0, "peak_rss_mb_max": 100, "redaction_cost_max": 0.15,
+                             "met": result["wall_ratio"] <= 2.0 and result["filter"]["peak_rss_mb"] <= 100
+                             and result["redaction_cost"] <= 0.15}
         out_sessions = work / "sessions.jsonl"
         wall, peak, _ = run_measured([sys.executable, "-m", "synth_cli", "filter", "--db", str(db_file), "--mode",
                                       "sessions", "-o", str(out_sessions), "--quiet"], env)

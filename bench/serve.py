@@ -16,7 +16,10 @@
    the floor's figures and the ratio serve/floor.
 
 Both servers run under `/usr/bin/time -v` when it exists, so their peak RSS is the kernel's
-figure for each server process alone (never this process's). The target (issue 12): ratio
+figure for each server process alone (never this process's). Each measurement also reads the
+server's own CPU time from /proc/PID/stat before and after, so "server CPU per request" (and the
+ratio floor/serve of it) is printed too: on a box shared with other work it moves much less
+than requests/s and latency do. The target (issue 12): ratio
 >= 0.5 for both endpoints at 10 and 50 clients, p99 <= 10 ms at 10 clients.
 """
 
@@ -94,6 +97,26 @@ class Child:
         with open(self.log, "wb") as fh:
             self.proc = subprocess.Popen(prefix + argv, env=env, stdout=fh, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def server_pid(self) -> int:
+        """The server's pid (the child of /usr/bin/time when it wraps it)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as fh:
+                children = fh.read().split()
+            if children and os.path.basename(os.readlink(f"/proc/{self.proc.pid}/exe")) == "time":
+                return int(children[0])
+        except OSError:
+            pass
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time the server has used so far (/proc/PID/stat), None when unknown."""
+        try:
+            with open(f"/proc/{self.server_pid()}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
 
     def stop(self) -> float | None:
         """SIGINT to the process group (the server; `time` ignores it and reports); peak RSS in MB."""
@@ -218,6 +241,7 @@ class _Run:
     def __init__(self, seconds: float, max_requests: int):
         self.seconds, self.max_requests = seconds, max_requests
         self.latencies: list[float] = []
+        self.answered = 0
         self.errors = 0
         self.measuring = self.ended = 0.0
 
@@ -228,34 +252,40 @@ class _Run:
         return now < self.measuring + self.seconds and len(self.latencies) < self.max_requests
 
     def record(self, sent: float, answered: float) -> None:
-        """Only requests sent after the warm-up count."""
+        """Only requests sent after the warm-up count (`answered` counts all, for CPU per request)."""
+        self.answered += 1
         if sent >= self.measuring:
             self.latencies.append(answered - sent)
             self.ended = answered
 
 
 async def _load(port: int, path: str, clients: int, seconds: float, max_requests: int, warmup: float,
-                auth: bool) -> dict:
+                auth: bool, child: Child) -> dict:
     request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                + (f"Authorization: Bearer {DEV_KEY}\r\n" if auth else "") + "\r\n").encode()
     run = _Run(seconds, max_requests)
     loop = asyncio.get_running_loop()
     run.measuring = time.perf_counter() + warmup
+    cpu_before = child.cpu_seconds()
     conns = []
     for _ in range(clients):
         _, proto = await loop.create_connection(lambda: _Conn(request, run), "127.0.0.1", port)
         conns.append(proto)
     await asyncio.gather(*(c.closed for c in conns))
+    cpu_after = child.cpu_seconds()
     lat = sorted(run.latencies)
     took = max(1e-9, run.ended - run.measuring)
     if not lat:
         raise SystemExit(f"no answers from 127.0.0.1:{port}{path}")
+    cpu_us = ((cpu_after - cpu_before) / run.answered * 1e6 if cpu_before is not None and cpu_after is not None
+              else float("nan"))
     return {"requests": len(lat), "rps": len(lat) / took, "p50_ms": lat[len(lat) // 2] * 1000,
-            "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, "errors": run.errors}
+            "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, "errors": run.errors,
+            "cpu_us": cpu_us}
 
 
-def load(port: int, path: str, clients: int, seconds: float, max_requests: int, auth: bool) -> dict:
-    return asyncio.run(_load(port, path, clients, seconds, max_requests, 0.35, auth))
+def load(port: int, path: str, clients: int, seconds: float, max_requests: int, auth: bool, child: Child) -> dict:
+    return asyncio.run(_load(port, path, clients, seconds, max_requests, 0.35, auth, child))
 
 
 # --------------------------------------------------------------------------- main
@@ -307,18 +337,19 @@ def main() -> None:
                 names.setdefault(path, "job events")
             samples: dict[tuple[str, int, str], list[dict]] = {}
             for rnd in range(args.rounds):
-                order = [("floor", floor_port, False), ("serve", serve_port, True)]
+                order = [("floor", floor_port, False, floor), ("serve", serve_port, True, serve)]
                 if rnd % 2:
                     order.reverse()
                 for path in bodies:
                     for n in clients:
-                        for who, port, auth in order:
-                            result = load(port, path, n, args.seconds, args.max_requests, auth)
+                        for who, port, auth, child in order:
+                            result = load(port, path, n, args.seconds, args.max_requests, auth, child)
                             if result["errors"]:
                                 raise SystemExit(f"{who} answered {result['errors']} non-200 responses on {path}")
                             samples.setdefault((names[path], n, who), []).append(result)
                             log(f"round {rnd + 1} {names[path]:10} {n:3} clients {who:5}: {result['rps']:8.0f} req/s "
-                                f"p50 {result['p50_ms']:.2f} ms p99 {result['p99_ms']:.2f} ms")
+                                f"p50 {result['p50_ms']:.2f} ms p99 {result['p99_ms']:.2f} ms "
+                                f"server CPU {result['cpu_us']:.0f} us/request")
         finally:
             serve_rss = serve.stop()
             floor_rss = floor.stop() if floor else None
@@ -326,8 +357,8 @@ def main() -> None:
     for name, n, who in list(samples):
         if who != "serve":
             continue
-        med = {k: statistics.median(r[k] for r in samples[(name, n, "serve")]) for k in ("rps", "p50_ms", "p99_ms")}
-        fl = {k: statistics.median(r[k] for r in samples[(name, n, "floor")]) for k in ("rps", "p50_ms", "p99_ms")}
+        med = {k: statistics.median(r[k] for r in samples[(name, n, "serve")]) for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
+        fl = {k: statistics.median(r[k] for r in samples[(name, n, "floor")]) for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
         rows.append({"endpoint": name, "clients": n, "serve": med, "floor": fl, "ratio": med["rps"] / fl["rps"],
                      "body_bytes": len(bodies[next(p for p in bodies if names[p] == name)])})
     met = all(r["ratio"] >= RATIO_TARGET for r in rows) and all(
@@ -339,11 +370,12 @@ def main() -> None:
         return
     print(f"medians of {args.rounds} rounds, {args.seconds:g} s each (floor: bare Starlette, same bytes, same uvicorn)")
     print(f"{'endpoint':12} {'clients':>7} {'serve req/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'floor req/s':>12} "
-          f"{'p50 ms':>7} {'p99 ms':>7} {'ratio':>6}")
+          f"{'p50 ms':>7} {'p99 ms':>7} {'ratio':>6}   server CPU us/request: serve floor ratio")
     for r in rows:
         s, f = r["serve"], r["floor"]
         print(f"{r['endpoint']:12} {r['clients']:>7} {s['rps']:>12.0f} {s['p50_ms']:>7.2f} {s['p99_ms']:>7.2f} "
-              f"{f['rps']:>12.0f} {f['p50_ms']:>7.2f} {f['p99_ms']:>7.2f} {r['ratio']:>6.2f}")
+              f"{f['rps']:>12.0f} {f['p50_ms']:>7.2f} {f['p99_ms']:>7.2f} {r['ratio']:>6.2f}   "
+              f"{s['cpu_us']:>27.0f} {f['cpu_us']:>5.0f} {f['cpu_us'] / s['cpu_us']:>5.2f}")
     def rss(v: float | None) -> str:
         return f"{v:.1f} MB" if v is not None else "n/a (no /usr/bin/time)"
 

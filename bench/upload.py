@@ -16,7 +16,8 @@
 
     python bench/upload.py                 # full run (1 GB, 3 runs of each upload, ~6 min)
     python bench/upload.py --size-mb 64 --runs 1 --poll-seconds 20    # quicker
-Prints a JSON summary on stdout; progress on stderr.
+Prints a JSON summary on stdout; progress on stderr. The server is started with a large
+--max-upload-bytes (its default, OpenAI's 512 MB per file, would refuse the 1 GB file).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def start_server(data_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTH_")}
     env["SYNTH_DEV_API_KEYS"] = DEV_KEY
     proc = subprocess.Popen([sys.executable, "-m", "synth_cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-                             "--data-dir", str(data_dir), *extra], env=env, stdout=subprocess.DEVNULL,
+                             "--data-dir", str(data_dir), "--max-upload-bytes", str(2**40), *extra], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 30

@@ -19,6 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from synth_cli import __version__, exit_interrupted
+from synth_cli.config import INT64_MAX, INT64_MIN
 from synth_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, SynthError
 
 #: options accepted anywhere on the command line (moved in front of the subcommand).
@@ -99,11 +100,50 @@ def _debug_requested(args: list[str]) -> bool:
     return "--debug" in args or debug_enabled()
 
 
+_bounded_classes: dict[type, type] = {}
+
+
+def _bounded(cls: type) -> type:
+    """`cls` (click's int/float parameter types) refusing inf, nan and integers beyond 64 bits."""
+    sub = _bounded_classes.get(cls)
+    if sub is None:
+        import math
+
+        def convert(self: Any, value: Any, param: Any, ctx: Any) -> Any:
+            rv = cls.convert(self, value, param, ctx)
+            if isinstance(rv, float) and not math.isfinite(rv):
+                self.fail(f"{value!r} is not a finite number", param, ctx)
+            if isinstance(rv, int) and not isinstance(rv, bool) and not INT64_MIN <= rv <= INT64_MAX:
+                self.fail(f"{value!r} is out of range (a 64-bit integer, at most {INT64_MAX})", param, ctx)
+            return rv
+
+        sub = type(cls.__name__, (cls,), {"convert": convert, "__module__": cls.__module__})
+        _bounded_classes[cls] = sub
+        _bounded_classes[sub] = sub
+    return sub
+
+
+def harden_params(command: Any) -> None:
+    """Every numeric option and argument of `command` and its subcommands: finite, within 64 bits.
+
+    One check for the whole CLI instead of one per command: `--hours inf`, `--interval inf`,
+    `--learning-rate-multiplier nan` or `--min-achievements 99999999999999999999999` are a
+    one-line usage error before the command runs (so before any upload or request).
+    """
+    for param in getattr(command, "params", ()):
+        kind = type(param.type)
+        if any(base.__name__ in ("IntParamType", "FloatParamType") for base in kind.__mro__):
+            param.type.__class__ = _bounded(kind)
+    for sub in getattr(command, "commands", {}).values():
+        harden_params(sub)
+
+
 class SynthGroup(TyperGroup):
     """Root group: runs click in non-standalone mode and formats every failure itself."""
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        harden_params(self)
         _finish_commands(self)
 
     def list_commands(self, ctx: Any) -> list[str]:  # keep registration order
@@ -192,6 +232,16 @@ def run_guarded(fn, *, debug: bool, prog_name: str = "synth-ai", args: list[str]
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush at exit
         except OSError:
             pass
+        return EXIT_FAILURE
+    except OSError as exc:
+        if debug:
+            _print_traceback()
+        if exc.filename is None:
+            hint = None if debug else "run again with --debug (or SYNTH_DEBUG=1) for the traceback"
+            out().error(f"unexpected {type(exc).__name__}: {exc}", hint)
+            return EXIT_FAILURE
+        # a file the command could not use (a name too long, a loop of symlinks…): what and why
+        out().error(f"{os.fsdecode(exc.filename)}: {exc.strerror or exc}")
         return EXIT_FAILURE
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:

@@ -19,6 +19,9 @@ DEFAULT_TRACES_ROOT = "synth_ai.db/dbs"
 #: The key the local backend (`synth-ai serve`) accepts when SYNTH_DEV_API_KEYS is unset. Not a secret.
 DEFAULT_DEV_KEY = "sk-synth-local-dev-key"
 
+#: the integers SQLite (and every API the CLI talks to) can hold: larger ones are a usage error.
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
 API_KEY_VARS = ("SYNTH_BACKEND_API_KEY", "SYNTH_API_KEY", "DEFAULT_DEV_API_KEY")
 BASE_URL_VARS = ("SYNTH_BACKEND_BASE_URL", "SYNTH_BASE_URL")
 
@@ -35,6 +38,7 @@ ENV_VARS: dict[str, str] = {
     "TURSO_AUTH_TOKEN": "auth token for Turso (used when LIBSQL_AUTH_TOKEN is unset)",
     "SYNTH_DEBUG": "set to 1 to print tracebacks (same as --debug)",
     "SYNTH_PRICING_FILE": "price table used by `calc` instead of the bundled one",
+    "SYNTH_MAX_EXAMPLE_TOKENS": "tokens allowed per example by `sft validate/submit/run` (default: the model's limit)",
     "SYNTH_DEV_API_KEYS": "comma-separated API keys accepted by `synth-ai serve`",
     "SYNTH_DATA_DIR": "state directory of `synth-ai serve` (default: the user data dir)",
 }
@@ -61,14 +65,22 @@ def load_env(env_file: str | os.PathLike | None = None, *, cwd: Path | None = No
     if env_file is not None:
         path = Path(env_file).expanduser()
         if not path.is_file():
-            raise UsageError(f"--env-file {env_file}: no such file")
+            what = "not a regular file" if path.exists() else "no such file"
+            raise UsageError(f"--env-file {env_file}: {what}")
     else:
         path = (cwd or Path.cwd()) / ".env"
         if not path.is_file():
             return None
     from dotenv import dotenv_values  # light, but only needed when a file exists
 
-    for key, value in dotenv_values(path).items():
+    try:
+        values = dotenv_values(path)
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start}); a .env file holds KEY=VALUE lines",
+                         hint="pass --env-file PATH to read another file" if env_file is None else None) from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    for key, value in values.items():
         if value is None or key in os.environ:
             continue
         os.environ[key] = value
@@ -174,14 +186,58 @@ def api_key(flag_value: str | None = None, flag_name: str = "--api-key", *,
             return Setting(DEFAULT_DEV_KEY, DEV_KEY_SOURCE)
         return None
     register_secret(setting.value)
+    register_secret(setting.value.strip())
+    check_api_key(setting)
     return setting
 
 
-def normalize_base_url(url: str) -> str:
+def check_api_key(setting: Setting) -> None:
+    """An API key travels in an HTTP header: printable ASCII, no spaces. Anything else (a trailing
+    newline from `echo key > .env`, a pasted non-ASCII quote) is one clear error at once, instead
+    of requests that fail with a confusing network error after every retry. The key is never shown."""
+    value = setting.value
+    if value != value.strip():
+        raise UsageError(f"the API key from {setting.source} has leading or trailing whitespace (a newline?)",
+                         hint="remove it; API keys are one line of printable ASCII")
+    bad = next((c for c in value if not 33 <= ord(c) <= 126), None)
+    if bad is not None:
+        what = "a space or control character" if ord(bad) < 128 else f"a non-ASCII character ({bad!r})"
+        raise UsageError(f"the API key from {setting.source} contains {what}",
+                         hint="copy the key again; API keys are printable ASCII with no spaces")
+
+
+def check_url(url: str, what: str) -> str:
+    """`url` if an HTTP or libSQL client can use it; else a one-line UsageError naming `what`.
+
+    The one check for every URL the CLI is given (`--base-url`, `--db http://…`, the
+    SYNTH_*_BASE_URL variables): a bad IPv6 literal, a port outside 0-65535, a missing
+    host or a control character is refused before any connection is tried.
+    """
+    from urllib.parse import urlsplit
+
+    shown = repr(re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@?#]*@", r"\1", url.split("?")[0].split("#")[0], flags=re.I))
+    if re.search(r"[\x00-\x20\x7f]", url):
+        raise UsageError(f"{what} {shown}: a URL cannot contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        host = parts.hostname
+    except ValueError as exc:
+        reason = str(exc).replace("Port out of range 0-65535", "port out of range 0-65535")
+        raise UsageError(f"{what} {shown}: not a valid URL ({reason})") from None
+    if not host:
+        raise UsageError(f"{what} {shown}: no host in the URL", hint="e.g. http://127.0.0.1:8000")
+    if port == 0:
+        raise UsageError(f"{what} {shown}: port 0 is not a port to connect to")
+    return url
+
+
+def normalize_base_url(url: str, what: str = "base URL") -> str:
     """Strip trailing slashes and make the path end in `/v1`."""
     url = url.strip()
     if not re.match(r"^https?://", url):
         raise UsageError(f"base URL {url!r} must start with http:// or https://")
+    check_url(url, what)
     url = url.rstrip("/")
     if not url.endswith("/v1"):
         url += "/v1"
@@ -194,7 +250,7 @@ def base_url(flag_value: str | None = None, flag_name: str = "--base-url") -> Se
         flag_value, flag_name = _root_flags["--base-url"], "--base-url"
     setting = resolve(BASE_URL_VARS, flag_value, flag_name, default=DEFAULT_BASE_URL)
     assert setting is not None
-    return Setting(normalize_base_url(setting.value), setting.source)
+    return Setting(normalize_base_url(setting.value, f"base URL from {setting.source}"), setting.source)
 
 
 def debug_enabled() -> bool:

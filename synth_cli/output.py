@@ -29,8 +29,13 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def dumps(obj: Any, *, indent: int | None = None) -> str:
-    return json.dumps(obj, default=_json_default, ensure_ascii=False, indent=indent)
+    text = json.dumps(obj, default=_json_default, ensure_ascii=False, indent=indent)
+    # a non-UTF-8 file name (lone surrogates) as a JSON escape: the document stays valid UTF-8
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text) if _SURROGATE.search(text) else text
 
 
 # --------------------------------------------------------------------------- inert text

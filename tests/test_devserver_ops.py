@@ -329,3 +329,22 @@ def test_accepted_connections_get_tcp_nodelay():
             await server.wait_closed()
 
     assert asyncio.run(accepted_nodelay()) != 0
+
+
+def test_a_paused_job_stays_paused_across_a_restart(tmp_path):
+    train = write_train(tmp_path / "t.jsonl", n=40)
+    with running_server(tmp_path, step_seconds=0.01) as srv:
+        api = Api(srv)
+        job = api.create_job(api.upload(train)["id"], hyperparameters={"n_epochs": 10, "batch_size": 1})
+        api.wait(job["id"], statuses=("running",))
+        assert api.post(f"/fine_tuning/jobs/{job['id']}/pause").json()["status"] == "paused"
+        steps = [e for e in api.events(job["id"]) if e["type"] == "metrics"]
+        srv.restart()
+        api = Api(srv)
+        assert api.job(job["id"])["status"] == "paused"
+        assert [e for e in api.events(job["id"]) if e["type"] == "metrics"] == steps
+        assert api.post(f"/fine_tuning/jobs/{job['id']}/resume").json()["status"] == "running"
+        api.wait(job["id"], statuses=("succeeded",), timeout=120)
+        metrics = sorted(e["data"]["step"] for e in api.events(job["id"]) if e["type"] == "metrics")
+        assert metrics == list(range(1, 401))
+        api.http.close()

@@ -39,7 +39,7 @@ def _norm(message: dict) -> dict:
 
 def _run(db: Path, tmp_path: Path, *args: str) -> tuple[dict, list[dict]]:
     out = tmp_path / "out.jsonl"
-    result = invoke("--json", "filter", "--db", str(db), "-o", str(out), "--include-metadata", *args)
+    result = invoke("--json", "filter", "--db", str(db), "-o", str(out), "--include-metadata", "--no-redact", *args)
     assert result.exit_code == 0, result.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     return json.loads(result.stdout), lines

@@ -114,11 +114,13 @@ def test_cli_invalid_file_exits_1_with_grouped_reasons(tmp_path):
     assert data["errors"] == [{"reason": "no assistant message", "count": 3, "lines": [11, 12, 13]}]
 
 
-def test_cli_few_examples_warn(tmp_path):
+def test_cli_few_examples_is_an_error(tmp_path):
+    """OpenAI-compatible fine-tuning refuses fewer than 10 examples (invalid_n_examples): an error."""
     f = write_lines(tmp_path / "few.jsonl", [GOOD] * 3)
     res = invoke("sft", "validate", str(f))
-    assert res.exit_code == 0
-    assert "warning: only 3 examples; OpenAI requires at least 10" in res.stderr
+    assert res.exit_code == 1
+    assert f"error: {f}: only 3 examples; at least 10 are required" in res.stderr
+    assert invoke("sft", "validate", str(f), "--validation").exit_code == 0  # no minimum for validation files
 
 
 @pytest.mark.parametrize("content", ["", "\n\n"])

@@ -118,7 +118,8 @@ def new_idempotency_key() -> str:
 
 def path_segment(value: str) -> str:
     """Quote an id for use inside a URL path (ids never contain `/`; a stray one cannot escape)."""
-    return quote(str(value), safe="")
+    # a non-UTF-8 argument (lone surrogates) is quoted from its bytes, as the shell passed them
+    return quote(str(value).encode("utf-8", "surrogateescape"), safe="")
 
 
 def _server_message(response: httpx.Response) -> tuple[str | None, str | None]:
@@ -207,6 +208,7 @@ class ApiClient:
             key = Setting(str(api_key), "argument") if api_key else None
         if key is not None:
             config.register_secret(key.value)
+            config.check_api_key(key)  # a newline or non-ASCII character: one clear error, before any request
         if key is None and require_key:
             *first, last = config.API_KEY_VARS
             raise ApiError(

@@ -61,16 +61,22 @@ class MultipartUpload:
             self.progress(0, self.size)
         yield self.head
         with open(self.path, "rb") as fh:
-            while True:
-                chunk = fh.read(self.chunk_size)
+            # Never more than the announced size: a file still being written (a `filter` run, a
+            # copy) must not overflow Content-Length, which would surface as a protocol error,
+            # be retried and end as "connection cut". It is one clear error instead.
+            while sent < self.size:
+                chunk = fh.read(min(self.chunk_size, self.size - sent))
                 if not chunk:
                     break
                 sent += len(chunk)
                 yield chunk
                 if self.progress:
                     self.progress(sent, self.size)
-        if sent != self.size:
-            raise UsageError(f"{self.path} changed size while it was being uploaded ({self.size} → {sent} bytes)")
+            grew = sent == self.size and fh.read(1) != b""
+        if sent != self.size or grew:
+            now = "more" if grew else f"{sent}"
+            raise UsageError(f"{self.path} changed while it was being uploaded ({self.size} bytes when the upload "
+                             f"started, {now} bytes read)", hint="upload it again once it is complete")
         yield self.tail
 
 

@@ -29,6 +29,8 @@ from synth_cli.api.client import ApiError
 from synth_cli.api.fine_tuning import TERMINAL_STATUSES, FineTuning
 
 EVENT_PAGE_SIZE = 100
+#: the longest wait between two polls (a larger --interval, e.g. 1e300, polls once a day instead of overflowing sleep)
+MAX_INTERVAL = 86400.0
 _STEP_RE = re.compile(r"\bstep\s+(\d+)\s*/\s*(\d+)", re.IGNORECASE)
 _LOSS_RE = re.compile(r"(?:training|train)[ _]loss\s*[=:]\s*([0-9.eE+-]+)", re.IGNORECASE)
 
@@ -249,7 +251,7 @@ class JobFollower:
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.ft = ft
         self.job_id = job_id
-        self.interval = max(0.01, float(interval))
+        self.interval = min(max(0.01, float(interval)), MAX_INTERVAL)
         self.timeout = timeout
         self.max_outage = max_outage
         self.clock = clock

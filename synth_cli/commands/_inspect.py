@@ -112,6 +112,7 @@ def opened(targets: Sequence[Target], *, on_skip: Any = None) -> Iterator[list[t
     `on_skip(target, error)` hears about skipped DBs. Every store is closed on exit.
     """
     from synth_cli.errors import TraceStoreError
+    from synth_cli.output import get_output
     from synth_cli.store.reader import TraceStore
 
     stores: list[tuple[Target, Any]] = []
@@ -121,6 +122,8 @@ def opened(targets: Sequence[Target], *, on_skip: Any = None) -> Iterator[list[t
                 store = TraceStore.open(t.target)
                 store.label = t.label  # errors and rows name the DB the way the user did
                 stores.append((t, store))
+                for warning in store.warnings:  # e.g. a WAL in a read-only directory that could not be read
+                    get_output().warn(warning)
             except TraceStoreError as exc:
                 if t.explicit or on_skip is None:
                     raise
@@ -130,6 +133,26 @@ def opened(targets: Sequence[Target], *, on_skip: Any = None) -> Iterator[list[t
         for _, store in stores:
             store.close()
 
+
+
+def read_each(stores: Sequence[tuple[Target, Any]], read: Any, *, on_skip: Any = None) -> list[Any]:
+    """`read(target, store)` for every opened DB, in order.
+
+    A DB found under the root whose reading fails (a corrupt page past the header, a
+    truncated file) is skipped with `on_skip(target, error)` like one that fails to open,
+    so one bad file does not abort an inventory; a DB the user named is still an error.
+    """
+    from synth_cli.errors import TraceStoreError
+
+    results = []
+    for t, store in stores:
+        try:
+            results.append(read(t, store))
+        except TraceStoreError as exc:
+            if t.explicit or on_skip is None:
+                raise
+            on_skip(t, exc)
+    return results
 
 
 def fmt_reward(value: Any) -> str:

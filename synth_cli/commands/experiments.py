@@ -136,9 +136,10 @@ def recent_command(
     db: Optional[List[str]] = db_option(),
 ) -> None:
     """Experiments active in the last H hours (see RECENT_HELP)."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timezone
 
     from synth_cli.commands._inspect import opened, read_targets
+    from synth_cli.timespan import before
     from synth_cli.errors import UsageError
     from synth_cli.store import experiments as queries
 
@@ -154,7 +155,7 @@ def recent_command(
                 row.db = target.label
                 rows.append(row)
     rows.sort(key=lambda r: (r.last_activity is None, -(r.last_activity.timestamp() if r.last_activity else 0)))
-    since = now - timedelta(hours=hours)
+    since = before(now, hours * 3600)
     many = len(targets) > 1
     data = {"hours": hours, "since": since, "dbs": [t.label for t in targets],
             "experiments": [r.to_dict() for r in rows]}

@@ -68,6 +68,11 @@ def filter_command(
     include_metadata: Optional[bool] = typer.Option(None, "--include-metadata/--no-include-metadata",
                                                     help="Add a metadata object (session, call, model, reward, "
                                                          "experiment) to each line."),
+    redact: Optional[str] = typer.Option(None, "--redact", metavar="secrets|pii",
+                                         help="Scrub secrets (default: API keys, tokens, private keys, "
+                                              "KEY=value secrets) from every string written; pii also "
+                                              "e-mail addresses and phone numbers."),
+    no_redact: bool = typer.Option(False, "--no-redact", help="Write strings as stored: no scrubbing."),
     parents: Optional[bool] = typer.Option(None, "--parents/--no-parents",
                                            help="Create the output's missing parent directories "
                                                 "(default: a missing directory is an error)."),
@@ -80,12 +85,15 @@ def filter_command(
     from synth_cli.errors import UsageError
 
     out = get_output()
+    if no_redact and redact is not None:
+        raise UsageError("--redact and --no-redact contradict each other", hint="pass one of them")
     flags: dict[str, Any] = build({
         "db": db or None, "output": output, "mode": mode, "min_reward": min_reward, "max_reward": max_reward,
         "min_achievements": min_achievements, "max_cost": max_cost, "max_tokens": max_tokens,
         "experiment": experiment or None, "since": since, "until": until, "where": where or None,
         "model": model or None, "include_errors": include_errors, "val_fraction": val_fraction, "seed": seed,
         "limit": limit, "include_metadata": include_metadata, "strict": strict, "parents": parents,
+        "redact": "off" if no_redact else redact,
     })
     file_values = load_config(config_file) if config_file else {}
     options = merge(file_values, flags)
@@ -223,7 +231,14 @@ def _render(stats: Any, out: Any) -> None:
         rows.append(("empty outputs", fmt_int(ex["empty_outputs"])))
     skipped = data["skipped_parts"]
     rows.append(("skipped parts", ", ".join(f"{k} {fmt_int(v)}" for k, v in skipped.items()) if skipped else "none"))
-    rows.append(("tokens", f"≈ {fmt_int(data['token_estimate'])} (4 bytes per token)"))
+    red = data["redaction"]
+    if red["mode"] == "off":
+        rows.append(("redaction", "off (--no-redact): strings written as stored"))
+    else:
+        kinds = ", ".join(f"{k} {fmt_int(v)}" for k, v in red["by_kind"].items())
+        rows.append(("redaction", f"{red['mode']}: " + (f"{kinds} in {fmt_int(red['examples'])} example(s)"
+                                                         if kinds else "nothing found")))
+    rows.append(("tokens", f"≈ {fmt_int(data['token_estimate'])} (estimate: 4 bytes of JSON per token, 765 per image)"))
     if data["malformed_rows"]["count"]:
         rows.append(("malformed rows", fmt_int(data["malformed_rows"]["count"])))
     if stats.limit_reached:

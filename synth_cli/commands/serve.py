@@ -32,6 +32,19 @@ def accepted_keys() -> tuple[list[str], str]:
     return [config.DEFAULT_DEV_KEY], "default"
 
 
+def is_loopback(host: str) -> bool:
+    """True only for names that cannot be reached from another machine (localhost, 127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    name = host.strip().strip("[]")
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _shown_key(key: str) -> str:
     return key if key == config.DEFAULT_DEV_KEY else config.mask_key(key)
 
@@ -50,6 +63,15 @@ def serve(
                                      help="Requests per second per key before 429 + Retry-After (0: no limit)."),
     latency_ms: float = typer.Option(0.0, "--latency-ms", min=0.0, max=600_000, help="Added delay per API request."),
     credit_usd: float = typer.Option(100.0, "--credit-usd", min=0.0, help="Starting credit of every API key."),
+    max_json_bytes: int = typer.Option(1024 * 1024, "--max-json-bytes", min=1024, max=2**40, metavar="BYTES",
+                                       help="Largest JSON request body (413 beyond it)."),
+    max_upload_bytes: int = typer.Option(512 * 1024 * 1024, "--max-upload-bytes", min=1, max=2**50, metavar="BYTES",
+                                         help="Largest uploaded file (default: OpenAI's 512 MB; 413 beyond it)."),
+    max_form_fields: int = typer.Option(16, "--max-form-fields", min=1, max=10_000, metavar="N",
+                                        help="Most text fields in an upload besides the file (400 beyond it)."),
+    max_chat_bytes: int = typer.Option(32 * 1024 * 1024, "--max-chat-bytes", min=1024, max=2**40, metavar="BYTES",
+                                       help="Largest request to the simulated model (/v1/chat/completions, "
+                                            "/v1/messages; 413 beyond it)."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request on stderr."),
 ) -> None:
     """Run a local OpenAI-compatible fine-tuning backend: a training SIMULATOR.
@@ -58,7 +80,8 @@ def serve(
     balance), so `sft run`, `balance` and the `openai` SDK work offline. Jobs go through
     validating_files → queued → running → succeeded with simulated losses, checkpoints and
     predictions; nothing is trained. State lives in SQLite under --data-dir and survives
-    restarts. Keys: SYNTH_DEV_API_KEYS (comma-separated), else the public dev key it prints.
+    restarts. Keys: SYNTH_DEV_API_KEYS (comma-separated), else the public dev key it prints;
+    listening beyond loopback (e.g. --host 0.0.0.0) requires SYNTH_DEV_API_KEYS.
     """
     out = get_output()
     setting = config.resolve(DATA_DIR_VARS, str(data_dir) if data_dir else None, "--data-dir")
@@ -66,6 +89,10 @@ def serve(
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"--data-dir {directory}: not a directory")
     keys, key_source = accepted_keys()
+    if key_source == "default" and not is_loopback(host):
+        raise SynthError(f"refusing to listen on {host or 'all interfaces'} with the public default dev key: anyone who "
+                         "can reach the port could use this server",
+                         hint="set SYNTH_DEV_API_KEYS to your own key(s), or listen on 127.0.0.1")
 
     from synth_cli.devserver.run import Stopped, bind, run
     from synth_cli.devserver.server import ServerConfig
@@ -98,7 +125,9 @@ def serve(
     base_url = f"http://{shown_host}:{bound_port}/v1"
     server_config = ServerConfig(data_dir=directory, api_keys=tuple(keys), step_seconds=step_seconds, seed=seed,
                                  fail_rate=fail_rate, rate_limit=rate_limit, latency_ms=latency_ms,
-                                 credit_usd=credit_usd)
+                                 credit_usd=credit_usd, max_json_bytes=max_json_bytes,
+                                 max_upload_bytes=max_upload_bytes, max_form_fields=max_form_fields,
+                                 max_chat_bytes=max_chat_bytes)
     _announce(out, base_url, host, keys, key_source, directory, server_config)
     try:
         started = run(server_config, store, sock, access_log=access_log)
@@ -139,9 +168,6 @@ def _announce(out, base_url: str, host: str, keys: list[str], key_source: str, d
             out.line(f"  try:        SYNTH_BASE_URL={base_url} SYNTH_API_KEY={example_key} "
                      "synth-ai sft run train.jsonl --model gpt-4o-mini")
             out.line("Press Ctrl-C to stop.")
-    if host not in ("127.0.0.1", "localhost", "::1") and key_source == "default":
-        out.warn(f"listening on {host} with the public default dev key: anyone who can reach this port can use it "
-                 "(set SYNTH_DEV_API_KEYS)")
     sys.stdout.flush()
 
 

@@ -118,11 +118,16 @@ def _file_or_id(value: str, what: str) -> tuple[str, Path | str]:
                      hint="pass a JSONL file, or the id of an uploaded file (file-…)")
 
 
-def _validate(path: Path, what: str) -> None:
-    """Refuse a file that OpenAI would reject, with the validation report (`sft validate`)."""
+def _validate(path: Path, what: str, model: str | None = None) -> None:
+    """Refuse a file that OpenAI would reject, with the validation report (`sft validate`):
+    its lines, its size (at least 10 training examples) and each example's tokens against
+    `model`'s limit."""
     from synth_cli.dataset import validate as validation
 
-    report = validation.validate_file(path)
+    target = validation.target_for(model)
+    if what != "training file":
+        target.min_examples = 1  # the minimum applies to the training file
+    report = validation.validate_file(path, target)
     if report.ok:
         return
     for line in report.error_lines(limit=20):
@@ -168,13 +173,11 @@ def _upload(ctx: Ctx, path: Path) -> dict[str, Any]:
     return obj
 
 
-def _resolve_file(ctx: Ctx, value: str, what: str, validate: bool) -> str:
+def _resolve_file(ctx: Ctx, value: str, what: str) -> str:
     kind, target = _file_or_id(value, what)
     if kind == "id":
         return str(target)
     assert isinstance(target, Path)
-    if validate:
-        _validate(target, what)
     return str(_upload(ctx, target)["id"])
 
 
@@ -185,12 +188,16 @@ def _create(ctx: Ctx, file: str, model: str, *, validation_file: Optional[str], 
         raise UsageError("--model is empty")
     if suffix is not None and not 1 <= len(suffix) <= 64:
         raise UsageError(f"--suffix must be 1 to 64 characters (got {len(suffix)})")
-    # check every local path before uploading anything
-    _file_or_id(file, "training file")
-    if validation_file:
-        _file_or_id(validation_file, "validation file")
-    training_id = _resolve_file(ctx, file, "training file", validate)
-    validation_id = _resolve_file(ctx, validation_file, "validation file", validate) if validation_file else None
+    # check every local file (path, then contents) before uploading anything: a bad validation
+    # file must not leave the training file orphaned on the server
+    files = [(file, "training file")] + ([(validation_file, "validation file")] if validation_file else [])
+    local = [(_file_or_id(value, what), what) for value, what in files]
+    if validate:
+        for (kind, target), what in local:
+            if kind == "path":
+                _validate(target, what, model)  # type: ignore[arg-type]
+    training_id = _resolve_file(ctx, file, "training file")
+    validation_id = _resolve_file(ctx, validation_file, "validation file") if validation_file else None
     return ctx.ft.create_job(model, training_id, validation_file=validation_id, suffix=suffix, seed=seed,
                              n_epochs=epochs, batch_size=batch_size, learning_rate_multiplier=lr)
 

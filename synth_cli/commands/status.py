@@ -24,7 +24,7 @@ def status_command(
 ) -> None:
     """Trace DB totals and the backend (see HELP)."""
     from synth_cli import config
-    from synth_cli.commands._inspect import inventory_targets, opened
+    from synth_cli.commands._inspect import inventory_targets, opened, read_each
     from synth_cli.probe import probe_backend
     from synth_cli.store import inventory as queries
 
@@ -40,8 +40,8 @@ def status_command(
 
     summaries = []
     with opened(targets, on_skip=skip) as stores:
-        for target, store in stores:
-            summaries.append(queries.summarize(store, label=target.label))
+        summaries.extend(read_each(stores, lambda target, store: queries.summarize(store, label=target.label),
+                                   on_skip=skip))
     probe = probe_backend(url.value)
 
     dbs = [{"db": s.db, "kind": s.kind, "schema": s.schema, "sessions": s.sessions, "events": s.events,

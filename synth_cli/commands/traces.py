@@ -20,7 +20,7 @@ def traces(
                                         help="List at most N DBs (most recently active first); totals count all."),
 ) -> None:
     """Inventory of trace DBs (see HELP)."""
-    from synth_cli.commands._inspect import inventory_targets, opened
+    from synth_cli.commands._inspect import inventory_targets, opened, read_each
     from synth_cli.store import inventory as queries
 
     out = get_output()
@@ -33,8 +33,8 @@ def traces(
 
     summaries = []
     with opened(targets, on_skip=skip) as stores:
-        for target, store in stores:
-            summaries.append(queries.summarize(store, label=target.label))
+        summaries.extend(read_each(stores, lambda target, store: queries.summarize(store, label=target.label),
+                                   on_skip=skip))
 
     summaries = queries.by_activity(summaries)
     shown = summaries[:limit] if limit else summaries

@@ -26,7 +26,7 @@ from synth_cli._json import dumps_bytes, loads
 from synth_cli.dataset import convert as cv
 from synth_cli.dataset.options import FilterOptions
 from synth_cli.store.selection import FILTER_ORDER, MAX_IN_LIST, scan_calls, scan_messages, select_sessions
-from synth_cli.dataset.validate import check_example
+from synth_cli.dataset.validate import check_example, estimate_tokens
 from synth_cli.dataset.writer import AtomicFiles, Protected, val_path
 from synth_cli.errors import DatasetError
 from synth_cli.store.reader import TraceStore, open_stores
@@ -84,6 +84,8 @@ class FilterStats:
     invalid_examples: list[dict[str, Any]] = field(default_factory=list)
     #: sessions mode: conversations cut at an invalid turn (the valid parts kept).
     split_conversations: int = 0
+    #: what was scrubbed: mode ("secrets", "secrets+pii", "off"), examples touched, replacements by kind.
+    redaction: dict[str, Any] = field(default_factory=lambda: {"mode": "off", "examples": 0, "by_kind": {}})
     filters: dict[str, Any] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
@@ -128,6 +130,7 @@ class FilterStats:
                 "split_conversations": self.split_conversations,
             },
             "schema_versions": dict(sorted(self.schema_versions.items())),
+            "redaction": self.redaction,
             "skipped_parts": dict(sorted(self.skipped.items())),
             "token_estimate": self.token_estimate,
             "reward_histogram": self.reward_histogram(),
@@ -213,6 +216,11 @@ class _Sink:
         self.include_metadata = opts.include_metadata
         self.calls_mode = opts.mode == "calls"
         self.on_progress: Callable[[FilterStats], None] | None = None
+        self.redactor: Any = None
+        if opts.redact != "off":
+            from synth_cli.dataset.redact import Redactor
+
+            self.redactor = Redactor(pii=opts.redact == "pii")
         self._rows = 0
 
     def tick(self) -> None:
@@ -240,13 +248,15 @@ class _Sink:
         if errors:
             self.reject(errors, session, call_id)
             return
+        if self.redactor is not None:
+            self.redactor.example(example, session.session_id)
         line = dumps_bytes(example)
         digest = hashlib.sha1(line).digest()
         if digest in self.seen:
             stats.duplicates += 1
             return
         self.seen.add(digest)
-        stats.token_estimate += len(line) >> 2
+        stats.token_estimate += estimate_tokens(line, example)
         if self.include_metadata:
             meta = {"session_id": session.session_id, "call_id": call_id, "model": model,
                     "total_reward": session.total_reward, "experiment_id": session.experiment_id}
@@ -394,6 +404,8 @@ def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Si
             stats.rows_done += 1
             if session.remaining <= 0:
                 session.history = None
+                if sink.redactor is not None:
+                    sink.redactor.forget(session_id)
                 if session.merger is not None:
                     done = session.merger.finish()
                     session.merger = None
@@ -539,6 +551,9 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
 
     stores = open_stores(opts.dbs)
     try:
+        for store in stores:
+            for warning in store.warnings:
+                notice(warning)
         output, val, protected = _check_paths(opts, stores)
         with AtomicFiles(parents=opts.parents, protected=protected) as files:
             train_file = files.open(output, through_ok=val is None) if output is not None else None
@@ -576,6 +591,8 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
                         _calls(store, opts, stats, sink, kept)
             except _Stop:
                 pass
+            if sink.redactor is not None:
+                stats.redaction = sink.redactor.summary()
             for version, count in sorted(stats.schema_versions.items()):
                 notice(f"{count} call record(s) have schema_version {version!r}, which this version of synth-ai "
                        f"does not know; they were converted as schema {KNOWN_SCHEMA} (--strict refuses them)")

@@ -21,11 +21,13 @@ import math
 import re
 import sys
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from synth_cli.config import INT64_MAX, INT64_MIN
 from synth_cli.errors import UsageError
+from synth_cli.timespan import after, before, clamp
 
 MODES = ("calls", "sessions")
 PUBLISHED_MODES = {"trajectory": "sessions", "window": "calls", "calls": "calls", "sessions": "sessions"}
@@ -53,6 +55,8 @@ class FilterOptions:
     include_metadata: bool = False
     dry_run: bool = False
     strict: bool = False
+    #: what `filter` scrubs from the examples: "secrets" (default), "pii" (secrets + e-mails, phones), "off"
+    redact: str = "secrets"
     #: create missing parent directories of the output (`--parents`)
     parents: bool = False
     #: what the config file asked for that has no equivalent here (reported as warnings)
@@ -91,7 +95,7 @@ def parse_when(value: Any, flag: str, *, end_of_day: bool = False, now: datetime
             unit = match.group(2).lower()
             seconds = amount * _SPAN_SECONDS["m" if unit.startswith("mi") or unit == "m" else unit[0]]
             base = now or datetime.now(timezone.utc).replace(tzinfo=None)
-            return base - timedelta(seconds=seconds)
+            return before(base, seconds)
         iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
         try:
             parsed = datetime.fromisoformat(iso)
@@ -99,10 +103,13 @@ def parse_when(value: Any, flag: str, *, end_of_day: bool = False, now: datetime
             raise UsageError(f"{flag} {text!r}: not a date/time or a relative span",
                              hint="use e.g. 2025-08-08, '2025-08-08 16:00', 2025-08-08T16:00:00Z, 24h or 7d") from None
         if end_of_day and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            parsed = parsed + timedelta(days=1) - timedelta(microseconds=1)
+            parsed = after(parsed, 86400 - 1e-6)
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
-    return parsed
+        try:
+            parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # 9999-12-31T23:00-05:00 is past the calendar in UTC
+            parsed = datetime.max if parsed.year > 1 else datetime.min
+    return clamp(parsed)  # 9999-12-31 ends where SQLite's calendar does
 
 
 def parse_where(items: Any, flag: str = "--where") -> list[tuple[str, str]]:
@@ -114,6 +121,9 @@ def parse_where(items: Any, flag: str = "--where") -> list[tuple[str, str]]:
     else:
         if isinstance(items, str):
             items = [items]
+        if not isinstance(items, (list, tuple)):
+            raise UsageError(f"{flag}: expected KEY=VALUE strings or a table, got {items!r}",
+                             hint="e.g. where = { task_split = \"train\" }")
         pairs = []
         for item in items:
             if not isinstance(item, str) or "=" not in item:
@@ -164,6 +174,8 @@ def _number(value: Any, name: str, *, integer: bool = False, minimum: float | No
         number = int(number)
     if isinstance(number, float) and not math.isfinite(number):
         raise UsageError(f"{name}: expected a finite number, got {value!r}")
+    if isinstance(number, int) and not INT64_MIN <= number <= INT64_MAX:
+        raise UsageError(f"{name}: {value!r} is out of range (a 64-bit integer, at most {INT64_MAX})")
     if minimum is not None and number < minimum:
         raise UsageError(f"{name}: must be >= {minimum:g}, got {value!r}")
     return number
@@ -191,8 +203,10 @@ def _bool(value: Any, name: str) -> bool:
 FILTER_KEYS = (
     "db", "output", "mode", "min_reward", "max_reward", "min_achievements", "max_cost", "max_tokens",
     "experiment", "since", "until", "where", "model", "include_errors", "val_fraction", "seed", "limit",
-    "include_metadata", "strict", "parents",
+    "include_metadata", "strict", "redact", "parents",
 )
+#: spellings of the redaction setting (a config file may say `redact = false`)
+REDACT_MODES = {"secrets": "secrets", "true": "secrets", "pii": "pii", "off": "off", "none": "off", "false": "off"}
 PUBLISHED_FILTERS_KEYS = ("min_total_reward", "min_achievements", "max_cost", "max_tokens", "models")
 PUBLISHED_TOP_KEYS = ("mode", "filters", "window", "output")
 PUBLISHED_OUTPUT_KEYS = ("include_metadata", "max_context_length")
@@ -251,6 +265,11 @@ def build(values: dict[str, Any], *, source: str = "flag") -> dict[str, Any]:
             out[key] = _number(value, name(key), integer=True)
         elif key == "limit":
             out[key] = _number(value, name(key), integer=True, minimum=1)
+        elif key == "redact":
+            mode = REDACT_MODES.get(str(value).lower()) if isinstance(value, (str, bool)) else None
+            if mode is None:
+                raise UsageError(f"{name(key)} {value!r}: expected secrets, pii or off")
+            out[key] = mode
         else:  # pragma: no cover - callers pass known keys only
             raise UsageError(f"{name(key)}: unknown setting")
     return out
@@ -271,6 +290,8 @@ def load_config(path: str | Path) -> dict[str, Any]:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"--config {path}: invalid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--config {path}: not UTF-8 text (byte {exc.start}); a TOML file is UTF-8") from None
     except OSError as exc:
         raise UsageError(f"--config {path}: cannot read ({exc.strerror or exc})") from None
     label = p.name

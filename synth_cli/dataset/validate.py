@@ -33,6 +33,24 @@ from typing import Any, Iterable
 from synth_cli.errors import DatasetError
 
 ALLOWED_ROLES = frozenset(("system", "user", "assistant", "tool"))
+#: estimated tokens of one image part (OpenAI's figure for a high-detail 512×512 tile set; the
+#: image's bytes are not text and are not counted as such).
+IMAGE_TOKENS = 765
+#: tokens per example the target model accepts, by model family (longest matching prefix wins);
+#: OpenAI's current fine-tuning models take 65,536 tokens per example.
+CONTEXT_LIMITS: tuple[tuple[str, int], ...] = (
+    ("gpt-3.5-turbo", 16_385),
+    ("gpt-4o-mini", 65_536),
+    ("gpt-4o", 65_536),
+    ("gpt-4.1-nano", 65_536),
+    ("gpt-4.1-mini", 65_536),
+    ("gpt-4.1", 65_536),
+    ("o4-mini", 65_536),
+)
+#: for a model the table does not know (override with --max-example-tokens).
+DEFAULT_CONTEXT_LIMIT = 65_536
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_BOM = b"\xef\xbb\xbf"
 ALLOWED_KEYS = frozenset(("role", "content", "name", "tool_calls", "tool_call_id", "weight", "function_call"))
 #: OpenAI refuses to start a job on fewer examples.
 MIN_EXAMPLES = 10
@@ -196,6 +214,70 @@ def check_example(obj: Any) -> list[str]:
     return errors
 
 
+def estimate_tokens(line: bytes, obj: Any = None) -> int:
+    """Estimated tokens of one example: 4 bytes of its compact JSON per token, an image part
+    IMAGE_TOKENS (its URL not counted as text).
+
+    An estimate, not a tokenizer's count: no package that ships OpenAI's encodings works
+    offline (tiktoken downloads them at run time). `filter` and `sft validate` both use it
+    on the example's compact JSON (`synth_cli._json.dumps_bytes`, without `metadata`), so
+    they report the same count for the same file.
+    """
+    n = len(line) >> 2
+    if b'"image_url"' in line and isinstance(obj, dict):
+        for m in obj.get("messages") or ():
+            content = m.get("content") if isinstance(m, dict) else None
+            if isinstance(content, list):
+                for part in content:
+                    if isinstance(part, dict) and part.get("type") == "image_url":
+                        image = part.get("image_url")
+                        url = image.get("url") if isinstance(image, dict) else None
+                        if isinstance(url, str):
+                            n -= len(url.encode()) >> 2
+                        n += IMAGE_TOKENS
+    return max(n, 0)
+
+
+@dataclass
+class Target:
+    """What a file is checked for: the fine-tuning API's minimum of examples and the model's
+    limit of tokens per example (an OpenAI-compatible fine-tuning target)."""
+
+    model: str | None = None
+    max_example_tokens: int = DEFAULT_CONTEXT_LIMIT
+    min_examples: int = MIN_EXAMPLES
+
+    @property
+    def label(self) -> str:
+        return self.model or "OpenAI's fine-tuning models"
+
+
+def context_limit(model: str | None) -> int:
+    """Tokens per example for `model` (CONTEXT_LIMITS by prefix; a `ft:` model by its base)."""
+    if not model:
+        return DEFAULT_CONTEXT_LIMIT
+    name = model[3:] if model.startswith("ft:") else model
+    best = None
+    for prefix, limit in CONTEXT_LIMITS:
+        if name.startswith(prefix) and (best is None or len(prefix) > len(best[0])):
+            best = (prefix, limit)
+    return best[1] if best else DEFAULT_CONTEXT_LIMIT
+
+
+def target_for(model: str | None = None, max_example_tokens: int | None = None) -> Target:
+    """The target of a job on `model`; `max_example_tokens` (or $SYNTH_MAX_EXAMPLE_TOKENS) overrides the table."""
+    if max_example_tokens is None:
+        env = os.environ.get("SYNTH_MAX_EXAMPLE_TOKENS", "").strip()
+        if env:
+            try:
+                max_example_tokens = int(env)
+            except ValueError:
+                raise DatasetError(f"SYNTH_MAX_EXAMPLE_TOKENS={env!r}: expected a whole number of tokens") from None
+    if max_example_tokens is not None and max_example_tokens < 1:
+        raise DatasetError(f"the limit of tokens per example must be at least 1 (got {max_example_tokens})")
+    return Target(model=model, max_example_tokens=max_example_tokens or context_limit(model))
+
+
 @dataclass
 class ValidationReport:
     """Errors grouped by reason: {reason: [count, first line numbers]}."""
@@ -207,12 +289,20 @@ class ValidationReport:
     with_tool_calls: int = 0
     messages: int = 0
     bytes: int = 0
+    tokens: int = 0
+    max_example_tokens: int = 0
+    target: Target | None = None
     reasons: dict[str, list] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
-        return self.invalid == 0 and self.examples > 0
+        return self.invalid == 0 and self.examples > 0 and not self.too_few
+
+    @property
+    def too_few(self) -> bool:
+        """Fewer examples than the target's fine-tuning API accepts (an error with a target)."""
+        return self.target is not None and 0 < self.examples < self.target.min_examples
 
     def add(self, line: int, errors: Iterable[str]) -> None:
         seen = set()
@@ -253,6 +343,8 @@ class ValidationReport:
         """`2 of 13 examples invalid: no assistant message (2)` / `no examples`."""
         if self.examples == 0:
             return "no examples"
+        if self.too_few and self.invalid == 0:
+            return f"only {self.examples} examples; at least {self.target.min_examples} are required"  # type: ignore[union-attr]
         if self.invalid == 0:
             return f"{self.examples} examples, all valid"
         top = ", ".join(f"{e['reason']} ({e['count']})" for e in self.errors()[:2])
@@ -271,7 +363,11 @@ class ValidationReport:
             "invalid_examples": self.invalid,
             "with_tool_calls": self.with_tool_calls,
             "messages": self.messages,
-            "token_estimate": self.bytes // 4,
+            "token_estimate": self.tokens,
+            "max_example_tokens": self.max_example_tokens,
+            "limits": None if self.target is None else {
+                "model": self.target.model, "max_example_tokens": self.target.max_example_tokens,
+                "min_examples": self.target.min_examples},
             "errors": self.errors(),
             "warnings": self.warnings,
         }
@@ -285,10 +381,17 @@ def _has_tool_calls(obj: dict) -> bool:
 
 
 def validate_lines(lines: Iterable[bytes], report: ValidationReport) -> ValidationReport:
-    from synth_cli._json import loads
+    """Check every line; with `report.target`, also each example's tokens against the model's
+    limit and the number of examples against the API's minimum (errors, not warnings)."""
+    from synth_cli._json import dumps_bytes, loads
 
+    target = report.target
+    limit = target.max_example_tokens if target is not None else None
+    over = f"over the {limit:,}-token limit per example of {target.label} (estimated)" if target else ""
     for number, raw in enumerate(lines, 1):
         report.lines = number
+        if number == 1 and raw.startswith(_BOM):  # a UTF-8 byte order mark (Windows editors write one)
+            raw = raw[len(_BOM):]
         if not raw.strip():
             continue
         report.examples += 1
@@ -306,22 +409,56 @@ def validate_lines(lines: Iterable[bytes], report: ValidationReport) -> Validati
             report.invalid += 1
             report.add(number, errors)
             continue
+        # counted on the compact JSON `filter` writes, without what --include-metadata adds
+        compact = dumps_bytes({k: v for k, v in obj.items() if k != "metadata"} if "metadata" in obj else obj)
+        tokens = estimate_tokens(compact, obj)
+        report.tokens += tokens
+        if tokens > report.max_example_tokens:
+            report.max_example_tokens = tokens
+        if limit is not None and tokens > limit:
+            report.invalid += 1
+            report.add(number, [over])
+            continue
         report.messages += len(obj["messages"])
         if _has_tool_calls(obj):
             report.with_tool_calls += 1
     if report.examples == 0:
         report.add(0, ["no examples in the file"])
+    elif target is not None and report.examples < target.min_examples:
+        report.add(0, [f"only {report.examples} examples; OpenAI-compatible fine-tuning requires at least "
+                       f"{target.min_examples} (the job would fail with invalid_n_examples)"])
     elif report.examples < MIN_EXAMPLES:
         report.warnings.append(f"only {report.examples} examples; OpenAI requires at least {MIN_EXAMPLES} "
                                "to start a fine-tuning job")
     return report
 
 
-def validate_file(path: str | os.PathLike) -> ValidationReport:
-    """Validate a JSONL file line by line (constant memory)."""
+def _not_text(head: bytes) -> str | None:
+    """Why a file that starts with `head` is not a JSONL text file (None when it may be)."""
+    if head.startswith(_SQLITE_MAGIC):
+        return "is a SQLite database, not a JSONL file"
+    if head.startswith((b"PK\x03\x04", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"(\xb5/\xfd")):
+        return "is an archive or compressed file, not a JSONL file"
+    if b"\x00" in head:
+        return "is a binary file, not a JSONL text file"
+    return None
+
+
+def validate_file(path: str | os.PathLike, target: Target | None = None) -> ValidationReport:
+    """Validate a JSONL file line by line (constant memory).
+
+    With a `target` (see :func:`target_for`), also the limits of the fine-tuning job: tokens
+    per example and the minimum number of examples. A file that is not text (a SQLite DB, an
+    archive, anything with NUL bytes near its start) is one DatasetError, not an error per line.
+    """
     p = os.fspath(path)
     if os.path.isdir(p):
         raise DatasetError(f"{p}: is a directory")
+    from synth_cli.files import non_regular_kind
+
+    kind = non_regular_kind(p)
+    if kind is not None:  # a FIFO would block for ever, /dev/zero never end
+        raise DatasetError(f"{p}: is {kind}, not a regular file", hint="validate a JSONL file")
     try:
         fh = open(p, "rb")
     except FileNotFoundError:
@@ -329,8 +466,14 @@ def validate_file(path: str | os.PathLike) -> ValidationReport:
     except OSError as exc:
         raise DatasetError(f"{p}: cannot read ({exc.strerror or exc})") from exc
     with fh:
-        return validate_lines(fh, ValidationReport(path=p))
+        why = _not_text(fh.read(8192))
+        if why is not None:
+            raise DatasetError(f"{p}: {why}",
+                               hint="pass the .jsonl file `synth-ai filter` wrote (filter reads the trace DB)")
+        fh.seek(0)
+        return validate_lines(fh, ValidationReport(path=p, target=target))
 
 
-__all__ = ["ALLOWED_KEYS", "ALLOWED_ROLES", "MIN_EXAMPLES", "ValidationReport", "check_example",
+__all__ = ["ALLOWED_KEYS", "ALLOWED_ROLES", "CONTEXT_LIMITS", "DEFAULT_CONTEXT_LIMIT", "IMAGE_TOKENS", "MIN_EXAMPLES",
+           "Target", "ValidationReport", "check_example", "context_limit", "estimate_tokens", "target_for",
            "validate_file", "validate_lines"]

@@ -7,7 +7,7 @@
   output as it was.
 * **Pairs commit together** (train + val). Both temp files are complete and fsynced,
   then a commit journal `.NAME.synth-commit` (next to the first output) lists the
-  renames; SIGINT, SIGTERM and SIGHUP are held while the renames run; the journal goes
+  renames; SIGINT, SIGTERM and SIGHUP are deferred while the renames run; the journal goes
   once the directory is fsynced. An interrupt therefore never splits the pair. A
   process killed outright (SIGKILL, power loss) between the two renames leaves the
   journal: the next run to the same output finishes the renames first (both files
@@ -37,10 +37,11 @@ import re
 import secrets
 import signal
 import stat
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from synth_cli.errors import DatasetError
 
@@ -195,16 +196,38 @@ def _fsync_dir(directory: Path) -> None:
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """SIGINT/SIGTERM/SIGHUP wait until the block is done (delivered right after)."""
-    try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
-    except (AttributeError, OSError, ValueError):  # pragma: no cover - platforms without it
-        old = None
+    """SIGINT/SIGTERM/SIGHUP wait until the block is done, then take effect as they would have.
+
+    Python runs signal handlers in the main thread whichever thread the signal reaches, so
+    the handlers are swapped for one that only notes the signal (masking the signal in this
+    thread would not stop another thread from receiving it). Off the main thread handlers
+    cannot be swapped, and none runs there either.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous: dict[int, Any] = {}
+    for signum in _HELD_SIGNALS:
+        try:
+            handler = signal.getsignal(signum)
+            if handler is None:  # installed outside Python: not ours to swap
+                continue
+            signal.signal(signum, lambda s, frame: pending.append(s))
+            previous[signum] = handler
+        except (ValueError, OSError):  # pragma: no cover
+            continue
     try:
         yield
     finally:
-        if old is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in pending:
+            handler = previous.get(signum)
+            if callable(handler):
+                handler(signum, None)  # e.g. KeyboardInterrupt, now that the commit is whole
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
 
 
 def write_error(path: Path, exc: OSError, *, atomic: bool = True) -> DatasetError:

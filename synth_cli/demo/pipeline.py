@@ -82,18 +82,22 @@ class StepFailed(Exception):
 
 def prepare_directory(directory: Path) -> None:
     """Create the demo directory, or reuse one an earlier demo made; never clobber anything else."""
+    from synth_cli.errors import UsageError
+
     if directory.exists():
         if not directory.is_dir():
-            from synth_cli.errors import UsageError
-
             raise UsageError(f"--dir {directory}: exists and is not a directory")
         if any(directory.iterdir()) and not (directory / MARKER).exists():
-            from synth_cli.errors import UsageError
-
             raise UsageError(f"--dir {directory}: exists and was not made by `synth-ai demo`",
                              hint="name an empty or new directory with --dir")
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / MARKER).write_text("made by `synth-ai demo`; safe to delete\n", encoding="utf-8")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--dir {directory}: cannot create the directory ({exc.strerror or exc})") from None
+    try:
+        (directory / MARKER).write_text("made by `synth-ai demo`; safe to delete\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--dir {directory}: cannot write in the directory ({exc.strerror or exc})") from None
     # start over: an earlier demo's files and its backend's jobs, files and spend go
     for stale in ("traces.db", "train.jsonl", "train.val.jsonl", "backend.log"):
         path = directory / stale

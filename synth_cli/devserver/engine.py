@@ -7,6 +7,7 @@ After a restart, active jobs are rescheduled to continue from where they stopped
 
     validating_files ─(dataset checks)→ queued → running ─(one action per step)→ succeeded
            └─────────→ failed (error.code)            cancel at any point → cancelled
+                                         running ⇄ paused (pause / resume: the step is kept)
 """
 
 from __future__ import annotations
@@ -24,9 +25,13 @@ from synth_cli.devserver.store import Store, new_id, now
 #: OpenAI refuses training files with fewer examples (error code `invalid_n_examples`).
 MIN_TRAINING_EXAMPLES = 10
 ACTIVE = ("validating_files", "queued", "running")
+#: a running job the user paused: it keeps its step and does not advance until resumed.
+PAUSED = "paused"
 TERMINAL = ("succeeded", "failed", "cancelled")
 #: at most this many actions per job per tick, so one fast job cannot starve the others.
 MAX_ACTIONS_PER_TICK = 200
+#: longest sleep of the runner between two looks at the DB.
+IDLE_WAIT = 1.0
 #: the columns of a job's result file (`step_metrics.csv`), as OpenAI writes them.
 RESULTS_COLUMNS = ("step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy")
 
@@ -69,8 +74,19 @@ class Engine:
             except Exception:  # noqa: BLE001 - keep simulating; the log shows what happened
                 sys.stderr.write("synth-ai serve: job runner error\n" + traceback.format_exc())
                 sys.stderr.flush()
-            self._wake.wait(self.tick)
+            self._wake.wait(self._until_next_action())
             self._wake.clear()
+
+    def _until_next_action(self) -> float:
+        """Seconds to sleep: until the next due action, at most IDLE_WAIT (creating or resuming a job
+        wakes the runner early), so an idle server does not poll its DB every tick."""
+        try:
+            due = self.store.next_due()
+        except Exception:  # noqa: BLE001 - the next run_due reports it
+            return self.tick
+        if due is None:
+            return IDLE_WAIT
+        return min(IDLE_WAIT, max(0.0, due - time.time()))
 
     def run_due(self, at: float | None = None) -> int:
         """Perform every due action; returns how many were performed."""
@@ -242,10 +258,44 @@ def cancel(store: Store, owner: str, job_id: str) -> tuple[str, Any]:
         job = c.execute("SELECT * FROM jobs WHERE id = ? AND owner = ?", (job_id, owner)).fetchone()
         if job is None:
             return "missing", None
-        if job["status"] in ACTIVE:
+        if job["status"] in ACTIVE or job["status"] == PAUSED:
             c.execute("UPDATE jobs SET status = 'cancelled', finished_at = ?, estimated_finish = NULL WHERE id = ?",
                       (now(), job_id))
             Store.add_event(c, job_id, "Fine-tuning job cancelled by the user")
         elif job["status"] != "cancelled":
             return "finished", job
         return "ok", c.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+
+
+def pause(store: Store, owner: str, job_id: str) -> tuple[str, str | None]:
+    """A running job stops advancing: ('ok', None) | ('missing', None) | ('refused', status).
+    Pausing a paused job is a no-op (a retried request gets the same answer)."""
+    with store.tx() as c:
+        job = c.execute("SELECT status FROM jobs WHERE id = ? AND owner = ?", (job_id, owner)).fetchone()
+        if job is None:
+            return "missing", None
+        if job["status"] == "running":
+            c.execute("UPDATE jobs SET status = ?, estimated_finish = NULL WHERE id = ?", (PAUSED, job_id))
+            Store.add_event(c, job_id, "Fine-tuning job paused by the user")
+        elif job["status"] != PAUSED:
+            return "refused", job["status"]
+        return "ok", None
+
+
+def resume(store: Store, owner: str, job_id: str, step_seconds: float) -> tuple[str, str | None]:
+    """A paused job continues from its step: ('ok', None) | ('missing', None) | ('refused', status).
+    Resuming a running job is a no-op."""
+    with store.tx() as c:
+        job = c.execute("SELECT status, step, total_steps FROM jobs WHERE id = ? AND owner = ?",
+                        (job_id, owner)).fetchone()
+        if job is None:
+            return "missing", None
+        if job["status"] == PAUSED:
+            at = time.time()
+            finish = int(at + (job["total_steps"] - job["step"] + 1) * step_seconds) + 1
+            c.execute("UPDATE jobs SET status = 'running', next_at = ?, estimated_finish = ? WHERE id = ?",
+                      (at + step_seconds, finish, job_id))
+            Store.add_event(c, job_id, f"Fine-tuning job resumed at step {job['step']}/{job['total_steps']}")
+        elif job["status"] != "running":
+            return "refused", job["status"]
+        return "ok", None

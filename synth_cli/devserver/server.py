@@ -5,9 +5,10 @@ Routes (all under `/v1`; `/health` also at the root):
     GET  /health
     POST /files · GET /files · GET /files/{id} · GET /files/{id}/content · DELETE /files/{id}
     POST /fine_tuning/jobs · GET /fine_tuning/jobs · GET /fine_tuning/jobs/{id}
-    POST /fine_tuning/jobs/{id}/cancel · GET …/events · GET …/checkpoints
+    POST /fine_tuning/jobs/{id}/cancel · POST …/pause · POST …/resume · GET …/events · GET …/checkpoints
     GET  …/predictions · GET …/predictions/epochs · GET …/predictions/trends
     GET  /balance/current · GET /balance/usage/windows · GET /balance/usage
+    POST /chat/completions · POST /messages      (a simulated model: see `chat`)
 
 :class:`Gate` (pure ASGI middleware) does what sits in front of every API call: injected latency,
 API-key check, rate limit, injected 5xx. POST handlers honour `Idempotency-Key`. Errors always
@@ -40,18 +41,29 @@ from starlette.routing import Mount, Route
 
 from synth_cli import __version__
 from synth_cli.config import mask_key
+from synth_cli.devserver import chat
 from synth_cli.devserver import engine as engine_mod
 from synth_cli.devserver import simulate
 from synth_cli.devserver.engine import Engine
 from synth_cli.devserver.errors import APIError, bad_request, error_body, not_found
 from synth_cli.devserver.store import Store, checkpoint_object, file_object, new_id, prediction_object
-from synth_cli.devserver.uploads import UploadError, discard, receive_upload
+from synth_cli.devserver.uploads import MAX_FIELD_BYTES, UploadError, UploadTooLarge, discard, receive_upload
 from synth_cli.devserver.validation import describe_errors, inspect_file
 
 FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 JOB_FIELDS = ("model", "training_file", "validation_file", "suffix", "seed", "metadata", "hyperparameters",
               "method", "integrations")
 HYPERPARAMETER_LIMITS = {"n_epochs": (1, 50), "batch_size": (1, 256)}
+#: 1 MiB: far above any real job request (a few hundred bytes).
+DEFAULT_MAX_JSON_BYTES = 1024 * 1024
+#: a chat request (the simulated model's endpoints) may carry images: Anthropic's request limit, 32 MB.
+DEFAULT_MAX_CHAT_BYTES = 32 * 1024 * 1024
+#: OpenAI's limit for one file of the Files API (512 MB).
+DEFAULT_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+#: text fields of an upload (OpenAI's take `purpose` and `expires_after[...]`).
+DEFAULT_MAX_FORM_FIELDS = 16
+#: multipart framing (boundaries, part headers) allowed on top of the file and its fields.
+FORM_ALLOWANCE_BYTES = 64 * 1024
 SIMULATOR_NOTE = ("training simulator: jobs, losses, checkpoints and predictions are simulated; "
                   "no model is trained")
 
@@ -66,6 +78,11 @@ class ServerConfig:
     rate_limit: float = 0.0
     latency_ms: float = 0.0
     credit_usd: float = 100.0
+    #: request limits (413 beyond them): a JSON body; one uploaded file; the text fields of an upload.
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_form_fields: int = DEFAULT_MAX_FORM_FIELDS
+    max_chat_bytes: int = DEFAULT_MAX_CHAT_BYTES
 
     @property
     def credit_cents(self) -> int:
@@ -90,10 +107,10 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return FastJSONResponse(data, status_code=status, headers=headers)
 
 
-def _json_list(items: list[str], has_more: bool) -> JSONResponse:
-    """`{"object": "list", "data": [...], "has_more": ...}` around objects already rendered as JSON text."""
-    body = '{"object":"list","data":[' + ",".join(items) + '],"has_more":' + ("true" if has_more else "false") + "}"
-    return FastJSONResponse(body.encode("utf-8"))
+def _json_list(items: list[bytes], has_more: bool) -> JSONResponse:
+    """`{"object": "list", "data": [...], "has_more": ...}` around objects already rendered as JSON."""
+    return FastJSONResponse(b'{"object":"list","data":[' + b",".join(items) + b'],"has_more":'
+                            + (b"true}" if has_more else b"false}"))
 
 
 def _error_response(exc: APIError) -> JSONResponse:
@@ -122,20 +139,28 @@ class Gate:
         if self.config.latency_ms > 0:
             await asyncio.sleep(self.config.latency_ms / 1000)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        key = _presented_key(headers)
+        path = scope["path"]
+        key = _presented_key(headers, chat.AUTH_HEADERS.get(path))
         if key is None:
             await self._reply(scope, receive, send, APIError(
-                401, "You didn't provide an API key. Send it in an Authorization header (Authorization: Bearer "
-                     "YOUR_KEY) or an X-API-Key header; `synth-ai serve` prints the key it accepts.",
-                code="missing_api_key"))
+                401, chat.auth_message(path, True) or "You didn't provide an API key. Send it in an Authorization "
+                     "header (Authorization: Bearer YOUR_KEY) or an X-API-Key header; `synth-ai serve` prints the key "
+                     "it accepts.", code="missing_api_key"))
             return
         owner = self.keys.get(key)
         if owner is None:
             await self._reply(scope, receive, send, APIError(
-                401, f"Incorrect API key provided: {mask_key(key)}. This local backend accepts the key(s) in "
-                     "SYNTH_DEV_API_KEYS, or the default dev key it printed at start.", code="invalid_api_key"))
+                401, chat.auth_message(path, False) or f"Incorrect API key provided: {mask_key(key)}. This local "
+                     "backend accepts the key(s) in SYNTH_DEV_API_KEYS, or the default dev key it printed at start.",
+                code="invalid_api_key"))
             return
         scope.setdefault("state", {})["owner"] = owner
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            too_large = self._body_limit(headers, path)
+            if too_large[0] is not None:
+                await self._reply(scope, receive, send, too_large[0])
+                return
+            receive = _bounded(receive, too_large[1], too_large[2])
         wait = self._rate_limited(owner)
         if wait is not None:
             await self._reply(scope, receive, send, APIError(
@@ -161,6 +186,27 @@ class Gate:
             await self.app(scope, receive, swallow)
         await self._reply(scope, receive, send, error)
 
+    def _body_limit(self, headers: dict[str, str], path: str) -> tuple[APIError | None, int, str]:
+        """(an error when the declared Content-Length is already too large, the byte limit, what it is for).
+
+        An upload may carry one file of up to max_upload_bytes plus its small text fields; any other
+        body is JSON of up to max_json_bytes (max_chat_bytes on the simulated model's paths). A body without Content-Length (chunked) is counted as
+        it arrives (see :func:`_bounded`); nothing beyond the limit is ever read.
+        """
+        cfg = self.config
+        if headers.get("content-type", "").lower().startswith("multipart/"):
+            limit = cfg.max_upload_bytes + FORM_ALLOWANCE_BYTES + cfg.max_form_fields * MAX_FIELD_BYTES
+            what = f"uploads up to {cfg.max_upload_bytes:,} bytes per file (serve --max-upload-bytes)"
+        elif path in chat.PATHS:
+            limit, what = cfg.max_chat_bytes, f"chat requests up to {cfg.max_chat_bytes:,} bytes (serve --max-chat-bytes)"
+        else:
+            limit, what = cfg.max_json_bytes, f"JSON bodies up to {cfg.max_json_bytes:,} bytes (serve --max-json-bytes)"
+        declared = headers.get("content-length", "").strip()
+        if declared.isdigit() and int(declared) > limit:
+            return _too_large(f"Request body too large ({int(declared):,} bytes): this server accepts {what}."), \
+                limit, what
+        return None, limit, what
+
     def _rate_limited(self, owner: str) -> float | None:
         """Token bucket per key: `rate_limit` requests per second, bursts up to the same number."""
         rate = self.config.rate_limit
@@ -183,17 +229,42 @@ class Gate:
 
     @staticmethod
     async def _reply(scope: dict, receive: Callable, send: Callable, error: APIError) -> None:
-        await _error_response(error)(scope, receive, send)
+        response = chat.error_response(scope["path"], error) or _error_response(error)
+        await response(scope, receive, send)
 
 
-def _presented_key(headers: dict[str, str]) -> str | None:
-    auth = headers.get("authorization", "").strip()
-    if auth:
-        scheme, _, value = auth.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    api_key = headers.get("x-api-key", "").strip()
-    return api_key or None
+def _too_large(message: str) -> APIError:
+    return APIError(413, message, code="request_too_large")
+
+
+def _bounded(receive: Callable, limit: int, what: str) -> Callable:
+    """`receive` that counts the body as it arrives and raises a 413 as soon as it passes `limit`."""
+    seen = 0
+
+    async def bounded() -> dict:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _too_large(f"Request body too large (more than {limit:,} bytes): this server accepts {what}.")
+        return message
+
+    return bounded
+
+
+def _presented_key(headers: dict[str, str], only: str | None = None) -> str | None:
+    """The key from `Authorization: Bearer` or `X-API-Key` (`only`: just that header, as on the chat paths)."""
+    if only in (None, "authorization"):
+        auth = headers.get("authorization", "").strip()
+        if auth:
+            scheme, _, value = auth.partition(" ")
+            if scheme.lower() == "bearer" and value.strip():
+                return value.strip()
+    if only in (None, "x-api-key"):
+        api_key = headers.get("x-api-key", "").strip()
+        return api_key or None
+    return None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -216,12 +287,25 @@ def _int_param(request: Request, name: str, default: int | None, low: int, high:
     return value
 
 
+def parse_json(raw: bytes) -> Any:
+    """The request's JSON (orjson: nesting deeper than 1024 levels is a parse error, never a RecursionError)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"We could not parse the JSON body of your request ({exc}). Expected a JSON object; "
+                          "nesting is limited to 1024 levels.") from None
+
+
 def _list_page(data: list[dict[str, Any]], has_more: bool, *, ids: bool = True) -> dict[str, Any]:
     page: dict[str, Any] = {"object": "list", "data": data, "has_more": has_more}
     if ids:
         page["first_id"] = data[0]["id"] if data else None
         page["last_id"] = data[-1]["id"] if data else None
     return page
+
+
+#: scope key of the idempotency claim (owner, key, route) a handler commits its answer with.
+CLAIM = "synth.idempotency_claim"
 
 
 def idempotent(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -248,6 +332,7 @@ def idempotent(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[R
                                code="idempotency_key_reused")
             return Response(existing["body"], status_code=existing["status_code"], media_type="application/json",
                             headers={"Idempotent-Replayed": "true"})
+        request.scope[CLAIM] = (owner, key, route)
         try:
             try:
                 response = await handler(request)
@@ -256,8 +341,8 @@ def idempotent(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[R
         except BaseException:
             store.idempotency_release(owner, key, route)
             raise
-        if response.status_code >= 500 or not isinstance(response, JSONResponse):
-            store.idempotency_release(owner, key, route)
+        if response.status_code >= 500 or response.status_code == 413 or not isinstance(response, JSONResponse):
+            store.idempotency_release(owner, key, route)  # not processed: a retry (e.g. to a bigger limit) runs
         else:
             store.idempotency_finish(owner, key, route, response.status_code, bytes(response.body))
         return response
@@ -289,7 +374,11 @@ async def health(request: Request) -> Response:
 async def create_file(request: Request) -> Response:
     store = _store(request)
     try:
-        upload = await receive_upload(request.stream(), request.headers.get("content-type", ""), store.tmp_dir)
+        config = _config(request)
+        upload = await receive_upload(request.stream(), request.headers.get("content-type", ""), store.tmp_dir,
+                                      max_file_bytes=config.max_upload_bytes, max_fields=config.max_form_fields)
+    except UploadTooLarge as exc:
+        raise _too_large(str(exc)) from None
     except UploadError as exc:
         raise bad_request(str(exc), "file") from None
     except ClientDisconnect:  # the client went away mid-upload; nothing was stored
@@ -310,7 +399,7 @@ async def create_file(request: Request) -> Response:
     finally:
         discard(upload)
     row = store.insert_file(_owner(request), file_id, upload.filename or "upload.jsonl", purpose, upload.size,
-                            upload.sha256, expires_at)
+                            upload.sha256, expires_at, claim=request.scope.get(CLAIM))
     return _json(file_object(row))
 
 
@@ -473,10 +562,7 @@ async def _checked_file(request: Request, file_id: str, param: str) -> dict[str,
 
 @idempotent
 async def create_job(request: Request) -> Response:
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise bad_request("We could not parse the JSON body of your request: expected a JSON object.") from None
+    body = parse_json(await request.body())
     spec = _parse_job_request(body)
     store = _store(request)
     config = _config(request)
@@ -511,7 +597,7 @@ async def create_job(request: Request) -> Response:
         validating += f" and validation file: {spec['validation_file']}"
     events = [("info", f"Created fine-tuning job: {job_id}", "message", {}), ("info", validating, "message", {})]
     events += [("warn", f"Training file: {w}", "message", {}) for w in report.get("warnings", [])]
-    body = store.insert_job(row, events)
+    body = store.insert_job(row, events, claim=request.scope.get(CLAIM))
     request.app.state.engine.wake()
     return _json(body.encode("utf-8"))
 
@@ -554,6 +640,31 @@ async def cancel_job(request: Request) -> Response:
     if outcome == "finished":
         raise bad_request(f"Job {job_id} has already {row['status']}: only running jobs can be cancelled.",
                           "fine_tuning_job_id", "job_not_cancellable")
+    return _json(_store(request).job_json(_owner(request), job_id).encode("utf-8"))
+
+
+@idempotent
+async def pause_job(request: Request) -> Response:
+    job_id = request.path_params["job_id"]
+    outcome, status = engine_mod.pause(_store(request), _owner(request), job_id)
+    if outcome == "missing":
+        raise not_found(f"No fine-tuning job found with id {job_id}.", "fine_tuning_job_id")
+    if outcome == "refused":
+        raise bad_request(f"Job {job_id} is {status}: only running jobs can be paused.", "fine_tuning_job_id",
+                          "job_not_pausable")
+    return _json(_store(request).job_json(_owner(request), job_id).encode("utf-8"))
+
+
+@idempotent
+async def resume_job(request: Request) -> Response:
+    job_id = request.path_params["job_id"]
+    outcome, status = engine_mod.resume(_store(request), _owner(request), job_id, _config(request).step_seconds)
+    if outcome == "missing":
+        raise not_found(f"No fine-tuning job found with id {job_id}.", "fine_tuning_job_id")
+    if outcome == "refused":
+        raise bad_request(f"Job {job_id} is {status}: only paused jobs can be resumed.", "fine_tuning_job_id",
+                          "job_not_resumable")
+    request.app.state.engine.wake()
     return _json(_store(request).job_json(_owner(request), job_id).encode("utf-8"))
 
 
@@ -672,7 +783,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def routes() -> list:
+    """The one list of routes and mounts (another API goes in as its own Mount or module routes).
+    Starlette tries them in order: the reads a polling client repeats come first."""
     api = [
+        Route("/fine_tuning/jobs/{job_id}/events", list_events, methods=["GET"]),
+        Route("/fine_tuning/jobs/{job_id}", retrieve_job, methods=["GET"]),
+        Route("/fine_tuning/jobs", list_jobs, methods=["GET"]),
+        *chat.routes(),  # the simulated model: /chat/completions (OpenAI), /messages (Anthropic)
         Route("/health", health, methods=["GET"]),
         Route("/files", create_file, methods=["POST"]),
         Route("/files", list_files, methods=["GET"]),
@@ -680,10 +797,9 @@ def routes() -> list:
         Route("/files/{file_id}", delete_file, methods=["DELETE"]),
         Route("/files/{file_id}/content", file_content, methods=["GET"]),
         Route("/fine_tuning/jobs", create_job, methods=["POST"]),
-        Route("/fine_tuning/jobs", list_jobs, methods=["GET"]),
-        Route("/fine_tuning/jobs/{job_id}", retrieve_job, methods=["GET"]),
         Route("/fine_tuning/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
-        Route("/fine_tuning/jobs/{job_id}/events", list_events, methods=["GET"]),
+        Route("/fine_tuning/jobs/{job_id}/pause", pause_job, methods=["POST"]),
+        Route("/fine_tuning/jobs/{job_id}/resume", resume_job, methods=["POST"]),
         Route("/fine_tuning/jobs/{job_id}/checkpoints", list_checkpoints, methods=["GET"]),
         Route("/fine_tuning/jobs/{job_id}/predictions", list_predictions, methods=["GET"]),
         Route("/fine_tuning/jobs/{job_id}/predictions/epochs", prediction_epochs, methods=["GET"]),

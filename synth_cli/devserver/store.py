@@ -137,6 +137,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     status_code INTEGER,
     body BLOB,
     created_at REAL NOT NULL,
+    instance TEXT,
     PRIMARY KEY (owner, key, route)
 );
 """
@@ -228,6 +229,8 @@ class Store:
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._lock_fh = None
+        #: this process's run of the server: a pending idempotency record of another run is dead.
+        self.instance = secrets.token_hex(8)
         for directory in (self.data_dir, self.files_dir, self.tmp_dir):
             directory.mkdir(parents=True, exist_ok=True)
         conn = self.conn()
@@ -246,7 +249,7 @@ class Store:
 
     #: columns added after a table was first released: (table, column, SQL type). A data dir
     #: written by an older `serve` gets them on start; their rows read as NULL.
-    ADDED_COLUMNS = (("jobs", "result_files", "TEXT"), ("events", "body", "TEXT"))
+    ADDED_COLUMNS = (("jobs", "result_files", "TEXT"), ("events", "body", "TEXT"), ("idempotency", "instance", "TEXT"))
 
     @classmethod
     def _add_missing_columns(cls, conn: sqlite3.Connection) -> None:
@@ -323,12 +326,17 @@ class Store:
 
     # -- files ----------------------------------------------------------------------------
     def insert_file(self, owner: str, file_id: str, filename: str, purpose: str, size: int, sha256: str,
-                    expires_at: int | None) -> sqlite3.Row:
+                    expires_at: int | None, claim: tuple[str, str, str] | None = None) -> sqlite3.Row:
+        """Insert the file's row; its API object is recorded as the answer to `claim` in the same transaction."""
+        from synth_cli._json import dumps_bytes
+
         with self.tx() as c:
             c.execute("INSERT INTO files (id, owner, filename, purpose, bytes, created_at, expires_at, sha256) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (file_id, owner, filename, purpose, size, now(), expires_at,
                                                            sha256))
-            return c.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+            row = c.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+            self.idempotency_done(c, claim, 200, dumps_bytes(file_object(row)))
+            return row
 
     def get_file(self, owner: str, file_id: str) -> sqlite3.Row | None:
         return self.conn().execute("SELECT * FROM files WHERE id = ? AND owner = ?", (file_id, owner)).fetchone()
@@ -365,14 +373,19 @@ class Store:
         return bool(deleted)
 
     # -- jobs -----------------------------------------------------------------------------
-    def insert_job(self, job: dict[str, Any], events: list[tuple[str, str, str, dict]]) -> sqlite3.Row:
+    def insert_job(self, job: dict[str, Any], events: list[tuple[str, str, str, dict]],
+                   claim: tuple[str, str, str] | None = None) -> str:
+        """Insert the job and its first events; returns its API object (JSON text), which is also
+        recorded, in the same transaction, as the answer to the idempotency `claim` when given."""
         columns = list(job)
         with self.tx() as c:
             c.execute(f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                       [job[k] for k in columns])
             for level, message, kind, data in events:
                 self.add_event(c, job["id"], message, level=level, kind=kind, data=data)
-            return self.job_json(job["owner"], job["id"], c)  # type: ignore[return-value]
+            body: str = self.job_json(job["owner"], job["id"], c)  # type: ignore[assignment]
+            self.idempotency_done(c, claim, 200, body.encode("utf-8"))
+            return body
 
     def get_job(self, owner: str, job_id: str) -> sqlite3.Row | None:
         return self.conn().execute("SELECT * FROM jobs WHERE id = ? AND owner = ?", (job_id, owner)).fetchone()
@@ -387,9 +400,9 @@ class Store:
         return row[0] if row is not None else None
 
     def list_jobs(self, owner: str, *, after: str | None, limit: int,
-                  metadata: dict[str, str] | None = None) -> tuple[list[str], bool]:
-        """Newest first, each job's API object as JSON text; (page, has_more)."""
-        sql = "SELECT body FROM job_objects WHERE owner = ?"
+                  metadata: dict[str, str] | None = None) -> tuple[list[bytes], bool]:
+        """Newest first, each job's API object as JSON (UTF-8 bytes); (page, has_more)."""
+        sql = "SELECT CAST(body AS BLOB) FROM job_objects WHERE owner = ?"
         params: list[Any] = [owner]
         if after:
             anchor = self.conn().execute("SELECT seq FROM job_objects WHERE id = ? AND owner = ?",
@@ -411,6 +424,12 @@ class Store:
             "ORDER BY next_at", (at,)).fetchall()
         return [r["id"] for r in rows]
 
+    def next_due(self) -> float | None:
+        """When the next action of an active job is due (None: no active job)."""
+        row = self.conn().execute("SELECT MIN(next_at) FROM jobs WHERE status IN "
+                                  "('validating_files', 'queued', 'running')").fetchone()
+        return row[0] if row is not None else None
+
     def reschedule_active(self, at: float) -> int:
         """After a restart: active jobs continue from where they were, not in a burst of missed steps."""
         with self.tx() as c:
@@ -426,10 +445,10 @@ class Store:
                   (event_id, job_id, created_at or now(), level, message, kind, _dumps(data or {})))
         return event_id
 
-    def list_events(self, job_id: str, *, after: str | None, limit: int) -> tuple[list[str], bool]:
-        """Newest first, like OpenAI, each event as its API object's JSON text; `after` = an event id:
+    def list_events(self, job_id: str, *, after: str | None, limit: int) -> tuple[list[bytes], bool]:
+        """Newest first, like OpenAI, each event's API object as JSON (UTF-8 bytes); `after` = an event id:
         the events older than it."""
-        sql = "SELECT body FROM events WHERE job_id = ?"
+        sql = "SELECT CAST(body AS BLOB) FROM events WHERE job_id = ?"
         params: list[Any] = [job_id]
         if after:
             anchor = self.conn().execute("SELECT seq FROM events WHERE id = ? AND job_id = ?",
@@ -499,21 +518,36 @@ class Store:
         return out
 
     # -- idempotency ----------------------------------------------------------------------------
-    def idempotency_begin(self, owner: str, key: str, route: str, fingerprint: str,
-                          stale_after: float = 120.0) -> sqlite3.Row | None:
-        """Claim (owner, key, route). Returns the existing row when there is one (done or in flight)."""
+    def idempotency_begin(self, owner: str, key: str, route: str, fingerprint: str) -> sqlite3.Row | None:
+        """Claim (owner, key, route). Returns the existing row when there is one (done, or in flight in
+        this run of the server).
+
+        A pending record left by an earlier run (the server stopped or crashed while handling the
+        request) is taken over: the work it guarded commits its result together with the record
+        (see :meth:`idempotency_done`), so a pending record means nothing was committed and the
+        request can safely run again. One job per key, never zero, never two.
+        """
         with self.tx() as c:
             c.execute("DELETE FROM idempotency WHERE created_at < ?", (time.time() - 24 * 3600,))
             row = c.execute("SELECT * FROM idempotency WHERE owner = ? AND key = ? AND route = ?",
                             (owner, key, route)).fetchone()
-            if row is not None and row["state"] == "pending" and row["created_at"] < time.time() - stale_after:
+            if row is not None and row["state"] == "pending" and row["instance"] != self.instance:
                 c.execute("DELETE FROM idempotency WHERE owner = ? AND key = ? AND route = ?", (owner, key, route))
                 row = None
             if row is not None:
                 return row
-            c.execute("INSERT INTO idempotency (owner, key, route, fingerprint, state, created_at) "
-                      "VALUES (?, ?, ?, ?, 'pending', ?)", (owner, key, route, fingerprint, time.time()))
+            c.execute("INSERT INTO idempotency (owner, key, route, fingerprint, state, created_at, instance) "
+                      "VALUES (?, ?, ?, ?, 'pending', ?, ?)", (owner, key, route, fingerprint, time.time(),
+                                                              self.instance))
             return None
+
+    @staticmethod
+    def idempotency_done(c: sqlite3.Connection, claim: tuple[str, str, str] | None, status_code: int,
+                         body: bytes) -> None:
+        """Inside the transaction that commits a request's work: its answer, for replays."""
+        if claim is not None:
+            c.execute("UPDATE idempotency SET state = 'done', status_code = ?, body = ? "
+                      "WHERE owner = ? AND key = ? AND route = ?", (status_code, body, *claim))
 
     def idempotency_finish(self, owner: str, key: str, route: str, status_code: int, body: bytes) -> None:
         with self.tx() as c:

@@ -20,6 +20,10 @@ class UploadError(ValueError):
     """The body is not a usable multipart upload (message is for the client)."""
 
 
+class UploadTooLarge(UploadError):
+    """The file part is larger than the server accepts (a 413)."""
+
+
 @dataclass
 class Upload:
     fields: dict[str, str] = field(default_factory=dict)
@@ -30,9 +34,14 @@ class Upload:
     file_field_seen: bool = False
 
 
-async def receive_upload(chunks: AsyncIterator[bytes], content_type: str, tmp_dir: Path,
-                         file_field: str = "file") -> Upload:
-    """Parse the body; the file part lands in `tmp_dir` (the caller moves or deletes it)."""
+async def receive_upload(chunks: AsyncIterator[bytes], content_type: str, tmp_dir: Path, file_field: str = "file",
+                         *, max_file_bytes: int | None = None, max_fields: int | None = None) -> Upload:
+    """Parse the body; the file part lands in `tmp_dir` (the caller moves or deletes it).
+
+    Stops at the first byte past `max_file_bytes` in the file part (:class:`UploadTooLarge`) and
+    at the part after `max_fields` text fields (:class:`UploadError`); each field is capped at
+    MAX_FIELD_BYTES. What was written so far is removed.
+    """
     from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 
     ctype, params = parse_options_header(content_type)
@@ -77,11 +86,18 @@ async def receive_upload(chunks: AsyncIterator[bytes], content_type: str, tmp_di
             upload.path = fd_path
             state["hasher"] = hashlib.sha256()
         else:
+            state["fields"] = state.get("fields", 0) + 1
+            if max_fields is not None and state["fields"] > max_fields:
+                raise UploadError(f"too many form fields: this server accepts up to {max_fields} besides "
+                                  f"`{file_field}` (serve --max-form-fields)")
             state["buffer"] = bytearray()
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]
         if state["fh"] is not None:
+            if max_file_bytes is not None and upload.size + len(chunk) > max_file_bytes:
+                raise UploadTooLarge(f"File too large: more than {max_file_bytes:,} bytes; this server accepts "
+                                     f"files up to {max_file_bytes:,} bytes (serve --max-upload-bytes).")
             state["fh"].write(chunk)
             state["hasher"].update(chunk)
             upload.size += len(chunk)

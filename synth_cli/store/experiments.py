@@ -5,11 +5,12 @@ Never prints."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from synth_cli.errors import TraceStoreError, UsageError
 from synth_cli.store.reader import TraceStore
+from synth_cli.timespan import before
 from synth_cli.store.sql import (
     MAX_CANDIDATES,
     as_dt,
@@ -125,7 +126,7 @@ def recent(store: TraceStore, hours: float, *, now: datetime | None = None) -> l
     if hours <= 0:
         raise UsageError(f"--hours {hours:g}: must be greater than 0")
     now = now or datetime.now(timezone.utc).replace(tzinfo=None)
-    rows, _ = experiments(store, active_since=now - timedelta(hours=hours))
+    rows, _ = experiments(store, active_since=before(now, hours * 3600))
     return rows
 
 

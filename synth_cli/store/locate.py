@@ -36,7 +36,17 @@ def resolve_local_path(target: str | os.PathLike) -> Path:
                               hint="check the path; `synth-ai traces` lists the DBs it can find")
     if path.is_dir():
         return _find_in_directory(path)
+    check_regular_file(path, "a trace DB is a SQLite file")
     return path
+
+
+def check_regular_file(path: Path, hint: str | None = None) -> None:
+    """Refuse a FIFO, socket or device at once (reading one would block for ever or never end)."""
+    from synth_cli.files import non_regular_kind
+
+    kind = non_regular_kind(path)
+    if kind is not None:
+        raise TraceStoreError(f"{path}: is {kind}, not a regular file", hint=hint)
 
 
 def _find_in_directory(path: Path) -> Path:
@@ -88,10 +98,15 @@ def _sqlite_error(path: Path, exc: Exception) -> TraceStoreError:
 def _strip_credentials(url: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
 
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
+    try:
+        parts = urlsplit(url)
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+    except ValueError:  # not a valid URL (opening it says so): drop user info and query all the same
+        import re
+
+        return re.sub(r"^([a-z0-9+.-]+://)[^/@]*@", r"\1", url.split("?")[0], flags=re.I)
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 

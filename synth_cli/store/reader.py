@@ -71,6 +71,7 @@ class TraceStore:
         self.target = target
         self.label = label
         self._schema: Schema | None = None
+        self.warnings: list[str] = []
 
     # -- construction ------------------------------------------------------------------
     @staticmethod
@@ -104,7 +105,8 @@ class TraceStore:
             tables = [r[0] for r in self.rows(
                 "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name")]
             for table in tables:
-                columns[table] = tuple(r[1] for r in self.rows(f'PRAGMA table_info("{table}")'))
+                quoted = table.replace('"', '""')  # a table named with a quote is still one identifier
+                columns[table] = tuple(r[1] for r in self.rows(f'PRAGMA table_info("{quoted}")'))
             self._schema = Schema(columns)
         return self._schema
 
@@ -160,14 +162,17 @@ class SQLiteTraceStore(TraceStore):
     def __init__(self, path: Path, target: str | None = None):
         super().__init__(target or str(path), str(path))
         self.path = path
+        #: what a reader should be told (e.g. a WAL that could not be read); the store never prints
+        self.warnings: list[str] = []
+        self._snapshot: Path | None = None
         _check_sqlite_header(path)
-        self.conn = _connect_ro(path)
+        self.conn, self._snapshot = _connect_ro(path, self.warnings)
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
         import sqlite3
 
         try:
-            cursor = self.conn.execute(sql, tuple(params))
+            cursor = self.conn.execute(sql, tuple(_bindable(p) for p in params))
         except sqlite3.DatabaseError as exc:
             raise _sqlite_error(self.path, exc) from exc
         try:
@@ -194,28 +199,121 @@ class SQLiteTraceStore(TraceStore):
         if conn is not None:
             conn.close()
             self.conn = None
+        snapshot = getattr(self, "_snapshot", None)
+        if snapshot is not None:
+            _remove_tree(snapshot)
+            self._snapshot = None
 
 
-def _connect_ro(path: Path):
+def _bindable(value: Any) -> Any:
+    """A parameter SQLite can bind: a str with lone surrogates (a non-UTF-8 command-line argument)
+    becomes valid text (U+FFFD for each such byte), which then simply matches nothing stored."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
+
+
+def _uri(path: Path, params: str = "mode=ro") -> str:
+    # quote() of the bytes: a file name that is not UTF-8 stays the same file
+    return f"file:{quote(os.fsencode(path.resolve()))}?{params}"
+
+
+def _connect(uri: str):
     import sqlite3
 
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
     try:
-        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return conn
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _connect_ro(path: Path, warnings: list[str] | None = None) -> tuple[Any, Path | None]:
+    """A read-only connection, and the private snapshot directory it reads from (if any).
+
+    A WAL database in a directory we cannot write (a read-only mount, another user's
+    directory) cannot get its `-shm` index, so SQLite refuses it. Reading the main file
+    alone (`immutable=1`) would silently ignore the transactions committed in the `-wal`.
+    Instead the DB and its WAL are copied into a private temporary directory and read
+    there: every committed session is seen. When no WAL holds data, `immutable=1` reads
+    the whole DB exactly. When the copy is impossible (no space, the DB changes while
+    being copied, larger than SNAPSHOT_MAX_BYTES) the main file is read and `warnings`
+    says that committed data may be missing.
+    """
+    import sqlite3
+
+    try:
+        return _connect(_uri(path)), None
     except sqlite3.DatabaseError as exc:
-        # A WAL database in a read-only directory cannot create its -shm file: read it as immutable.
-        if "unable to open" in str(exc) or "readonly" in str(exc).lower():
+        if not ("unable to open" in str(exc) or "readonly" in str(exc).lower()):
+            raise _sqlite_error(path, exc) from exc
+        first = exc
+    wal = Path(f"{path}-wal")
+    try:
+        wal_size = wal.stat().st_size
+    except OSError:
+        wal_size = 0
+    if wal_size > 0:
+        snapshot, why = _snapshot(path, wal)
+        if snapshot is not None:
             try:
-                conn = sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
-                conn.row_factory = sqlite3.Row
-                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                return conn
-            except sqlite3.DatabaseError:
-                pass
-        raise _sqlite_error(path, exc) from exc
+                return _connect(_uri(snapshot / path.name)), snapshot
+            except sqlite3.DatabaseError as exc:
+                _remove_tree(snapshot)
+                why = str(exc)
+        if warnings is not None:
+            warnings.append(f"{path}: cannot read the transactions in {wal.name} (the directory is read-only and "
+                            f"{why}); committed sessions may be missing")
+    try:
+        return _connect(_uri(path, "mode=ro&immutable=1")), None
+    except sqlite3.DatabaseError:
+        raise _sqlite_error(path, first) from first
+
+
+#: the largest DB copied to read its WAL from a read-only directory (larger: read without the WAL, with a warning).
+SNAPSHOT_MAX_BYTES = 4 << 30
+
+
+def _snapshot(path: Path, wal: Path) -> tuple[Path | None, str]:
+    """Copy `path` and its WAL into a new private directory; (directory, "") or (None, why not)."""
+    import shutil
+    import tempfile
+
+    def state() -> tuple[Any, ...]:
+        a, b = path.stat(), wal.stat()
+        return a.st_size, a.st_mtime_ns, b.st_size, b.st_mtime_ns
+
+    try:
+        before = state()
+    except OSError as exc:
+        return None, f"cannot read it ({exc.strerror or exc})"
+    if before[0] + before[2] > SNAPSHOT_MAX_BYTES:
+        return None, f"it is too large to copy ({(before[0] + before[2]) >> 20} MB)"
+    directory = None
+    try:
+        directory = Path(tempfile.mkdtemp(prefix="synth-ai-snapshot-"))
+        shutil.copyfile(path, directory / path.name)
+        shutil.copyfile(wal, directory / wal.name)
+        if state() != before:
+            _remove_tree(directory)
+            return None, "it changed while being copied"
+        return directory, ""
+    except OSError as exc:
+        if directory is not None:
+            _remove_tree(directory)
+        return None, f"a private copy failed ({exc.strerror or exc})"
+
+
+def _remove_tree(directory: Path) -> None:
+    import shutil
+
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 class RemoteTraceStore(TraceStore):
@@ -224,8 +322,9 @@ class RemoteTraceStore(TraceStore):
     kind = "libsql"
 
     def __init__(self, url: str):
-        from synth_cli.config import libsql_auth_token
+        from synth_cli.config import check_url, libsql_auth_token
 
+        check_url(url, "--db")
         super().__init__(url, _strip_credentials(url))
         self.url = url
         self._client = None
