@@ -238,11 +238,9 @@ def run_guarded(fn, *, debug: bool, prog_name: str = "synth-ai", args: list[str]
             _print_traceback()
         if exc.filename is None:
             hint = None if debug else "run again with --debug (or SYNTH_DEBUG=1) for the traceback"
-            out().error(f"unexpected {type(exc).__name__}: {exc}", hint)
-            return EXIT_FAILURE
+            return fail(f"unexpected {type(exc).__name__}: {exc}", hint, EXIT_FAILURE)
         # a file the command could not use (a name too long, a loop of symlinks…): what and why
-        out().error(f"{os.fsdecode(exc.filename)}: {exc.strerror or exc}")
-        return EXIT_FAILURE
+        return fail(f"{os.fsdecode(exc.filename)}: {exc.strerror or exc}", None, EXIT_FAILURE)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:
             _print_traceback()

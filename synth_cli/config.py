@@ -34,6 +34,8 @@ ENV_VARS: dict[str, str] = {
     "SYNTH_BASE_URL": "backend base URL, second in the chain",
     "SYNTH_TRACES_ROOT": "directory scanned by `traces` for trace DBs (default ./synth_ai.db/dbs)",
     "SYNTH_TRACES_DB": "default trace DB (path or URL) for commands that take --db",
+    "SYNTH_TRACES_BUSY_TIMEOUT": "seconds a SessionTracer write waits for another writer's lock before "
+                                 "it is retried, then spooled (default 30)",
     "LIBSQL_AUTH_TOKEN": "auth token for remote libSQL servers",
     "TURSO_AUTH_TOKEN": "auth token for Turso (used when LIBSQL_AUTH_TOKEN is unset)",
     "SYNTH_DEBUG": "set to 1 to print tracebacks (same as --debug)",

@@ -64,6 +64,12 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ("synth-ai traces --root runs/ --db http://127.0.0.1:8080", "Another directory, plus a libSQL server."),
         ("synth-ai traces --json", "The same figures as one JSON document."),
     ],
+    "traces merge": [
+        ("synth-ai traces merge runs/worker-*.db --into all.db",
+         "The sessions of every worker's DB in one file; rerun it after more runs: it copies only new sessions."),
+        ("synth-ai traces merge a.db b.db --into merged.db --layout sqld --dry-run",
+         "How many sessions would be copied into a new sqld directory, writing nothing."),
+    ],
     "session": [
         ("synth-ai session 36f675cc", "One session by a unique ID prefix: each step's LLM calls, tool calls, rewards."),
         ("synth-ai session 36f675cc --full --db traces.db", "Every call's whole input conversation."),

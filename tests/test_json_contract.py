@@ -90,6 +90,15 @@ def test_trace_commands_follow_their_schemas():
     run_json("usage", "usage", "--db", FIXTURE_DB, "--since", "2026-11-22T22:23:50Z", "--model", "gpt*")
 
 
+def test_traces_merge_follows_its_schema(tmp_path):
+    import shutil
+
+    shutil.copyfile(FIXTURE_DB, tmp_path / "a.db")
+    target = tmp_path / "all.db"
+    assert run_json("traces merge", "traces", "merge", tmp_path / "a.db", "--into", target)["copied"] == 30
+    assert run_json("traces merge", "traces", "merge", tmp_path / "a.db", "--into", target, "--dry-run")["skipped"] == 30
+
+
 def test_one_precision_for_every_time_in_a_document():
     """`2026-11-22T22:23:49` next to `…:50.837694` in one document was the complaint."""
     doc = invoke("--json", "traces", "--db", FIXTURE_DIR).json()["dbs"][0]

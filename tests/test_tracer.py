@@ -308,8 +308,18 @@ def test_sqlite_urls(tmp_path, monkeypatch):
     assert absolute.is_file()
     with pytest.raises(TraceStoreError, match="unsupported SQLite URL"):
         SessionTracer("sqlite:relative.db")
-    with pytest.raises(TraceStoreError, match="not libSQL servers"):
-        SessionTracer("http://127.0.0.1:8080")
+
+
+def test_server_targets_go_to_the_remote_writer(monkeypatch):
+    """Without the remote writer module, a server target is one clear error, before any connection."""
+    import importlib.util
+
+    if importlib.util.find_spec("synth_cli.store.remote_writer") is not None:
+        pytest.skip("this build has the remote writer (its tests cover server targets)")
+    for url in ("http://127.0.0.1:9", "libsql://user:secret@db.example", "wss://db.example"):
+        with pytest.raises(TraceStoreError, match="writing to a libSQL server is not supported") as info:
+            SessionTracer(url)
+        assert "secret" not in info.value.message
 
 
 def test_refuses_files_that_are_not_sqlite(tmp_path):
@@ -387,3 +397,38 @@ def test_default_target(tmp_path, monkeypatch):
     with SessionTracer() as tracer:
         assert tracer.path == tmp_path / "from_env.db"
     assert (tmp_path / "from_env.db").is_file()
+
+
+def _generic_to_dict(obj):
+    """What `_Record.to_dict` computes, written out plainly (the generated fast path must agree)."""
+    from synth_cli.tracing.models import _Record, format_datetime
+
+    out = {}
+    for name in obj._field_names():
+        value = getattr(obj, name)
+        if isinstance(value, _Record):
+            value = _generic_to_dict(value)
+        elif isinstance(value, list):
+            value = [_generic_to_dict(v) if isinstance(v, _Record) else v for v in value]
+        elif isinstance(value, datetime):
+            value = format_datetime(value)
+        out[name] = value
+    out.update(getattr(obj, "extra", None) or {})
+    return out
+
+
+def test_generated_to_dict_matches_the_generic_one_key_for_key():
+    records = [build(load(name)) for name in fixture_names()]
+    records += [build(load(name), streamed=True) for name in fixture_names() if "stream" in load(name)]
+    odd = LLMCallRecord.from_dict({"call_id": "odd", "model_name": "m", "unknown_top": 1, "input_messages": [
+        {"role": "user", "parts": [{"type": "text", "text": "hi", "unknown_part": [1, 2]}], "x": None}]})
+    odd.output_text = datetime(2025, 1, 2, 3, 4, 5)        # a datetime where a string is declared
+    odd.metadata = {"when": "now", "nested": {"a": [1, 2]}}
+    odd.note = "an attribute that is not a field"
+    sub = type("MyRecord", (LLMCallRecord,), {})(call_id="sub", model_name="m")
+    for record in [*records, odd, sub]:
+        fast, slow = record.to_dict(), _generic_to_dict(record)
+        assert fast == slow and list(fast) == list(slow), record.call_id
+        for message in record.input_messages:
+            assert list(message.to_dict()) == list(_generic_to_dict(message))
+    assert odd.to_dict()["unknown_top"] == 1 and odd.to_dict()["output_text"] == "2025-01-02 03:04:05"

@@ -10,7 +10,11 @@ from synth_cli.commands._inspect import db_option, help_text
 from synth_cli.output import Col, fmt_bytes, fmt_int, fmt_time, get_output
 
 
+traces_app = typer.Typer(name="traces", no_args_is_help=False)
+
+
 def traces(
+    ctx: typer.Context,
     root: Optional[str] = typer.Option(
         None, "--root", metavar="DIR", show_default=False,
         help="Directory of trace DBs: each subdirectory holding a `data` file (sqld layout) or *.db file is one. "
@@ -20,6 +24,8 @@ def traces(
                                         help="List at most N DBs (most recently active first); totals count all."),
 ) -> None:
     """Inventory of trace DBs (see HELP)."""
+    if ctx.invoked_subcommand is not None:  # `traces merge …`: the subcommand does the work
+        return
     from synth_cli.commands._inspect import inventory_targets, opened, read_each
     from synth_cli.store import inventory as queries
 
@@ -88,8 +94,14 @@ HELP = help_text(
     "storage and the events per system (events.system_instance_id).",
     "DBs are opened read-only. A --db that cannot be read is an error; a DB found under the root that "
     "cannot be read is skipped with a warning.",
+    "`synth-ai traces merge SRC... --into TARGET` copies the sessions of several DBs into one.",
 )
 
 
 def register(app: typer.Typer) -> None:
-    app.command("traces", help=HELP, short_help="Inventory of trace DBs: sessions, events, LLM calls, size.")(traces)
+    from synth_cli.commands import merge
+
+    traces_app.callback(invoke_without_command=True, help=HELP)(traces)
+    merge.register(traces_app)
+    app.add_typer(traces_app, name="traces", help=HELP,
+                  short_help="Inventory of trace DBs: sessions, events, LLM calls, size; merge them.")

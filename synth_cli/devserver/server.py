@@ -782,6 +782,19 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 # --------------------------------------------------------------------------- the app
 
 
+def _flat(items: list) -> list:
+    """The routes with each Mount of plain routes written out (its prefix in their paths, order
+    kept): Starlette would otherwise match every request against the Mount, then again inside it."""
+    out: list = []
+    for item in items:
+        if isinstance(item, Mount) and all(isinstance(r, Route) for r in item.routes):
+            out += [Route(item.path + r.path, r.endpoint, methods=sorted(r.methods or ()), name=r.name)
+                    for r in item.routes]
+        else:
+            out.append(item)
+    return out
+
+
 def routes() -> list:
     """The one list of routes and mounts (another API goes in as its own Mount or module routes).
     Starlette tries them in order: the reads a polling client repeats come first."""
@@ -824,7 +837,7 @@ def create_app(config: ServerConfig, *, store: Store | None = None) -> Any:
         finally:
             engine.stop()
 
-    app = Starlette(routes=routes(), lifespan=lifespan,
+    app = Starlette(routes=_flat(routes()), lifespan=lifespan,
                     exception_handlers={HTTPException: _http_exception, APIError: _api_error, Exception: _unexpected})
     app.state.store = store
     app.state.config = config

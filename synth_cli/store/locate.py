@@ -74,6 +74,91 @@ def _find_in_directory(path: Path) -> Path:
                           hint=f"name one, e.g. {candidates[0].parent}")
 
 
+def sqld_data_file(path: Path, *, create: bool = False) -> Path:
+    """The SQLite file of the sqld-layout directory `path` (`X.db`, `X.db/dbs`, `X.db/dbs/<name>`).
+
+    With `create` (the write side), a directory that holds no DB yet gets the sqld layout's
+    `dbs/default/data` when it is empty, a `dbs` directory or named `*.db`; any other
+    directory is refused, so a tracer never turns a directory of other files into a DB.
+    Creates nothing either way.
+    """
+    if not create:
+        return _find_in_directory(path)
+    if (path / "data").is_file():  # X.db/dbs/<name>
+        return path / "data"
+    for base in (path / "dbs", path):
+        if base.is_dir():
+            found = sorted(p for p in base.glob("*/data") if p.is_file())
+            if len(found) == 1:
+                return found[0]
+            if found:
+                default = [p for p in found if p.parent.name == "default"]
+                if default:
+                    return default[0]
+                names = ", ".join(p.parent.name for p in found)
+                raise TraceStoreError(f"{path}: holds several databases ({names})",
+                                      hint=f"name one, e.g. {found[0].parent}")
+    if path.name == "dbs":
+        return path / "default" / "data"
+    if (path / "dbs").is_dir() or path.suffix == ".db" or not any(path.iterdir()):
+        return path / "dbs" / "default" / "data"
+    raise TraceStoreError(f"{path}: is a directory, not a trace database",
+                          hint="name a DB file (e.g. traces.db) or a sqld-layout directory (X.db)")
+
+
+def resolve_write_target(target: str | os.PathLike, layout: str = "auto") -> Path:
+    """The SQLite file written for a local `target` (path, sqld directory, sqlite:/// URL); creates nothing.
+
+    `layout="sqld"` makes a path that does not exist yet a new sqld directory
+    (`X.db/dbs/default/data`); `"file"` or `"auto"` make it a file.
+    """
+    if layout not in ("auto", "file", "sqld"):
+        raise ValueError(f"layout must be 'auto', 'file' or 'sqld', not {layout!r}")
+    text = os.fspath(target)
+    lowered = text.lower()
+    if lowered.startswith(REMOTE_SCHEMES):
+        raise TraceStoreError(f"{text}: a libSQL server, not a local file")
+    for prefix in SQLITE_URL_PREFIXES:
+        if lowered.startswith(prefix):
+            text = text[len(prefix):]
+            break
+    else:
+        if lowered.startswith("sqlite:"):
+            raise TraceStoreError(f"{text}: unsupported SQLite URL",
+                                  hint="use sqlite:///relative/path or sqlite:////absolute/path")
+    if not text:
+        raise TraceStoreError("empty trace DB path")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return sqld_data_file(path, create=True)
+    if layout == "sqld" and not path.exists():
+        return path / "dbs" / "default" / "data"
+    return path
+
+
+def check_writable_file(path: Path) -> None:
+    """Refuse, before anything is written, what is not (or cannot become) a trace DB file.
+
+    A missing path or an empty file is fine (it becomes one); a directory, a device/FIFO/
+    socket, or a file that does not start with the SQLite header is a TraceStoreError.
+    """
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise TraceStoreError(f"{path}: is a directory, not a trace database")
+    if not path.is_file():
+        raise TraceStoreError(f"{path}: not a regular file (a device, FIFO or socket)",
+                              hint="point the tracer at a DB file")
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(16)
+    except OSError as exc:
+        raise TraceStoreError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if header and header != SQLITE_MAGIC:
+        raise TraceStoreError(f"{path}: not a SQLite database (corrupt or another file type)",
+                              hint="point the tracer at a new path or an existing trace DB")
+
+
 def _check_sqlite_header(path: Path) -> None:
     try:
         with open(path, "rb") as fh:

@@ -8,9 +8,10 @@ whitespace of the stored `CREATE` statements differs.
 Migrations follow the pattern of Simon Willison's `llm`: each one is a function
 decorated with `@migration`, applied once, in definition order, and recorded by
 name in `_synth_migrations`. The list is append-only: never edit or reorder a
-migration that has shipped, add a new one. They run only when a DB is opened
-for writing (:class:`synth_cli.tracing.tracer.SessionTracer`); readers never
-touch the schema.
+migration that has shipped, add a new one. A migration gets a `query(sql, params)`
+callable, so the same migrations run on a local file and on a libSQL server. They
+run only when a DB is opened for writing (:func:`synth_cli.store.writer.open_writer`,
+which holds the write lock around them); readers never touch the schema.
 
 `m001_initial` creates what is missing, so it also adopts a DB written by the
 published package (whose tables already exist) without touching its data.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 MIGRATIONS_TABLE = "_synth_migrations"
 
@@ -219,84 +220,68 @@ M001_VIEWS: Mapping[str, str] = MappingProxyType({
 EVENT_TYPES = ("cais", "environment", "runtime")
 MESSAGE_TYPES = ("user", "assistant", "system", "tool_use", "tool_result")
 
-Migration = Callable[[Any], None]
+Query = Callable[..., list]
+"""`query(sql, params=()) -> list of row tuples`: how a migration talks to the DB (any backend)."""
+Migration = Callable[[Query], None]
 MIGRATIONS: list[Migration] = []
 
 
 def migration(fn: Migration) -> Migration:
-    """Register `fn(db)` (a `sqlite_utils.Database`) as the next migration, named after the function."""
+    """Register `fn(query)` as the next migration, named after the function."""
     if any(m.__name__ == fn.__name__ for m in MIGRATIONS):
         raise ValueError(f"duplicate migration name {fn.__name__}")
     MIGRATIONS.append(fn)
     return fn
 
 
+def _names(query: Query, kind: str) -> set[str]:
+    return {r[0] for r in query("SELECT name FROM sqlite_master WHERE type = ?", (kind,))}
+
+
 @migration
-def m001_initial(db) -> None:
+def m001_initial(query: Query) -> None:
     """The published tracing_v3 schema: create every table, index and view that is missing."""
-    existing_tables = set(db.table_names())
+    existing_tables = _names(query, "table")
     for name, ddl in M001_TABLES.items():
         if name not in existing_tables:
-            db.execute(ddl)
-    existing_indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()}
+            query(ddl)
+    existing_indexes = _names(query, "index")
     for name, ddl in M001_INDEXES.items():
         if name not in existing_indexes:
-            db.execute(ddl)
-    existing_views = set(db.view_names())
+            query(ddl)
+    existing_views = _names(query, "view")
     for name, ddl in M001_VIEWS.items():
         if name not in existing_views:
-            db.execute(ddl)
+            query(ddl)
 
 
 @migration
-def m002_events_call_records(db) -> None:
+def m002_events_call_records(query: Query) -> None:
     """DBs of the earlier tracing_v3 generation have no `events.call_records`: add it."""
-    if "call_records" not in db["events"].columns_dict:
-        db["events"].add_column("call_records", str)
+    if "call_records" not in {r[1] for r in query('PRAGMA table_info("events")')}:
+        query("ALTER TABLE events ADD COLUMN call_records TEXT")
 
 
-def applied_migrations(db) -> list[str]:
-    if MIGRATIONS_TABLE not in db.table_names():
-        return []
-    return [r["name"] for r in db[MIGRATIONS_TABLE].rows_where(order_by="rowid")]
+def apply_migrations(query: Query, pending: set[str] | None = None) -> list[str]:
+    """Apply the migrations named in `pending` (default: all), in order, recording each; the names applied.
 
-
-def migrate(db) -> list[str]:
-    """Apply every pending migration to `db` (a `sqlite_utils.Database`); return the names applied.
-
-    The connection must be in autocommit mode (`isolation_level=None`): each
-    migration runs with its bookkeeping row in one `BEGIN IMMEDIATE` transaction,
-    so a crash leaves the DB before or after a migration, never halfway, and two
-    writers opening a new DB at once apply each migration exactly once.
+    The caller holds the write transaction (see `TraceWriter.ensure_schema`: `BEGIN IMMEDIATE`,
+    the migrations table created and `pending` read under the lock), so a crash leaves the DB
+    before or after all of them, and processes opening a new DB at once apply each exactly once.
     """
-    if MIGRATIONS_TABLE not in db.table_names():
-        db[MIGRATIONS_TABLE].create({"name": str, "applied_at": str}, pk="name", if_not_exists=True)
-    done = set(applied_migrations(db))
     applied: list[str] = []
     for fn in MIGRATIONS:
         name = fn.__name__
-        if name in done:
+        if pending is not None and name not in pending:
             continue
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if db.execute(f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE name = ?", [name]).fetchone() is None:
-                fn(db)
-                db.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)",
-                           [name, datetime.now(timezone.utc).replace(tzinfo=None).isoformat(" ")])
-                applied.append(name)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        fn(query)
+        query(f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)",
+              (name, datetime.now(timezone.utc).replace(tzinfo=None).isoformat(" ")))
+        applied.append(name)
     return applied
-
-
-def is_current(db) -> bool:
-    """Whether every migration has been applied (a writer can skip `migrate`)."""
-    return set(applied_migrations(db)) >= {fn.__name__ for fn in MIGRATIONS}
 
 
 __all__ = [
     "EVENT_TYPES", "M001_INDEXES", "M001_TABLES", "M001_VIEWS", "MESSAGE_TYPES", "MIGRATIONS", "MIGRATIONS_TABLE",
-    "applied_migrations", "is_current", "migrate", "migration",
+    "apply_migrations", "migration",
 ]

@@ -4,7 +4,7 @@ The DB has the published `tracing_v3` schema (see :mod:`synth_cli.store.schema`)
 so anything that reads traces of the published `synth-ai` package reads ours.
 
 ```python
-tracer = SessionTracer("traces.db")            # a file, a sqld-layout dir or a sqlite:/// URL
+tracer = SessionTracer("traces.db")            # a file, a sqld-layout dir, a sqlite:/// URL or a server
 tracer.create_experiment("exp_1", "baseline")
 with tracer.session(metadata={"task": "demo"}, experiment_id="exp_1") as session_id:
     with tracer.timestep("step_0", turn_number=0):
@@ -14,54 +14,67 @@ with tracer.session(metadata={"task": "demo"}, experiment_id="exp_1") as session
 tracer.close()
 ```
 
-A session is buffered in memory and written in one transaction when it ends
-(also when its `with` block raises: what was recorded is kept). Targets:
+**When rows are written.** By default (`durable="session"`) a session is buffered in memory
+and written in one transaction when it ends (also when its `with` block raises: what was
+recorded is kept): the fastest mode, and readers never see half a session, but a process
+killed with `kill -9` (or the OOM killer) loses the session in progress. With
+`durable="timestep"` each timestep is written in its own transaction as it ends (with the
+rows recorded outside any timestep since the last write), so a kill loses at most the step
+in progress; the price is one transaction (one WAL commit) per step instead of per session,
+and readers see a session grow while it runs (its counts are those of the steps written).
+
+**Faults.** A write that fails because the DB is busy (locked past `busy_timeout`, default
+30 s) is retried with backoff; if it still cannot be written, the session is spooled to
+`<db file>.spool/` next to the DB and written by the next tracer that opens the DB. Each
+such event is a warning string, appended to :attr:`SessionTracer.warnings`, passed to
+`on_warning` when given, and issued as a :class:`TraceWriteWarning` (Python's `warnings`).
+
+Targets (the readers' targets, parsed by :mod:`synth_cli.store.locate`):
 
 * a file path: created with its parent directories when new;
 * an existing directory in sqld layout (`X.db` holding `dbs/<name>/data`), or an empty
   directory / a new one with `layout="sqld"`: the DB is `X.db/dbs/default/data`;
 * `sqlite:///relative/path`, `sqlite:////absolute/path`, `sqlite+aiosqlite:///…`;
+* a libSQL server (`http(s)://`, `ws(s)://`, `libsql://`, token from `LIBSQL_AUTH_TOKEN` or
+  `TURSO_AUTH_TOKEN`), when this build has the remote writer (else a clear error);
 * nothing: `$SYNTH_TRACES_DB`, else `./synth_ai.db/dbs/default/data`, where `synth-ai traces`
   looks by default.
 
 A path that exists but is not SQLite, or a SQLite DB holding other tables but no
 traces, is a :class:`~synth_cli.errors.TraceStoreError`; nothing is written to it.
-The schema's migrations run here, when a DB is opened for writing. This module
-never prints.
+All SQL is in :mod:`synth_cli.store.writer`, which creates or migrates the schema when the
+DB is opened. This module never prints.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
+import warnings as _warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+from synth_cli._json import dumps as _fast_dumps
 from synth_cli.errors import TraceStoreError
+from synth_cli.store.schema import EVENT_TYPES, MESSAGE_TYPES
+from synth_cli.store.writer import (
+    BUSY_TIMEOUT_S,
+    SessionBatch,
+    Spool,
+    TraceWriteWarning,
+    WriteError,
+    deliver,
+    open_writer,
+    resolve_write_target,
+)
 from synth_cli.tracing.events import BaseEvent, LMCAISEvent, RuntimeEvent
 from synth_cli.tracing.models import LLMCallRecord
-from synth_cli.store.schema import EVENT_TYPES, MESSAGE_TYPES, MIGRATIONS_TABLE
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
-SQLITE_URL_PREFIXES = ("sqlite+aiosqlite:///", "sqlite:///")
-REMOTE_SCHEMES = ("http://", "https://", "ws://", "wss://", "libsql://")
-BUSY_TIMEOUT_S = 30.0
 DEFAULT_TARGET = "synth_ai.db"
-
-_EVENT_COLUMNS = (
-    "session_id", "timestep_id", "event_type", "system_instance_id", "event_time", "message_time",
-    "created_at", "model_name", "provider", "input_tokens", "output_tokens", "total_tokens", "cost_usd",
-    "latency_ms", "span_id", "trace_id", "call_records", "reward", "terminated", "truncated",
-    "system_state_before", "system_state_after", "metadata", "event_metadata",
-)
-_MESSAGE_COLUMNS = (
-    "session_id", "timestep_id", "message_type", "content", "timestamp", "event_time", "message_time",
-    "metadata",
-)
+DURABILITY = ("session", "timestep")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -90,14 +103,25 @@ def _fmt_seconds(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
+_STAMP: tuple[int, str] = (0, "")
+
+
+def _stamp(now: float) -> str:
+    """`_fmt_seconds` of the unix time `now` (UTC), formatted once per second."""
+    global _STAMP
+    cached = _STAMP
+    second = int(now)
+    if cached[0] != second:
+        cached = _STAMP = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second)))
+    return cached[1]
+
+
 def _json(value: Any) -> str | None:
     """Compact JSON for a TEXT column (None stays NULL); odd keys/objects degrade to strings."""
     if value is None:
         return None
-    from synth_cli import _json as fastjson
-
     try:
-        return fastjson.dumps(value)
+        return _fast_dumps(value)
     except TypeError:
         import json
 
@@ -114,152 +138,104 @@ def _fallback(obj: Any) -> Any:
     return str(obj)
 
 
-def resolve_write_target(target: str | os.PathLike, layout: str = "auto") -> Path:
-    """The SQLite file a tracer writes for `target` (see the module docstring); creates nothing."""
-    if layout not in ("auto", "file", "sqld"):
-        raise ValueError(f"layout must be 'auto', 'file' or 'sqld', not {layout!r}")
-    text = os.fspath(target)
-    lowered = text.lower()
-    if lowered.startswith(REMOTE_SCHEMES):
-        raise TraceStoreError(f"{text}: SessionTracer writes local SQLite files, not libSQL servers",
-                              hint="trace into a local file (sqld can serve its directory)")
-    for prefix in SQLITE_URL_PREFIXES:
-        if lowered.startswith(prefix):
-            text = text[len(prefix):]
-            break
-    else:
-        if lowered.startswith("sqlite:"):
-            raise TraceStoreError(f"{text}: unsupported SQLite URL",
-                                  hint="use sqlite:///relative/path or sqlite:////absolute/path")
-    if not text:
-        raise TraceStoreError("empty trace DB path")
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return _sqld_data_file(path)
-    if layout == "sqld" and not path.exists():
-        return path / "dbs" / "default" / "data"
-    return path
-
-
-def _sqld_data_file(path: Path) -> Path:
-    if (path / "data").is_file():  # X.db/dbs/<name>
-        return path / "data"
-    for base in (path / "dbs", path):
-        if base.is_dir():
-            found = sorted(p for p in base.glob("*/data") if p.is_file())
-            if len(found) == 1:
-                return found[0]
-            if found:
-                default = [p for p in found if p.parent.name == "default"]
-                if default:
-                    return default[0]
-                names = ", ".join(p.parent.name for p in found)
-                raise TraceStoreError(f"{path}: holds several databases ({names})",
-                                      hint=f"name one, e.g. {found[0].parent}")
-    if path.name == "dbs":
-        return path / "default" / "data"
-    if (path / "dbs").is_dir() or path.suffix == ".db" or not any(path.iterdir()):
-        return path / "dbs" / "default" / "data"
-    raise TraceStoreError(f"{path}: is a directory, not a trace database",
-                          hint="name a DB file (e.g. traces.db) or a sqld-layout directory (X.db)")
-
-
-def _open_for_writing(path: Path):
-    """Connect to `path` (created when new), refuse non-trace files, apply pending migrations."""
-    import sqlite3
-
-    import sqlite_utils
-
-    from synth_cli.store.schema import migrate
-
-    if path.exists():
-        if path.is_dir():
-            raise TraceStoreError(f"{path}: is a directory, not a trace database")
-        try:
-            with open(path, "rb") as fh:
-                header = fh.read(16)
-        except OSError as exc:
-            raise TraceStoreError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-        if header and header != SQLITE_MAGIC:
-            raise TraceStoreError(f"{path}: not a SQLite database (corrupt or another file type)",
-                                  hint="point the tracer at a new path or an existing trace DB")
-    else:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise TraceStoreError(f"{path.parent}: cannot create directory ({exc.strerror or exc})") from exc
-    conn = None
-    try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                               check_same_thread=False)
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if tables and "session_traces" not in tables and MIGRATIONS_TABLE not in tables:
-            raise TraceStoreError(
-                f"{path}: a SQLite database without trace tables; refusing to add them",
-                hint="point the tracer at a new path or an existing trace DB")
-        if "session_traces" not in tables:
-            conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        migrate(sqlite_utils.Database(conn))
-        return conn
-    except TraceStoreError:
-        if conn is not None:
-            conn.close()
-        raise
-    except sqlite3.DatabaseError as exc:
-        if conn is not None:
-            conn.close()
-        text = str(exc)
-        if "not a database" in text or "malformed" in text:
-            raise TraceStoreError(f"{path}: corrupt SQLite database ({text})") from exc
-        raise TraceStoreError(f"{path}: {text}") from exc
-
-
 # --------------------------------------------------------------------------- buffers
 
 
-@dataclass
 class _Step:
-    step_id: str
-    step_index: int
-    turn_number: int | None
-    started_at: datetime
-    metadata: dict[str, Any]
-    completed_at: datetime | None = None
-    num_events: int = 0
-    num_messages: int = 0
+    __slots__ = ("step_id", "step_index", "turn_number", "started_at", "metadata", "completed_at",
+                 "num_events", "num_messages", "meta_json")
+
+    def __init__(self, step_id: str, step_index: int, turn_number: int | None, started_at: datetime,
+                 metadata: dict[str, Any]):
+        self.step_id = step_id
+        self.step_index = step_index
+        self.turn_number = turn_number
+        self.started_at = started_at
+        self.metadata = metadata
+        self.completed_at: datetime | None = None
+        self.num_events = 0
+        self.num_messages = 0
+        self.meta_json = _json({"step_id": step_id})  # the metadata of a row recorded in it with none
+
+    def row(self) -> tuple:  # STEP_COLUMNS
+        return (self.step_id, self.step_index, self.turn_number, _fmt_precise(self.started_at),
+                None if self.completed_at is None else _fmt_precise(self.completed_at),
+                self.num_events, self.num_messages, _json(self.metadata))
 
 
-@dataclass
 class _Session:
-    session_id: str
-    created_at: datetime
-    metadata: dict[str, Any]
-    experiment_id: str | None
-    steps: list[_Step] = field(default_factory=list)
-    step_ids: set[str] = field(default_factory=set)
-    events: list[tuple[str | None, tuple]] = field(default_factory=list)  # (step_id, row without FKs)
-    messages: list[tuple[str | None, tuple]] = field(default_factory=list)
+    """A session being recorded; `steps/events/messages` hold what is not written yet."""
+
+    def __init__(self, session_id: str, created_at: datetime, metadata: dict[str, Any],
+                 experiment_id: str | None):
+        self.session_id = session_id
+        self.created_at = created_at
+        self.metadata = metadata
+        self.experiment_id = experiment_id
+        self.steps: list[_Step] = []
+        self.step_ids: set[str] = set()
+        self.events: list[tuple[str | None, tuple]] = []    # (step_id, EVENT_COLUMNS row)
+        self.messages: list[tuple[str | None, tuple]] = []  # (step_id, MESSAGE_COLUMNS row)
+        self.written = (0, 0, 0)   # timesteps, events, messages already written (durable mode)
+        self.units = 0             # batches handed to the writer (durable mode)
+        self.spooled = False       # once a unit is spooled, the rest follow it there (order)
+
+    def batch(self, partial: bool) -> SessionBatch:
+        steps, events, messages = self.written
+        return SessionBatch(
+            self.session_id, _fmt_precise(self.created_at), _json(self.metadata), self.experiment_id,
+            steps + len(self.steps), events + len(self.events), messages + len(self.messages),
+            [s.row() for s in self.steps], self.events, self.messages, partial=partial)
 
 
 # --------------------------------------------------------------------------- the tracer
 
 
 class SessionTracer:
-    """Record agent sessions into a trace DB (sync). One active session at a time per tracer."""
+    """Record agent sessions into a trace DB (sync). One active session at a time per tracer.
 
-    def __init__(self, target: str | os.PathLike | None = None, *, layout: str = "auto"):
+    `durable`: `"session"` (default: one transaction per session) or `"timestep"` (one per
+    timestep, a kill loses at most the step in progress); see the module docstring.
+    `busy_timeout`: seconds a write waits for another writer's lock before it is retried
+    (default 30, or `$SYNTH_TRACES_BUSY_TIMEOUT`). `on_warning`: called with each warning
+    (a session spooled, a spooled session replayed or not).
+    """
+
+    def __init__(self, target: str | os.PathLike | None = None, *, layout: str = "auto",
+                 durable: str = "session", busy_timeout: float | None = None,
+                 on_warning: Callable[[str], Any] | None = None):
+        if durable not in DURABILITY:
+            raise ValueError(f"durable must be 'session' or 'timestep', not {durable!r}")
         if target is None:  # $SYNTH_TRACES_DB, else ./synth_ai.db/dbs/default/data (where `traces` looks)
             target = os.environ.get("SYNTH_TRACES_DB") or DEFAULT_TARGET
             if target == DEFAULT_TARGET and layout == "auto":
                 layout = "sqld"
+        if busy_timeout is None:
+            busy_timeout = _env_timeout()
         self.target = os.fspath(target)
-        self.path = resolve_write_target(target, layout)
-        self._conn = _open_for_writing(self.path)
+        self.durable = durable
+        self.on_warning = on_warning
+        self.warnings: list[str] = []
+        self._writer = open_writer(self.target, layout=layout, busy_timeout=busy_timeout)
+        self.path = getattr(self._writer, "path", None)
+        self.label = self._writer.label
         self._lock = threading.RLock()
         self._session: _Session | None = None
         self._step: _Step | None = None
         self.sessions_written = 0
+        self.sessions_spooled = 0
+        replayed = getattr(self._writer, "replayed", [])
+        if replayed:
+            self._warn(f"{self.label}: wrote {len(replayed)} spooled session"
+                       f"{'' if len(replayed) == 1 else 's'} from {self._writer.spool_dir}")
+        for text in getattr(self._writer, "warnings", []):
+            self._warn(text)
+
+    def _warn(self, text: str) -> None:
+        self.warnings.append(text)
+        if self.on_warning is not None:
+            self.on_warning(text)
+        _warnings.warn(text, TraceWriteWarning, stacklevel=3)
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> "SessionTracer":
@@ -270,24 +246,24 @@ class SessionTracer:
 
     @property
     def closed(self) -> bool:
-        return self._conn is None
+        return self._writer is None
 
     def close(self) -> None:
         """Save a session still open (nothing recorded is dropped), then close the DB."""
         with self._lock:
-            if self._conn is None:
+            if self._writer is None:
                 return
             try:
                 if self._session is not None:
                     self.end_session()
             finally:
-                conn, self._conn = self._conn, None
-                conn.close()
+                writer, self._writer = self._writer, None
+                writer.close()
 
     def _db(self):
-        if self._conn is None:
-            raise TraceStoreError(f"{self.path}: the tracer is closed")
-        return self._conn
+        if self._writer is None:
+            raise TraceStoreError(f"{self.label}: the tracer is closed")
+        return self._writer
 
     # -- experiments ------------------------------------------------------------------------
     def create_experiment(self, experiment_id: str | None, name: str, description: str | None = None,
@@ -300,20 +276,9 @@ class SessionTracer:
             raise ValueError("an experiment needs a name")
         now = _fmt_seconds(utcnow())
         with self._lock:
-            self._write(
-                "INSERT INTO experiments (experiment_id, name, description, created_at, updated_at, configuration,"
-                " metadata) VALUES (:id, :name, :description, :now, :now, COALESCE(:configuration, '{}'), :metadata)"
-                " ON CONFLICT(experiment_id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at,"
-                " description = COALESCE(:description, experiments.description),"
-                " configuration = COALESCE(:configuration, experiments.configuration),"
-                " metadata = COALESCE(:metadata, experiments.metadata)",
-                {"id": experiment_id, "name": name, "description": description, "now": now,
-                 "configuration": _json(configuration), "metadata": _json(metadata)})
+            self._db().write_experiment((experiment_id, name, description, now, now, _json(configuration),
+                                         _json(metadata)))
         return experiment_id
-
-    def _experiment_exists(self, experiment_id: str) -> bool:
-        return self._db().execute("SELECT 1 FROM experiments WHERE experiment_id = ?",
-                                  (experiment_id,)).fetchone() is not None
 
     # -- sessions -----------------------------------------------------------------------------
     @property
@@ -329,20 +294,20 @@ class SessionTracer:
         with self._lock:
             if self._session is not None:
                 raise RuntimeError(f"session {self._session.session_id} is still active; end it first")
-            conn = self._db()
+            writer = self._db()
             session_id = session_id or str(uuid.uuid4())
-            if conn.execute("SELECT 1 FROM session_traces WHERE session_id = ?", (session_id,)).fetchone():
-                raise TraceStoreError(f"{self.path}: session {session_id} already exists",
+            if writer.has_session(session_id):
+                raise TraceStoreError(f"{self.label}: session {session_id} already exists",
                                       hint="use a new session id (or none: one is generated)")
-            if experiment_id is not None and not self._experiment_exists(experiment_id):
-                raise TraceStoreError(f"{self.path}: no experiment {experiment_id}",
+            if experiment_id is not None and not writer.has_experiment(experiment_id):
+                raise TraceStoreError(f"{self.label}: no experiment {experiment_id}",
                                       hint="create it first with tracer.create_experiment(id, name)")
             self._session = _Session(session_id, _naive_utc(created_at), dict(metadata or {}), experiment_id)
             self._step = None
             return session_id
 
     def end_session(self) -> str:
-        """Write the active session (one transaction) and return its id."""
+        """Write the active session (one transaction; its last part in durable mode) and return its id."""
         with self._lock:
             session = self._require_session()
             now = utcnow()
@@ -351,8 +316,13 @@ class SessionTracer:
                     step.completed_at = now
             self._session = None
             self._step = None
-            self._save(session)
-            self.sessions_written += 1
+            durable = self.durable == "timestep"
+            if not durable or session.units == 0 or session.steps or session.events or session.messages:
+                self._save(session, partial=durable)
+            if session.spooled:
+                self.sessions_spooled += 1
+            else:
+                self.sessions_written += 1
             return session.session_id
 
     @contextmanager
@@ -381,7 +351,7 @@ class SessionTracer:
             step_id = str(step_id)
             if step_id in session.step_ids:
                 raise ValueError(f"timestep {step_id!r} already exists in session {session.session_id}")
-            step = _Step(step_id, len(session.steps), turn_number, utcnow(), dict(metadata or {}))
+            step = _Step(step_id, len(session.step_ids), turn_number, utcnow(), dict(metadata or {}))
             session.steps.append(step)
             session.step_ids.add(step_id)
             self._step = step
@@ -394,11 +364,15 @@ class SessionTracer:
             if step_id is not None and (step is None or step.step_id != step_id):
                 step = next((s for s in session.steps if s.step_id == step_id), None)
                 if step is None:
+                    if step_id in session.step_ids:
+                        return  # already ended and written (durable mode)
                     raise ValueError(f"no timestep {step_id!r} in session {session.session_id}")
             if step is not None and step.completed_at is None:
                 step.completed_at = utcnow()
             if step is self._step:
                 self._step = None
+            if self.durable == "timestep" and step is not None and self._step is None:
+                self._save(session, partial=True)
 
     @contextmanager
     def timestep(self, step_id: str, turn_number: int | None = None,
@@ -407,7 +381,7 @@ class SessionTracer:
         try:
             yield sid
         finally:
-            if self._session is not None and sid in self._session.step_ids:
+            if self._step is not None and self._step.step_id == sid:
                 self.end_timestep(sid)
 
     # -- recording ----------------------------------------------------------------------------
@@ -423,14 +397,17 @@ class SessionTracer:
         with self._lock:
             session = self._require_session()
             step = self._step
-            meta = dict(metadata or {})
             if step is not None:
-                meta = {"step_id": step.step_id, **{k: v for k, v in meta.items() if k != "step_id"}}
                 step.num_messages += 1
-            now = utcnow()
-            row = (message_type, content, _fmt_seconds(now),
-                   float(event_time) if event_time is not None else now.replace(tzinfo=timezone.utc).timestamp(),
-                   message_time, _json(meta))
+                if metadata:
+                    meta = _json({"step_id": step.step_id, **{k: v for k, v in metadata.items() if k != "step_id"}})
+                else:
+                    meta = step.meta_json
+            else:
+                meta = _json(dict(metadata or {}))
+            now = time.time()
+            row = (message_type, content, _stamp(now), float(event_time) if event_time is not None else now,
+                   message_time, meta)
             session.messages.append((step.step_id if step else None, row))
 
     def record_event(self, event: BaseEvent) -> BaseEvent:
@@ -440,10 +417,15 @@ class SessionTracer:
         with self._lock:
             session = self._require_session()
             step = self._step
-            meta = event.stored_metadata() if isinstance(event, RuntimeEvent) else dict(event.metadata or {})
+            meta = event.stored_metadata() if isinstance(event, RuntimeEvent) else event.metadata
             if step is not None:  # step_id first, as the published writer orders it
-                meta = {"step_id": step.step_id, **{k: v for k, v in meta.items() if k != "step_id"}}
                 step.num_events += 1
+                if meta:
+                    meta_json = _json({"step_id": step.step_id, **{k: v for k, v in meta.items() if k != "step_id"}})
+                else:
+                    meta_json = step.meta_json
+            else:
+                meta_json = _json(dict(meta or {}))
             time_record = event.time_record
             message_time = time_record.message_time
             if message_time is None and step is not None:
@@ -456,11 +438,11 @@ class SessionTracer:
             truncated = cols.get("truncated")
             row = (
                 event.event_type, event.system_instance_id or None, time_record.event_time, message_time,
-                _fmt_seconds(utcnow()), cols.get("model_name"), cols.get("provider"), cols.get("input_tokens"),
+                _stamp(time.time()), cols.get("model_name"), cols.get("provider"), cols.get("input_tokens"),
                 cols.get("output_tokens"), cols.get("total_tokens"), cols.get("cost_usd"), cols.get("latency_ms"),
                 cols.get("span_id"), cols.get("trace_id"), call_records, cols.get("reward"),
                 None if terminated is None else int(terminated), None if truncated is None else int(truncated),
-                _json(cols.get("system_state_before")), _json(cols.get("system_state_after")), _json(meta),
+                _json(cols.get("system_state_before")), _json(cols.get("system_state_after")), meta_json,
                 _json(event.event_metadata),
             )
             session.events.append((step.step_id if step else None, row))
@@ -493,63 +475,184 @@ class SessionTracer:
         return event
 
     # -- writing --------------------------------------------------------------------------------
-    def _write(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> None:
-        import sqlite3
-
-        conn = self._db()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+    def _save(self, session: _Session, *, partial: bool) -> None:
+        """Hand what `session` holds unwritten to the writer (retried, else spooled); then forget it."""
+        writer = self._db()
+        batch = session.batch(partial)
+        session.units += 1
+        if session.spooled:  # an earlier unit is in the spool: keep the order, spool this one too
             try:
-                conn.execute(sql, params if isinstance(params, dict) else tuple(params))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.DatabaseError as exc:
-            raise TraceStoreError(f"{self.path}: write failed ({exc})") from exc
+                path = Spool(writer.spool_dir).save(batch, session.units)
+            except OSError as exc:
+                raise WriteError(f"{self.label}: session {session.session_id} could not be spooled "
+                                 f"({exc.strerror or exc})") from exc
+            self._warn(f"{self.label}: session {session.session_id}: step kept in {path}")
+        else:
+            delivery = deliver(writer, batch, seq=session.units)
+            if delivery.status == "spooled":
+                session.spooled = True
+                self._warn(delivery.warning or "")
+        session.written = (batch.num_timesteps, batch.num_events, batch.num_messages)
+        session.steps = []
+        session.events = []
+        session.messages = []
 
-    def _save(self, session: _Session) -> None:
-        import sqlite3
 
-        conn = self._db()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+class AsyncSessionTracer:
+    """The same tracer for asyncio agents: every method of :class:`SessionTracer`, awaited.
+
+    ```python
+    async with AsyncSessionTracer("traces.db") as tracer:
+        async with tracer.session(metadata={"task": "demo"}) as session_id:
+            async with tracer.timestep("step_0", turn_number=0):
+                await tracer.record_message("hello", message_type="user")
+                await tracer.record_llm_call(record, system_instance_id="agent")
+    ```
+
+    Opening the DB, creating experiments, starting a session (it checks the id is new) and
+    every write (a session's end; each timestep's end with `durable="timestep"`; closing) run
+    in a thread of the tracer's own, one at a time and in order, so the event loop never
+    waits on SQLite, a lock held by another writer or a retry's backoff. Recording calls only
+    append to memory and run inline. Arguments are those of :class:`SessionTracer`.
+    """
+
+    def __init__(self, target: str | os.PathLike | None = None, **options: Any):
+        self._target = target
+        self._options = options
+        self._tracer: SessionTracer | None = None
+        self._executor = None
+
+    # -- plumbing ------------------------------------------------------------------------------
+    async def _off_loop(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        import asyncio
+        import functools
+
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth-tracer")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    @property
+    def tracer(self) -> SessionTracer:
+        """The underlying sync tracer (opened by `open()` / `async with`)."""
+        if self._tracer is None:
+            raise RuntimeError("the tracer is not open; use `async with AsyncSessionTracer(...)` or await open()")
+        return self._tracer
+
+    async def open(self) -> "AsyncSessionTracer":
+        if self._tracer is None:
+            self._tracer = await self._off_loop(SessionTracer, self._target, **self._options)
+        return self
+
+    async def close(self) -> None:
+        """Save a session still open, close the DB, stop the writer thread."""
+        if self._tracer is not None:
+            await self._off_loop(self._tracer.close)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def __aenter__(self) -> "AsyncSessionTracer":
+        return await self.open()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    # -- the sync tracer's state ---------------------------------------------------------------
+    @property
+    def current_session_id(self) -> str | None:
+        return self.tracer.current_session_id
+
+    @property
+    def current_step_id(self) -> str | None:
+        return self.tracer.current_step_id
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.tracer.warnings
+
+    @property
+    def path(self):
+        return self.tracer.path
+
+    @property
+    def closed(self) -> bool:
+        return self._tracer is None or self._tracer.closed
+
+    # -- the API ---------------------------------------------------------------------------------
+    async def create_experiment(self, *args: Any, **kwargs: Any) -> str:
+        return await self._off_loop(self.tracer.create_experiment, *args, **kwargs)
+
+    async def start_session(self, *args: Any, **kwargs: Any) -> str:
+        return await self._off_loop(self.tracer.start_session, *args, **kwargs)
+
+    async def end_session(self) -> str:
+        return await self._off_loop(self.tracer.end_session)
+
+    async def start_timestep(self, step_id: str, turn_number: int | None = None,
+                             metadata: dict[str, Any] | None = None) -> str:
+        return self.tracer.start_timestep(step_id, turn_number, metadata)
+
+    async def end_timestep(self, step_id: str | None = None) -> None:
+        if self.tracer.durable == "timestep":
+            await self._off_loop(self.tracer.end_timestep, step_id)
+        else:
+            self.tracer.end_timestep(step_id)
+
+    async def record_message(self, *args: Any, **kwargs: Any) -> None:
+        self.tracer.record_message(*args, **kwargs)
+
+    async def record_event(self, event: BaseEvent) -> BaseEvent:
+        return self.tracer.record_event(event)
+
+    async def record_llm_call(self, *args: Any, **kwargs: Any) -> LMCAISEvent:
+        return self.tracer.record_llm_call(*args, **kwargs)
+
+    def session(self, session_id: str | None = None, metadata: dict[str, Any] | None = None,
+                experiment_id: str | None = None, created_at: datetime | None = None):
+        """`async with tracer.session(...) as session_id:` written when the block ends, also when it raises."""
+        from contextlib import asynccontextmanager
+
+        @asynccontextmanager
+        async def block():
+            sid = await self.start_session(session_id, metadata, experiment_id, created_at)
             try:
-                conn.execute(
-                    "INSERT INTO session_traces (session_id, created_at, num_timesteps, num_events, num_messages,"
-                    " metadata, experiment_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (session.session_id, _fmt_precise(session.created_at), len(session.steps),
-                     len(session.events), len(session.messages), _json(session.metadata), session.experiment_id))
-                step_rowids: dict[str, int] = {}
-                for step in session.steps:
-                    cursor = conn.execute(
-                        "INSERT INTO session_timesteps (session_id, step_id, step_index, turn_number, started_at,"
-                        " completed_at, num_events, num_messages, step_metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (session.session_id, step.step_id, step.step_index, step.turn_number,
-                         _fmt_precise(step.started_at),
-                         None if step.completed_at is None else _fmt_precise(step.completed_at),
-                         step.num_events, step.num_messages, _json(step.metadata)))
-                    step_rowids[step.step_id] = cursor.lastrowid
-                if session.events:
-                    conn.executemany(
-                        f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
-                        f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})",
-                        [(session.session_id, step_rowids.get(sid) if sid else None, *row)
-                         for sid, row in session.events])
-                if session.messages:
-                    conn.executemany(
-                        f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) "
-                        f"VALUES ({', '.join('?' * len(_MESSAGE_COLUMNS))})",
-                        [(session.session_id, step_rowids.get(sid) if sid else None, *row)
-                         for sid, row in session.messages])
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.IntegrityError as exc:
-            raise TraceStoreError(f"{self.path}: cannot save session {session.session_id} ({exc})") from exc
-        except sqlite3.DatabaseError as exc:
-            raise TraceStoreError(f"{self.path}: write failed for session {session.session_id} ({exc})") from exc
+                yield sid
+            finally:
+                if self.tracer.current_session_id == sid:
+                    await self.end_session()
+
+        return block()
+
+    def timestep(self, step_id: str, turn_number: int | None = None, metadata: dict[str, Any] | None = None):
+        """`async with tracer.timestep("step_0"):`, ended when the block ends (written then in durable mode)."""
+        from contextlib import asynccontextmanager
+
+        @asynccontextmanager
+        async def block():
+            sid = await self.start_timestep(step_id, turn_number, metadata)
+            try:
+                yield sid
+            finally:
+                if self.tracer.current_step_id == sid:
+                    await self.end_timestep(sid)
+
+        return block()
+
+
+def _env_timeout() -> float:
+    text = os.environ.get("SYNTH_TRACES_BUSY_TIMEOUT", "").strip()
+    if not text:
+        return BUSY_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        raise TraceStoreError(f"SYNTH_TRACES_BUSY_TIMEOUT={text!r}: not a number of seconds") from None
+    if not (0 <= value < 1e6):
+        raise TraceStoreError(f"SYNTH_TRACES_BUSY_TIMEOUT={text!r}: out of range (0 to 1e6 seconds)")
+    return value
 
 
 def _record_dict(record: Any) -> Any:
@@ -560,4 +663,4 @@ def _record_dict(record: Any) -> Any:
     raise TypeError(f"call_records holds a {type(record).__name__}, expected LLMCallRecord")
 
 
-__all__ = ["SessionTracer", "resolve_write_target", "utcnow"]
+__all__ = ["AsyncSessionTracer", "SessionTracer", "TraceWriteWarning", "resolve_write_target", "utcnow"]
