@@ -97,7 +97,7 @@ def test_the_merged_db_reads_like_its_sources(tmp_path):
 
     sources = invoke("--json", "traces", "--db", str(a), "--db", str(b)).json()["totals"]
     together = invoke("--json", "traces", "--db", str(merged)).json()["totals"]
-    for key in ("traces", "events", "llm_calls"):
+    for key in ("sessions", "events", "llm_calls"):
         assert together[key] == sources[key], key
     assert together["sessions"] == 6 and together["experiments"] == 1     # the shared experiment, once
 
