@@ -232,7 +232,12 @@ def test_sft_commands_follow_their_schemas(tmp_path):
         predictions = run_json("sft predictions", "sft", "predictions", job["id"], "--limit", "1", env=env)
         assert predictions["has_more"] is True and predictions["next"] == 1
         run_json("sft trends", "sft", "trends", job["id"], env=env)
+        srv.api.jobs[job["id"]]["status"] = "running"
+        assert run_json("sft pause", "sft", "pause", job["id"], env=env)["status"] == "paused"
+        assert run_json("sft resume", "sft", "resume", job["id"], env=env)["status"] == "running"
         run_json("sft cancel", "sft", "cancel", job["id"], env=env)
+        params = run_json("sft params", "sft", "params", env=env)
+        assert params["params"] and all(p["key"] for p in params["params"])
         missing = invoke("--json", "sft", "show", "ftjob-nope", env=env)
         assert missing.exit_code == 1
         validate("error", missing.json())

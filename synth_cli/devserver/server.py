@@ -43,7 +43,7 @@ from synth_cli import __version__
 from synth_cli.config import mask_key
 from synth_cli.devserver import chat
 from synth_cli.devserver import engine as engine_mod
-from synth_cli.devserver import simulate
+from synth_cli.devserver import simulate, together
 from synth_cli.devserver.engine import Engine
 from synth_cli.devserver.errors import APIError, bad_request, error_body, not_found
 from synth_cli.devserver.store import Store, checkpoint_object, file_object, new_id, prediction_object
@@ -133,7 +133,7 @@ class Gate:
         self.buckets: dict[str, tuple[float, float]] = {}
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope["path"] in self.OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in self.OPEN_PATHS or together.is_presigned(scope):
             await self.app(scope, receive, send)
             return
         if self.config.latency_ms > 0:
@@ -821,7 +821,8 @@ def routes() -> list:
         Route("/balance/usage/windows", usage_windows, methods=["GET"]),
         Route("/balance/usage", usage, methods=["GET"]),
     ]
-    return [Route("/health", health, methods=["GET"]), Mount("/v1", routes=api)]
+    return [Route("/health", health, methods=["GET"]), Mount("/v1", routes=api),
+            Mount(together.PREFIX, routes=together.routes())]  # Together's API: devserver/together.py
 
 
 def create_app(config: ServerConfig, *, store: Store | None = None) -> Any:
