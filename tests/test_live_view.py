@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from synth_cli.api.follow import TrainingProgress
+from synth_cli.api.types import Job, JobEvent
 from synth_cli.commands._live import SPARK, LiveRenderer, sparkline
 
 
@@ -35,9 +36,10 @@ def test_live_view_shows_valid_loss_and_an_eta(monkeypatch):
     view = LiveRenderer(out, "ftjob-abc", model="m")
     texts = []
     for step in (10, 20):
-        progress.update({"type": "metrics", "message": "", "data": {"step": step, "total_steps": 100,
-                                                                    "train_loss": 2.0 / step, "valid_loss": 0.5}})
-        view.follower = SimpleNamespace(job={"id": "ftjob-abc", "model": "m", "status": "running"}, elapsed=5.0,
+        progress.update(JobEvent.from_openai({"id": f"e{step}", "type": "metrics", "message": "", "created_at": 1,
+                                              "data": {"step": step, "total_steps": 100, "train_loss": 2.0 / step,
+                                                       "valid_loss": 0.5}}))
+        view.follower = SimpleNamespace(job=Job(id="ftjob-abc", model="m", status="running"), elapsed=5.0,
                                         progress=progress)
         capture = Console(file=StringIO(), width=120, record=True)
         capture.print(view.__rich__())
