@@ -176,7 +176,7 @@ def test_auth_token_from_libsql_or_turso_env(tmp_path, monkeypatch):
     assert turso.json()["session_id"] == SESSION
     assert token not in libsql.output + turso.output
     assert in_url.exit_code == 0, in_url.output
-    assert in_url.json()["dbs"][0]["db"] == url and in_url.json()["totals"]["traces"] == 30
+    assert in_url.json()["dbs"][0]["db"] == url and in_url.json()["totals"]["sessions"] == 30
     assert wrong_in_url.exit_code == 1
     assert wrong_in_url.stderr.splitlines() == [
         f"error: {url.replace('http://', 'libsql://')}: the libSQL server refused the credentials "
