@@ -241,6 +241,8 @@ def resolve_target(provider: str | None = None, base_url: str | None = None, api
     SYNTH_BACKEND_API_KEY, SYNTH_API_KEY, the provider's own variable, DEFAULT_DEV_API_KEY."""
     from synth_cli import config
 
+    base_url = base_url or config.root_flag("--base-url")  # `synth-ai --base-url URL sft …`
+    api_key = api_key or config.root_flag("--api-key")
     name, source = choose_provider(provider, base_url)
     label, key_var, default_base = provider_info(name)
     base = config.resolve(config.BASE_URL_VARS, base_url, "--base-url", default=default_base)
@@ -251,6 +253,8 @@ def resolve_target(provider: str | None = None, base_url: str | None = None, api
     if key is not None:
         config.register_secret(key.value)
         config.register_secret(key.value.strip())
+    elif base.value == config.DEFAULT_BASE_URL:  # the local `synth-ai serve`: its public dev key
+        key = config.Setting(config.DEFAULT_DEV_KEY, config.DEV_KEY_SOURCE)
     return Target(name, label, source, base, key, key_vars)
 
 
