@@ -164,8 +164,11 @@ def ensure_db(sessions: int, steps: int) -> Path:
 # --------------------------------------------------------------------------- measuring
 
 
+CPU: dict[int, float] = {}  # id(cmd) → CPU seconds (user + sys, the whole tree) of its last run
+
+
 def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS bytes, exit status) of one child process.
+    """(wall seconds, peak RSS bytes, exit status) of one child process; its CPU time goes to CPU[id(cmd)].
 
     The peak RSS is `/usr/bin/time -v`'s "Maximum resident set size": `time` is a small process
     that forks the command, so the figure cannot include this (bench) process's pages, which a
@@ -180,6 +183,8 @@ def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, i
         text = report.read()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()}")
+    CPU[id(cmd)] = sum(float(line.rsplit(":", 1)[1]) for line in text.splitlines()
+                       if "User time (seconds)" in line or "System time (seconds)" in line)
     return wall, max_rss(text), proc.returncode
 
 
@@ -267,13 +272,15 @@ def main() -> int:
                 run_measured(cmd, env)
         walls: dict[str, list[float]] = {name: [] for name, _ in commands}
         rss: dict[str, list[int]] = {name: [] for name, _ in commands}
+        cpu: dict[str, list[float]] = {name: [] for name, _ in commands}
         for i in range(args.runs):
             k = i % len(commands)  # rotate the order, so no command always runs first
             for name, cmd in commands[k:] + commands[:k]:
                 wall, peak, _ = run_measured(cmd, env)
                 walls[name].append(wall)
                 rss[name].append(peak)
-                log(f"  run {i + 1} {name}: {wall:.2f}s, {peak / 2**20:.0f} MiB")
+                cpu[name].append(CPU[id(cmd)])
+                log(f"  run {i + 1} {name}: {wall:.2f}s, CPU {CPU[id(cmd)]:.2f}s, {peak / 2**20:.0f} MiB")
         examples = count_lines(work / "filter.jsonl")
         records = count_lines(out_floor)
         same = (work / "filter.jsonl").read_bytes() == (work / "filter1.jsonl").read_bytes()
@@ -287,9 +294,13 @@ def main() -> int:
             "workers_output_identical": same,
         }
         floor = statistics.median(walls["floor"])
+        floor_cpu = statistics.median(cpu["floor"])
         for name, _ in commands:
             median = statistics.median(walls[name])
             result[name] = {"median_wall_s": round(median, 3), "min_wall_s": round(min(walls[name]), 3),
+                            "max_wall_s": round(max(walls[name]), 3),
+                            "median_cpu_s": round(statistics.median(cpu[name]), 3),
+                            "cpu_ratio_to_floor": round(statistics.median(cpu[name]) / floor_cpu, 2),
                             "peak_rss_mb": round(max(rss[name]) / 2**20, 1),
                             "floor": "floor" if name != "floor" else None,
                             "ratio_to_floor": round(median / floor, 2)}
