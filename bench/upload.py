@@ -150,11 +150,11 @@ def child_upload(base: str, path: str) -> None:
 
 def child_follow(base: str, job_id: str, interval: float, seconds: float) -> None:
     from synth_cli.api.client import ApiClient
-    from synth_cli.api.fine_tuning import FineTuning
     from synth_cli.api.follow import JobFollower
+    from synth_cli.api.openai_compat import OpenAIProvider
 
     with ApiClient(base_url=base, api_key=DEV_KEY) as client:
-        follower = JobFollower(FineTuning(client), job_id, interval=interval, timeout=seconds)
+        follower = JobFollower(OpenAIProvider(client), job_id, interval=interval, timeout=seconds)
         started = time.perf_counter()
         events = sum(1 for u in follower if u.kind == "event")
         took = time.perf_counter() - started

@@ -16,7 +16,8 @@ def _early_sigint() -> None:
 
     argv = getattr(sys, "orig_argv", None) or []
     script = os.path.basename(sys.argv[0]) if sys.argv else ""
-    as_module = any(a == "-m" and b in ("synth_cli", "synth_cli.__main__") for a, b in zip(argv, argv[1:]))
+    pairs = zip(argv, argv[1:], strict=False)
+    as_module = any(a == "-m" and b in ("synth_cli", "synth_cli.__main__") for a, b in pairs)
     if not (as_module or script in ("synth-ai", "synth-ai.exe")):
         return
     import signal

@@ -89,7 +89,11 @@ def harden_params(command: Any) -> None:
     for param in getattr(command, "params", ()):
         kind = type(param.type)
         if any(base.__name__ in ("IntParamType", "FloatParamType") for base in kind.__mro__):
-            param.type.__class__ = _bounded(kind)
+            import copy
+
+            bounded = copy.copy(param.type)  # a copy: click's INT/FLOAT singletons stay untouched
+            bounded.__class__ = _bounded(kind)
+            param.type = bounded
     for sub in getattr(command, "commands", {}).values():
         harden_params(sub)
 
@@ -254,12 +258,14 @@ def root(
     Try `synth-ai demo` for the whole pipeline offline.
     """
     from synth_cli import config
-    from synth_cli.output import Output, set_output
+    from synth_cli.output import Output, get_output, set_output
 
     if debug:
         os.environ["SYNTH_DEBUG"] = "1"
     set_output(Output(json_mode=json_mode, quiet=quiet, debug=debug or config.debug_enabled()))
     config.load_env(env_file)
+    for warning in config.env_warnings:
+        get_output().warn(warning)
 
 
 def _register_commands() -> None:

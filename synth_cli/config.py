@@ -43,6 +43,12 @@ ENV_VARS: dict[str, str] = {
     "SYNTH_MAX_EXAMPLE_TOKENS": "tokens allowed per example by `sft validate/submit/run` (default: the model's limit)",
     "SYNTH_DEV_API_KEYS": "comma-separated API keys accepted by `synth-ai serve`",
     "SYNTH_DATA_DIR": "state directory of `synth-ai serve` (default: the user data dir)",
+    "SYNTH_PROVIDER": "training service for `sft`: openai (the OpenAI-compatible contract, default) or together",
+    "OPENAI_API_KEY": "API key for `sft --provider openai`, after SYNTH_BACKEND_API_KEY and SYNTH_API_KEY",
+    "TOGETHER_API_KEY": "API key for `sft --provider together`, after SYNTH_BACKEND_API_KEY and SYNTH_API_KEY",
+    "SYNTH_CONNECT_RETRY_SECONDS": "how long `sft` and `balance` retry refused connections (default 15; 0: never)",
+    "SYNTH_CONFIRM_ABOVE_USD": "`sft submit`/`run` ask on a terminal before a job estimated above this (default 5)",
+    "SYNTH_TOGETHER_MULTIPART_BYTES": "files above this many bytes go to Together in parts (default 5 GiB)",
 }
 
 
@@ -64,6 +70,7 @@ def load_env(env_file: str | os.PathLike | None = None, *, cwd: Path | None = No
     """Load `env_file` (must exist) or `./.env` (if present), never overriding the shell."""
     global _dotenv_path
     path: Path | None
+    env_warnings.clear()
     if env_file is not None:
         path = Path(env_file).expanduser()
         if not path.is_file():
@@ -76,7 +83,7 @@ def load_env(env_file: str | os.PathLike | None = None, *, cwd: Path | None = No
     from dotenv import dotenv_values  # light, but only needed when a file exists
 
     try:
-        values = dotenv_values(path)
+        values = _quiet_dotenv_values(dotenv_values, path)
     except UnicodeDecodeError as exc:
         raise UsageError(f"{path}: not UTF-8 text (byte {exc.start}); a .env file holds KEY=VALUE lines",
                          hint="pass --env-file PATH to read another file" if env_file is None else None) from None
@@ -89,6 +96,31 @@ def load_env(env_file: str | os.PathLike | None = None, *, cwd: Path | None = No
         _dotenv_keys.add(key)
     _dotenv_path = path
     return path
+
+
+#: lines of the last .env file read that python-dotenv could not parse (shown as `warning:` lines)
+env_warnings: list[str] = []
+
+
+def _quiet_dotenv_values(dotenv_values, path: Path) -> dict:
+    """dotenv_values, with python-dotenv's own log lines ("could not parse statement…") collected
+    into :data:`env_warnings` instead of reaching stderr raw."""
+    import logging
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            env_warnings.append(f"{path}: {record.getMessage()}; that line is ignored")
+
+    logger = logging.getLogger("dotenv.main")
+    handler, propagate = Collect(), logger.propagate
+    env_warnings.clear()
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        return dotenv_values(path)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def reset_env_tracking() -> None:

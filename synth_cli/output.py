@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 
 def _json_default(obj: Any) -> Any:
@@ -29,13 +30,15 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+#: escaped as \uXXXX in JSON output (the same string to a JSON reader): lone surrogates (a non-UTF-8
+#: file name, which would make the document invalid UTF-8), DEL and C1 controls and bidi overrides,
+#: which json.dumps leaves raw and a terminal showing the document might act on.
+_JSON_ESCAPE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def dumps(obj: Any, *, indent: int | None = None) -> str:
     text = json.dumps(obj, default=_json_default, ensure_ascii=False, indent=indent)
-    # a non-UTF-8 file name (lone surrogates) as a JSON escape: the document stays valid UTF-8
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text) if _SURROGATE.search(text) else text
+    return _JSON_ESCAPE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text) if _JSON_ESCAPE.search(text) else text
 
 
 # --------------------------------------------------------------------------- inert text
@@ -236,7 +239,6 @@ class Output:
         if self._silent:
             return
         from rich.table import Table
-
         from rich.text import Text
 
         table = Table(title=None if title is None else Text(inert(title)),
@@ -253,7 +255,6 @@ class Output:
         if self._silent:
             return
         from rich.table import Table
-
         from rich.text import Text
 
         table = Table(show_header=False, box=None, title=None if title is None else Text(inert(title)),

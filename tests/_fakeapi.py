@@ -85,7 +85,7 @@ class FakeApi:
                                     "type": type_, "data": data or {}})
 
     def _advance(self, job: dict[str, Any]) -> None:
-        if self.hold.get(job["id"]) or job["status"] in ("succeeded", "failed", "cancelled"):
+        if self.hold.get(job["id"]) or job["status"] in ("succeeded", "failed", "cancelled", "paused"):
             return
         jid = job["id"]
         if job["status"] == "validating_files":
@@ -217,7 +217,7 @@ class FakeApi:
                    "result_files": [], "status": "validating_files", "validation_file": body.get("validation_file"),
                    "training_file": body["training_file"], "hyperparameters": (method_.get("supervised") or {}).get(
                        "hyperparameters", {}), "trained_tokens": None, "error": None, "seed": body.get("seed", 0),
-                   "method": method_}
+                   "method": method_, "metadata": body.get("metadata")}
             self.jobs[jid] = job
             self.events[jid] = []
             self._event(jid, f"Created fine-tuning job: {jid}")
@@ -244,6 +244,13 @@ class FakeApi:
                 job["status"] = "cancelled"
                 job["finished_at"] = self.clock
                 self._event(job["id"], "Job cancelled")
+                return 200, self.public(job)
+            if rest in (["pause"], ["resume"]) and method == "POST":
+                want, wrong = ("running", "paused") if rest == ["pause"] else ("paused", "running")
+                if job["status"] != want:
+                    return 400, {"error": {"message": f"Job {job['id']} is {job['status']}, not {want}"}}
+                job["status"] = wrong
+                self._event(job["id"], f"Job {'paused' if rest == ['pause'] else 'resumed'}")
                 return 200, self.public(job)
             if rest == ["events"] and method == "GET":
                 events = list(self.events[job["id"]])
@@ -298,13 +305,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_fake(api: FakeApi | None = None, **kwargs: Any) -> Iterator[Running]:
-    """Run a FakeApi with uvicorn in a thread on a free 127.0.0.1 port."""
+def serve_fake(api: FakeApi | None = None, *, port: int = 0, **kwargs: Any) -> Iterator[Running]:
+    """Run a FakeApi with uvicorn in a thread on a free 127.0.0.1 port (or `port`)."""
     import uvicorn
 
     api = api or FakeApi(**kwargs)
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(api.app(), log_level="error", lifespan="off"))
 

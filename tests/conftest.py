@@ -38,6 +38,8 @@ _CLI_ENV = (
     "SYNTH_BACKEND_API_KEY", "SYNTH_API_KEY", "DEFAULT_DEV_API_KEY", "SYNTH_BACKEND_BASE_URL",
     "SYNTH_BASE_URL", "SYNTH_TRACES_ROOT", "SYNTH_TRACES_DB", "SYNTH_TRACES_BUSY_TIMEOUT", "LIBSQL_AUTH_TOKEN", "TURSO_AUTH_TOKEN",
     "SYNTH_DEBUG", "SYNTH_PRICING_FILE", "SYNTH_DEV_API_KEYS", "SYNTH_DATA_DIR",
+    "OPENAI_API_KEY", "TOGETHER_API_KEY", "TOGETHER_BASE_URL", "SYNTH_PROVIDER", "SYNTH_CONFIRM_ABOVE_USD",
+    "SYNTH_TOGETHER_MULTIPART_BYTES",
 )
 
 
@@ -46,6 +48,8 @@ def _clean_env(monkeypatch, tmp_path):
     for name in _CLI_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
+    # refused connections are retried for 15 s by default (a backend restarting); 1 s keeps tests quick
+    monkeypatch.setenv("SYNTH_CONNECT_RETRY_SECONDS", "1")
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.chdir(tmp_path)
     yield

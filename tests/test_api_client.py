@@ -10,9 +10,12 @@ from email.utils import format_datetime
 import pytest
 
 from synth_cli.api.client import ApiClient, ApiError, backoff_delay, parse_retry_after
+from synth_cli.api.errors import (APIConnectionError, AuthenticationError, InternalServerError, NotFoundError,
+                                  RateLimitError, RedirectError)
 from synth_cli.api.files import Files
 from synth_cli.api.fine_tuning import FineTuning, build_job_request
 from synth_cli.api.follow import JobFollower
+from synth_cli.api.openai_compat import OpenAIProvider
 from synth_cli.config import Setting
 from synth_cli.errors import SynthError, UsageError
 from tests import _openapi
@@ -215,7 +218,7 @@ def test_401_shows_masked_key_and_source_never_the_key():
         assert err.status == 401
         text = err.message + " " + err.hint
         assert wrong not in text  # the server echoed it; it is redacted
-        assert "sk-wro…6789" in err.hint and "env SYNTH_API_KEY" in err.hint
+        assert "sk-wro…6789" in text and "env SYNTH_API_KEY" in text
         assert "Incorrect API key" in err.message
 
 
@@ -233,16 +236,55 @@ def test_404_hint_names_the_backend():
         assert srv.api.requests[-1].raw_path == "/v1/fine_tuning/jobs/..%2Ffiles"
 
 
-def test_connection_refused_retries_then_names_url_and_serve():
+def test_connection_refused_is_retried_for_a_bounded_time_then_names_url_and_serve():
     port = free_port()
-    client = make_client(f"http://127.0.0.1:{port}", max_retries=2)
+    # the refusal budget is time waited, not attempts: max_retries=0 still rides out a restart
+    client = make_client(f"http://127.0.0.1:{port}", max_retries=0, connect_retry=3.0, rng=lambda: 1.0)
     with pytest.raises(ApiError) as info:
         FineTuning(client).list_jobs()
     err = info.value
+    assert isinstance(err, APIConnectionError)
     assert err.kind == "connect" and err.status is None and err.transient
     assert f"http://127.0.0.1:{port}/v1" in err.message and "refused" in err.message
+    assert "retried for 3.0s" in err.message and "SYNTH_CONNECT_RETRY_SECONDS" in err.message
     assert "synth-ai serve" in err.hint
-    assert client.request_count == 3 and len(client._sleep) == 2
+    assert list(client._sleep) == [0.5, 1.0, 1.5] and client.request_count == 4
+
+
+def test_connection_refused_budget_from_the_environment(monkeypatch):
+    port = free_port()
+    monkeypatch.setenv("SYNTH_CONNECT_RETRY_SECONDS", "0")
+    client = make_client(f"http://127.0.0.1:{port}")
+    with pytest.raises(APIConnectionError):
+        FineTuning(client).list_jobs()
+    assert client.request_count == 1 and list(client._sleep) == []
+    for bad in ("soon", "-1", "inf"):
+        monkeypatch.setenv("SYNTH_CONNECT_RETRY_SECONDS", bad)
+        with pytest.raises(UsageError, match="SYNTH_CONNECT_RETRY_SECONDS"):
+            make_client(f"http://127.0.0.1:{port}")
+
+
+def test_a_restarting_backend_is_waited_for(tmp_path):
+    """Nothing listens for a while, then the backend comes up: the request goes through."""
+    import threading
+
+    port = free_port()
+    srv_box = {}
+
+    def later():
+        time.sleep(0.8)
+        srv_box["cm"] = serve_fake(port=port)
+        srv_box["srv"] = srv_box["cm"].__enter__()
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    try:
+        client = make_client(f"http://127.0.0.1:{port}", connect_retry=20.0, sleep=time.sleep)
+        assert FineTuning(client).list_jobs()["data"] == []
+    finally:
+        thread.join()
+        if "cm" in srv_box:
+            srv_box["cm"].__exit__(None, None, None)
 
 
 def test_non_json_answer_is_reported():
@@ -318,18 +360,18 @@ def test_follower_sees_every_event_once_in_order(tmp_path, order):
         client = make_client(srv.base_url)
         job = _create(srv, tmp_path, client)
         sleeps = Sleeps()
-        follower = JobFollower(FineTuning(client), job["id"], interval=0.5, sleep=sleeps)
+        follower = JobFollower(OpenAIProvider(client), job["id"], interval=0.5, sleep=sleeps)
         updates = list(follower)
         events = [u.event for u in updates if u.kind == "event"]
-        assert [e["id"] for e in events] == [e["id"] for e in srv.api.events[job["id"]]]
+        assert [e.id for e in events] == [e["id"] for e in srv.api.events[job["id"]]]
         assert [u.kind for u in updates][-1] == "done"
-        statuses = [(u.previous_status, u.job["status"]) for u in updates if u.kind == "status"]
+        statuses = [(u.previous_status, u.job.status) for u in updates if u.kind == "status"]
         # (the fake advances on every GET: the first answer already says "queued")
-        assert updates[0].kind == "job" and updates[0].job["status"] == "queued"
+        assert updates[0].kind == "job" and updates[0].job.status == "queued"
         assert statuses == [("queued", "running"), ("running", "succeeded")]
         assert follower.progress.step == 5 and follower.progress.total_steps == 5
         assert list(follower.progress.losses) == [round(2.0 / (1 + s), 4) for s in range(1, 6)]
-        assert follower.job["fine_tuned_model"].startswith("ft:gpt-4o-mini")
+        assert follower.job.fine_tuned_model.startswith("ft:gpt-4o-mini")
         event_calls = srv.api.calls("GET", f"/v1/fine_tuning/jobs/{job['id']}/events")
         job_calls = srv.api.calls("GET", f"/v1/fine_tuning/jobs/{job['id']}")
         # one events request per poll, plus at most one to learn the order of a newest-first backend
@@ -345,8 +387,8 @@ def test_follower_with_equal_timestamps_misses_nothing(tmp_path, order):
     with serve_fake(order=order, steps=6, same_second=True) as srv:
         client = make_client(srv.base_url)
         job = _create(srv, tmp_path, client)
-        follower = JobFollower(FineTuning(client), job["id"], interval=0.01, sleep=Sleeps())
-        got = [u.event["id"] for u in follower if u.kind == "event"]
+        follower = JobFollower(OpenAIProvider(client), job["id"], interval=0.01, sleep=Sleeps())
+        got = [u.event.id for u in follower if u.kind == "event"]
         expected = [e["id"] for e in srv.api.events[job["id"]]]
         assert sorted(got) == sorted(expected) and len(set(got)) == len(got)
         # the first page cannot be ordered by time: it is held back until a new event shows the order
@@ -359,9 +401,9 @@ def test_follower_on_an_ended_job_with_tied_timestamps_reads_the_contract_order(
     with serve_fake(order=order, steps=3, same_second=True) as srv:
         client = make_client(srv.base_url)
         job = _create(srv, tmp_path, client)
-        list(JobFollower(FineTuning(client), job["id"], interval=0.01, sleep=Sleeps()))  # run it to the end
-        again = JobFollower(FineTuning(client), job["id"], interval=0.01, sleep=Sleeps())
-        got = [u.event["id"] for u in again if u.kind == "event"]
+        list(JobFollower(OpenAIProvider(client), job["id"], interval=0.01, sleep=Sleeps()))  # run it to the end
+        again = JobFollower(OpenAIProvider(client), job["id"], interval=0.01, sleep=Sleeps())
+        got = [u.event.id for u in again if u.kind == "event"]
         expected = [e["id"] for e in srv.api.events[job["id"]]]
         assert sorted(got) == sorted(expected) and again.polls == 1
         # nothing new will come to tell the order: newest-first (OpenAI's) is assumed
@@ -374,18 +416,18 @@ def test_follower_rides_out_an_outage_and_times_out(tmp_path):
         job = _create(srv, tmp_path, client)
         srv.api.fail_next(3, 503, path_prefix=f"/v1/fine_tuning/jobs/{job['id']}")
         clock = [0.0]
-        follower = JobFollower(FineTuning(client), job["id"], interval=1.0, timeout=10.0,
+        follower = JobFollower(OpenAIProvider(client), job["id"], interval=1.0, timeout=10.0,
                                clock=lambda: clock[0], sleep=lambda s: clock.__setitem__(0, clock[0] + s))
         kinds = [u.kind for u in follower]
         assert kinds.count("outage") >= 1 and "recovered" in kinds
         assert kinds[-1] == "done"
-        assert follower.job["status"] == "running"  # timed out, not cancelled
+        assert follower.job.status == "running"  # timed out, not cancelled
         assert srv.api.jobs[job["id"]]["status"] == "running"
 
 
 def test_follower_raises_on_unknown_job():
     with serve_fake() as srv:
-        follower = JobFollower(FineTuning(make_client(srv.base_url)), "ftjob-missing", interval=0.01)
+        follower = JobFollower(OpenAIProvider(make_client(srv.base_url)), "ftjob-missing", interval=0.01)
         with pytest.raises(ApiError) as info:
             list(follower)
         assert info.value.status == 404
@@ -395,7 +437,7 @@ def test_follower_gives_up_after_max_outage(tmp_path):
     port = free_port()
     client = make_client(f"http://127.0.0.1:{port}", max_retries=0)
     clock = [0.0]
-    follower = JobFollower(FineTuning(client), "ftjob-x", interval=5.0, max_outage=12.0,
+    follower = JobFollower(OpenAIProvider(client), "ftjob-x", interval=5.0, max_outage=12.0,
                            clock=lambda: clock[0], sleep=lambda s: clock.__setitem__(0, clock[0] + s))
     with pytest.raises(ApiError) as info:
         list(follower)

@@ -193,7 +193,7 @@ def test_a_data_dir_from_before_result_files_is_upgraded(tmp_path):
     with sqlite3.connect(srv.data_dir / "state.db") as conn:  # as an older `serve` (schema 1) left it
         conn.executescript("DROP TRIGGER jobs_object_insert; DROP TRIGGER jobs_object_update; "
                            "DROP TRIGGER jobs_object_delete; DROP TRIGGER events_object_insert; "
-                           "DROP TABLE job_objects; ALTER TABLE events DROP COLUMN body; "
+                           "DROP TABLE job_objects; DROP TABLE meta; ALTER TABLE events DROP COLUMN body; "
                            "ALTER TABLE jobs DROP COLUMN result_files; PRAGMA user_version = 1;")
     with running_server(tmp_path, step_seconds=0.01) as srv:
         api = Api(srv)
@@ -347,4 +347,27 @@ def test_a_paused_job_stays_paused_across_a_restart(tmp_path):
         api.wait(job["id"], statuses=("succeeded",), timeout=120)
         metrics = sorted(e["data"]["step"] for e in api.events(job["id"]) if e["type"] == "metrics")
         assert metrics == list(range(1, 401))
+        api.http.close()
+
+
+def test_read_models_are_rendered_again_when_their_definition_changes(tmp_path):
+    """The job and event objects kept by SQLite are rebuilt on start when the definition they were
+    rendered with is not the current one (recorded in the meta table)."""
+    import sqlite3
+
+    train = write_train(tmp_path / "t.jsonl")
+    with running_server(tmp_path, step_seconds=0.01) as srv:
+        api = Api(srv)
+        job = api.wait(api.create_job(api.upload(train)["id"], hyperparameters={"n_epochs": 1})["id"])
+        events = api.events(job["id"])
+        api.http.close()
+    with sqlite3.connect(srv.data_dir / "state.db") as conn:  # as an older definition left them
+        conn.execute("UPDATE meta SET value = 'an-older-definition' WHERE key = 'derived'")
+        conn.execute("UPDATE job_objects SET body = '{\"stale\": true}'")
+        conn.execute("UPDATE events SET body = '{\"stale\": true}'")
+    with running_server(tmp_path, step_seconds=0.01) as srv:
+        api = Api(srv)
+        assert api.job(job["id"]) == job
+        assert api.get("/fine_tuning/jobs").json()["data"] == [job]
+        assert api.events(job["id"]) == events
         api.http.close()

@@ -297,3 +297,35 @@ def test_config_values_of_the_wrong_type(fixture_db, tmp_path, line):
     config = tmp_path / "f.toml"
     config.write_text(f"[filter]\n{line}\n")
     _clear_error(invoke("filter", "--db", fixture_db, "--config", config, "--dry-run"), code=2)
+
+
+def test_wal_db_on_a_read_only_mount_that_cannot_be_copied_says_so(tmp_path):
+    """When the private copy is impossible (here: larger than the limit), the DB is read without its
+    WAL and a warning says committed sessions may be missing: never silently."""
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True, check=False).returncode:
+        pytest.skip("unprivileged user namespaces are not available here")
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    db = _wal_db_with_committed_frames(mount)
+    code = ("import sys; import synth_cli.store.reader as r; r.SNAPSHOT_MAX_BYTES = 0; "
+            "from synth_cli.app import app; app(sys.argv[1:], prog_name='synth-ai')")
+    script = f"mount --bind -o ro {mount} {mount} && {sys.executable} -c \"{code}\" --json experiments --db {db}"
+    proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"warning: {db}: cannot read the transactions in t.db-wal (the directory cannot be written, and at 2 MB "
+        "it is too large to copy); committed sessions may be missing"]
+    assert "exp-wal" not in {e["experiment_id"] for e in json.loads(proc.stdout)["experiments"]}
+
+
+def test_env_file_line_that_cannot_be_parsed_is_a_warning_line(fixture_db, tmp_path):
+    env = tmp_path / "x.env"
+    env.write_text("=oops\nSYNTH_TRACES_DB=" + str(fixture_db) + "\n")
+    result = invoke("--env-file", env, "traces")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"warning: {env}: python-dotenv could not parse statement starting at line 1; that line is ignored"]
+    assert "30" in result.stdout  # the line after it was read

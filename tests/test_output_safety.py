@@ -216,9 +216,15 @@ def test_pair_survives_sigint_between_the_renames(tmp_path, fixture_db, monkeypa
     assert _hidden(tmp_path) == []
 
 
-def test_pair_after_sigkill_between_the_renames_is_finished_by_the_next_run(tmp_path, fixture_db):
+@pytest.mark.parametrize("symlinked", [False, True], ids=["plain", "train-is-a-symlink-elsewhere"])
+def test_pair_after_sigkill_between_the_renames_is_finished_by_the_next_run(tmp_path, fixture_db, symlinked):
     train, val = tmp_path / "out.jsonl", tmp_path / "out.val.jsonl"
-    train.write_bytes(OLD)
+    if symlinked:  # the train file lives in another directory than the val file
+        (tmp_path / "elsewhere").mkdir()
+        (tmp_path / "elsewhere" / "real.jsonl").write_bytes(OLD)
+        train.symlink_to(tmp_path / "elsewhere" / "real.jsonl")
+    else:
+        train.write_bytes(OLD)
     val.write_bytes(OLD)
     args = ("filter", "--db", fixture_db, "--val-fraction", "0.2", "--seed", "7")
     killed = _subprocess(*args, "-o", train, script=_KILL_AFTER_FIRST_RENAME)
@@ -233,6 +239,8 @@ def test_pair_after_sigkill_between_the_renames_is_finished_by_the_next_run(tmp_
     assert train.read_bytes() == reference.read_bytes()
     assert val.read_bytes() == (reference.parent / "ref.val.jsonl").read_bytes()
     assert _hidden(tmp_path) == []
+    if symlinked:
+        assert train.is_symlink() and _hidden(tmp_path / "elsewhere") == []
 
 
 def test_killed_run_temp_files_are_removed_by_the_next_run(tmp_path, fixture_db):
@@ -266,3 +274,16 @@ def test_file_size_limit_keeps_the_old_output(tmp_path, fixture_db):
     assert result.stderr.strip().splitlines() == [expected]
     assert out.read_bytes() == OLD
     assert _hidden(tmp_path) == []
+
+
+def test_sidecars_of_a_db_read_through_a_symlink(tmp_path):
+    (tmp_path / "real").mkdir()
+    db, conn = _wal_db(tmp_path / "real", "t.db")
+    link = tmp_path / "link.db"
+    link.symlink_to(db)
+    before = (tmp_path / "real" / "t.db-wal").read_bytes()
+    for output in (tmp_path / "real" / "t.db-wal", tmp_path / "link.db-wal"):
+        line = _one_error(invoke("filter", "--db", link, "-o", output))
+        assert "refusing to write" in line
+    assert (tmp_path / "real" / "t.db-wal").read_bytes() == before
+    conn.close()

@@ -271,6 +271,7 @@ def test_requests_match_the_openapi_request_schemas(tmp_path, train_file):
     from synth_cli.api.files import Files
     from synth_cli.api.fine_tuning import FineTuning
     from synth_cli.api.follow import JobFollower
+    from synth_cli.api.openai_compat import OpenAIProvider
 
     with running_server(tmp_path, step_seconds=0.01) as srv:
         rec = Recording()
@@ -280,7 +281,7 @@ def test_requests_match_the_openapi_request_schemas(tmp_path, train_file):
             job = ft.create_job(MODEL, file_id, validation_file=file_id, suffix="c", seed=1, n_epochs=1,
                                 batch_size=2, learning_rate_multiplier=0.5, metadata={"k": "v"})
             legacy = ft.create_job(MODEL, file_id, hyperparameters={"n_epochs": 1})
-            list(JobFollower(ft, job["id"], interval=0.05))
+            list(JobFollower(OpenAIProvider(client), job["id"], interval=0.05))
             ft.cancel(legacy["id"])
             ft.list_jobs(limit=5)
             ft.checkpoints(job["id"], limit=10)

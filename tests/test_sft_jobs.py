@@ -222,7 +222,7 @@ def test_missing_key(train):
     res = invoke("sft", "list", "--base-url", "http://127.0.0.1:9")
     assert res.exit_code == 1
     assert res.stderr.splitlines()[0] == ("error: no API key configured (tried --api-key, then SYNTH_BACKEND_API_KEY, "
-                                          "SYNTH_API_KEY and DEFAULT_DEV_API_KEY in the environment and .env)")
+                                          "SYNTH_API_KEY, OPENAI_API_KEY and DEFAULT_DEV_API_KEY in the environment and .env)")
     assert "--api-key" in res.stderr and "SYNTH_BACKEND_API_KEY" in res.stderr
 
 

@@ -127,3 +127,49 @@ def test_error_lines_are_inert(tmp_path):
     assert result.exit_code == 1
     _assert_inert(result.stderr)
     assert "\\x1b[2J" in result.stderr
+
+
+@pytest.mark.parametrize("command", [("session", "sess-nasty-1"), ("experiments",), ("experiment", "exp-1")],
+                         ids=lambda c: c[0])
+def test_json_output_has_no_raw_control_characters(nasty_db, command):
+    """--json keeps the data exact (a JSON reader gets the same strings) but escapes C1 controls and
+    bidi overrides too, which json.dumps would leave raw for a terminal showing the document."""
+    result = invoke("--json", *command, "--db", nasty_db)
+    assert result.exit_code == 0, result.output
+    _assert_inert(result.stdout)
+    expected = {"session": OUTPUT, "experiments": EXPERIMENT, "experiment": EXPERIMENT}[command[0]]
+    assert any(expected in text for text in _strings(result.json()))  # the exact data, escapes and all
+
+
+def _strings(obj):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _strings(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from _strings(value)
+
+
+def test_renderers_building_their_own_rich_objects_are_covered(capsys):
+    """filter's summary and the sft live view print rich objects on the console directly: the
+    console itself makes every text segment inert (and never parses markup in strings)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from synth_cli.output import Output
+
+    out = Output()
+    table = Table()
+    table.add_column("model")
+    table.add_row(Text(f"gpt{TITLE}"))
+    table.add_row(MODEL)  # a plain string cell: literal, not markup
+    out.console.print(table)
+    out.console.print(Text.assemble(("12:00:01  ", "dim"), f"event {CLEAR}{HIDDEN}"))
+    out.console.print(EXPERIMENT)
+    shown = capsys.readouterr().out
+    _assert_inert(shown)
+    assert "gpt\\x1b]0;pwned" in shown and "model-[red]x[/red]" in shown  # (rich itself drops BEL)
+    assert "event \\x1b[2J\\x1b[H\\x1b[8msecret\\x1b[0m" in shown
+    assert "ablation [/data/v2 split]" in shown

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from synth_cli.api.client import ApiClient, ApiError
+from synth_cli.api.client import ApiClient
+from synth_cli.api.errors import APIDecodeError, ApiError, APIStatusError
 
 DEFAULT_WINDOWS = (24, 168)
 SPEND_FIELDS = ("token_spend_cents", "gpu_spend_cents", "total_spend_cents")
@@ -25,7 +26,7 @@ MODEL_FIELDS = ("requests", "input_tokens", "output_tokens", "spend_cents")
 UNSUPPORTED_STATUSES = frozenset({404, 405, 501})
 
 
-class BalanceUnsupported(ApiError):
+class BalanceUnsupported(APIStatusError):
     """The backend has no account endpoints (e.g. OpenAI): there is no balance to show."""
 
 
@@ -47,7 +48,7 @@ def _get(client: ApiClient, path: str, params: dict[str, Any] | None = None) -> 
 
 
 def _unexpected(client: ApiClient, path: str, what: str) -> ApiError:
-    return ApiError(f"unexpected answer from GET {client.base_url}/{path}: {what}", kind="decode", method="GET",
+    return APIDecodeError(f"unexpected answer from GET {client.base_url}/{path}: {what}", method="GET",
                     hint="is --base-url pointing at a Synth backend or `synth-ai serve`?")
 
 

@@ -52,6 +52,10 @@ class MultipartUpload:
     def content_type(self) -> str:
         return f"multipart/form-data; boundary={self.boundary}"
 
+    @staticmethod
+    def fields_only(fields: dict[str, str]) -> FieldsForm:
+        return FieldsForm(fields)
+
     def __len__(self) -> int:
         return len(self.head) + self.size + len(self.tail)
 
@@ -80,6 +84,20 @@ class MultipartUpload:
         yield self.tail
 
 
+class FieldsForm:
+    """A small multipart/form-data body of text fields only (Together's upload-URL request)."""
+
+    def __init__(self, fields: dict[str, str]):
+        self.boundary = f"synth-cli-{uuid.uuid4().hex}"
+        parts = [f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+                 for name, value in fields.items()]
+        self.body = ("".join(parts) + f"--{self.boundary}--\r\n").encode("utf-8")
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+
 class Files:
     """The `/files` endpoints."""
 
@@ -97,7 +115,7 @@ class Files:
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
         body = MultipartUpload(path, {"purpose": purpose}, progress=progress)
-        base = self.client._http.timeout
+        base = self.client.timeout
         timeout = httpx.Timeout(base.write or 60.0, connect=base.connect, read=UPLOAD_READ_TIMEOUT)
         response = self.client.request(
             "POST", "files", content=body.stream,

@@ -6,7 +6,7 @@ from typing import Any, Iterator, Mapping
 
 from synth_cli.api.client import ApiClient, new_idempotency_key, path_segment
 
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+from synth_cli.api.types import TERMINAL_STATUSES  # noqa: F401 - re-exported for older imports
 HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
 
 
@@ -106,6 +106,14 @@ class FineTuning:
         return self.client.post(f"fine_tuning/jobs/{path_segment(job_id)}/cancel",
                                 idempotency_key=new_idempotency_key())
 
+    def pause(self, job_id: str) -> dict[str, Any]:
+        return self.client.post(f"fine_tuning/jobs/{path_segment(job_id)}/pause",
+                                idempotency_key=new_idempotency_key())
+
+    def resume(self, job_id: str) -> dict[str, Any]:
+        return self.client.post(f"fine_tuning/jobs/{path_segment(job_id)}/resume",
+                                idempotency_key=new_idempotency_key())
+
     def list_events(self, job_id: str, *, after: str | None = None, limit: int | None = None) -> dict[str, Any]:
         return self.client.get(f"fine_tuning/jobs/{path_segment(job_id)}/events",
                                params={"after": after, "limit": limit})
@@ -129,9 +137,6 @@ class FineTuning:
                     offset: int | None = None) -> dict[str, Any]:
         return self.client.get(f"fine_tuning/jobs/{path_segment(job_id)}/predictions",
                                params={"epoch": epoch, "limit": limit, "offset": offset})
-
-    def prediction_epochs(self, job_id: str) -> dict[str, Any]:
-        return self.client.get(f"fine_tuning/jobs/{path_segment(job_id)}/predictions/epochs")
 
     def prediction_trends(self, job_id: str) -> dict[str, Any]:
         return self.client.get(f"fine_tuning/jobs/{path_segment(job_id)}/predictions/trends")

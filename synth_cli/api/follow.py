@@ -24,10 +24,10 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
-from synth_cli.api.client import ApiError
-from synth_cli.api.fine_tuning import TERMINAL_STATUSES, FineTuning
+from synth_cli.api.errors import ApiError
+from synth_cli.api.types import Job, JobEvent
 
 EVENT_PAGE_SIZE = 100
 #: the longest wait between two polls (a larger --interval, e.g. 1e300, polls once a day instead of overflowing sleep)
@@ -36,36 +36,31 @@ _STEP_RE = re.compile(r"\bstep\s+(\d+)\s*/\s*(\d+)", re.IGNORECASE)
 _LOSS_RE = re.compile(r"(?:training|train)[ _]loss\s*[=:]\s*([0-9.eE+-]+)", re.IGNORECASE)
 
 
-def _created(event: dict[str, Any]) -> float:
-    value = event.get("created_at")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return 0.0
+def _created(event: JobEvent) -> float:
+    return event.created_at or 0.0
 
 
 class EventCursor:
     """Fetches only the events not seen yet, oldest first, whatever the backend's list order."""
 
-    def __init__(self, ft: FineTuning, job_id: str, *, page_size: int = EVENT_PAGE_SIZE):
-        self.ft = ft
+    def __init__(self, provider, job_id: str, *, page_size: int = EVENT_PAGE_SIZE):
+        self.provider = provider
         self.job_id = job_id
         self.page_size = page_size
-        self.order: str | None = None  # "asc" (oldest first) | "desc" (newest first, OpenAI) | None: not known yet
+        # "asc" (oldest first) | "desc" (newest first, OpenAI) | None: not known yet
+        self.order: str | None = getattr(provider, "event_order", None)
         self.seen: set[str] = set()
-        self.newest: dict[str, Any] | None = None
+        self.newest: JobEvent | None = None
         self.requests = 0
-        self.pending: list[dict[str, Any]] | None = None  # a first page held back, in list order
+        self.pending: list[JobEvent] | None = None  # a first page held back, in list order
         self.pending_polls = 0
 
-    def _page(self, after: str | None) -> tuple[list[dict[str, Any]], bool]:
+    def _page(self, after: str | None) -> tuple[list[JobEvent], bool]:
         self.requests += 1
-        page = self.ft.list_events(self.job_id, after=after, limit=self.page_size) or {}
-        data = [e for e in (page.get("data") or []) if isinstance(e, dict)]
-        return data, bool(page.get("has_more")) and bool(data)
+        return self.provider.list_events(self.job_id, after=after, limit=self.page_size)
 
     @staticmethod
-    def _direction(events: list[dict[str, Any]]) -> str | None:
+    def _direction(events: list[JobEvent]) -> str | None:
         times = [_created(e) for e in events]
         up = any(b > a for a, b in zip(times, times[1:]))
         down = any(b < a for a, b in zip(times, times[1:]))
@@ -75,12 +70,11 @@ class EventCursor:
             return "desc"
         return None
 
-    def _accept(self, events: list[dict[str, Any]], chronological: bool) -> list[dict[str, Any]]:
+    def _accept(self, events: list[JobEvent], chronological: bool) -> list[JobEvent]:
         """Keep unseen events, put them oldest first, remember them."""
         fresh = []
         for event in events if chronological else reversed(events):
-            ident = event.get("id")
-            key = str(ident) if ident is not None else repr(sorted(event.items()))
+            key = event.id
             if key in self.seen:
                 continue
             self.seen.add(key)
@@ -90,7 +84,7 @@ class EventCursor:
             self.newest = fresh[-1]
         return fresh
 
-    def poll(self, *, check_head: bool = False, final: bool = False) -> list[dict[str, Any]]:
+    def poll(self, *, check_head: bool = False, final: bool = False) -> list[JobEvent]:
         """New events since the last call, oldest first.
 
         `check_head` asks for one more request when the order is still unknown and nothing came
@@ -103,11 +97,11 @@ class EventCursor:
             return self._initial(final)
         if self.order == "desc":
             return self._from_head()
-        fresh: list[dict[str, Any]] = []
-        after = self.newest.get("id")
+        fresh: list[JobEvent] = []
+        after = self.newest.id
         while True:
             data, has_more = self._page(after)
-            if any(str(e.get("id")) in self.seen for e in data) or self._direction(data) == "desc" or (
+            if any(e.id in self.seen for e in data) or self._direction(data) == "desc" or (
                     data and max(_created(e) for e in data) < _created(self.newest)):
                 # `after` went backwards: this backend lists newest first.
                 self.order = "desc"
@@ -117,7 +111,7 @@ class EventCursor:
             fresh += self._accept(data, chronological=True)
             if not has_more:
                 break
-            after = data[-1].get("id")
+            after = data[-1].id
         if not fresh and self.order is None and check_head:
             head = self._from_head()
             if head:
@@ -127,16 +121,16 @@ class EventCursor:
 
     MAX_PENDING_POLLS = 3
 
-    def _initial(self, final: bool = False) -> list[dict[str, Any]]:
+    def _initial(self, final: bool = False) -> list[JobEvent]:
         """The whole history so far, in as many pages as it takes (once)."""
-        collected: list[dict[str, Any]] = []
+        collected: list[JobEvent] = []
         after = None
         while True:
             data, has_more = self._page(after)
             collected += data
             if not has_more:
                 break
-            after = data[-1].get("id")
+            after = data[-1].id
         self.order = self.order or self._direction(collected)
         if self.order is None and len(collected) > 1:
             if final:
@@ -146,15 +140,15 @@ class EventCursor:
                 return []
         return self._accept(collected, chronological=self.order != "desc")
 
-    def _resolve_pending(self, final: bool) -> list[dict[str, Any]]:
+    def _resolve_pending(self, final: bool) -> list[JobEvent]:
         """Re-read the head of the list: new events at the head mean newest first, at the tail oldest first."""
         pending = self.pending or []
-        known = {str(e.get("id")) for e in pending}
+        known = {e.id for e in pending}
         data, _ = self._page(None)
         self.pending_polls += 1
-        if data and str(data[0].get("id")) not in known:
+        if data and data[0].id not in known:
             self.order = "desc"
-        elif any(str(e.get("id")) not in known for e in data):
+        elif any(e.id not in known for e in data):
             self.order = "asc"
         elif not final and self.pending_polls < self.MAX_PENDING_POLLS:
             return []
@@ -164,21 +158,21 @@ class EventCursor:
         held = self._accept(pending, chronological=self.order == "asc")
         return held + self.poll(final=final)
 
-    def _from_head(self) -> list[dict[str, Any]]:
+    def _from_head(self) -> list[JobEvent]:
         """Newest-first listing: read from the head until an already-seen event shows up."""
-        collected: list[dict[str, Any]] = []
+        collected: list[JobEvent] = []
         after = None
         while True:
             data, has_more = self._page(after)
             hit = False
             for event in data:
-                if str(event.get("id")) in self.seen:
+                if event.id in self.seen:
                     hit = True
                     break
                 collected.append(event)
             if hit or not has_more:
                 break
-            after = data[-1].get("id")
+            after = data[-1].id
         return self._accept(collected, chronological=False)
 
 
@@ -192,9 +186,9 @@ class TrainingProgress:
     valid_loss: float | None = None
     losses: deque = field(default_factory=lambda: deque(maxlen=240))
 
-    def update(self, event: dict[str, Any]) -> bool:
-        data = event.get("data") if isinstance(event.get("data"), dict) else {}
-        message = str(event.get("message") or "")
+    def update(self, event: JobEvent) -> bool:
+        data = event.data
+        message = event.message
         changed = False
         step = data.get("step")
         total = data.get("total_steps")
@@ -204,7 +198,7 @@ class TrainingProgress:
             if match:
                 step = int(match.group(1)) if step is None else step
                 total = int(match.group(2)) if total is None else total
-        if loss is None and (event.get("type") == "metrics" or step is not None):
+        if loss is None and (event.type == "metrics" or step is not None):
             match = _LOSS_RE.search(message)
             if match:
                 try:
@@ -237,8 +231,8 @@ class Update:
     """
 
     kind: str
-    job: dict[str, Any] | None
-    event: dict[str, Any] | None = None
+    job: Job | None
+    event: JobEvent | None = None
     previous_status: str | None = None
     error: ApiError | None = None
     timed_out: bool = False
@@ -247,26 +241,36 @@ class Update:
 class JobFollower:
     """Iterate to follow `job_id` until it ends (or `timeout` seconds pass)."""
 
-    def __init__(self, ft: FineTuning, job_id: str, *, interval: float = 2.0, timeout: float | None = None,
+    def __init__(self, provider, job_id: str, *, interval: float = 2.0, timeout: float | None = None,
                  max_outage: float = 300.0, events: bool = True,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
-        self.ft = ft
+        self.provider = provider
         self.job_id = job_id
         self.interval = min(max(0.01, float(interval)), MAX_INTERVAL)
         self.timeout = timeout
         self.max_outage = max_outage
         self.clock = clock
         self.sleep = sleep
-        self.cursor = EventCursor(ft, job_id) if events else None
+        self.cursor = EventCursor(provider, job_id) if events else None
         self.progress = TrainingProgress()
-        self.job: dict[str, Any] | None = None
+        self.job: Job | None = None
         self.started = clock()
         self.polls = 0
         self.events_seen = 0
 
     @property
     def status(self) -> str | None:
-        return (self.job or {}).get("status")
+        return self.job.status if self.job else None
+
+    def _metrics(self) -> None:
+        """Losses from the provider's metrics endpoint, when its events carry none (Together)."""
+        points = self.provider.training_metrics(self.job_id) if self.provider is not None else None
+        for point in points or []:
+            step = point.get("step")
+            if step is not None and self.progress.step is not None and step <= self.progress.step \
+                    and self.progress.train_loss is not None:
+                continue
+            self.progress.update(JobEvent(id="", created_at=0.0, message="", type="metrics", data=point))
 
     @property
     def elapsed(self) -> float:
@@ -279,11 +283,11 @@ class JobFollower:
             tick = self.clock()
             self.polls += 1
             try:
-                job = self.ft.retrieve(self.job_id)
+                job = self.provider.retrieve(self.job_id)
                 previous = self.status
                 first = self.job is None
-                status_changed = not first and job.get("status") != previous
-                terminal = job.get("status") in TERMINAL_STATUSES
+                status_changed = not first and job.status != previous
+                terminal = job.finished
                 self.job = job
                 if first:
                     yield Update("job", job)
@@ -296,6 +300,7 @@ class JobFollower:
                     self.events_seen += 1
                     self.progress.update(event)
                     yield Update("event", job, event=event)
+                self._metrics()
                 if status_changed:
                     yield Update("status", job, previous_status=previous)
                 if terminal:

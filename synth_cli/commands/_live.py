@@ -11,6 +11,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from synth_cli.api.types import Job
 from synth_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, SynthError
 from synth_cli.output import Output, fmt_duration, fmt_int, write_line
 
@@ -19,7 +20,7 @@ EXIT_TIMEOUT = 124
 
 SPARK = "▁▂▃▄▅▆▇█"
 STATUS_STYLE = {"succeeded": "bold green", "failed": "bold red", "cancelled": "bold yellow",
-                "running": "bold cyan", "queued": "bold", "validating_files": "bold"}
+                "running": "bold cyan", "queued": "bold", "validating_files": "bold", "paused": "bold magenta"}
 
 
 def sparkline(values: list[float], width: int = 32) -> str:
@@ -54,24 +55,9 @@ def one_line(text: Any) -> str:
     return " ".join(str(text if text is not None else "").split())
 
 
-def job_error_text(job: dict[str, Any]) -> str | None:
-    error = job.get("error")
-    if isinstance(error, dict) and (error.get("message") or error.get("code")):
-        text = one_line(error.get("message") or "")
-        extras = [f"code {error['code']}" if error.get("code") else None,
-                  f"param {error['param']}" if error.get("param") else None]
-        extras = [e for e in extras if e]
-        return f"{text} ({', '.join(extras)})" if extras and text else (text or ", ".join(extras))
-    if isinstance(error, str) and error:
-        return one_line(error)
-    return None
-
-
-def job_wall_time(job: dict[str, Any], fallback: float) -> float:
-    created, finished = job.get("created_at"), job.get("finished_at")
-    if isinstance(created, (int, float)) and isinstance(finished, (int, float)) and finished >= created:
-        return float(finished - created)
-    return fallback
+def job_wall_time(job: Job, fallback: float) -> float:
+    wall = job.wall_seconds
+    return wall if wall is not None else fallback
 
 
 # --------------------------------------------------------------------------- renderers
@@ -98,15 +84,15 @@ class PlainRenderer:
         kind = update.kind
         if kind == "job":
             job = update.job
-            self._line(utc_stamp(), f"following {job.get('id', self.job_id)} (model {job.get('model')}): "
-                                    f"status {job.get('status')}")
+            self._line(utc_stamp(), f"following {job.id or self.job_id} (model {job.model}): "
+                                    f"status {job.status}")
         elif kind == "event":
             event = update.event
-            level = str(event.get("level") or "info")
+            level = event.level or "info"
             prefix = "" if level == "info" else f"{level.upper()}: "
-            self._line(utc_stamp(event.get("created_at")), prefix + one_line(event.get("message")))
+            self._line(utc_stamp(event.created_at), prefix + one_line(event.message))
         elif kind == "status":
-            self._line(utc_stamp(), f"status {update.previous_status} -> {update.job.get('status')}")
+            self._line(utc_stamp(), f"status {update.previous_status} -> {update.job.status}")
         elif kind == "outage" and not self.in_outage:
             self.in_outage = True
             self._line(utc_stamp(), f"backend not answering ({one_line(update.error.message)}); still trying")
@@ -137,7 +123,7 @@ class JsonRenderer:
 
     def handle(self, update, follower) -> None:
         if update.kind == "event":
-            self.out.ndjson(update.event)
+            self.out.ndjson(update.event.raw)
 
 
 class QuietRenderer(JsonRenderer):
@@ -179,10 +165,10 @@ class LiveRenderer:
         from rich.text import Text
 
         follower = self.follower
-        job = (follower.job if follower else None) or {}
-        status = job.get("status") or "connecting"
-        header = Text.assemble(("fine-tuning ", "dim"), (str(job.get("id") or self.job_id), "bold"),
-                               ("  ·  ", "dim"), (str(job.get("model") or self.model or "?"), "bold"))
+        job = follower.job if follower else None
+        status = job.status if job else "connecting"
+        header = Text.assemble(("fine-tuning ", "dim"), (str((job.id if job else None) or self.job_id), "bold"),
+                               ("  ·  ", "dim"), (str((job.model if job else None) or self.model or "?"), "bold"))
         line = Table.grid(padding=(0, 1))
         line.add_column()
         line.add_column()
@@ -214,12 +200,12 @@ class LiveRenderer:
         kind = update.kind
         if kind == "event":
             event = update.event
-            level = str(event.get("level") or "info")
+            level = event.level or "info"
             style = {"warn": "yellow", "warning": "yellow", "error": "red"}.get(level, "")
-            self.console.print(Text.assemble((local_clock(event.get("created_at")) + "  ", "dim"),
-                                             (one_line(event.get("message")), style)))
+            self.console.print(Text.assemble((local_clock(event.created_at) + "  ", "dim"),
+                                             (one_line(event.message), style)))
         elif kind == "status":
-            status = update.job.get("status")
+            status = update.job.status
             self.console.print(Text.assemble((local_clock() + "  ", "dim"), ("status ", "dim"),
                                              (str(status), STATUS_STYLE.get(status, "bold"))))
         elif kind == "outage":
@@ -232,16 +218,18 @@ class LiveRenderer:
 # --------------------------------------------------------------------------- the follow command body
 
 
-def resume_command(job_id: str, base_flag: str | None) -> str:
+def resume_command(job_id: str, base_flag: str | None, provider_flag: str | None = None) -> str:
     import shlex
 
     parts = ["synth-ai", "sft", "poll", job_id]
+    if provider_flag:
+        parts += ["--provider", provider_flag]
     if base_flag:
         parts += ["--base-url", base_flag]
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def follow_job(ft, job_id: str, out: Output, *, interval: float, timeout: float | None, resume: str,
+def follow_job(provider, job_id: str, out: Output, *, interval: float, timeout: float | None, resume: str,
                model: str | None = None) -> int:
     """Follow `job_id` to its end with the renderer that suits the output; return the exit code.
 
@@ -250,7 +238,7 @@ def follow_job(ft, job_id: str, out: Output, *, interval: float, timeout: float 
     """
     from synth_cli.api.follow import JobFollower
 
-    follower = JobFollower(ft, job_id, interval=interval, timeout=timeout)
+    follower = JobFollower(provider, job_id, interval=interval, timeout=timeout)
     if out.json_mode:
         renderer: Any = JsonRenderer(out)
     elif out.quiet:
@@ -277,32 +265,31 @@ def follow_job(ft, job_id: str, out: Output, *, interval: float, timeout: float 
         return EXIT_INTERRUPTED
     finally:
         renderer.stop()
-    job = follower.job or {"id": job_id}
+    job = follower.job or Job(id=job_id, status="unknown", raw={"id": job_id})
     wall = time.monotonic() - started
     if out.json_mode:
-        out.ndjson(job)
+        out.ndjson(job.raw)
     elif out.quiet:
-        if job.get("status") == "succeeded" and job.get("fine_tuned_model"):
-            write_line(str(job["fine_tuned_model"]))
+        if job.succeeded and job.fine_tuned_model:
+            write_line(str(job.fine_tuned_model))
     else:
         print_summary(out, job, job_wall_time(job, wall))
-    status = job.get("status")
+    status = job.status
     if timed_out:
         raise SynthError(f"stopped waiting after {fmt_duration(timeout)}: job {job_id} is still {status} "
                          f"(not cancelled)", hint=f"keep following it with `{resume}`", exit_code=EXIT_TIMEOUT)
     if status == "succeeded":
         return EXIT_OK
-    error = job_error_text(job)
+    error = job.error_text
     if status == "cancelled":
         raise SynthError(f"job {job_id} was cancelled" + (f": {error}" if error else ""), exit_code=EXIT_FAILURE)
     raise SynthError(f"job {job_id} {status}" + (f": {error}" if error else ""),
                      hint=f"details: `synth-ai sft events {job_id}`", exit_code=EXIT_FAILURE)
 
 
-def print_summary(out: Output, job: dict[str, Any], wall: float) -> None:
-    status = job.get("status")
-    pairs = [("status", status), ("fine-tuned model", job.get("fine_tuned_model") or "–"),
-             ("trained tokens", fmt_int(job.get("trained_tokens"))), ("wall time", fmt_duration(wall))]
+def print_summary(out: Output, job: Job, wall: float) -> None:
+    pairs = [("status", job.status), ("fine-tuned model", job.fine_tuned_model or "–"),
+             ("trained tokens", fmt_int(job.trained_tokens)), ("wall time", fmt_duration(wall))]
     if not out.is_terminal:
         width = max(len(k) for k, _ in pairs)
         for key, value in pairs:

@@ -6,7 +6,6 @@ from typing import Any, Iterable, Optional
 
 import typer
 
-from synth_cli.errors import SynthError
 from synth_cli.output import fmt_int, fmt_usd, get_output
 
 #: a down backend should fail in seconds, not after the client's full retry budget
@@ -19,7 +18,7 @@ def balance(
         help="Backend base URL (else SYNTH_BACKEND_BASE_URL, SYNTH_BASE_URL, http://127.0.0.1:8000/v1)."),
     api_key: Optional[str] = typer.Option(
         None, "--api-key", metavar="KEY", show_default=False,
-        help="API key (else SYNTH_BACKEND_API_KEY, SYNTH_API_KEY, DEFAULT_DEV_API_KEY)."),
+        help="API key (else SYNTH_BACKEND_API_KEY, SYNTH_API_KEY, OPENAI_API_KEY, DEFAULT_DEV_API_KEY)."),
     usage: bool = typer.Option(False, "--usage", help="Also show spend this month and over the last 30 days."),
 ) -> None:
     """The account balance in USD and what was spent in the last 24 hours and 7 days.
@@ -33,10 +32,9 @@ def balance(
 
     out = get_output()
     with _client(base_url, api_key) as client:
-        with _explained(client):
-            current = billing.current_balance(client)
-            windows = billing.spend_windows(client)
-            summary = billing.usage_summary(client) if usage else None
+        current = billing.current_balance(client)
+        windows = billing.spend_windows(client)
+        summary = billing.usage_summary(client) if usage else None
 
     data: dict[str, Any] = {"base_url": client.base_url, **current, "windows": windows}
     if summary is not None:
@@ -71,8 +69,7 @@ def remote_usage(models: Optional[Iterable[str]] = None, base_url: Optional[str]
     out = get_output()
     wanted = list(dict.fromkeys(m for m in (models or []) if m))
     with _client(base_url, api_key) as client:
-        with _explained(client):
-            summary = billing.usage_summary(client, wanted)
+        summary = billing.usage_summary(client, wanted)
     data: dict[str, Any] = {"base_url": client.base_url, **summary}
     if not wanted:
         data.setdefault("models", [])
@@ -100,36 +97,11 @@ def remote_usage(models: Optional[Iterable[str]] = None, base_url: Optional[str]
 
 
 def _client(base_url_flag: Optional[str], api_key_flag: Optional[str]):
-    from synth_cli import config
-    from synth_cli.api.client import ApiClient
+    """The account endpoints are Synth's (and `serve`'s): the OpenAI-compatible provider's client, its
+    key chain, and one `no API key` / `rejected the API key` message shared with every command."""
+    from synth_cli.api.provider import open_provider
 
-    # no key: ApiClient raises the one "no API key configured (tried …)" error every command gives
-    return ApiClient(base_url=config.base_url(base_url_flag), api_key=config.api_key(api_key_flag),
-                     max_retries=MAX_RETRIES)
-
-
-class _explained:
-    """Turn a 401 into: which key (masked), where it came from, which backend, what to check."""
-
-    def __init__(self, client: Any):
-        self.client = client
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        from synth_cli import config
-        from synth_cli.api.client import ApiError
-
-        if isinstance(exc, ApiError) and exc.status == 401:
-            key = self.client.key
-            base = self.client.base
-            raise SynthError(
-                f"{base.value} rejected the API key {config.mask_key(key.value)} (from {key.source}): 401 Unauthorized",
-                hint=f"check that this key belongs to that backend (base URL from {base.source}); pass --api-key "
-                     "or set SYNTH_BACKEND_API_KEY / SYNTH_API_KEY; `synth-ai serve` prints the key it accepts",
-            ) from exc
-        return False
+    return open_provider("openai", base_url_flag, api_key_flag, max_retries=MAX_RETRIES).client
 
 
 def _usd(cents: Any) -> str:

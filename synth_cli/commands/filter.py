@@ -23,6 +23,13 @@ the way OpenAI's fine-tuning does; identical examples are written once.
 (its input messages + its output); [cyan]sessions[/cyan] merges a session's calls
 into one conversation while each call continues the previous one.
 
+[bold]Output[/bold]: written to a temp file and renamed into place; with
+--val-fraction the train and val files are replaced together (an interrupt
+never leaves one new and one old). A trace DB or its -wal/-shm/-journal is
+refused; a symlink's target is written; an existing file keeps its mode;
+character devices and FIFOs (/dev/null, >(gzip > x.gz)) are written through;
+a missing directory is an error unless --parents.
+
 Example: synth-ai filter --db traces.db --min-reward 1 -o train.jsonl
 """
 

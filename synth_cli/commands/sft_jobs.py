@@ -6,13 +6,14 @@ Thin commands: parse options, call `synth_cli.api` (HTTP) and `synth_cli.dataset
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from synth_cli.errors import SynthError, UsageError
+from synth_cli.errors import DatasetError, SynthError, UsageError
 from synth_cli.output import fmt_bytes, fmt_duration, fmt_float, fmt_int, fmt_time, get_output, write_line
 
 FILE_ID_RE = re.compile(r"^file-[A-Za-z0-9_\-]+$")
@@ -23,19 +24,34 @@ DEFAULT_INTERVAL = 2.0
 
 
 def _positive(value: Optional[float]) -> Optional[float]:
-    if value is not None and not value > 0:
-        raise typer.BadParameter(f"{value} is not > 0")
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise typer.BadParameter(f"{value} is not a finite number > 0")
+    return value
+
+
+def _non_negative(value: Optional[float]) -> Optional[float]:
+    if value is not None and not (value >= 0 and math.isfinite(value)):
+        raise typer.BadParameter(f"{value} is not a finite number >= 0")
     return value
 
 
 def _base_url_option():
     return typer.Option(None, "--base-url", metavar="URL", show_default=False,
-                        help="Backend base URL (else SYNTH_BACKEND_BASE_URL, SYNTH_BASE_URL, http://127.0.0.1:8000/v1).")
+                        help="Backend base URL (else SYNTH_BACKEND_BASE_URL, SYNTH_BASE_URL, the provider's default: "
+                             "http://127.0.0.1:8000/v1 for openai, https://api.together.xyz/v1 for together).")
 
 
 def _api_key_option():
     return typer.Option(None, "--api-key", metavar="KEY", show_default=False,
-                        help="API key (else SYNTH_BACKEND_API_KEY, SYNTH_API_KEY, DEFAULT_DEV_API_KEY).")
+                        help="API key (else SYNTH_BACKEND_API_KEY, SYNTH_API_KEY, then the provider's own "
+                             "OPENAI_API_KEY / TOGETHER_API_KEY, then DEFAULT_DEV_API_KEY).")
+
+
+def _provider_option():
+    return typer.Option(None, "--provider", metavar="NAME", show_default=False,
+                        help="Training service: openai (the OpenAI-compatible contract: OpenAI, Synth backends, "
+                             "`synth-ai serve`) or together (else SYNTH_PROVIDER, else inferred from a well-known "
+                             "base URL, else openai).")
 
 
 def _interval_option():
@@ -49,27 +65,23 @@ def _timeout_option():
 
 
 class Ctx:
-    """One API client per command invocation, and how to tell the user to come back."""
+    """One provider (one HTTP client, one connection pool) per command invocation."""
 
-    def __init__(self, base_url: str | None, api_key: str | None):
-        from synth_cli import config
-        from synth_cli.api.client import ApiClient
-        from synth_cli.api.fine_tuning import FineTuning
+    def __init__(self, provider: str | None, base_url: str | None, api_key: str | None):
+        from synth_cli.api.provider import open_provider
 
+        self.provider_flag = provider
         self.base_flag = base_url
-        self.client = ApiClient(base_url=config.base_url(base_url), api_key=config.api_key(api_key))
-        self.ft = FineTuning(self.client)
+        self.provider = open_provider(provider, base_url, api_key)
 
     def resume(self, job_id: str) -> str:
         from synth_cli.commands._live import resume_command
 
-        return resume_command(job_id, self.base_url_flag_value())
-
-    def base_url_flag_value(self) -> str | None:
-        return self.client.base_url if self.base_flag else None
+        return resume_command(job_id, self.provider.base_url if self.base_flag else None,
+                              self.provider.name if self.provider_flag else None)
 
     def close(self) -> None:
-        self.client.close()
+        self.provider.close()
 
     def __enter__(self) -> "Ctx":
         return self
@@ -99,6 +111,20 @@ def _when(ts: Any) -> str:
 def _short(text: Any, width: int = 48) -> str:
     text = " ".join(str(text if text is not None else "").split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _pairs(values: Optional[list[str]], flag: str) -> dict[str, str]:
+    """`KEY=VALUE` options (repeatable) → a dict; a bad one is a usage error naming it."""
+    out: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"{flag} {item!r}: expected KEY=VALUE")
+        if key in out:
+            raise UsageError(f"{flag} {key} is given twice")
+        out[key] = value
+    return out
 
 
 # --------------------------------------------------------------------------- local files
@@ -144,15 +170,13 @@ def _stderr(text: str) -> None:
     write_line(text, stderr=True)
 
 
-def _upload(ctx: Ctx, path: Path) -> dict[str, Any]:
+def _upload(ctx: Ctx, path: Path, shown: Path | None = None):
     import sys
     import time
 
-    from synth_cli.api.files import Files
-
     out = get_output()
+    shown = shown or path
     size = path.stat().st_size
-    files = Files(ctx.client)
     started = time.monotonic()
     show_bar = not out.json_mode and not out.quiet and sys.stderr.isatty()
     if show_bar:
@@ -162,89 +186,198 @@ def _upload(ctx: Ctx, path: Path) -> dict[str, Any]:
         columns = (TextColumn("uploading [bold]{task.description}"), BarColumn(), DownloadColumn(),
                    TransferSpeedColumn(), TimeRemainingColumn())
         with Progress(*columns, console=out.err_console, transient=True) as progress:
-            task = progress.add_task(path.name, total=size)
-            obj = files.upload(path, progress=lambda done, total: progress.update(task, completed=done))
+            task = progress.add_task(shown.name, total=size)
+            obj = ctx.provider.upload_file(path, progress=lambda done, total: progress.update(task, completed=done))
     else:
-        out.status(f"uploading {path} ({fmt_bytes(size)})")
-        obj = files.upload(path)
+        out.status(f"uploading {shown} ({fmt_bytes(size)})")
+        obj = ctx.provider.upload_file(path)
     took = time.monotonic() - started
     rate = f", {fmt_bytes(size / took)}/s" if took > 0.05 else ""
-    out.status(f"uploaded {path.name} as {obj.get('id')} ({fmt_bytes(size)} in {fmt_duration(took)}{rate})")
-    if not obj.get("id"):
-        raise SynthError(f"the backend accepted {path.name} but returned no file id")
+    if not obj.id:
+        raise SynthError(f"the backend accepted {shown.name} but returned no file id")
+    out.status(f"uploaded {shown.name} as {obj.id} ({fmt_bytes(size)} in {fmt_duration(took)}{rate})")
     return obj
 
 
-def _resolve_file(ctx: Ctx, value: str, what: str) -> str:
-    kind, target = _file_or_id(value, what)
-    if kind == "id":
-        return str(target)
-    assert isinstance(target, Path)
-    return str(_upload(ctx, target)["id"])
+class _Files:
+    """The training/validation inputs of a job: checked and prepared before anything is uploaded."""
+
+    def __init__(self, ctx: Ctx, model: str, file: str, validation_file: Optional[str], validate: bool,
+                 workdir: Path):
+        self.items: list[tuple[str, str, Path | str]] = []  # (what, kind, path-to-upload or id)
+        self.sources: dict[str, Path] = {}
+        kinds = [("training file", file)] + ([("validation file", validation_file)] if validation_file else [])
+        for what, value in kinds:
+            _file_or_id(value, what)  # every local path is checked before anything else
+        for what, value in kinds:
+            kind, target = _file_or_id(value, what)
+            if kind == "path":
+                assert isinstance(target, Path)
+                if validate:
+                    _validate(target, what, model)
+                self.sources[what] = target
+                try:
+                    target, notes = ctx.provider.prepare_file(target, model, workdir, what)
+                except DatasetError as exc:
+                    for item in getattr(getattr(exc, "report", None), "reasons", lambda: [])()[:20]:
+                        more = "…" if item["count"] > len(item["lines"]) else ""
+                        _stderr(f"  {item['reason']}: {item['count']} line(s): "
+                                f"{', '.join(map(str, item['lines']))}{more}")
+                    raise
+                for note in notes:
+                    get_output().status(note)
+            self.items.append((what, kind, target))
+
+    def local(self, what: str) -> Path | None:
+        for name, kind, target in self.items:
+            if name == what and kind == "path":
+                assert isinstance(target, Path)
+                return target
+        return None
+
+    def upload(self, ctx: Ctx) -> dict[str, str]:
+        ids: dict[str, str] = {}
+        for what, kind, target in self.items:
+            if kind == "id":
+                ids[what] = str(target)
+            else:
+                assert isinstance(target, Path)
+                ids[what] = _upload(ctx, target, self.sources.get(what)).id
+        return ids
 
 
-def _create(ctx: Ctx, file: str, model: str, *, validation_file: Optional[str], suffix: Optional[str],
-            epochs: Optional[int], batch_size: Optional[int], lr: Optional[float], seed: Optional[int],
-            validate: bool) -> dict[str, Any]:
+def _dataset_metadata(path: Path | None) -> dict[str, str]:
+    """What traces a job back to its data: the training file's name and sha256."""
+    if path is None:
+        return {}
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return {"dataset": path.name[:512], "dataset_sha256": digest.hexdigest()}
+
+
+def _create(ctx: Ctx, opts: dict[str, Any]):
+    """Check everything, show the cost, then upload and create the job. Returns the Job."""
+    import tempfile
+
+    from synth_cli.api.provider import JobSpec
+    from synth_cli.commands import _preflight
+
+    model = opts["model"]
     if not model.strip():
         raise UsageError("--model is empty")
+    suffix = opts.get("suffix")
     if suffix is not None and not 1 <= len(suffix) <= 64:
         raise UsageError(f"--suffix must be 1 to 64 characters (got {len(suffix)})")
-    # check every local file (path, then contents) before uploading anything: a bad validation
-    # file must not leave the training file orphaned on the server
-    files = [(file, "training file")] + ([(validation_file, "validation file")] if validation_file else [])
-    local = [(_file_or_id(value, what), what) for value, what in files]
-    if validate:
-        for (kind, target), what in local:
-            if kind == "path":
-                _validate(target, what, model)  # type: ignore[arg-type]
-    training_id = _resolve_file(ctx, file, "training file")
-    validation_id = _resolve_file(ctx, validation_file, "validation file") if validation_file else None
-    return ctx.ft.create_job(model, training_id, validation_file=validation_id, suffix=suffix, seed=seed,
-                             n_epochs=epochs, batch_size=batch_size, learning_rate_multiplier=lr)
+    metadata = _pairs(opts.get("metadata"), "--metadata")
+    params = _pairs(opts.get("param"), "--param")
+    spec = JobSpec(model=model, suffix=suffix, seed=opts.get("seed"), epochs=opts.get("epochs"),
+                   batch_size=opts.get("batch_size"), learning_rate=opts.get("learning_rate"),
+                   learning_rate_multiplier=opts.get("learning_rate_multiplier"), metadata=metadata, params=params)
+    ctx.provider.build_job_request(spec)  # every flag and --param checked before anything is uploaded
+    with tempfile.TemporaryDirectory(prefix="synth-sft-") as workdir:
+        files = _Files(ctx, model, opts["file"], opts.get("validation_file"), opts["validate"], Path(workdir))
+        check = _preflight.run(ctx.provider, spec, files.local("training file"))
+        _preflight.render(check)
+        _preflight.enforce(check, max_cost=opts.get("max_cost"), yes=opts.get("yes", False))
+        spec.recorded = _dataset_metadata(files.sources.get("training file"))
+        ids = files.upload(ctx)
+    spec.training_file = ids["training file"]
+    spec.validation_file = ids.get("validation file")
+    _preflight.after_upload(ctx.provider, spec, check, max_cost=opts.get("max_cost"))
+    return ctx.provider.create_job(spec)
+
+
+def _job_options(func):
+    """The options `sft submit` and `sft run` share, declared once."""
+    import functools
+    import inspect
+
+    shared = [
+        ("model", str, typer.Option(..., "--model", "-m", help="Base model to fine-tune.")),
+        ("validation_file", Optional[str], typer.Option(None, "--validation-file", metavar="FILE_OR_FILE_ID",
+                                                        help="Validation data (.jsonl) or file id.")),
+        ("suffix", Optional[str], typer.Option(None, "--suffix",
+                                               help="Up to 64 characters added to the fine-tuned model's name.")),
+        ("epochs", Optional[int], typer.Option(None, "--epochs", min=1, max=50,
+                                               help="Epochs (1-50; default: the backend's choice).")),
+        ("batch_size", Optional[int], typer.Option(None, "--batch-size", min=1, max=1024, help="Batch size.")),
+        ("learning_rate_multiplier", Optional[float], typer.Option(
+            None, "--learning-rate-multiplier", callback=_positive,
+            help="Learning-rate multiplier (> 0); for together: × its default rate 1e-5.")),
+        ("learning_rate", Optional[float], typer.Option(None, "--learning-rate", callback=_positive,
+                                                        help="Learning rate (together; openai takes the multiplier).")),
+        ("seed", Optional[int], typer.Option(None, "--seed", min=0, max=2_147_483_647,
+                                             help="Seed for reproducible training.")),
+        ("param", Optional[list[str]], typer.Option(None, "--param", metavar="KEY=VALUE",
+                                                    help="A provider's own hyperparameter (repeatable); see "
+                                                         "`synth-ai sft params --provider NAME`.")),
+        ("metadata", Optional[list[str]], typer.Option(None, "--metadata", metavar="KEY=VALUE",
+                                                       help="Job metadata (repeatable, openai); the dataset's name "
+                                                            "and sha256 are recorded too.")),
+        ("max_cost", Optional[float], typer.Option(None, "--max-cost", metavar="USD", callback=_non_negative,
+                                                   help="Refuse (nothing uploaded) when the estimate is above this.")),
+        ("yes", bool, typer.Option(False, "--yes", "-y",
+                                   help="Do not ask before a job above SYNTH_CONFIRM_ABOVE_USD (default $5).")),
+        ("no_validate", bool, typer.Option(False, "--no-validate", help="Skip the local validation of the files.")),
+        ("provider", Optional[str], _provider_option()),
+        ("base_url", Optional[str], _base_url_option()),
+        ("api_key", Optional[str], _api_key_option()),
+    ]
+    sig = inspect.signature(func)
+    params = list(sig.parameters.values())
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+             for name, annotation, default in shared]
+    names = {name for name, _, _ in shared}
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        opts = {name: kwargs.pop(name) for name in list(kwargs) if name in names}
+        return func(**kwargs, opts=opts)
+
+    kept = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params if p.name != "opts"]
+    wrapper.__signature__ = sig.replace(parameters=[*kept[:1], *extra, *kept[1:]])  # type: ignore[attr-defined]
+    return wrapper
 
 
 # --------------------------------------------------------------------------- submit / poll / run
 
 
+@_job_options
 def submit(
     file: str = typer.Argument(..., metavar="FILE_OR_FILE_ID", help="Training data (.jsonl) or an uploaded file id (file-…)."),
-    model: str = typer.Option(..., "--model", "-m", help="Base model to fine-tune."),
-    validation_file: Optional[str] = typer.Option(None, "--validation-file", metavar="FILE_OR_FILE_ID", help="Validation data (.jsonl) or file id."),
-    suffix: Optional[str] = typer.Option(None, "--suffix", help="Up to 64 characters added to the fine-tuned model's name."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, max=50, help="Epochs (1-50; default: the backend's choice)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, max=256, help="Batch size (1-256)."),
-    learning_rate_multiplier: Optional[float] = typer.Option(None, "--learning-rate-multiplier", callback=_positive, help="Learning-rate multiplier (> 0)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for reproducible training."),
-    no_validate: bool = typer.Option(False, "--no-validate", help="Skip the local validation of the files."),
-    base_url: Optional[str] = _base_url_option(),
-    api_key: Optional[str] = _api_key_option(),
+    *, opts: dict[str, Any],
 ) -> None:
     """Validate and upload the data, create a fine-tuning job, print its id.
 
     The file is checked locally first (as `synth-ai sft validate` does) and
-    refused with the report when OpenAI would reject it; a `file-…` id skips
-    the check and the upload. Follow the job with `synth-ai sft poll JOB_ID`.
+    refused with the report when the provider would reject it; a `file-…` id
+    skips the check and the upload. Before anything is uploaded the trained
+    tokens, the estimated price, the balance and the base model's limits are
+    shown; --max-cost refuses a job estimated above it, and on a terminal a job
+    above SYNTH_CONFIRM_ABOVE_USD asks first (-y skips). Follow the job with
+    `synth-ai sft poll JOB_ID`.
     """
     out = get_output()
-    with Ctx(base_url, api_key) as ctx:
-        job = _create(ctx, file, model, validation_file=validation_file, suffix=suffix, epochs=epochs,
-                      batch_size=batch_size, lr=learning_rate_multiplier, seed=seed, validate=not no_validate)
-        job_id = str(job.get("id"))
+    with Ctx(opts.pop("provider"), opts.pop("base_url"), opts.pop("api_key")) as ctx:
+        job = _create(ctx, {**opts, "file": file, "validate": not opts["no_validate"]})
         if out.json_mode:
-            out.json(job)
+            out.json(job.raw)
         elif out.quiet:
-            write_line(str(job_id))
+            write_line(str(job.id))
         else:
-            out.line(f"created fine-tuning job {job_id} (model {job.get('model') or model}, "
-                     f"status {job.get('status')})")
-            out.line(f"follow it with: {ctx.resume(job_id)}")
+            out.line(f"created fine-tuning job {job.id} (model {job.model or opts['model']}, status {job.status})")
+            out.line(f"follow it with: {ctx.resume(job.id)}")
 
 
 def poll(
     job_id: str = typer.Argument(..., metavar="JOB_ID", help="The fine-tuning job to follow."),
     interval: float = _interval_option(),
     timeout: Optional[float] = _timeout_option(),
+    provider: Optional[str] = _provider_option(),
     base_url: Optional[str] = _base_url_option(),
     api_key: Optional[str] = _api_key_option(),
 ) -> None:
@@ -260,59 +393,51 @@ def poll(
 
     out = get_output()
     job_id = _job_id(job_id)
-    with Ctx(base_url, api_key) as ctx:
-        code = follow_job(ctx.ft, job_id, out, interval=interval, timeout=timeout, resume=ctx.resume(job_id))
+    with Ctx(provider, base_url, api_key) as ctx:
+        code = follow_job(ctx.provider, job_id, out, interval=interval, timeout=timeout, resume=ctx.resume(job_id))
     if code:
         raise typer.Exit(code)
 
 
+@_job_options
 def run(
     file: str = typer.Argument(..., metavar="FILE", help="Training data (.jsonl) or an uploaded file id (file-…)."),
-    model: str = typer.Option(..., "--model", "-m", help="Base model to fine-tune."),
-    validation_file: Optional[str] = typer.Option(None, "--validation-file", metavar="FILE_OR_FILE_ID", help="Validation data (.jsonl) or file id."),
-    suffix: Optional[str] = typer.Option(None, "--suffix", help="Up to 64 characters added to the fine-tuned model's name."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, max=50, help="Epochs (1-50; default: the backend's choice)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, max=256, help="Batch size (1-256)."),
-    learning_rate_multiplier: Optional[float] = typer.Option(None, "--learning-rate-multiplier", callback=_positive, help="Learning-rate multiplier (> 0)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for reproducible training."),
-    no_validate: bool = typer.Option(False, "--no-validate", help="Skip the local validation of the files."),
     interval: float = _interval_option(),
     timeout: Optional[float] = _timeout_option(),
-    base_url: Optional[str] = _base_url_option(),
-    api_key: Optional[str] = _api_key_option(),
+    *, opts: dict[str, Any],
 ) -> None:
     """Validate, upload, start a fine-tuning job and follow it to the end.
 
-    `sft validate` + `sft submit` + `sft poll` in one go. Exit 0 when the job
+    `sft validate` + `sft submit` + `sft poll` in one go, with the same cost
+    check as `sft submit` before anything is uploaded. Exit 0 when the job
     succeeded, 1 when it failed or was cancelled, 124 when --timeout ran out,
     130 on Ctrl-C (the job keeps running; `synth-ai sft poll JOB_ID` resumes).
     """
     from synth_cli.commands._live import follow_job
 
     out = get_output()
-    with Ctx(base_url, api_key) as ctx:
-        job = _create(ctx, file, model, validation_file=validation_file, suffix=suffix, epochs=epochs,
-                      batch_size=batch_size, lr=learning_rate_multiplier, seed=seed, validate=not no_validate)
-        job_id = str(job.get("id"))
-        out.status(f"created fine-tuning job {job_id}")
-        code = follow_job(ctx.ft, job_id, out, interval=interval, timeout=timeout, resume=ctx.resume(job_id),
-                          model=job.get("model") or model)
+    with Ctx(opts.pop("provider"), opts.pop("base_url"), opts.pop("api_key")) as ctx:
+        job = _create(ctx, {**opts, "file": file, "validate": not opts["no_validate"]})
+        out.status(f"created fine-tuning job {job.id}")
+        code = follow_job(ctx.provider, job.id, out, interval=interval, timeout=timeout, resume=ctx.resume(job.id),
+                          model=job.model or opts["model"])
     if code:
         raise typer.Exit(code)
 
 
-# --------------------------------------------------------------------------- list / show / cancel
+# --------------------------------------------------------------------------- list / show / cancel / pause / resume
 
 
 def list_jobs(
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=10000, help="How many jobs (newest first)."),
+    provider: Optional[str] = _provider_option(),
     base_url: Optional[str] = _base_url_option(),
     api_key: Optional[str] = _api_key_option(),
 ) -> None:
     """List fine-tuning jobs, newest first."""
     out = get_output()
-    with Ctx(base_url, api_key) as ctx:
-        jobs = list(ctx.ft.iter_jobs(limit=limit + 1))
+    with Ctx(provider, base_url, api_key) as ctx:
+        jobs = list(ctx.provider.iter_jobs(limit=limit + 1))
     more = len(jobs) > limit
     jobs = jobs[:limit]
 
@@ -320,64 +445,88 @@ def list_jobs(
         if not jobs:
             out.line("no fine-tuning jobs yet; start one with `synth-ai sft run FILE --model M`")
             return
-        rows = [(j.get("id"), j.get("status"), j.get("model"), j.get("fine_tuned_model") or "–",
-                 _when(j.get("created_at")), fmt_int(j.get("trained_tokens"))) for j in jobs]
+        rows = [(j.id, j.status, j.model, j.fine_tuned_model or "–", _when(j.created_at), fmt_int(j.trained_tokens))
+                for j in jobs]
         caption = f"first {len(jobs)}; more with --limit" if more else None
         out.table(["id", "status", "model", "fine-tuned model", "created", ("tokens", "right")], rows, caption=caption)
 
-    out.result(jobs, human, essential=[j.get("id") for j in jobs])
+    out.result([j.raw for j in jobs], human, essential=[j.id for j in jobs])
 
 
-def _hyper_text(job: dict[str, Any]) -> str:
-    from synth_cli.api.fine_tuning import job_hyperparameters
-
-    hp = job_hyperparameters(job)
-    return ", ".join(f"{k}={v}" for k, v in hp.items()) or "–"
+def _hyper_text(job) -> str:
+    return ", ".join(f"{k}={v}" for k, v in job.hyperparameters.items()) or "–"
 
 
 def show(
     job_id: str = typer.Argument(..., metavar="JOB_ID"),
+    provider: Optional[str] = _provider_option(),
     base_url: Optional[str] = _base_url_option(),
     api_key: Optional[str] = _api_key_option(),
 ) -> None:
     """Show one fine-tuning job."""
-    from synth_cli.commands._live import job_error_text
-
     out = get_output()
-    with Ctx(base_url, api_key) as ctx:
-        job = ctx.ft.retrieve(_job_id(job_id))
+    with Ctx(provider, base_url, api_key) as ctx:
+        job = ctx.provider.retrieve(_job_id(job_id))
 
     def human() -> None:
-        pairs = [("id", job.get("id")), ("status", job.get("status")), ("model", job.get("model")),
-                 ("fine-tuned model", job.get("fine_tuned_model") or "–"),
-                 ("training file", job.get("training_file")), ("validation file", job.get("validation_file") or "–"),
-                 ("method", (job.get("method") or {}).get("type") if isinstance(job.get("method"), dict) else "–"),
-                 ("hyperparameters", _hyper_text(job)), ("seed", job.get("seed")),
-                 ("trained tokens", fmt_int(job.get("trained_tokens"))),
-                 ("result files", ", ".join(map(str, job.get("result_files") or [])) or "–"),
-                 ("created", _when(job.get("created_at"))),
-                 ("finished", _when(job.get("finished_at")))]
-        if job.get("estimated_finish"):
-            pairs.append(("estimated finish", _when(job.get("estimated_finish"))))
-        error = job_error_text(job)
-        if error:
-            pairs.append(("error", error))
+        pairs = [("id", job.id), ("status", job.status if job.status == job.provider_status
+                                   else f"{job.status} ({job.provider_status})"), ("model", job.model),
+                 ("fine-tuned model", job.fine_tuned_model or "–"),
+                 ("training file", job.training_file), ("validation file", job.validation_file or "–"),
+                 ("method", job.method or "–"),
+                 ("hyperparameters", _hyper_text(job)), ("seed", job.seed),
+                 ("trained tokens", fmt_int(job.trained_tokens)),
+                 ("result files", ", ".join(job.result_files) or "–"),
+                 ("created", _when(job.created_at)),
+                 ("finished", _when(job.finished_at))]
+        if job.metadata:
+            pairs.append(("metadata", ", ".join(f"{k}={v}" for k, v in job.metadata.items())))
+        if job.estimated_finish:
+            pairs.append(("estimated finish", _when(job.estimated_finish)))
+        if job.error_text:
+            pairs.append(("error", job.error_text))
         out.kv(pairs)
 
-    out.result(job, human)
+    out.result(job.raw, human)
+
+
+def _action(verb: str, past: str, job_id: str, provider: Optional[str], base_url: Optional[str],
+            api_key: Optional[str]) -> None:
+    out = get_output()
+    with Ctx(provider, base_url, api_key) as ctx:
+        job = getattr(ctx.provider, verb)(_job_id(job_id))
+    out.result(job.raw, lambda: out.line(f"{past} {job.id or job_id} (status {job.status})"),
+               essential=[job.id or job_id])
 
 
 def cancel(
     job_id: str = typer.Argument(..., metavar="JOB_ID"),
+    provider: Optional[str] = _provider_option(),
     base_url: Optional[str] = _base_url_option(),
     api_key: Optional[str] = _api_key_option(),
 ) -> None:
     """Cancel a fine-tuning job."""
-    out = get_output()
-    with Ctx(base_url, api_key) as ctx:
-        job = ctx.ft.cancel(_job_id(job_id))
-    out.result(job, lambda: out.line(f"cancelled {job.get('id', job_id)} (status {job.get('status')})"),
-               essential=[job.get("id", job_id)])
+    _action("cancel", "cancelled", job_id, provider, base_url, api_key)
+
+
+def pause(
+    job_id: str = typer.Argument(..., metavar="JOB_ID"),
+    provider: Optional[str] = _provider_option(),
+    base_url: Optional[str] = _base_url_option(),
+    api_key: Optional[str] = _api_key_option(),
+) -> None:
+    """Pause a running fine-tuning job (OpenAI's /pause; resume it with `sft resume`)."""
+    _action("pause", "paused", job_id, provider, base_url, api_key)
+
+
+def resume(
+    job_id: str = typer.Argument(..., metavar="JOB_ID"),
+    provider: Optional[str] = _provider_option(),
+    base_url: Optional[str] = _base_url_option(),
+    api_key: Optional[str] = _api_key_option(),
+) -> None:
+    """Resume a paused fine-tuning job (OpenAI's /resume)."""
+    _action("resume", "resumed", job_id, provider, base_url, api_key)
 
 
 # --------------------------------------------------------------------------- events
@@ -387,6 +536,7 @@ def events(
     job_id: str = typer.Argument(..., metavar="JOB_ID"),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events until the job ends."),
     interval: float = _interval_option(),
+    provider: Optional[str] = _provider_option(),
     base_url: Optional[str] = _base_url_option(),
     api_key: Optional[str] = _api_key_option(),
 ) -> None:
@@ -397,26 +547,26 @@ def events(
 
     out = get_output()
     job_id = _job_id(job_id)
-    with Ctx(base_url, api_key) as ctx:
+    with Ctx(provider, base_url, api_key) as ctx:
         if not follow:
-            ctx.ft.retrieve(job_id)  # a clear 404 for an unknown job
+            ctx.provider.retrieve(job_id)  # a clear 404 for an unknown job
             # one look: nothing later can tell the order of a page whose timestamps all tie (a
             # fresh job), so it is read in the contract's order (newest first) rather than held back
-            items = EventCursor(ctx.ft, job_id).poll(final=True)
+            items = EventCursor(ctx.provider, job_id).poll(final=True)
 
             def human() -> None:
                 if not items:
                     out.line(f"no events yet for {job_id}")
                 for event in items:
-                    level = str(event.get("level") or "info")
+                    level = event.level or "info"
                     prefix = "" if level == "info" else f"{level.upper()}: "
-                    out.line(f"{utc_stamp(event.get('created_at'))}  {prefix}{one_line(event.get('message'))}")
+                    out.line(f"{utc_stamp(event.created_at)}  {prefix}{one_line(event.message)}")
 
-            out.result(items, human)
+            out.result([e.raw for e in items], human)
             return
         renderer = JsonRenderer(out) if out.json_mode else EventLinesRenderer(out, job_id)
         try:
-            for update in JobFollower(ctx.ft, job_id, interval=interval):
+            for update in JobFollower(ctx.provider, job_id, interval=interval):
                 renderer.handle(update, None)
         except KeyboardInterrupt:
             out.error(f"interrupted: stopped following the events of {job_id}",
@@ -429,29 +579,27 @@ def events(
 
 def checkpoints(
     job_id: str = typer.Argument(..., metavar="JOB_ID"),
+    provider: Optional[str] = _provider_option(),
     base_url: Optional[str] = _base_url_option(),
     api_key: Optional[str] = _api_key_option(),
 ) -> None:
     """List a job's checkpoints (one per epoch on most backends)."""
     out = get_output()
-    with Ctx(base_url, api_key) as ctx:
-        items = list(ctx.ft.iter_checkpoints(_job_id(job_id)))
-    items.sort(key=lambda c: (c.get("step_number") or 0))
+    with Ctx(provider, base_url, api_key) as ctx:
+        items = ctx.provider.checkpoints(_job_id(job_id))
+    items.sort(key=lambda c: c.step or 0)
 
     def human() -> None:
         if not items:
             out.line(f"no checkpoints yet for {job_id}")
             return
-        rows = []
-        for c in items:
-            metrics = c.get("metrics") or {}
-            rows.append((c.get("id"), fmt_int(c.get("step_number")), fmt_float(metrics.get("train_loss"), 4),
-                         fmt_float(metrics.get("valid_loss"), 4) if metrics.get("valid_loss") is not None else "–",
-                         c.get("fine_tuned_model_checkpoint"), _when(c.get("created_at"))))
+        rows = [(c.id, fmt_int(c.step), fmt_float(c.train_loss, 4) if c.train_loss is not None else "–",
+                 fmt_float(c.valid_loss, 4) if c.valid_loss is not None else "–", c.model, _when(c.created_at))
+                for c in items]
         out.table(["checkpoint", ("step", "right"), ("train loss", "right"), ("valid loss", "right"),
                    "model checkpoint", "created"], rows)
 
-    out.result(items, human)
+    out.result([c.raw for c in items], human)
 
 
 def predictions(
@@ -459,13 +607,14 @@ def predictions(
     epoch: Optional[int] = typer.Option(None, "--epoch", min=0, help="Only this epoch."),
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=1000, help="Rows per page."),
     offset: int = typer.Option(0, "--offset", min=0, help="Rows to skip."),
+    provider: Optional[str] = _provider_option(),
     base_url: Optional[str] = _base_url_option(),
     api_key: Optional[str] = _api_key_option(),
 ) -> None:
     """Predictions the backend recorded on training prompts, with their quality metrics."""
     out = get_output()
-    with Ctx(base_url, api_key) as ctx:
-        data = ctx.ft.predictions(_job_id(job_id), epoch=epoch, limit=limit, offset=offset) or {}
+    with Ctx(provider, base_url, api_key) as ctx:
+        data = ctx.provider.predictions(_job_id(job_id), epoch=epoch, limit=limit, offset=offset) or {}
     rows_in = list(data.get("predictions") or [])
 
     def human() -> None:
@@ -495,13 +644,14 @@ def predictions(
 
 def trends(
     job_id: str = typer.Argument(..., metavar="JOB_ID"),
+    provider: Optional[str] = _provider_option(),
     base_url: Optional[str] = _base_url_option(),
     api_key: Optional[str] = _api_key_option(),
 ) -> None:
     """A chart of prediction quality per epoch (word overlap, exact match, character error rate)."""
     out = get_output()
-    with Ctx(base_url, api_key) as ctx:
-        data = ctx.ft.prediction_trends(_job_id(job_id)) or {}
+    with Ctx(provider, base_url, api_key) as ctx:
+        data = ctx.provider.prediction_trends(_job_id(job_id)) or {}
     items = sorted(data.get("trends") or [], key=lambda t: (t.get("epoch") or 0, t.get("step") or 0))
 
     def human() -> None:
@@ -541,6 +691,22 @@ def trend_chart(items: list[dict[str, Any]], width: int = 30) -> list[str]:
     return lines
 
 
+def params(
+    provider: Optional[str] = _provider_option(),
+    base_url: Optional[str] = _base_url_option(),
+) -> None:
+    """The `--param KEY=VALUE` hyperparameters a provider takes (sft submit/run)."""
+    from synth_cli.api.provider import choose_provider, provider_class
+
+    out = get_output()
+    name, _source = choose_provider(provider, base_url)
+    cls = provider_class(name)
+    rows = [(p.key, "|".join(p.choices) if p.choices else p.kind, p.help) for p in cls.params]
+    out.result([{"key": p.key, "type": p.kind, "choices": list(p.choices), "help": p.help} for p in cls.params],
+               lambda: out.table(["--param KEY", "value", "meaning"], rows, title=f"{name}: --param KEY=VALUE"),
+               essential=[p.key for p in cls.params])
+
+
 def register(sft_app: typer.Typer) -> None:
     sft_app.command("submit")(submit)
     sft_app.command("poll")(poll)
@@ -549,6 +715,9 @@ def register(sft_app: typer.Typer) -> None:
     sft_app.command("show")(show)
     sft_app.command("events")(events)
     sft_app.command("cancel")(cancel)
+    sft_app.command("pause")(pause)
+    sft_app.command("resume")(resume)
     sft_app.command("checkpoints")(checkpoints)
     sft_app.command("predictions")(predictions)
     sft_app.command("trends")(trends)
+    sft_app.command("params")(params)

@@ -19,6 +19,14 @@ def validate_command(
                                                           "(also $SYNTH_MAX_EXAMPLE_TOKENS)."),
     validation: bool = typer.Option(False, "--validation",
                                     help="The file is a validation file: no minimum number of examples."),
+    provider: Optional[str] = typer.Option(
+        None, "--provider", metavar="NAME", show_default=False,
+        help="Also apply this provider's format rules (together: its conversational format; with --model, "
+             "the model's limits from the API: context length, tools, vision)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", metavar="URL", show_default=False,
+                                           help="The provider's base URL (for --provider together --model)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", metavar="KEY", show_default=False,
+                                          help="The provider's API key (for --provider together --model)."),
 ) -> None:
     """Check a chat fine-tuning JSONL file the way OpenAI's fine-tuning validation does.
 
@@ -29,6 +37,9 @@ def validate_command(
     over the model's limit of tokens per example (an estimate: 4 bytes of compact JSON per
     token, 765 per image; `filter` reports the same count). Errors are grouped by reason
     with counts and the first line numbers. Exit status 1 when the file is not valid.
+    `--provider together` also compiles each line into Together's conversational format
+    and lists every line it would refuse, with why (images or tools a model cannot take,
+    roles or keys Together does not accept, examples longer than the model's context).
     """
     from synth_cli.dataset.validate import target_for, validate_file
     from synth_cli.errors import DatasetError
@@ -38,6 +49,8 @@ def validate_command(
     if validation:
         target.min_examples = 1
     report = validate_file(file, target)
+    if provider is not None:
+        _provider_rules(file, provider, model, base_url, api_key, out)
     out.result(report.to_dict(), lambda: _render(report, out), essential=[])  # --quiet: the exit code says it
     for warning in report.warnings:
         out.warn(warning)
@@ -55,6 +68,9 @@ def validate_command(
                            if report.too_few and not report.invalid else None)
 
 
+from synth_cli.errors import DatasetError  # noqa: E402 - used by _provider_rules
+
+
 def _render(report, out) -> None:
     if report.valid:
         out.line(f"✓ {report.path}: {fmt_int(report.examples)} examples, all valid "
@@ -68,6 +84,31 @@ def _render(report, out) -> None:
             for e in report.errors()]
     out.table([("reason", "left"), ("count", "right"), ("lines", "left")], rows,
               title=f"✗ {report.path}: {report.summary()}")
+
+
+def _provider_rules(file: str, provider: Optional[str], model: Optional[str], base_url: Optional[str],
+                    api_key: Optional[str], out) -> None:
+    """The provider's own format rules (Together's conversational format), refusals per line."""
+    from synth_cli.api.provider import choose_provider, open_provider, provider_class
+
+    name, _source = choose_provider(provider, base_url)
+    if model is None:
+        report = provider_class(name).dataset_report(None, file, None)
+    else:
+        with open_provider(provider, base_url, api_key) as opened:
+            report = opened.dataset_report(file, model)
+    if report is None:
+        return
+    for change, count in report.conversions.items():
+        out.status(f"{name}: {change} in {fmt_int(count)} example(s)")
+    if report.refused:
+        rows = [(r["reason"], fmt_int(r["count"]), ", ".join(map(str, r["lines"])) + ("…" if r["count"] > len(r["lines"]) else ""))
+                for r in report.reasons()]
+        out.table([("reason", "left"), ("count", "right"), ("lines", "left")], rows,
+                  title=f"✗ {file}: {fmt_int(len(report.refused))} line(s) {name} would refuse")
+        raise DatasetError(f"{file}: {fmt_int(len(report.refused))} line(s) cannot be {name} examples "
+                           f"(first: line {report.reasons()[0]['lines'][0]}: {report.reasons()[0]['reason']})")
+    out.status(f"✓ {file}: {fmt_int(report.examples)} examples in {name}'s format")
 
 
 def register(sft_app: typer.Typer) -> None:

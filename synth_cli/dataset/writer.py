@@ -18,7 +18,8 @@
 * **Refused targets**: a directory; a block device or socket; any trace DB being read
   or its `-wal`, `-shm` and `-journal` files, compared by resolved path and by inode
   (hard links too); a missing parent directory unless `parents=True` (`--parents`).
-* **Symlinks**: the link's target is written (as `cp` does) and the link stays.
+* **Symlinks**: the link's target is written (as `cp` does) and the link stays. A file with
+  several hard links is replaced by a new file: its other names keep the old content.
 * **Modes**: an existing file keeps its permission bits (and owner, when allowed);
   a new one gets `0666 & ~umask`, like a plain `open()`.
 * **Character devices and FIFOs** (`/dev/null`, `/dev/stdout`, `>(gzip > x.gz)`) are
@@ -68,11 +69,16 @@ class Protected:
             self.add(db)
 
     def add(self, db: str | os.PathLike) -> None:
-        base = os.fspath(db)
+        given = os.fspath(db)
+        # SQLite names the sidecars after the resolved file: a DB read through a symlink has them there
+        for base in dict.fromkeys((given, os.path.realpath(given))):
+            self._add(base, given)
+
+    def _add(self, base: str, given: str) -> None:
         for suffix in DB_SIDECARS:
             name = base + suffix
             what = ("the trace DB being read" if not suffix
-                    else f"the {suffix} file of the trace DB being read ({base})")
+                    else f"the {suffix} file of the trace DB being read ({given})")
             self.paths[os.path.realpath(name)] = what
             try:
                 st = os.stat(name)
@@ -160,20 +166,24 @@ def recover_journal(target: Path) -> list[Path]:
         return []  # not ours or unreadable: leave it alone
     if pid != os.getpid() and pid_alive(pid):
         return []  # that commit is still running
-    directory = journal.parent
     done = []
+    directories = {journal.parent}
     for tmp_name, final_name in renames:
-        # only our own kind, only inside this directory
-        if os.sep in tmp_name or os.sep in final_name or not _temp_pattern(final_name).match(tmp_name):
+        tmp, final = Path(tmp_name), Path(final_name)
+        if not tmp.is_absolute():  # names relative to the journal's directory
+            tmp, final = journal.parent / tmp, journal.parent / final
+        # only our own kind: a temp file of that very output, next to it
+        if tmp.parent != final.parent or not _temp_pattern(final.name).match(tmp.name):
             return done
-        tmp, final = directory / tmp_name, directory / final_name
         if tmp.exists():
             try:
                 os.replace(tmp, final)
                 done.append(final)
             except OSError:
                 return done
-    _fsync_dir(directory)
+        directories.add(final.parent)
+    for directory in directories:
+        _fsync_dir(directory)
     try:
         journal.unlink()
     except OSError:
@@ -432,7 +442,6 @@ class AtomicFiles:
         staged = [f for f in files if f._tmp is not None]
         if not staged:
             return
-        directory = staged[0].target.parent
         journal = _journal_path(staged[0].target) if len(staged) > 1 else None
         try:
             with _signals_held():
@@ -452,7 +461,8 @@ class AtomicFiles:
                             g.abort()
                         raise write_error(f.path, exc) from exc
                     f._tmp = None
-                _fsync_dir(directory)
+                for directory in {f.target.parent for f in staged}:
+                    _fsync_dir(directory)
                 if journal is not None:
                     _unlink_quietly(journal)
         except OSError as exc:  # the journal could not be written: nothing renamed
@@ -477,7 +487,9 @@ class AtomicFiles:
 
 
 def _write_journal(journal: Path, staged: list[AtomicFile]) -> None:
-    data = {"pid": os.getpid(), "renames": [[f._tmp.name, f.target.name] for f in staged if f._tmp is not None]}
+    # absolute paths: a symlinked output can put the train and val files in different directories
+    data = {"pid": os.getpid(),
+            "renames": [[os.fspath(f._tmp), os.fspath(f.target)] for f in staged if f._tmp is not None]}
     fd = os.open(journal, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         os.write(fd, json.dumps(data).encode("utf-8", "surrogateescape"))

@@ -466,7 +466,7 @@ async def _messages(request: Request) -> Response:
 
 
 def routes() -> list[Route]:
-    """Mounted under /v1 by server.py."""
+    """Served under /v1 by server.py."""
     return [Route("/chat/completions", chat_completions, methods=["POST"]),
             Route("/messages", messages_endpoint, methods=["POST"])]
 

@@ -43,7 +43,7 @@ from synth_cli import __version__
 from synth_cli.config import mask_key
 from synth_cli.devserver import chat
 from synth_cli.devserver import engine as engine_mod
-from synth_cli.devserver import simulate
+from synth_cli.devserver import simulate, together
 from synth_cli.devserver.engine import Engine
 from synth_cli.devserver.errors import APIError, bad_request, error_body, not_found
 from synth_cli.devserver.store import Store, checkpoint_object, file_object, new_id, prediction_object
@@ -133,7 +133,7 @@ class Gate:
         self.buckets: dict[str, tuple[float, float]] = {}
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope["path"] in self.OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in self.OPEN_PATHS or together.is_presigned(scope):
             await self.app(scope, receive, send)
             return
         if self.config.latency_ms > 0:
@@ -782,6 +782,19 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 # --------------------------------------------------------------------------- the app
 
 
+def _flat(items: list) -> list:
+    """The routes with each Mount of plain routes written out (its prefix in their paths, order
+    kept): Starlette would otherwise match every request against the Mount, then again inside it."""
+    out: list = []
+    for item in items:
+        if isinstance(item, Mount) and all(isinstance(r, Route) for r in item.routes):
+            out += [Route(item.path + r.path, r.endpoint, methods=sorted(r.methods or ()), name=r.name)
+                    for r in item.routes]
+        else:
+            out.append(item)
+    return out
+
+
 def routes() -> list:
     """The one list of routes and mounts (another API goes in as its own Mount or module routes).
     Starlette tries them in order: the reads a polling client repeats come first."""
@@ -808,7 +821,8 @@ def routes() -> list:
         Route("/balance/usage/windows", usage_windows, methods=["GET"]),
         Route("/balance/usage", usage, methods=["GET"]),
     ]
-    return [Route("/health", health, methods=["GET"]), Mount("/v1", routes=api)]
+    return [Route("/health", health, methods=["GET"]), Mount("/v1", routes=api),
+            Mount(together.PREFIX, routes=together.routes())]  # Together's API: devserver/together.py
 
 
 def create_app(config: ServerConfig, *, store: Store | None = None) -> Any:
@@ -824,7 +838,7 @@ def create_app(config: ServerConfig, *, store: Store | None = None) -> Any:
         finally:
             engine.stop()
 
-    app = Starlette(routes=routes(), lifespan=lifespan,
+    app = Starlette(routes=_flat(routes()), lifespan=lifespan,
                     exception_handlers={HTTPException: _http_exception, APIError: _api_error, Exception: _unexpected})
     app.state.store = store
     app.state.config = config

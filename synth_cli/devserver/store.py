@@ -239,13 +239,34 @@ class Store:
             raise sqlite3.DatabaseError(f"{self.db_path} was written by a newer synth-ai (schema {version})")
         conn.executescript(SCHEMA)
         self._add_missing_columns(conn)
-        conn.executescript(DERIVED)
-        if version < 2:  # a data dir from before the read models: render them once
-            with self.tx() as c:
-                c.execute(f"INSERT OR REPLACE INTO job_objects (seq, id, owner, body) "
-                          f"SELECT seq, id, owner, {JOB_JSON} FROM jobs")
-                c.execute(f"UPDATE events SET body = {EVENT_JSON} WHERE body IS NULL")
+        self._derive(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @staticmethod
+    def _derive(conn: sqlite3.Connection) -> None:
+        """Install the read models' triggers as DERIVED defines them now, and when that definition
+        differs from the one the data dir was last rendered with (or it never was), drop the old
+        triggers and render every job and event again, so a changed definition never leaves stale
+        objects behind."""
+        import hashlib
+
+        digest = hashlib.sha256(DERIVED.encode()).hexdigest()
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'derived'").fetchone()
+        if row is not None and row[0] == digest:
+            return
+        drops = "".join(f'DROP TRIGGER IF EXISTS "{name}";\n' for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall())
+        script = (f"BEGIN IMMEDIATE;\n{drops}{DERIVED}\n"
+                  f"INSERT OR REPLACE INTO job_objects (seq, id, owner, body) SELECT seq, id, owner, {JOB_JSON} FROM jobs;\n"
+                  f"UPDATE events SET body = {EVENT_JSON};\n"
+                  f"INSERT OR REPLACE INTO meta (key, value) VALUES ('derived', '{digest}');\nCOMMIT;")
+        try:
+            conn.executescript(script)  # one transaction: all of it or nothing
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     #: columns added after a table was first released: (table, column, SQL type). A data dir
     #: written by an older `serve` gets them on start; their rows read as NULL.

@@ -284,10 +284,10 @@ def _connect_ro(path: Path, warnings: list[str] | None = None, used: list[str] |
                 return _connect(used[-1]), snapshot
             except sqlite3.DatabaseError as exc:
                 _remove_tree(snapshot)
-                why = str(exc)
+                why = f"the private copy cannot be read ({exc})"
         if warnings is not None:
-            warnings.append(f"{path}: cannot read the transactions in {wal.name} (the directory is read-only and "
-                            f"{why}); committed sessions may be missing")
+            warnings.append(f"{path}: cannot read the transactions in {wal.name} (the directory cannot be "
+                            f"written, and {why}); committed sessions may be missing")
     try:
         used.append(_uri(path, "mode=ro&immutable=1"))
         return _connect(used[-1]), None
@@ -313,7 +313,7 @@ def _snapshot(path: Path, wal: Path) -> tuple[Path | None, str]:
     except OSError as exc:
         return None, f"cannot read it ({exc.strerror or exc})"
     if before[0] + before[2] > SNAPSHOT_MAX_BYTES:
-        return None, f"it is too large to copy ({(before[0] + before[2]) >> 20} MB)"
+        return None, f"at {(before[0] + before[2]) >> 20} MB it is too large to copy"
     directory = None
     try:
         directory = Path(tempfile.mkdtemp(prefix="synth-ai-snapshot-"))
@@ -321,7 +321,7 @@ def _snapshot(path: Path, wal: Path) -> tuple[Path | None, str]:
         shutil.copyfile(wal, directory / wal.name)
         if state() != before:
             _remove_tree(directory)
-            return None, "it changed while being copied"
+            return None, "it changed while it was being copied"
         return directory, ""
     except OSError as exc:
         if directory is not None:
