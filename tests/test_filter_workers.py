@@ -72,3 +72,17 @@ def test_digest_set_is_exact() -> None:
     fresh._buckets[straddle[0] << 4 | straddle[1] >> 4] += a + a  # force the overlap into its bucket
     assert fresh.add(straddle) is True
     assert fresh.add(b) is True and fresh.add(b) is False
+
+
+def test_workers_that_cannot_start_fall_back_to_one_process(tmp_path: Path, monkeypatch) -> None:
+    import tempfile
+
+    one = _run(SHAPES_DB, tmp_path / "a.jsonl", 1)
+
+    def no_tmp(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", no_tmp)
+    two = _run(SHAPES_DB, tmp_path / "b.jsonl", 2)
+    assert two == one
+    assert (tmp_path / "b.jsonl").read_bytes() == (tmp_path / "a.jsonl").read_bytes()

@@ -661,11 +661,13 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
                 for store, fallback, kept in selections:  # 3. one streamed scan per DB
                     if fallback:
                         _messages(store, opts, stats, sink, kept)
-                    elif (workers := _workers_for(opts, store, kept)) > 1:
-                        from synth_cli.dataset.parallel import run_parallel
-
-                        run_parallel(store, opts, stats, sink, kept, workers)
                     else:
+                        workers = _workers_for(opts, store, kept)
+                        if workers > 1:
+                            from synth_cli.dataset.parallel import run_parallel
+
+                            if run_parallel(store, opts, stats, sink, kept, workers):
+                                continue
                         _calls(store, opts, stats, sink, kept)
             except _Stop:
                 pass

@@ -190,27 +190,38 @@ def _messages(fd: int) -> Iterator[Any]:
             yield pickle.loads(fh.read(size))
 
 
-def run_parallel(store: Any, opts: Any, stats: Any, sink: Any, kept: dict, workers: int) -> None:
-    """Scan `store` for `kept` with `workers` processes; the parent's `sink` accepts every example in order."""
+def run_parallel(store: Any, opts: Any, stats: Any, sink: Any, kept: dict, workers: int) -> bool:
+    """Scan `store` for `kept` with `workers` processes; the parent's `sink` accepts every example in order.
+
+    False (nothing done) when the workers cannot be started: the caller then reads in one process.
+    """
     import multiprocessing
     import shutil
     import tempfile
 
     ctx = multiprocessing.get_context("fork")
-    spool = tempfile.mkdtemp(prefix="synth-filter-")
+    try:
+        spool = tempfile.mkdtemp(prefix="synth-filter-")
+    except OSError:
+        return False  # no temporary directory: the caller reads in one process
     procs = []
     reads: list[int] = []
     finals: list[Any] = []
     finished = False
     try:
-        for i in range(workers):
-            r, w = os.pipe()
-            _widen(w)
-            p = ctx.Process(target=_work, args=(i, workers, store, opts, kept, w, spool), daemon=True)
-            p.start()
-            os.close(w)
-            procs.append(p)
-            reads.append(r)
+        try:
+            for i in range(workers):
+                r, w = os.pipe()
+                _widen(w)
+                p = ctx.Process(target=_work, args=(i, workers, store, opts, kept, w, spool), daemon=True)
+                try:
+                    p.start()
+                finally:
+                    os.close(w)
+                procs.append(p)
+                reads.append(r)
+        except OSError:  # no more processes or file descriptors: nothing accepted yet, one process then
+            return False
 
         def stream(index: int, fd: int) -> Iterator[Any]:
             segment, seg_fd = -1, -1
@@ -266,6 +277,7 @@ def run_parallel(store: Any, opts: Any, stats: Any, sink: Any, kept: dict, worke
             p.join()
         shutil.rmtree(spool, ignore_errors=True)
     _merge_stats(stats, finals, sink)
+    return True
 
 
 def _merge_stats(stats: Any, finals: list, sink: Any) -> None:
