@@ -36,6 +36,8 @@ ENV_VARS: dict[str, str] = {
     "SYNTH_TRACES_DB": "default trace DB (path or URL) for commands that take --db",
     "SYNTH_TRACES_BUSY_TIMEOUT": "seconds a SessionTracer write waits for another writer's lock before "
                                  "it is retried, then spooled (default 30)",
+    "SYNTH_TRACES_SPOOL_DIR": "where sessions that could not be written to a libSQL server are kept until "
+                              "the next writer on that server (default: the user data dir's spool/)",
     "LIBSQL_AUTH_TOKEN": "auth token for remote libSQL servers",
     "TURSO_AUTH_TOKEN": "auth token for Turso (used when LIBSQL_AUTH_TOKEN is unset)",
     "SYNTH_DEBUG": "set to 1 to print tracebacks (same as --debug)",
@@ -49,6 +51,8 @@ ENV_VARS: dict[str, str] = {
     "SYNTH_CONNECT_RETRY_SECONDS": "how long `sft` and `balance` retry refused connections (default 15; 0: never)",
     "SYNTH_CONFIRM_ABOVE_USD": "`sft submit`/`run` ask on a terminal before a job estimated above this (default 5)",
     "SYNTH_TOGETHER_MULTIPART_BYTES": "files above this many bytes go to Together in parts (default 5 GiB)",
+    "SYNTH_PROXY_UPSTREAM": "upstream base URL of `synth-ai proxy` (its --upstream)",
+    "SYNTH_PROXY_SPOOL": "spool file of `synth-ai proxy` for sessions the trace DB refuses",
 }
 
 
@@ -185,13 +189,48 @@ def redact(text: str) -> str:
 # --------------------------------------------------------------------------- chains
 
 
-def api_key(flag_value: str | None = None, flag_name: str = "--api-key") -> Setting | None:
-    """SYNTH_BACKEND_API_KEY → SYNTH_API_KEY → DEFAULT_DEV_API_KEY (after the flag)."""
+#: `synth-ai --base-url URL --api-key KEY CMD`: the root's values, used when the command's own flag is absent.
+_root_flags: dict[str, str] = {}
+
+
+def set_root_flags(*, base_url: str | None = None, api_key: str | None = None) -> None:
+    _root_flags.clear()
+    if base_url:
+        _root_flags["--base-url"] = base_url
+    if api_key:
+        _root_flags["--api-key"] = api_key
+
+
+def root_flag(name: str) -> str | None:
+    """The value given to the root for `--base-url` / `--api-key`, if any."""
+    return _root_flags.get(name)
+
+
+#: where the key came from when it is the local simulator's public dev key, used by default
+DEV_KEY_SOURCE = "default: the local `synth-ai serve` dev key"
+
+
+def api_key(flag_value: str | None = None, flag_name: str = "--api-key", *,
+            base: Setting | None = None) -> Setting | None:
+    """SYNTH_BACKEND_API_KEY → SYNTH_API_KEY → DEFAULT_DEV_API_KEY (after the flag).
+
+    With none set and the backend the default local `synth-ai serve` (`base`, else the base URL
+    chain), the simulator's public dev key: the local pipeline needs no configuration.
+    """
+    if flag_value in (None, "") and "--api-key" in _root_flags:
+        flag_value, flag_name = _root_flags["--api-key"], "--api-key"
     setting = resolve(API_KEY_VARS, flag_value, flag_name)
-    if setting is not None:
-        register_secret(setting.value)
-        register_secret(setting.value.strip())
-        check_api_key(setting)
+    if setting is None:
+        try:
+            base = base or base_url()
+        except UsageError:
+            return None
+        if base.value == DEFAULT_BASE_URL:
+            return Setting(DEFAULT_DEV_KEY, DEV_KEY_SOURCE)
+        return None
+    register_secret(setting.value)
+    register_secret(setting.value.strip())
+    check_api_key(setting)
     return setting
 
 
@@ -250,6 +289,8 @@ def normalize_base_url(url: str, what: str = "base URL") -> str:
 
 def base_url(flag_value: str | None = None, flag_name: str = "--base-url") -> Setting:
     """SYNTH_BACKEND_BASE_URL → SYNTH_BASE_URL → http://127.0.0.1:8000/v1, normalised."""
+    if flag_value in (None, "") and "--base-url" in _root_flags:
+        flag_value, flag_name = _root_flags["--base-url"], "--base-url"
     setting = resolve(BASE_URL_VARS, flag_value, flag_name, default=DEFAULT_BASE_URL)
     assert setting is not None
     return Setting(normalize_base_url(setting.value, f"base URL from {setting.source}"), setting.source)

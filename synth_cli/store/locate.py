@@ -204,7 +204,7 @@ def _network_reason(exc: BaseException) -> str | None:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        for candidate in (current, getattr(current, "os_error", None)):  # aiohttp keeps it in .os_error
+        for candidate in (current, getattr(current, "os_error", None)):  # some clients keep it in .os_error
             if isinstance(candidate, socket.gaierror):
                 return "unknown host"
             if isinstance(candidate, (TimeoutError, socket.timeout)):

@@ -25,15 +25,17 @@ from urllib.parse import quote
 from synth_cli.errors import TraceStoreError
 from synth_cli.store.locate import (
     _check_sqlite_header,
-    _network_reason,
     _sqlite_error,
-    _strip_credentials,
     is_remote,
     resolve_local_path,
 )
 
 REQUIRED_TABLES = ("session_traces", "events")
 DEFAULT_PAGE_SIZE = 500
+#: A remote scan sizes its pages to about this many bytes of answer (see RemoteTraceStore.scan).
+SCAN_PAGE_BYTES = 1 << 20
+#: ... starting with at most this many rows, before the row size is known.
+FIRST_PAGE_ROWS = 64
 
 
 @dataclass
@@ -336,82 +338,95 @@ def _remove_tree(directory: Path) -> None:
 
 
 class RemoteTraceStore(TraceStore):
-    """A libSQL/Turso server, read through libsql-client with keyset pagination."""
+    """A libSQL server (sqld, Turso), read over Hrana-over-HTTP (:mod:`synth_cli.store.libsql`).
+
+    :meth:`scan` pages by key and fetches the next page while the caller works on this one.
+    """
 
     kind = "libsql"
 
     def __init__(self, url: str):
         from synth_cli.config import check_url, libsql_auth_token
+        from synth_cli.store.libsql import parse_url
 
         check_url(url, "--db")
-        super().__init__(url, _strip_credentials(url))
+        server = parse_url(url)  # registers a ?authToken= as a secret before anything can print it
+        super().__init__(url, server.label)
         self.url = url
         self._client = None
-        self._token = libsql_auth_token()
+        self._token = server.url_token or libsql_auth_token()
 
     @property
     def client(self):
         if self._client is None:
-            try:
-                import libsql_client
-            except ImportError as exc:  # pragma: no cover - declared dependency
-                raise TraceStoreError("libsql-client is not installed",
-                                      hint="pip install libsql-client") from exc
-            try:
-                self._client = libsql_client.create_client_sync(self.url, auth_token=self._token)
-            except Exception as exc:  # noqa: BLE001 - the client raises many kinds
-                raise self._error(exc) from exc
+            from synth_cli.store.libsql import LibsqlClient
+
+            self._client = LibsqlClient(self.url, self._token)
         return self._client
 
     def _execute(self, sql: str, params: Sequence[Any] = ()):
-        try:
-            return self.client.execute(sql, list(params))
-        except TraceStoreError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - network, protocol and SQL errors alike
-            raise self._error(exc) from exc
-
-    def _error(self, exc: Exception) -> TraceStoreError:
-        from synth_cli.config import redact
-
-        text = redact(str(exc) or type(exc).__name__)
-        lowered = text.lower()
-        if any(w in lowered for w in ("connect", "refused", "unreachable", "timeout", "name or service",
-                                      "cannot connect", "server disconnected", "nodename")):
-            return TraceStoreError(f"{self.label}: cannot reach the libSQL server ({_network_reason(exc) or text})",
-                                   hint="check the URL and that the server is running")
-        if "401" in text or "unauthorized" in lowered or "403" in text:
-            hint = ("check the token in LIBSQL_AUTH_TOKEN (or TURSO_AUTH_TOKEN)" if self._token
-                    else "set LIBSQL_AUTH_TOKEN (or TURSO_AUTH_TOKEN)")
-            return TraceStoreError(f"{self.label}: the libSQL server refused the credentials ({text})", hint=hint)
-        return TraceStoreError(f"{self.label}: {text}")
+        return self.client.execute(sql, list(params))
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
         return iter(self._execute(sql, params).rows)
 
     def scan(self, sql: str, params: Sequence[Any] = (), *, key: str, page_size: int = DEFAULT_PAGE_SIZE
              ) -> Iterator[Any]:
-        last: Any = None
-        while True:
-            if last is None:
-                page = self._execute(f"SELECT * FROM ({sql}) ORDER BY {key} LIMIT ?", [*params, page_size])
-            else:
-                page = self._execute(f"SELECT * FROM ({sql}) WHERE {key} > ? ORDER BY {key} LIMIT ?",
-                                     [*params, last, page_size])
-            rows = page.rows
-            if not rows:
-                return
+        """Keyset pages of at most `page_size` rows and about SCAN_PAGE_BYTES each (rows of big
+        blobs make shorter pages: parsing an answer briefly takes ~13x its size), the next page
+        fetched while the caller works on this one."""
+        first = f"SELECT * FROM ({sql}) ORDER BY {key} LIMIT ?"
+        following = f"SELECT * FROM ({sql}) WHERE {key} > ? ORDER BY {key} LIMIT ?"
+
+        def fetch(last: Any, limit: int) -> tuple[list[Any], int, int]:
+            """(rows, the limit they were fetched with, the limit for the next page)."""
+            from synth_cli.store.libsql import LibsqlError
+
+            while True:
+                try:
+                    if last is None:
+                        result = self._execute(first, [*params, limit])
+                    else:
+                        result = self._execute(following, [*params, last, limit])
+                    break
+                except LibsqlError as exc:
+                    if exc.code != "RESPONSE_TOO_LARGE":
+                        raise
+                    if limit == 1:
+                        raise LibsqlError(f"{exc} (one row of this query is larger than the server's limit)",
+                                          code=exc.code, hint="raise sqld's --max-response-size") from exc
+                    limit = max(1, limit // 2)
+            rows = result.rows
+            per_row = (getattr(result, "nbytes", 0) or 0) / max(1, len(rows))
+            following_limit = page_size if per_row <= 0 else max(1, min(page_size, int(SCAN_PAGE_BYTES // per_row)))
+            return rows, limit, following_limit
+
+        rows, limit, next_limit = fetch(None, min(page_size, FIRST_PAGE_ROWS))
+        if len(rows) < limit:  # one page: no second request, no thread
             yield from rows
-            if len(rows) < page_size:
-                return
-            last = rows[-1][key]
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Client and server overlap: page N+1 is on its way while the caller converts page N.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="libsql-prefetch")
+        pending = None
+        try:
+            while True:
+                pending = pool.submit(fetch, rows[-1][key], next_limit) if len(rows) == limit else None
+                yield from rows
+                if pending is None:
+                    return
+                (rows, limit, next_limit), pending = pending.result(), None
+                if not rows:
+                    return
+        finally:
+            if pending is not None:
+                pending.cancel()
+            pool.shutdown(wait=True)
 
     def close(self) -> None:
         if self._client is not None:
-            try:
-                self._client.close()
-            except Exception:  # noqa: BLE001 - closing a dead connection is not an error
-                pass
+            self._client.close()
             self._client = None
 
 

@@ -36,7 +36,7 @@ Targets (the readers' targets, parsed by :mod:`synth_cli.store.locate`):
   directory / a new one with `layout="sqld"`: the DB is `X.db/dbs/default/data`;
 * `sqlite:///relative/path`, `sqlite:////absolute/path`, `sqlite+aiosqlite:///…`;
 * a libSQL server (`http(s)://`, `ws(s)://`, `libsql://`, token from `LIBSQL_AUTH_TOKEN` or
-  `TURSO_AUTH_TOKEN`), when this build has the remote writer (else a clear error);
+  `TURSO_AUTH_TOKEN`, or `?authToken=`), written by :mod:`synth_cli.store.remote_writer`;
 * nothing: `$SYNTH_TRACES_DB`, else `./synth_ai.db/dbs/default/data`, where `synth-ai traces`
   looks by default.
 

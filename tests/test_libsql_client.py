@@ -1,0 +1,269 @@
+"""synth_cli.store.libsql, the Hrana-over-HTTP client, against a real sqld on 127.0.0.1 (tests/_sqld.py):
+URL schemes, values both ways, errors from servers that are not libSQL, page sizing under the
+server's response limit, prefetching scans; and that opening the reader module stays cheap."""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from conftest import FIXTURE_DIR, ROOT, invoke
+
+try:
+    from tests import _sqld
+except ImportError:  # run from inside tests/
+    import _sqld  # type: ignore[no-redef]
+
+from synth_cli.errors import TraceStoreError
+from synth_cli.store.libsql import LibsqlClient, LibsqlError, decode_value, encode_value, parse_url
+
+
+def _need_sqld():
+    if _sqld.sqld_binary() is None:
+        pytest.skip(_sqld.install_error())
+
+
+@pytest.fixture(scope="module")
+def sqld_url(tmp_path_factory):
+    _need_sqld()
+    served = tmp_path_factory.mktemp("sqld") / "crafter.db"
+    shutil.copytree(FIXTURE_DIR, served)
+    with _sqld.running_sqld(served) as url:
+        yield url
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+@pytest.mark.parametrize("url, http_url, loopback", [
+    ("http://127.0.0.1:8080", "http://127.0.0.1:8080", True),
+    ("http://127.0.0.1:8080/", "http://127.0.0.1:8080", True),
+    ("https://db.example.com", "https://db.example.com", False),
+    ("ws://localhost:8080", "http://localhost:8080", True),
+    ("wss://db-org.turso.io", "https://db-org.turso.io", False),
+    ("libsql://db-org.turso.io", "https://db-org.turso.io", False),
+    ("libsql://127.0.0.1:8080?tls=0", "http://127.0.0.1:8080", True),
+    ("LIBSQL://db-org.turso.io?tls=1", "https://db-org.turso.io", False),
+    ("http://[::1]:8080", "http://[::1]:8080", True),
+    ("https://proxy.example.com/db/x", "https://proxy.example.com/db/x", False),
+])
+def test_url_schemes_map_to_http(url, http_url, loopback):
+    server = parse_url(url)
+    assert (server.http_url, server.loopback, server.url_token) == (http_url, loopback, None)
+
+
+@pytest.mark.parametrize("url, message", [
+    ("libsql://db.turso.io?tls=0", "a libsql:// URL with ?tls=0 needs an explicit port"),
+    ("http://127.0.0.1:8080?tls=1", "a http:// URL cannot use TLS (?tls=1)"),
+    ("wss://db.turso.io?tls=0", "a wss:// URL cannot turn TLS off (?tls=0)"),
+    ("https://db.turso.io?foo=1", "unsupported parameter 'foo' in the libSQL URL"),
+    ("ftp://db.turso.io", "unsupported URL scheme 'ftp'"),
+    ("http://", "no host in the libSQL URL"),
+])
+def test_bad_urls_are_one_clear_error(url, message):
+    with pytest.raises(LibsqlError) as info:
+        parse_url(url)
+    assert message in info.value.message
+    assert "?" not in info.value.message.split(":")[0]
+
+
+def test_url_token_is_a_secret_and_stripped_from_the_label():
+    from synth_cli.config import redact
+
+    server = parse_url("libsql://user:hunter2pass@db-org.turso.io?authToken=eyJhbGciOiJFZERTQSJ9.abc.def")
+    assert server.url_token == "eyJhbGciOiJFZERTQSJ9.abc.def"
+    assert server.label == "libsql://db-org.turso.io"
+    assert "eyJhbGciOiJFZERTQSJ9.abc.def" not in redact("token eyJhbGciOiJFZERTQSJ9.abc.def here")
+    assert "hunter2pass" not in redact("password hunter2pass here")
+
+
+# --------------------------------------------------------------------------- values
+
+
+def test_values_round_trip_through_sqld(sqld_url):
+    client = LibsqlClient(sqld_url)
+    values = [None, 0, 2 ** 62 + 1, -(2 ** 63), 1.5, -0.25, "héllo\n\"quoted\" \\ ✓", "", b"\x00\xffbin", b"",
+              True]
+    sql = "SELECT " + ", ".join("?" for _ in values) + ", " + ", ".join(f"typeof(?{i + 1})" for i in range(len(values)))
+    try:
+        [row] = client.execute(sql, values).rows
+    finally:
+        client.close()
+    n = len(values)
+    assert list(row)[:n] == [None, 0, 2 ** 62 + 1, -(2 ** 63), 1.5, -0.25, "héllo\n\"quoted\" \\ ✓", "",
+                             b"\x00\xffbin", b"", 1]
+    assert list(row)[n:] == ["null", "integer", "integer", "integer", "real", "real", "text", "text", "blob",
+                             "blob", "integer"]
+
+
+def test_value_encoding_edges():
+    assert encode_value(True) == {"type": "integer", "value": "1"}
+    assert encode_value(float("nan")) == {"type": "null"}  # what SQLite stores for NaN
+    with pytest.raises(OverflowError):
+        encode_value(2 ** 63)
+    with pytest.raises(ValueError):
+        encode_value(float("inf"))
+    with pytest.raises(TypeError):
+        encode_value(object())
+    assert decode_value({"type": "blob", "base64": "qw"}) == b"\xab"  # sqld leaves out the padding
+    assert decode_value({"type": "float", "value": 3}) == 3.0 and isinstance(decode_value({"type": "float",
+                                                                                          "value": 3}), float)
+
+
+def test_rows_index_by_name_and_position(sqld_url):
+    client = LibsqlClient(sqld_url)
+    try:
+        result = client.execute("SELECT session_id, num_timesteps AS steps FROM session_traces ORDER BY session_id "
+                                "LIMIT 2")
+    finally:
+        client.close()
+    row = result.rows[0]
+    assert result.columns == ("session_id", "steps") and row.keys() == ["session_id", "steps"]
+    assert row["steps"] == row[1] == 8 and tuple(row) == (row[0], 8)
+
+
+def test_sql_error_is_the_servers_message(sqld_url):
+    client = LibsqlClient(sqld_url)
+    try:
+        with pytest.raises(LibsqlError) as info:
+            client.execute("SELECT no_such_column FROM session_traces")
+    finally:
+        client.close()
+    assert info.value.message.startswith(f"{sqld_url}: SQL input error: no such column: no_such_column")
+    assert info.value.code == "SQL_INPUT_ERROR" and not info.value.transient
+
+
+def test_transaction_commits_or_rolls_back(tmp_path):
+    _need_sqld()
+    served = tmp_path / "crafter.db"
+    shutil.copytree(FIXTURE_DIR, served)
+    from synth_cli.store.libsql import stmt
+
+    with _sqld.running_sqld(served) as url:
+        client = LibsqlClient(url)
+        try:
+            client.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
+            client.transaction([stmt("INSERT INTO t VALUES (?, ?)", ["a", 1]), stmt("INSERT INTO t VALUES (?, ?)",
+                                                                                     ["b", 2])])
+            out = client.transaction([stmt("INSERT INTO t VALUES (?, ?)", ["c", 3]),
+                                      stmt("INSERT INTO t VALUES (?, ?)", ["a", 9])])
+            rows = [tuple(r) for r in client.execute("SELECT k, v FROM t ORDER BY k").rows]
+        finally:
+            client.close()
+    assert rows == [("a", 1), ("b", 2)]  # the failed transaction left nothing behind
+    assert out[0][1] is None and out[1][1] is not None and out[1][1].code == "SQLITE_CONSTRAINT"
+    assert "UNIQUE constraint failed: t.k" in out[1][1].message
+
+
+# --------------------------------------------------------------------------- servers that are not libSQL
+
+
+class _Canned(http.server.BaseHTTPRequestHandler):
+    status = 404
+    body = b"<html><body>Not Found</body></html>"
+    ctype = "text/html"
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.send_response(self.status)
+        self.send_header("content-type", self.ctype)
+        self.send_header("content-length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(handler):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.mark.parametrize("status, ctype, body, expected, transient", [
+    (404, "text/html", b"<html>Not Found</html>", "no libSQL pipeline endpoint here (HTTP 404)", False),
+    (500, "text/plain", b"boom", "the libSQL server answered HTTP 500: boom", True),
+    (503, "application/json", b'{"message": "overloaded", "code": "X"}',
+     "the libSQL server answered HTTP 503: overloaded", True),
+    (200, "text/html", b"<html>hi</html>", "the server's answer is not Hrana JSON", False),
+])
+def test_a_server_that_is_not_libsql(status, ctype, body, expected, transient):
+    handler = type("H", (_Canned,), {"status": status, "ctype": ctype, "body": body})
+    server, url = _serve(handler)
+    try:
+        client = LibsqlClient(url)
+        with pytest.raises(LibsqlError) as info:
+            client.execute("SELECT 1")
+        client.close()
+        result = invoke("traces", "--db", url)
+    finally:
+        server.shutdown()
+    assert info.value.message.startswith(f"{url}: {expected}")
+    assert info.value.transient is transient
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.splitlines()[0].startswith(f"error: {url}: {expected}")
+    assert "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------- scans
+
+
+def test_scan_shrinks_pages_under_the_servers_response_limit(tmp_path):
+    """sqld refuses answers over --max-response-size: the scan halves its page and goes on."""
+    _need_sqld()
+    served = tmp_path / "crafter.db"
+    shutil.copytree(FIXTURE_DIR, served)
+    from synth_cli.store.reader import TraceStore
+
+    with _sqld.running_sqld(served, extra_args=("--max-response-size", "40KB")) as url:
+        sql = "SELECT id, session_id, call_records FROM events WHERE call_records IS NOT NULL"
+        with TraceStore.open(url) as remote, TraceStore.open(FIXTURE_DIR) as local:
+            rows = [tuple(r) for r in remote.scan(sql, key="id", page_size=200)]
+            expected = [tuple(r) for r in local.scan(sql, key="id")]
+        out, local_out = tmp_path / "out.jsonl", tmp_path / "local.jsonl"
+        filtered = invoke("filter", "--db", url, "-o", out)
+    assert len(rows) == 240 and rows == expected
+    assert filtered.exit_code == 0, filtered.output
+    assert invoke("filter", "--db", FIXTURE_DIR, "-o", local_out).exit_code == 0
+    assert out.read_bytes() == local_out.read_bytes() and len(out.read_bytes().splitlines()) == 240
+
+
+def test_scan_left_early_stops_cleanly(sqld_url):
+    from synth_cli.store.reader import TraceStore
+
+    with TraceStore.open(sqld_url) as remote:
+        scan = remote.scan("SELECT id FROM events", key="id", page_size=10)
+        first = [next(scan)[0] for _ in range(25)]
+        scan.close()  # a page is being prefetched: closing waits for it and leaves no thread behind
+        assert first == sorted(first) and len(set(first)) == 25
+        assert remote.scalar("SELECT count(*) FROM events") == 720
+    assert not [t for t in threading.enumerate() if t.name.startswith("libsql-prefetch")]
+
+
+def test_reader_import_stays_cheap():
+    """Opening the reader module imports neither httpx nor the libSQL client; a remote target does."""
+    code = ("import sys\n"
+            "import synth_cli.store.reader as r\n"
+            "before = [m for m in ('httpx', 'synth_cli.store.libsql') if m in sys.modules]\n"
+            "s = r.RemoteTraceStore('http://127.0.0.1:9')\n"
+            "label = s.label\n"
+            "try:\n"
+            "    s.rows('SELECT 1')\n"
+            "except Exception as exc:\n"
+            "    err = type(exc).__name__\n"
+            "print(before, 'httpx' in sys.modules, err)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[]", "True", "LibsqlError"]
+
+
+def test_error_is_a_trace_store_error():
+    assert issubclass(LibsqlError, TraceStoreError)
