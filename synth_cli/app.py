@@ -29,8 +29,8 @@ _GLOBAL_VALUE_OPTIONS = ("--env-file",)
 
 #: the root help's sections, in the order of the pipeline (traces → dataset → fine-tune → what it cost).
 HELP_SECTIONS = (
-    ("Record and inspect traces", ("proxy", "traces", "session", "experiments", "experiment", "recent", "usage",
-                                   "status")),
+    ("Record traces", ("proxy",)),
+    ("Inspect traces", ("traces", "session", "experiments", "experiment", "recent", "usage", "status")),
     ("Dataset", ("filter",)),
     ("Fine-tune", ("sft",)),
     ("Account", ("balance", "calc")),

@@ -57,7 +57,7 @@ def test_help_at_80_columns_keeps_every_flag_and_variable_name_whole(path, cmd):
 
 def test_root_help_is_grouped_in_pipeline_order_and_loads_no_rich():
     text = invoke("--help", env=NARROW).stdout
-    sections = ["Inspect traces:", "Dataset:", "Fine-tune:", "Account:", "Local and reference:"]
+    sections = ["Record traces:", "Inspect traces:", "Dataset:", "Fine-tune:", "Account:", "Local and reference:"]
     positions = [text.index(s) for s in sections]
     assert positions == sorted(positions)
     assert text.index("traces") < text.index("filter") < text.index("  sft ") < text.index("balance")
