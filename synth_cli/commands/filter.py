@@ -86,6 +86,10 @@ def filter_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Compute everything, write nothing."),
     strict: Optional[bool] = typer.Option(None, "--strict/--no-strict",
                                           help="Malformed call records and invalid examples are errors."),
+    workers: Optional[int] = typer.Option(None, "--workers", metavar="N",
+                                          help="Processes converting a local DB's call records (default: the "
+                                               "CPU count; 1 for small DBs, --limit or --strict). Output is "
+                                               "identical whatever N."),
 ) -> None:
     from synth_cli import config
     from synth_cli.dataset.options import build, load_config, merge
@@ -100,7 +104,7 @@ def filter_command(
         "experiment": experiment or None, "since": since, "until": until, "where": where or None,
         "model": model or None, "include_errors": include_errors, "val_fraction": val_fraction, "seed": seed,
         "limit": limit, "include_metadata": include_metadata, "strict": strict, "parents": parents,
-        "redact": "off" if no_redact else redact,
+        "redact": "off" if no_redact else redact, "workers": workers,
     })
     file_values = load_config(config_file) if config_file else {}
     options = merge(file_values, flags)

@@ -190,10 +190,11 @@ def val_sessions(session_ids: Any, fraction: float, seed: int) -> set[str]:
 
 
 class _Session:
-    __slots__ = ("session_id", "total_reward", "experiment_id", "is_val", "remaining", "merger", "history")
+    __slots__ = ("session_id", "total_reward", "experiment_id", "is_val", "remaining", "merger", "history", "order")
 
     def __init__(self, session_id: str, total_reward: float, experiment_id: str | None, is_val: bool,
-                 remaining: int):
+                 remaining: int, order: int = 0):
+        self.order = order  # place among the DB's kept sessions (which worker reads it)
         self.session_id = session_id
         self.total_reward = total_reward
         self.experiment_id = experiment_id
@@ -201,6 +202,38 @@ class _Session:
         self.remaining = remaining
         self.merger: Any = None
         self.history: Any = None  # convert.ToolCallHistory, made on the first tool call
+
+
+class DigestSet:
+    """The lines written so far, for exact de-duplication, in ~12 bytes per line.
+
+    Each line is kept as its 12-byte BLAKE2b digest (a false duplicate would need a collision
+    of 96 bits), appended to one of 4,096 byte strings chosen by the digest's first 12 bits:
+    no Python object per line, and a lookup is one C-level search of a short string.
+    """
+
+    SIZE = 12
+    __slots__ = ("_buckets", "count")
+
+    def __init__(self) -> None:
+        self._buckets = [bytearray() for _ in range(4096)]
+        self.count = 0
+
+    @staticmethod
+    def digest(line: bytes) -> bytes:
+        return hashlib.blake2b(line, digest_size=DigestSet.SIZE).digest()
+
+    def add(self, digest: bytes) -> bool:
+        """Remember `digest`; False when it was already there."""
+        bucket = self._buckets[digest[0] << 4 | digest[1] >> 4]
+        pos = bucket.find(digest)
+        while pos >= 0:
+            if pos % 12 == 0:
+                return False
+            pos = bucket.find(digest, pos + 1)
+        bucket += digest
+        self.count += 1
+        return True
 
 
 class _Sink:
@@ -211,7 +244,7 @@ class _Sink:
         self.stats = stats
         self.train = train
         self.val = val
-        self.seen: set[bytes] = set()
+        self.seen = DigestSet()
         self.limit = opts.limit
         self.include_metadata = opts.include_metadata
         self.calls_mode = opts.mode == "calls"
@@ -229,6 +262,13 @@ class _Sink:
         if self.on_progress is not None and self._rows % PROGRESS_EVERY == 0:
             self.on_progress(self.stats)
 
+    def _rows_seen(self, n: int) -> None:
+        """`n` rows read by a worker: report progress at each PROGRESS_EVERY rows crossed."""
+        before = self._rows
+        self._rows += n
+        if self.on_progress is not None and self._rows // PROGRESS_EVERY > before // PROGRESS_EVERY:
+            self.on_progress(self.stats)
+
     def reject(self, errors: list[str], session: _Session, call_id: str | None) -> None:
         """Count an invalid example (by reason, and named among the first few); --strict: fail."""
         stats = self.stats
@@ -243,25 +283,44 @@ class _Sink:
                                f"({errors[0]})", hint="drop --strict to skip invalid examples")
 
     def emit(self, example: dict, session: _Session, call_id: str | None, model: str | None) -> None:
-        stats = self.stats
+        ready = self.prepare(example, session, call_id, model)
+        if ready is not None:
+            self.accept(ready)
+
+    def at_end(self, session: _Session) -> None:
+        """The scan is over and `session`'s open conversation is being finished (workers: its place)."""
+
+    def prepare(self, example: dict, session: _Session, call_id: str | None, model: str | None
+                ) -> tuple | None:
+        """Validate, scrub and serialise one example: what :meth:`accept` writes, or None (invalid).
+
+        This is the part a worker process does; :meth:`accept` (de-duplication, the split's
+        counts, writing) stays in one process, in the order of the single-process run.
+        """
         errors = check_example(example)
         if errors:
             self.reject(errors, session, call_id)
-            return
+            return None
         if self.redactor is not None:
             self.redactor.example(example, session.session_id)
         line = dumps_bytes(example)
-        digest = hashlib.sha1(line).digest()
-        if digest in self.seen:
-            stats.duplicates += 1
-            return
-        self.seen.add(digest)
-        stats.token_estimate += estimate_tokens(line, example)
+        digest = DigestSet.digest(line)
+        tokens = estimate_tokens(line, example)
         if self.include_metadata:
             meta = {"session_id": session.session_id, "call_id": call_id, "model": model,
                     "total_reward": session.total_reward, "experiment_id": session.experiment_id}
             line = line[:-1] + b',"metadata":' + dumps_bytes(meta) + b"}"
-        if session.is_val:
+        tools = cv.final_has_tool_calls(example) if self.calls_mode else cv.has_tool_calls(example)
+        return line, digest, tokens, session.is_val, len(example["messages"]), bool(tools), model
+
+    def accept(self, ready: tuple) -> None:
+        line, digest, tokens, is_val, messages, tools, model = ready
+        stats = self.stats
+        if not self.seen.add(digest):
+            stats.duplicates += 1
+            return
+        stats.token_estimate += tokens
+        if is_val:
             stats.val += 1
             if self.val is not None:
                 self.val.write(line)
@@ -272,8 +331,8 @@ class _Sink:
                 self.train.write(line)
                 self.train.write(b"\n")
         stats.examples += 1
-        stats.messages += len(example["messages"])
-        if (cv.final_has_tool_calls(example) if self.calls_mode else cv.has_tool_calls(example)):
+        stats.messages += messages
+        if tools:
             stats.with_tool_calls += 1
         stats.models[model or "(unknown)"] += 1
         if self.limit is not None and stats.examples >= self.limit:
@@ -299,7 +358,8 @@ def _select(store: TraceStore, opts: FilterOptions, stats: FilterStats, fallback
                 continue
         stats.sessions_kept += 1
         stats.rewards_kept[row.total_reward] += 1
-        kept[row.session_id] = _Session(row.session_id, row.total_reward, row.experiment_id, False, row.calls)
+        kept[row.session_id] = _Session(row.session_id, row.total_reward, row.experiment_id, False, row.calls,
+                                        len(kept))
     return kept
 
 
@@ -320,7 +380,9 @@ def _unknown_schema(stats: FilterStats, opts: FilterOptions, session_id: str, ve
     stats.schema_versions[str(version)] += 1
 
 
-def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Sink, kept: dict[str, _Session]) -> None:
+def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Sink, kept: dict[str, _Session],
+           rows: Any = None) -> None:
+    """Convert the call records of the kept sessions (`rows`: the scan to use, else :func:`scan_calls`)."""
     sessions_mode = opts.mode == "sessions"
     models = frozenset(opts.models) if opts.models else None
     include_errors = opts.include_errors
@@ -329,7 +391,8 @@ def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Si
     ids = list(kept) if len(kept) <= MAX_IN_LIST and stats.sessions_dropped else None
     if not kept:
         return
-    rows = scan_calls(store, ids)
+    if rows is None:
+        rows = scan_calls(store, ids)
     tick = sink.tick
     try:
         for row in rows:
@@ -414,6 +477,7 @@ def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Si
         if sessions_mode:  # sessions whose row count was off (rows added while reading)
             for session in kept.values():
                 if session.merger is not None:
+                    sink.at_end(session)
                     done = session.merger.finish()
                     session.merger = None
                     if done is not None:
@@ -513,6 +577,24 @@ def _messages(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: 
 # --------------------------------------------------------------------------- entry point
 
 
+def _workers_for(opts: FilterOptions, store: TraceStore, kept: dict[str, _Session]) -> int:
+    """How many processes scan this DB: `--workers` (default: the CPUs, for a DB big enough to gain).
+
+    One process when `--limit` or `--strict` decide where to stop (that depends on the global
+    order), for a libSQL server (its reads are paged requests, not CPU) and for one session.
+    """
+    from synth_cli.dataset.parallel import AUTO_MIN_ROWS, default_workers
+
+    if opts.limit is not None or opts.strict or not hasattr(store, "reopen") or len(kept) < 2:
+        return 1
+    if opts.workers is not None:
+        return min(opts.workers, len(kept))
+    if sum(s.remaining for s in kept.values()) < AUTO_MIN_ROWS:
+        return 1
+    return min(default_workers(), len(kept))
+
+
+
 def _check_paths(opts: FilterOptions, stores: list[TraceStore]) -> tuple[Path | None, Path | None, Protected]:
     """The outputs to write and what they must never be: every local DB read, with its -wal/-shm/-journal."""
     protected = Protected(store.path for store in stores if getattr(store, "path", None) is not None)
@@ -588,6 +670,12 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
                     if fallback:
                         _messages(store, opts, stats, sink, kept)
                     else:
+                        workers = _workers_for(opts, store, kept)
+                        if workers > 1:
+                            from synth_cli.dataset.parallel import run_parallel
+
+                            if run_parallel(store, opts, stats, sink, kept, workers):
+                                continue
                         _calls(store, opts, stats, sink, kept)
             except _Stop:
                 pass
