@@ -10,6 +10,7 @@ inside the command function that needs it.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from typing import Any, Optional
@@ -25,6 +26,50 @@ from synth_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, SynthEr
 _GLOBAL_FLAGS = ("--json", "--debug", "--quiet", "-q", "--version")
 #: global options that take a value (`--env-file PATH` or `--env-file=PATH`).
 _GLOBAL_VALUE_OPTIONS = ("--env-file",)
+
+#: the root help's sections, in the order of the pipeline (traces → dataset → fine-tune → what it cost).
+HELP_SECTIONS = (
+    ("Record traces", ("proxy",)),
+    ("Inspect traces", ("traces", "session", "experiments", "experiment", "recent", "usage", "status")),
+    ("Dataset", ("filter",)),
+    ("Fine-tune", ("sft",)),
+    ("Account", ("balance", "calc")),
+    ("Local and reference", ("serve", "demo", "man", "schema")),
+)
+
+#: the epilog of every command's --help: the options the root accepts, before or after the command.
+GLOBAL_OPTIONS_HELP = ("Global options (before or after the command): --json (one JSON document on stdout; "
+                       "errors too), -q/--quiet, --debug, --env-file PATH, --base-url URL, --api-key KEY. "
+                       "See `synth-ai --help`.")
+
+_MARKUP = re.compile(r"\[/?(?:bold|dim|italic|underline|cyan|green|red|yellow|magenta|blue|b|i|u)"
+                     r"(?: [a-z]+)*\]")
+_CHOICES_METAVAR = re.compile(r"^[a-z0-9_-]+(?:\|[a-z0-9_-]+)+$")
+
+
+def _finish_commands(group: Any) -> None:
+    """Give every command of the tree the global-options epilog, plain help text (the help is
+    click's plain formatter: names whole at any width, and no rich import for --help), and shell
+    completion of the values of `--mode calls|sessions`-style options."""
+    for cmd in getattr(group, "commands", {}).values():
+        if cmd.help:
+            cmd.help = _MARKUP.sub("", cmd.help)
+        if not cmd.epilog:
+            cmd.epilog = GLOBAL_OPTIONS_HELP
+        for param in cmd.params:
+            if getattr(param, "help", None):
+                param.help = _MARKUP.sub("", param.help)
+            metavar = getattr(param, "metavar", None) or ""
+            if _CHOICES_METAVAR.match(metavar) and getattr(param, "_custom_shell_complete", None) is None:
+                param._custom_shell_complete = _choices_completer(metavar.split("|"))
+        _finish_commands(cmd)
+
+
+def _choices_completer(choices: list[str]) -> Any:
+    def complete(ctx: Any, param: Any, incomplete: str) -> list[str]:
+        return [c for c in choices if c.startswith(incomplete)]
+
+    return complete
 
 
 def _hoist_global_flags(args: list[str]) -> list[str]:
@@ -104,9 +149,33 @@ class SynthGroup(TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         harden_params(self)
+        _finish_commands(self)
 
     def list_commands(self, ctx: Any) -> list[str]:  # keep registration order
         return list(self.commands)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The root's commands in sections (HELP_SECTIONS), in pipeline order."""
+        commands = {name: cmd for name in self.list_commands(ctx)
+                    if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden}
+        if not commands:
+            return
+        pad = max(len(name) for name in commands)  # one column for every section
+
+        def row(name: str) -> tuple[str, str]:
+            return name.ljust(pad), commands[name].get_short_help_str(limit=300)  # wrapped, never cut
+
+        placed: set[str] = set()
+        sections = []
+        for title, names in HELP_SECTIONS:
+            rows = [row(n) for n in names if n in commands]
+            placed.update(n for n in names if n in commands)
+            sections.append((title, rows))
+        sections.append(("Other", [row(n) for n in commands if n not in placed]))
+        for title, rows in sections:
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
 
     def invoke(self, ctx: Any) -> Any:
         # typer turns Ctrl-C into a silent `Exit(130)`; keep it ours so it says "interrupted".
@@ -130,10 +199,20 @@ class SynthGroup(TyperGroup):
 
 
 def run_guarded(fn, *, debug: bool, prog_name: str = "synth-ai", args: list[str] | None = None) -> int:
-    """Run `fn`, turning every known failure into `error:`/`hint:` lines and an exit code."""
+    """Run `fn`, turning every known failure into `error:`/`hint:` lines and an exit code.
+
+    This is the one error formatter: under --json the failure is also a JSON object on
+    stdout (`Output.fail`), whether the root callback had set the output up or not.
+    """
     from synth_cli.output import get_output
 
-    out = get_output
+    def fail(message: str, hint: str | None, code: int) -> int:
+        out = get_output()
+        if not out.json_mode and _json_requested(args or []):
+            out.json_mode = True  # the command line failed before the root callback read --json
+        out.fail(message, hint, code)
+        return code
+
     early = _take_sigint()
     try:
         if early:  # from here on Ctrl-C is a KeyboardInterrupt that commands can clean up after
@@ -143,17 +222,15 @@ def run_guarded(fn, *, debug: bool, prog_name: str = "synth-ai", args: list[str]
     except SynthError as exc:
         if debug:
             _print_traceback()
-        out().error(exc.message, exc.hint)
-        return exc.exit_code
+        return fail(exc.message, exc.hint, exc.exit_code)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort as exc:
         interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
-        out().error("interrupted" if interrupted else "aborted")
-        return EXIT_INTERRUPTED if interrupted else EXIT_FAILURE
+        return fail("interrupted" if interrupted else "aborted", None,
+                    EXIT_INTERRUPTED if interrupted else EXIT_FAILURE)
     except KeyboardInterrupt:
-        out().error("interrupted")
-        return EXIT_INTERRUPTED
+        return fail("interrupted", None, EXIT_INTERRUPTED)
     except BrokenPipeError:
         # `synth-ai traces | head`: the reader went away; not an error worth a traceback.
         try:
@@ -166,11 +243,9 @@ def run_guarded(fn, *, debug: bool, prog_name: str = "synth-ai", args: list[str]
             _print_traceback()
         if exc.filename is None:
             hint = None if debug else "run again with --debug (or SYNTH_DEBUG=1) for the traceback"
-            out().error(f"unexpected {type(exc).__name__}: {exc}", hint)
-            return EXIT_FAILURE
+            return fail(f"unexpected {type(exc).__name__}: {exc}", hint, EXIT_FAILURE)
         # a file the command could not use (a name too long, a loop of symlinks…): what and why
-        out().error(f"{os.fsdecode(exc.filename)}: {exc.strerror or exc}")
-        return EXIT_FAILURE
+        return fail(f"{os.fsdecode(exc.filename)}: {exc.strerror or exc}", None, EXIT_FAILURE)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:
             _print_traceback()
@@ -181,11 +256,9 @@ def run_guarded(fn, *, debug: bool, prog_name: str = "synth-ai", args: list[str]
             return EXIT_USAGE
         if _is_click_exception(exc):  # bad flags, missing arguments: click's own message
             hint = f"run '{_command_path(exc, prog_name)} --help' for usage" if _is_usage_error(exc) else None
-            out().error(exc.format_message(), hint)
-            return getattr(exc, "exit_code", EXIT_USAGE) or EXIT_USAGE
+            return fail(exc.format_message(), hint, getattr(exc, "exit_code", EXIT_USAGE) or EXIT_USAGE)
         hint = None if debug else "run again with --debug (or SYNTH_DEBUG=1) for the traceback"
-        out().error(f"unexpected {type(exc).__name__}: {exc}", hint)
-        return EXIT_FAILURE
+        return fail(f"unexpected {type(exc).__name__}: {exc}", hint, EXIT_FAILURE)
     finally:
         if early:  # shutting down: a late Ctrl-C is the same one line, not a traceback
             try:
@@ -200,6 +273,11 @@ def _take_sigint() -> bool:
         return signal.getsignal(signal.SIGINT) is exit_interrupted
     except (ValueError, OSError):  # pragma: no cover
         return False
+
+
+def _json_requested(args: list[str]) -> bool:
+    head = args[:args.index("--")] if "--" in args else args
+    return "--json" in head
 
 
 def _is_click_exception(exc: BaseException) -> bool:
@@ -239,7 +317,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
 )
 
 
@@ -249,13 +327,23 @@ def root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors (also SYNTH_DEBUG=1)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; only the essential result (IDs of a listing, the amount, the model) and errors."),
     env_file: Optional[str] = typer.Option(None, "--env-file", metavar="PATH", help="Read settings from this .env file (default: ./.env when present)."),
+    base_url: Optional[str] = typer.Option(
+        None, "--base-url", metavar="URL", show_default=False,
+        help="Backend base URL for every command that calls one (a command's own --base-url wins)."),
+    api_key: Optional[str] = typer.Option(
+        None, "--api-key", metavar="KEY", show_default=False,
+        help="API key for every command that calls a backend (a command's own --api-key wins)."),
     version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """Turn LLM agent traces into fine-tuning datasets and fine-tuned models.
 
-    Read trace DBs (SQLite files or libSQL/Turso servers), extract OpenAI-format
-    chat JSONL with `filter`, and run fine-tuning jobs with `sft run`.
-    Try `synth-ai demo` for the whole pipeline offline.
+    The pipeline: `traces` (what the DBs hold) → `filter` (the good runs as
+    OpenAI-format chat JSONL) → `sft validate` → `sft run` (fine-tune and follow
+    it live) → `balance` (what it cost). Trace DBs are SQLite files or
+    libSQL/Turso servers. Try `synth-ai demo` for the whole pipeline offline.
+
+    Global options go before or after the command. Times are UTC; `--json`
+    output follows docs/json.md (`synth-ai schema COMMAND` prints its schema).
     """
     from synth_cli import config
     from synth_cli.output import Output, get_output, set_output
@@ -264,6 +352,7 @@ def root(
         os.environ["SYNTH_DEBUG"] = "1"
     set_output(Output(json_mode=json_mode, quiet=quiet, debug=debug or config.debug_enabled()))
     config.load_env(env_file)
+    config.set_root_flags(base_url=base_url, api_key=api_key)
     for warning in config.env_warnings:
         get_output().warn(warning)
 
@@ -277,6 +366,7 @@ def _register_commands() -> None:
         experiments,
         man,
         proxy,
+        schema,
         serve,
         session,
         sft,
@@ -287,7 +377,7 @@ def _register_commands() -> None:
     from synth_cli.commands import filter as filter_command
 
     for module in (traces, session, experiments, usage, status, filter_command, sft, serve, proxy, balance, calc, demo,
-                   man):
+                   man, schema):
         module.register(app)
 
 

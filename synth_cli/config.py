@@ -189,13 +189,48 @@ def redact(text: str) -> str:
 # --------------------------------------------------------------------------- chains
 
 
-def api_key(flag_value: str | None = None, flag_name: str = "--api-key") -> Setting | None:
-    """SYNTH_BACKEND_API_KEY → SYNTH_API_KEY → DEFAULT_DEV_API_KEY (after the flag)."""
+#: `synth-ai --base-url URL --api-key KEY CMD`: the root's values, used when the command's own flag is absent.
+_root_flags: dict[str, str] = {}
+
+
+def set_root_flags(*, base_url: str | None = None, api_key: str | None = None) -> None:
+    _root_flags.clear()
+    if base_url:
+        _root_flags["--base-url"] = base_url
+    if api_key:
+        _root_flags["--api-key"] = api_key
+
+
+def root_flag(name: str) -> str | None:
+    """The value given to the root for `--base-url` / `--api-key`, if any."""
+    return _root_flags.get(name)
+
+
+#: where the key came from when it is the local simulator's public dev key, used by default
+DEV_KEY_SOURCE = "default: the local `synth-ai serve` dev key"
+
+
+def api_key(flag_value: str | None = None, flag_name: str = "--api-key", *,
+            base: Setting | None = None) -> Setting | None:
+    """SYNTH_BACKEND_API_KEY → SYNTH_API_KEY → DEFAULT_DEV_API_KEY (after the flag).
+
+    With none set and the backend the default local `synth-ai serve` (`base`, else the base URL
+    chain), the simulator's public dev key: the local pipeline needs no configuration.
+    """
+    if flag_value in (None, "") and "--api-key" in _root_flags:
+        flag_value, flag_name = _root_flags["--api-key"], "--api-key"
     setting = resolve(API_KEY_VARS, flag_value, flag_name)
-    if setting is not None:
-        register_secret(setting.value)
-        register_secret(setting.value.strip())
-        check_api_key(setting)
+    if setting is None:
+        try:
+            base = base or base_url()
+        except UsageError:
+            return None
+        if base.value == DEFAULT_BASE_URL:
+            return Setting(DEFAULT_DEV_KEY, DEV_KEY_SOURCE)
+        return None
+    register_secret(setting.value)
+    register_secret(setting.value.strip())
+    check_api_key(setting)
     return setting
 
 
@@ -254,6 +289,8 @@ def normalize_base_url(url: str, what: str = "base URL") -> str:
 
 def base_url(flag_value: str | None = None, flag_name: str = "--base-url") -> Setting:
     """SYNTH_BACKEND_BASE_URL → SYNTH_BASE_URL → http://127.0.0.1:8000/v1, normalised."""
+    if flag_value in (None, "") and "--base-url" in _root_flags:
+        flag_value, flag_name = _root_flags["--base-url"], "--base-url"
     setting = resolve(BASE_URL_VARS, flag_value, flag_name, default=DEFAULT_BASE_URL)
     assert setting is not None
     return Setting(normalize_base_url(setting.value, f"base URL from {setting.source}"), setting.source)

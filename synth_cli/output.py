@@ -20,7 +20,7 @@ from typing import Any
 
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, (datetime, date)):
-        return obj.isoformat()
+        return json_time(obj)
     if hasattr(obj, "to_dict"):
         return obj.to_dict()
     if isinstance(obj, (set, frozenset, tuple)):
@@ -89,7 +89,74 @@ def write_line(text: str, *, stderr: bool = False) -> None:
     stream.flush()
 
 
-# --------------------------------------------------------------------------- formatting helpers
+# --------------------------------------------------------------------------- time (docs/json.md)
+#
+# One clock. Machines (`--json`): RFC 3339 in UTC with `Z` and milliseconds, the
+# shape of JavaScript's `Date.toISOString()`: `2026-11-22T22:23:49.837Z`.
+# People: UTC, labelled (`2026-11-22 22:23:49 UTC`; in a table the column header
+# says `(UTC)`). Trace DBs store naive UTC, APIs send epoch seconds: both are read
+# here, by :func:`to_utc`, and nowhere else.
+
+
+def to_utc(value: Any) -> datetime | None:
+    """A moment from a datetime (naive = UTC), a date, epoch seconds or an ISO 8601 string; else None."""
+    from datetime import timezone
+
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    if isinstance(value, (int, float)):
+        try:
+            return datetime.fromtimestamp(float(value), tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return None
+    text = str(value).strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        return to_utc(datetime.fromisoformat(text))
+    except ValueError:
+        try:
+            return to_utc(float(text))
+        except ValueError:
+            return None
+
+
+def json_time(value: Any) -> str | None:
+    """RFC 3339 UTC with `Z`, always milliseconds: `2026-11-22T22:23:49.837Z` (None stays None).
+
+    A value that is no time at all is passed through as text rather than lost.
+    """
+    moment = to_utc(value)
+    if moment is None:
+        return None if value is None or value == "" else str(value)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def fmt_time(value: Any, *, seconds: bool = True, label: bool = True) -> str:
+    """For people: `2026-11-22 22:23:49 UTC`; `seconds=False` drops the seconds, `label=False` the
+    ` UTC` (for table cells whose column header says `(UTC)`)."""
+    if value is None or value == "":
+        return "–"
+    moment = to_utc(value)
+    if moment is None:
+        return str(value)
+    text = moment.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+    return text + " UTC" if label else text
+
+
+def fmt_clock(value: Any = None) -> str:
+    """A line stamp in a stream: `22:23:49Z` (UTC; now when `value` is None)."""
+    from datetime import timezone
+
+    moment = to_utc(value) if value is not None else datetime.now(timezone.utc)
+    return (moment or datetime.now(timezone.utc)).strftime("%H:%M:%SZ")
+
+
+# --------------------------------------------------------------------------- numbers, money, sizes
 
 
 def fmt_int(value: Any) -> str:
@@ -107,31 +174,50 @@ def fmt_float(value: Any, digits: int = 2) -> str:
     return f"{float(value):,.{digits}f}"
 
 
-def fmt_usd(value: Any) -> str:
+def fmt_usd(value: Any, *, exact: bool = False) -> str:
+    """The one money formatter: `$1,234.50`, `$0.50`, `$0.0068`, `$0.000156`.
+
+    At least cents; below one dollar up to 6 decimals (LLM calls cost fractions of a cent);
+    `exact=True` (a price calculation) keeps every digit down to 1e-9 at any size.
+    """
     if value is None:
         return "–"
-    value = float(value)
-    if value != 0 and abs(value) < 0.01:
-        return f"${value:.4f}"
-    return f"${value:,.2f}"
+    from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+    try:
+        dec = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return str(value)
+    if not dec.is_finite():
+        return str(value)
+    places = Decimal("1e-9") if exact else (Decimal("0.01") if abs(dec) >= 1 else Decimal("1e-6"))
+    rounded = dec.quantize(places, rounding=ROUND_HALF_UP)
+    if rounded == 0 and dec != 0:
+        return f"{'-' if dec < 0 else ''}<${format(places, 'f')}"
+    sign = "-" if rounded < 0 else ""
+    text = format(abs(rounded).normalize(), ",f")
+    whole, _, frac = text.partition(".")
+    return f"{sign}${whole}.{frac.ljust(2, '0')}"
+
+
+def usd_number(value: Any) -> str:
+    """A single amount for `--quiet`: a bare number (`99.92`, `0.0068`), no `$`, no separators."""
+    return fmt_usd(value).replace("$", "").replace(",", "")
+
+
+#: sizes are SI (docs/json.md): 1 kB = 1,000 B, 1 MB = 10^6 B, like rich's transfer columns.
+_SIZE_UNITS = ("B", "kB", "MB", "GB", "TB")
 
 
 def fmt_bytes(value: Any) -> str:
     if value is None:
         return "–"
     size = float(value)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(size) < 1024 or unit == "TB":
+    for unit in _SIZE_UNITS:
+        if abs(size) < 1000 or unit == "TB":
             return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
+        size /= 1000
     return f"{size:.1f} TB"  # pragma: no cover
-
-
-def fmt_time(value: Any) -> str:
-    if value is None or value == "":
-        return "–"
-    text = value.isoformat(sep=" ") if isinstance(value, datetime) else str(value)
-    return text.replace("T", " ")[:19]
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -145,6 +231,27 @@ def fmt_duration(seconds: float | None) -> str:
         return f"{minutes}m{sec:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+# --------------------------------------------------------------------------- table columns
+
+
+class Col:
+    """A table column. Cells never wrap unless `wrap=True` (prose: wraps at spaces). A column with
+    `drop > 0` is left out when the table does not fit the terminal, highest `drop` first."""
+
+    __slots__ = ("name", "justify", "wrap", "drop")
+
+    def __init__(self, name: str, justify: str = "left", *, wrap: bool = False, drop: int = 0):
+        self.name, self.justify, self.wrap, self.drop = name, justify, wrap, drop
+
+    @classmethod
+    def of(cls, spec: Any) -> "Col":
+        if isinstance(spec, Col):
+            return spec
+        if isinstance(spec, str):
+            return cls(spec)
+        return cls(*spec)
 
 
 # --------------------------------------------------------------------------- the sink
@@ -233,39 +340,131 @@ class Output:
         sys.stdout.write(inert(text) + "\n")
         sys.stdout.flush()
 
-    def table(self, columns: Sequence[str | tuple[str, str]], rows: Iterable[Sequence[Any]], *,
+    def table(self, columns: Sequence[Any], rows: Iterable[Sequence[Any]], *,
               title: str | None = None, caption: str | None = None) -> None:
-        """Columns are names or (name, justify); cells are pre-formatted strings."""
+        """Columns are names, `(name, justify)` tuples or :class:`Col`; cells are pre-formatted strings.
+
+        Ids, numbers, money and times never wrap: only `Col(wrap=True)` (prose) columns wrap. When
+        the table is wider than the terminal, `Col(drop=N)` columns are left out (highest N first)
+        and the caption says which; when the ids alone are still too wide, each row is printed as
+        a record instead (its first cell, then one `column  value` line per cell), never folded.
+        """
         if self._silent:
             return
+        specs = [Col.of(c) for c in columns]
+        cells = [list(row) for row in rows]
+        keep = list(range(len(specs)))
+        width = self.console.width
+        while True:
+            table = self._build_table(specs, cells, keep, title=title, caption=caption)
+            droppable = [i for i in keep if specs[i].drop > 0]
+            if not droppable or self._min_width(table) <= width:
+                break
+            keep.remove(max(droppable, key=lambda i: (specs[i].drop, i)))
+        if self._min_width(table) > width:  # the ids alone do not fit side by side
+            self._records(specs, cells, width, title=title, caption=caption)
+            return
+        hidden = [specs[i].name for i in range(len(specs)) if i not in keep]
+        if hidden:
+            note = f"hidden to fit {width} columns: {', '.join(hidden)} (--json has them)"
+            caption = f"{caption}; {note}" if caption else note
+            table = self._build_table(specs, cells, keep, title=title, caption=caption)
+        self.console.print(table)
+
+    def _records(self, specs: list["Col"], cells: list[list[Any]], width: int, *, title: str | None,
+                 caption: str | None) -> None:
+        """A table too wide for the terminal, one row after the other: every value whole."""
+        lines = [title] if title else []
+        pad = max((_cell_len(s.name) for s in specs[1:]), default=0)
+        for n, row in enumerate(cells):
+            values = [_plain(row[i]) if i < len(row) else "" for i in range(len(specs))]
+            if n:
+                lines.append("")
+            lines.append(values[0] if values else "")
+            for spec, value in zip(specs[1:], values[1:]):
+                if not value:
+                    continue
+                line = f"  {spec.name.ljust(pad)}  {value}"
+                if _cell_len(line) > width:  # a long id gets a line of its own (no indent if need be)
+                    lines.extend([f"  {spec.name}", f"    {value}" if _cell_len(value) + 4 <= width else value])
+                else:
+                    lines.append(line)
+        if caption:
+            lines += ["", caption]
+        for line in lines:
+            self.line(line)
+
+    def _build_table(self, specs: list["Col"], cells: list[list[str]], keep: list[int], *,
+                     title: str | None, caption: str | None) -> Any:
         from rich.table import Table
         from rich.text import Text
 
         table = Table(title=None if title is None else Text(inert(title)),
                       caption=None if caption is None else Text(inert(caption)), header_style="bold",
                       title_justify="left", caption_justify="left", show_edge=False, pad_edge=False)
-        for col in columns:
-            name, justify = (col, "left") if isinstance(col, str) else col
-            table.add_column(Text(inert(name)), justify=justify, overflow="fold")
-        for row in rows:
-            table.add_row(*(_cell(c) for c in row))
-        self.console.print(table)
+        widths = {i: max([_cell_len(specs[i].name)] + [_cell_len(_plain(row[i])) for row in cells if i < len(row)])
+                  for i in keep}
+        for i in keep:
+            spec = specs[i]
+            if spec.wrap:
+                table.add_column(Text(inert(spec.name)), justify=spec.justify, overflow="fold")
+            else:  # the whole value on one line: rich shrinks the prose columns first
+                table.add_column(Text(inert(spec.name)), justify=spec.justify, no_wrap=True, overflow="ellipsis",
+                                 min_width=widths[i], max_width=widths[i])
+        for row in cells:
+            table.add_row(*(_cell(row[i] if i < len(row) else None) for i in keep))
+        return table
+
+    def _min_width(self, table: Any) -> int:
+        from rich.measure import Measurement
+
+        return Measurement.get(self.console, self.console.options.update_width(100_000), table).minimum
 
     def kv(self, pairs: Iterable[tuple[str, Any]], *, title: str | None = None) -> None:
+        """`key  value` lines. Prose values wrap under their column; a value that is one long token
+        (an id, a model name, a URL) is never folded: it gets a line of its own when it does not fit."""
         if self._silent:
             return
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(show_header=False, box=None, title=None if title is None else Text(inert(title)),
-                      title_justify="left", pad_edge=False)
-        table.add_column(style="bold")
-        table.add_column(overflow="fold")
-        for key, value in pairs:
+        pairs = list(pairs)
+        pad = max((_cell_len(_plain(k)) for k, _ in pairs), default=0)
+        room = self.console.width - pad - 2
+        table: Any = None
+
+        def flush() -> None:
+            nonlocal table
+            if table is not None:
+                self.console.print(table)
+                table = None
+
+        for n, (key, value) in enumerate(pairs):
+            text = _plain(value)
+            if text and not any(c.isspace() for c in text) and _cell_len(text) > room:
+                flush()  # one long token: the key, then the whole value on the next line
+                self.console.print(Text(inert(_plain(key)), style="bold"))
+                self.console.print(Text(("  " if _cell_len(text) + 2 <= self.console.width else "") + text))
+                continue
+            if table is None:
+                table = Table(show_header=False, box=None, pad_edge=False,
+                              title=None if title is None or n else Text(inert(title)), title_justify="left")
+                table.add_column(style="bold", min_width=pad)
+                table.add_column(overflow="fold")
             table.add_row(_cell(key), _cell(value))
-        self.console.print(table)
+        flush()
 
     # -- diagnostics (stderr, every mode) ---------------------------------------------
+    def fail(self, message: str, hint: str | None = None, exit_code: int = 1) -> None:
+        """The error formatter: `error:`/`hint:` on stderr; under --json also, on stdout,
+        `{"error": {"message", "hint", "exit_code"}}` so a script never parses an empty stdout."""
+        self.error(message, hint)
+        if self.json_mode:
+            from synth_cli.config import redact
+
+            self.json({"error": {"message": redact(_one_line(message)),  # JSON escapes controls itself
+                                 "hint": redact(_one_line(hint)) if hint else None, "exit_code": int(exit_code)}})
+
     def error(self, message: str, hint: str | None = None) -> None:
         from synth_cli.config import redact
 
@@ -310,6 +509,20 @@ def _cell(value: Any) -> Any:
     return Text(inert(str(value)))
 
 
+def _plain(value: Any) -> str:
+    """What a cell shows, as text (for its width)."""
+    if value is None:
+        return ""
+    plain = getattr(value, "plain", None)
+    return inert(plain if isinstance(plain, str) else str(value))
+
+
+def _cell_len(text: str) -> int:
+    from rich.cells import cell_len
+
+    return max((cell_len(line) for line in text.splitlines()), default=0)
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -325,11 +538,18 @@ def _make_console(stream):
         is_tty = stream.isatty()
     except (AttributeError, ValueError):
         pass
-    # Off a terminal: no colour codes, and a wide virtual width so tables are not folded in logs.
+    # Off a terminal: no colour codes, and a wide virtual width so tables are not cut in logs,
+    # unless COLUMNS says how wide (what `COLUMNS=80 synth-ai traces | less` asks for).
+    width = None
+    if not is_tty:
+        import os
+
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) > 0 else 160
     # markup/emoji off: text from traces and servers is never interpreted (`[bold]`, `:smile:`);
     # the CLI's own markup asks for it per call (`Output.print(..., markup=True)`).
     return _safe_console_class()(file=stream, highlight=False, soft_wrap=False, markup=False, emoji=False,
-                                 width=None if is_tty else 160, no_color=not is_tty,
+                                 width=width, no_color=not is_tty,
                                  force_terminal=None if is_tty else False)
 
 

@@ -21,7 +21,7 @@ import operator
 import re
 import sys
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -51,9 +51,9 @@ class ModelPrice:
         return {
             "model": self.name,
             "provider": self.provider,
-            "input_per_million": float(self.input),
-            "cached_input_per_million": None if self.cached_input is None else float(self.cached_input),
-            "output_per_million": float(self.output),
+            "input_usd_per_million": float(self.input),
+            "cached_input_usd_per_million": None if self.cached_input is None else float(self.cached_input),
+            "output_usd_per_million": float(self.output),
             "as_of": self.as_of,
             "source": self.source,
             "note": self.note,
@@ -193,7 +193,8 @@ def _parse_table_text(text: str, path: Path) -> Any:
 
 # The `--list --json` output uses *_per_million keys; accept those too so it can be edited and fed back.
 _FIELD_ALIASES = {"model": "name", "input_per_million": "input", "output_per_million": "output",
-                  "cached_input_per_million": "cached_input"}
+                  "cached_input_per_million": "cached_input", "input_usd_per_million": "input",
+                  "output_usd_per_million": "output", "cached_input_usd_per_million": "cached_input"}
 
 
 def _row(item: Any, path: Path, index: int) -> ModelPrice:
@@ -309,17 +310,13 @@ class Estimate:
             "input_tokens": self.input_tokens,
             "cached_input_tokens": self.cached_input_tokens,
             "output_tokens": self.output_tokens,
-            "usd_per_million": {
-                "input": float(self.row.input),
-                "cached_input": float(self.cached_rate),
-                "output": float(self.row.output),
-            },
-            "cost_usd": {
-                "input": float(self.uncached_cost),
-                "cached_input": float(self.cached_cost),
-                "output": float(self.output_cost),
-                "total": float(self.total),
-            },
+            "input_usd_per_million": float(self.row.input),
+            "cached_input_usd_per_million": float(self.cached_rate),
+            "output_usd_per_million": float(self.row.output),
+            "input_cost_usd": float(self.uncached_cost),
+            "cached_input_cost_usd": float(self.cached_cost),
+            "output_cost_usd": float(self.output_cost),
+            "cost_usd": float(self.total),
             "as_of": self.row.as_of,
             "source": self.row.source,
             "note": self.row.note,
@@ -349,12 +346,10 @@ def estimate(row: ModelPrice, input_tokens: int, output_tokens: int, cached_inpu
 
 
 def format_usd(value: Decimal | float | int) -> str:
-    """Exact dollars with at least cents: `$7.50`, `$1,234.00`, `$0.0275`, `$0.000156`."""
-    dec = Decimal(str(value)).quantize(Decimal("1e-9"), rounding=ROUND_HALF_UP)
-    sign = "-" if dec < 0 else ""
-    text = format(abs(dec).normalize(), ",f")
-    whole, _, frac = text.partition(".")
-    return f"{sign}${whole}.{frac.ljust(2, '0')}"
+    """Exact dollars with at least cents: `$7.50`, `$1,234.00`, `$0.0275`, `$0.000156` (output.fmt_usd)."""
+    from synth_cli.output import fmt_usd
+
+    return fmt_usd(value, exact=True)
 
 
 def format_rate(value: Decimal | None) -> str:

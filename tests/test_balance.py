@@ -91,7 +91,10 @@ def test_backend_without_account_endpoints_does_not_report_balances(capsys):
         lines = _error_lines(invoke("balance", "--base-url", url, "--api-key", "sk-test-0123456789abcdef"))
         assert "this backend does not report balances" in lines[0] and url in lines[0]
         json_mode = invoke("--json", "balance", "--base-url", url, "--api-key", "sk-test-0123456789abcdef")
-        assert json_mode.stdout == "" and "does not report balances" in json_mode.stderr
+        assert "does not report balances" in json_mode.stderr
+        error = json_mode.json()["error"]  # under --json the failure is a JSON object on stdout too
+        assert "does not report balances" in error["message"] and error["exit_code"] == json_mode.exit_code == 1
+        assert error["hint"].startswith("balances come from")
 
         from synth_cli.api.billing import BalanceUnsupported
         from synth_cli.commands.balance import remote_usage
@@ -148,10 +151,11 @@ def test_after_a_job_the_balance_went_down_by_exactly_what_usage_says(tmp_path):
         fresh = run_cli("--json", "balance", "--usage", env=_env(handle))
         assert fresh.exit_code == 0, fresh.stderr
         data = fresh.json()
-        assert data["balance_cents"] == CREDIT_USD * 100 and data["balance_dollars"] == CREDIT_USD
+        assert data["balance_usd"] == CREDIT_USD and data["raw"]["balance"]["balance_cents"] == CREDIT_USD * 100
+        assert not any(key.endswith("_cents") for key in data if key != "raw")
         assert [w["window_hours"] for w in data["windows"]] == [24, 168]
         for section in (*data["windows"], data["current_month"], data["last_30_days"]):
-            assert section["total_spend_cents"] == 0
+            assert section["total_spend_usd"] == 0
         human = run_cli("balance", env=_env(handle))
         assert human.exit_code == 0 and f"${CREDIT_USD}.00" in human.stdout
         assert "last 24 h" in human.stdout and "last 7 d" in human.stdout and "this month" not in human.stdout
@@ -166,28 +170,28 @@ def test_after_a_job_the_balance_went_down_by_exactly_what_usage_says(tmp_path):
         assert job["status"] == "succeeded" and job["trained_tokens"] > 0
 
         data = run_cli("--json", "balance", "--usage", env=_env(handle)).json()
-        spent = data["windows"][0]["total_spend_cents"]
-        assert spent > 0
+        spent = data["raw"]["windows"][0]["total_spend_cents"]
+        assert spent > 0 and data["windows"][0]["total_spend_usd"] == spent / 100
         for section in (*data["windows"], data["current_month"], data["last_30_days"]):
-            assert section["total_spend_cents"] == spent
-            assert section["token_spend_cents"] + section["gpu_spend_cents"] == section["total_spend_cents"]
-            assert section["token_spend_cents"] > 0 and section["gpu_spend_cents"] > 0
-        assert data["balance_cents"] == CREDIT_USD * 100 - spent
+            assert section["total_spend_usd"] == spent / 100
+            assert section["token_spend_usd"] + section["gpu_spend_usd"] == pytest.approx(section["total_spend_usd"])
+            assert section["token_spend_usd"] > 0 and section["gpu_spend_usd"] > 0
+        assert data["balance_usd"] == pytest.approx((CREDIT_USD * 100 - spent) / 100)
 
         left = f"${(CREDIT_USD * 100 - spent) / 100:,.2f}"
         human = run_cli("balance", "--usage", env=_env(handle))
         assert human.exit_code == 0
         assert "this month" in human.stdout and "last 30 days" in human.stdout and left in human.stdout
-        assert run_cli("-q", "balance", env=_env(handle)).stdout.strip() == left
+        assert run_cli("-q", "balance", env=_env(handle)).stdout.strip() == left.replace("$", "").replace(",", "")
 
         # per model (`usage --remote`): the same spend, one job, its trained tokens
         from synth_cli.commands.balance import remote_usage
 
         per_model = remote_usage([model, "no-such-model"], handle.base_url, handle.api_key)
         rows = {row["model"]: row for row in per_model["models"]}
-        assert rows[model]["spend_cents"] == spent and rows[model]["requests"] == 1
+        assert rows[model]["spend_usd"] == spent / 100 and rows[model]["requests"] == 1
         assert rows[model]["input_tokens"] == job["trained_tokens"]
-        assert rows["no-such-model"]["spend_cents"] == 0 and rows["no-such-model"]["requests"] == 0
+        assert rows["no-such-model"]["spend_usd"] == 0 and rows["no-such-model"]["requests"] == 0
 
 
 def _devserver_base_model() -> str:

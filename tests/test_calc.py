@@ -63,17 +63,19 @@ def test_the_documented_example_costs_seven_fifty():
 
 
 def test_quiet_prints_only_the_total_and_json_gives_the_numbers():
-    assert invoke("-q", "calc", "gpt-4o", "1M", "500k").stdout == "$7.50\n"
+    assert invoke("-q", "calc", "gpt-4o", "1M", "500k").stdout == "7.50\n"  # a bare number
     data = invoke("calc", "gpt-4o", "1_000_000", "500_000", "--json").json()
-    assert data["cost_usd"] == {"input": 2.5, "cached_input": 0.0, "output": 5.0, "total": 7.5}
+    assert (data["input_cost_usd"], data["cached_input_cost_usd"], data["output_cost_usd"], data["cost_usd"]) == (
+        2.5, 0.0, 5.0, 7.5)
     assert data["input_tokens"] == 1_000_000 and data["output_tokens"] == 500_000
-    assert data["usd_per_million"]["input"] == 2.5 and data["as_of"] and data["source"]
+    assert data["input_usd_per_million"] == 2.5 and data["as_of"] and data["source"]
 
 
 def test_cached_input_tokens_are_part_of_the_input_and_billed_at_the_cached_price():
     data = invoke("--json", "calc", "gpt-4o", "1M", "500k", "--cached-input-tokens", "400k").json()
     # 600k uncached at $2.50 + 400k cached at $1.25 + 500k out at $10
-    assert data["cost_usd"] == {"input": 1.5, "cached_input": 0.5, "output": 5.0, "total": 7.0}
+    assert (data["input_cost_usd"], data["cached_input_cost_usd"], data["output_cost_usd"], data["cost_usd"]) == (
+        1.5, 0.5, 5.0, 7.0)
     human = invoke("calc", "gpt-4o", "1M", "500k", "--cached-input-tokens", "400k")
     assert "$7.00" in human.stdout and "input (cached)" in human.stdout and "600,000" in human.stdout
     too_many = invoke("calc", "gpt-4o", "1k", "1", "--cached-input-tokens", "2k")
@@ -83,7 +85,7 @@ def test_cached_input_tokens_are_part_of_the_input_and_billed_at_the_cached_pric
 def test_cached_tokens_without_a_cached_price_fall_back_to_the_input_price_with_a_warning():
     result = invoke("calc", "gpt-4-turbo", "1M", "0", "--cached-input-tokens", "1M", "--json")
     assert result.exit_code == 0
-    assert result.json()["cost_usd"]["total"] == 10.0
+    assert result.json()["cost_usd"] == 10.0
     assert "warning:" in result.stderr and "no cached-input price" in result.stderr
 
 
@@ -125,7 +127,7 @@ def test_list_shows_every_row_and_json_has_sources():
     data = invoke("calc", "--list", "--json").json()
     assert len(data["models"]) == len(table.rows)
     gpt4o = next(m for m in data["models"] if m["model"] == "gpt-4o")
-    assert gpt4o["input_per_million"] == 2.5 and gpt4o["output_per_million"] == 10.0
+    assert gpt4o["input_usd_per_million"] == 2.5 and gpt4o["output_usd_per_million"] == 10.0
     assert gpt4o["source"].startswith("https://") and gpt4o["as_of"]
 
 
@@ -136,9 +138,9 @@ def test_pricing_file_replaces_the_table_by_flag_and_by_env(tmp_path):
     custom = tmp_path / "prices.toml"
     custom.write_text('[[model]]\nname = "my-model"\ninput = 1\noutput = 2\ncached_input = 0.5\n')
     data = invoke("--json", "calc", "my-model", "2M", "1M", "--pricing", str(custom)).json()
-    assert data["cost_usd"]["total"] == 4.0 and data["pricing_file"] == str(custom)
+    assert data["cost_usd"] == 4.0 and data["pricing_file"] == str(custom)
     env_run = run_cli("--json", "calc", "my-model", "1M", "0", env={"SYNTH_PRICING_FILE": str(custom)})
-    assert env_run.exit_code == 0 and json.loads(env_run.stdout)["cost_usd"]["total"] == 1.0
+    assert env_run.exit_code == 0 and json.loads(env_run.stdout)["cost_usd"] == 1.0
     # it replaces the bundled table
     gone = invoke("calc", "gpt-4o", "1", "1", "--pricing", str(custom))
     assert "price table" in _one_error_line(gone)[0]
@@ -148,7 +150,7 @@ def test_list_json_output_can_be_fed_back_as_a_price_table(tmp_path):
     exported = tmp_path / "prices.json"
     exported.write_text(invoke("calc", "--list", "--json").stdout)
     data = invoke("--json", "calc", "gpt-4o", "1M", "500k", "--pricing", str(exported)).json()
-    assert data["cost_usd"]["total"] == 7.5
+    assert data["cost_usd"] == 7.5
 
 
 @pytest.mark.parametrize("content,needle", [

@@ -142,7 +142,7 @@ def test_demo_refuses_a_directory_it_did_not_make(tmp_path):
 def test_demo_list_and_unknown_names(tmp_path):
     res = run_cli("--json", "demo", "--list")
     assert res.exit_code == 0
-    assert [d["name"] for d in json.loads(res.stdout)] == ["pipeline"]  # no examples/ here
+    assert [d["name"] for d in json.loads(res.stdout)["demos"]] == ["pipeline"]  # no examples/ here
     # examples/**/run_demo.sh under the working directory are listed too
     script = tmp_path / "examples" / "mine" / "run_demo.sh"
     script.parent.mkdir(parents=True)
@@ -161,7 +161,7 @@ def test_demo_list_and_unknown_names(tmp_path):
 def test_repo_examples_are_listed_from_the_repo_root():
     res = run_cli("--json", "demo", "--list", cwd=ROOT)
     assert res.exit_code == 0, res.output
-    names = [d["name"] for d in json.loads(res.stdout)]
+    names = [d["name"] for d in json.loads(res.stdout)["demos"]]
     assert names[0] == "pipeline" and "finetuning" in names
 
 

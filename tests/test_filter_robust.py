@@ -341,7 +341,9 @@ def test_progress_is_reported_while_scanning(big_dbs):
     db = _big_db(big_dbs, 100)
     seen = []
     stats = run_filter(FilterOptions(dbs=[str(db)], dry_run=True),
-                       on_progress=lambda s: seen.append((s.calls_scanned, s.examples)))
+                       on_progress=lambda s: seen.append((s.calls_scanned, s.examples, s.rows_done, s.rows_total)))
     assert stats.examples == 24000
-    assert len(seen) == 24000 // PROGRESS_EVERY
-    assert seen == sorted(seen) and seen[-1][0] <= 24000
+    # once when the total is known (before the scan: the bar shows it), then every PROGRESS_EVERY rows
+    assert len(seen) == 1 + 24000 // PROGRESS_EVERY
+    assert seen[0] == (0, 0, 0, 24000) and all(total == 24000 for *_, total in seen)
+    assert seen == sorted(seen) and seen[-1][0] <= 24000 and seen[-1][2] <= 24000

@@ -106,7 +106,7 @@ def test_experiment_ambiguous_and_unknown():
 def test_recent_wide_window_has_every_run():
     data = invoke("--json", "recent", "--hours", "1000000", "--db", FIXTURE_DB).json()
     assert len(data["experiments"]) == 3
-    assert sum(r["runs"] for r in data["experiments"]) == 30
+    assert sum(r["sessions"] for r in data["experiments"]) == 30
     assert sum(r["events"] for r in data["experiments"]) == 720
     assert sum(r["messages"] for r in data["experiments"]) == 480
     assert sum(r["total_tokens"] for r in data["experiments"]) == TRUTH["total_tokens"]
@@ -131,7 +131,7 @@ def test_recent_window_counts_only_active_sessions(tmp_path):
                      (str(now - timedelta(hours=1)), SESSION))
     data = invoke("--json", "recent", "--hours", "2", "--db", db).json()
     [row] = data["experiments"]
-    assert row["name"] == "crafter_run_0" and row["runs"] == 1 and row["events"] == 24
+    assert row["name"] == "crafter_run_0" and row["sessions"] == 1 and "runs" not in row and row["events"] == 24
 
 
 def test_recent_rejects_a_bad_window():
@@ -153,7 +153,7 @@ def test_usage_per_model_matches_ground_truth():
             expected["input_tokens"], expected["output_tokens"], expected["total_tokens"])
         assert row["cost_usd"] == pytest.approx(expected["cost_usd"], abs=1e-9)
         assert row["avg_latency_ms"] == expected["latency"] / expected["calls"]
-        assert row["first_used"] == "2026-11-22T22:23:49" and row["last_used"] == "2026-11-22T22:23:50"
+        assert row["first_used"] == "2026-11-22T22:23:49.000Z" and row["last_used"] == "2026-11-22T22:23:50.000Z"
     assert data["totals"]["calls"] == 240 and data["totals"]["total_tokens"] == TRUTH["total_tokens"]
 
 

@@ -97,9 +97,9 @@ def test_the_merged_db_reads_like_its_sources(tmp_path):
 
     sources = invoke("--json", "traces", "--db", str(a), "--db", str(b)).json()["totals"]
     together = invoke("--json", "traces", "--db", str(merged)).json()["totals"]
-    for key in ("traces", "events", "llm_calls"):
+    for key in ("sessions", "events", "llm_calls"):
         assert together[key] == sources[key], key
-    assert together["traces"] == 6 and together["experiments"] == 1     # the shared experiment, once
+    assert together["sessions"] == 6 and together["experiments"] == 1     # the shared experiment, once
 
     out_sources, out_merged = tmp_path / "sources.jsonl", tmp_path / "merged.jsonl"
     r1 = invoke("filter", "--db", str(a), "--db", str(b), "--mode", "calls", "-o", str(out_sources))

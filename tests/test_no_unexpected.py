@@ -130,7 +130,7 @@ def test_non_utf8_paths(tmp_path):
     shutil.copyfile(FIXTURE_DB, tmp_path / name)
     result = run_cli("--json", "traces", "--db", name, cwd=tmp_path)
     assert result.exit_code == 0, result.stderr
-    assert result.json()["totals"]["traces"] == 30
+    assert result.json()["totals"]["sessions"] == 30
     result = run_cli("session", "nope", "--db", name, cwd=tmp_path)
     assert "\\xff-traces.db" in _clear_error(result)  # shown visibly, never as a raw byte
     out = os.fsdecode(b"\xfe-out.jsonl")
@@ -233,7 +233,7 @@ def test_corrupt_db_under_root_is_skipped(tmp_path):
         result = invoke("--json", command, "--root", root)
         assert result.json()["skipped"] and result.json()["skipped"][0]["db"].endswith("bad.db"), result.output
         assert "warning: skipping" in result.stderr
-    assert invoke("--json", "traces", "--root", root).json()["totals"]["traces"] == 30
+    assert invoke("--json", "traces", "--root", root).json()["totals"]["sessions"] == 30
     # named explicitly, the same DB is an error
     _clear_error(invoke("traces", "--root", root, "--db", bad))
 

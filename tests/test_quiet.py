@@ -28,7 +28,13 @@ def test_experiment_quiet_lists_its_session_ids():
     assert len(res.stdout.splitlines()) == 10
 
 
-@pytest.mark.parametrize("args", [("traces", "--db"), ("usage", "--db"), ("status", "--db")])
+def test_traces_quiet_lists_the_dbs():
+    dbs = [d["db"] for d in invoke("--json", "traces", "--db", FIXTURE_DB).json()["dbs"]]
+    res = invoke("-q", "traces", "--db", FIXTURE_DB)
+    assert res.exit_code == 0 and res.stdout.splitlines() == dbs == [str(FIXTURE_DB)]
+
+
+@pytest.mark.parametrize("args", [("usage", "--db"), ("status", "--db")])
 def test_reports_without_a_shorter_form_print_in_full(args):
     plain = invoke(*args, FIXTURE_DB, "--base-url", "http://127.0.0.1:9") if args[0] == "status" \
         else invoke(*args, FIXTURE_DB)
@@ -57,7 +63,7 @@ def test_filter_and_validate_quiet_print_nothing_and_the_exit_code_speaks(tmp_pa
 
 
 def test_demo_list_quiet_prints_the_names():
-    names = [d["name"] for d in invoke("--json", "demo", "--list").json()]
+    names = [d["name"] for d in invoke("--json", "demo", "--list").json()["demos"]]
     assert invoke("demo", "--list", "-q").stdout.splitlines() == names and names
 
 

@@ -65,7 +65,7 @@ def test_traces_over_http_counts(sqld_url):
     remote, _ = _both(sqld_url, "traces")
     [row] = remote["dbs"]
     assert row["db"] == sqld_url and row["kind"] == "libsql"
-    assert (row["traces"], row["events"], row["llm_calls"], row["experiments"]) == (30, 720, 240, 3)
+    assert (row["sessions"], row["events"], row["llm_calls"], row["experiments"]) == (30, 720, 240, 3)
     assert row["size_bytes"] > 0
 
 
@@ -171,12 +171,12 @@ def test_auth_token_from_libsql_or_turso_env(tmp_path, monkeypatch):
     assert f"error: {url}: the libSQL server refused the credentials (HTTP 401: Unauthorized: " in wrong.stderr
     assert "not.a.token" not in wrong.stderr  # masked even in the --debug traceback
     assert libsql.exit_code == 0, libsql.output
-    assert libsql.json()["totals"]["traces"] == 30 and libsql.json()["totals"]["llm_calls"] == 240
+    assert libsql.json()["totals"]["sessions"] == 30 and libsql.json()["totals"]["llm_calls"] == 240
     assert turso.exit_code == 0, turso.output
     assert turso.json()["session_id"] == SESSION
     assert token not in libsql.output + turso.output
     assert in_url.exit_code == 0, in_url.output
-    assert in_url.json()["dbs"][0]["db"] == url and in_url.json()["totals"]["traces"] == 30
+    assert in_url.json()["dbs"][0]["db"] == url and in_url.json()["totals"]["sessions"] == 30
     assert wrong_in_url.exit_code == 1
     assert wrong_in_url.stderr.splitlines() == [
         f"error: {url.replace('http://', 'libsql://')}: the libSQL server refused the credentials "

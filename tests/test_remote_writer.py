@@ -92,7 +92,7 @@ def test_tracer_creates_the_schema_and_the_readers_read_it(empty_server, tmp_pat
     drop = ("size_bytes", "dbs")
     assert {k: v for k, v in traces_remote.items() if k not in drop} == \
         {k: v for k, v in traces_local.items() if k not in drop}
-    assert traces_remote["traces"] == 5 and traces_remote["llm_calls"] == 15
+    assert traces_remote["sessions"] == 5 and traces_remote["llm_calls"] == 15
     # messages point at their timesteps (resolved on the server inside the transaction)
     orphans = server_rows(empty_server, "SELECT count(*) FROM messages m LEFT JOIN session_timesteps t "
                                         "ON t.id = m.timestep_id WHERE t.step_id IS NULL")
@@ -116,7 +116,7 @@ def test_eight_writer_processes_fifty_sessions_each(empty_server, tmp_path, spoo
     assert server_rows(empty_server, "SELECT count(*) FROM messages") == [(1600,)]
     traces = invoke("--json", "traces", "--db", empty_server)
     assert traces.exit_code == 0, traces.output
-    assert traces.json()["totals"]["traces"] == 400 and traces.json()["totals"]["experiments"] == 8
+    assert traces.json()["totals"]["sessions"] == 400 and traces.json()["totals"]["experiments"] == 8
     out = tmp_path / "all.jsonl"
     filtered = invoke("--json", "filter", "--db", empty_server, "-o", out)
     assert filtered.exit_code == 0, filtered.output

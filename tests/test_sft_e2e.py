@@ -96,7 +96,7 @@ def test_filter_then_sft_run_plain_and_json(tmp_path, train_file):
             if ":" in line.split("  ")[0] and not line.startswith(("status:", "fine-tuned", "trained", "wall")):
                 assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  ", line), line
         # every event of the job appears exactly once
-        events = run_cli("sft", "events", job["id"], "--json", env=env_for(srv)).json()
+        events = run_cli("sft", "events", job["id"], "--json", env=env_for(srv)).json()["events"]
         for event in events:
             assert sum(line.endswith("  " + " ".join(event["message"].split()))
                        for line in res.stdout.splitlines()) == 1, event["message"]
@@ -126,7 +126,7 @@ def test_submit_poll_and_the_inspection_commands(tmp_path, train_file):
             res = run_cli("sft", command, job_id, env=env)
             assert res.exit_code == 0, (command, res.output)
             assert not ANSI.search(res.stdout)
-        assert len(run_cli("sft", "checkpoints", job_id, "--json", env=env).json()) == 2  # one per epoch
+        assert len(run_cli("sft", "checkpoints", job_id, "--json", env=env).json()["checkpoints"]) == 2  # one per epoch
         trends = run_cli("sft", "trends", job_id, "--json", env=env).json()
         assert [t["epoch"] for t in trends["trends"]] == sorted(t["epoch"] for t in trends["trends"])
         res = run_cli("sft", "list", env=env)
@@ -143,7 +143,7 @@ def test_events_of_a_fresh_job_whose_timestamps_all_tie(tmp_path, train_file):
         messages = [line.split("  ", 1)[1] for line in res.stdout.splitlines()]
         assert messages[:2] == [f"Created fine-tuning job: {job_id}", messages[1]]
         assert messages[1].startswith("Validating training file: file-") and len(messages) == 2
-        listed = run_cli("sft", "events", job_id, "--json", env=env).json()
+        listed = run_cli("sft", "events", job_id, "--json", env=env).json()["events"]
         assert [e["message"] for e in listed] == messages
 
 

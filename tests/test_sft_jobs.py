@@ -148,10 +148,12 @@ def test_list_show_events_checkpoints(fake, train):
     job_id = json.loads(job_id)["id"]
     res = sft(fake, "list")
     assert res.exit_code == 0 and job_id in res.stdout and "succeeded" in res.stdout
-    assert [j["id"] for j in sft(fake, "list", "--json").json()] == [job_id]
+    assert [j["id"] for j in sft(fake, "list", "--json").json()["jobs"]] == [job_id]
     sft(fake, "submit", train, "-m", "m", "--no-validate")
-    listed = sft(fake, "list", "--limit", "1", "--json").json()
+    listed_doc = sft(fake, "list", "--limit", "1", "--json").json()
+    listed = listed_doc["jobs"]
     assert len(listed) == 1 and listed[0]["id"] != job_id
+    assert listed_doc["has_more"] is True
     assert "more with --limit" in sft(fake, "list", "--limit", "1").stdout
     res = sft(fake, "show", job_id)
     assert res.exit_code == 0 and "fine-tuned model" in res.stdout and f"ft:gpt-4o-mini:synth:{job_id}" in res.stdout
@@ -160,11 +162,11 @@ def test_list_show_events_checkpoints(fake, train):
     assert res.exit_code == 0
     assert [line.split("  ", 1)[1] for line in res.stdout.splitlines()] == \
         [e["message"] for e in fake.api.events[job_id]]
-    assert [e["id"] for e in sft(fake, "events", job_id, "--json").json()] == \
+    assert [e["id"] for e in sft(fake, "events", job_id, "--json").json()["events"]] == \
         [e["id"] for e in fake.api.events[job_id]]
     res = sft(fake, "checkpoints", job_id)
     assert res.exit_code == 0 and f"ftckpt-{job_id}-1" in res.stdout and "0.5000" in res.stdout
-    assert sft(fake, "checkpoints", job_id, "--json").json()[0]["step_number"] == 2
+    assert sft(fake, "checkpoints", job_id, "--json").json()["checkpoints"][0]["step"] == 2
 
 
 def test_events_follow_streams_until_the_end(fake, train):
@@ -182,7 +184,7 @@ def test_predictions_and_trends(fake, train):
     call = fake.api.calls("GET", f"/v1/fine_tuning/jobs/{job_id}/predictions")[-1]
     assert call.query == {"epoch": "2", "limit": "1", "offset": "0"}
     data = sft(fake, "predictions", job_id, "--offset", "1", "--json").json()
-    assert data["total_count"] == 4 and len(data["predictions"]) == 3
+    assert data["total"] == 4 and len(data["predictions"]) == 3 and data["has_more"] is False
     res = sft(fake, "predictions", job_id, "--offset", "9")
     assert res.exit_code == 0 and res.stdout.strip() == f"no predictions past --offset 9: {job_id} has 4"
     res = sft(fake, "trends", job_id)

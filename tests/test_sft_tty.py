@@ -135,7 +135,7 @@ def test_run_on_a_terminal_shows_the_live_view_and_every_event_once(tmp_path, tr
 
         # every event printed once, in the order the job emitted them (the live view is redrawn
         # many times; event lines are not part of it, so each appears exactly once in the stream)
-        printed = [m.group(1) for line in term.lines() if (m := re.match(r"\d\d:\d\d:\d\d  (.+?)\s*$", line))]
+        printed = [m.group(1) for line in term.lines() if (m := re.match(r"\d\d:\d\d:\d\dZ  (.+?)\s*$", line))]
         printed = [p for p in printed if not p.startswith("status ")]
         expected = [" ".join(e["message"].split()) for e in job_events(srv, job_id)]
         assert printed == expected

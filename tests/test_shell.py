@@ -125,8 +125,8 @@ def test_every_global_option_works_after_the_subcommand(fixture_db, tmp_path):
         assert result.json()["backend"]["base_url_source"] == ".env SYNTH_BASE_URL"
         config.reset_env_tracking()
     quiet = invoke("calc", "gpt-4o", "1M", "500k", "-q")
-    assert quiet.exit_code == 0 and quiet.stdout == "$7.50\n"
-    assert invoke("calc", "gpt-4o", "1M", "500k", "--quiet").stdout == "$7.50\n"
+    assert quiet.exit_code == 0 and quiet.stdout == "7.50\n"
+    assert invoke("calc", "gpt-4o", "1M", "500k", "--quiet").stdout == "7.50\n"
     missing = invoke("status", "--env-file")  # no value: an error, and `status` is not taken as the path
     assert missing.exit_code == 2 and "--env-file" in missing.stderr
     assert invoke("x", "--", "-q").exit_code == 2  # after `--` nothing is hoisted
@@ -155,7 +155,14 @@ def test_settings_precedence_flag_env_dotenv_default_end_to_end(tmp_path):
     (tmp_path / ".env").unlink()
     default = backend()
     assert (default["base_url"], default["base_url_source"]) == (config.DEFAULT_BASE_URL, "default")
-    assert default["api_key"] is None
+    # no key anywhere and the default local `serve`: its public dev key, said so
+    assert (default["api_key"], default["api_key_source"]) == (config.DEFAULT_DEV_KEY, config.DEV_KEY_SOURCE)
+    elsewhere = backend("--base-url", "http://127.0.0.1:6")
+    assert elsewhere["api_key"] is None  # another backend never gets the dev key
+    root = run_cli("--json", "--base-url", "http://127.0.0.1:7", "--api-key", "sk_live_fromroot0000000000004",
+                   "status").json()["backend"]  # the globals before the command, like --json
+    assert (root["base_url"], root["base_url_source"]) == ("http://127.0.0.1:7/v1", "--base-url")
+    assert (root["api_key"], root["api_key_source"]) == ("sk_liv…0004", "--api-key")
 
 
 def test_debug_env_traceback_masks_the_key(tmp_path):
@@ -175,5 +182,5 @@ def test_debug_env_traceback_masks_the_key(tmp_path):
 def test_no_command_prints_the_help_and_no_empty_error(args):
     res = run_cli(*args)
     assert res.exit_code == 2
-    assert "Usage: synth-ai" in res.stdout and "Commands" in res.stdout
+    assert "Usage: synth-ai" in res.stdout and ("Commands" in res.stdout or "Inspect traces:" in res.stdout)
     assert res.stderr == ""

@@ -282,7 +282,7 @@ def test_job_request_maps_common_flags_and_params_and_matches_the_schema():
 
 def test_params_command_documents_each_provider():
     result = invoke("sft", "params", "--provider", "together", "--json")
-    keys = {p["key"] for p in json.loads(result.stdout)}
+    keys = {p["key"] for p in json.loads(result.stdout)["params"]}
     assert {"lora", "lora_r", "n_checkpoints", "warmup_ratio", "train_on_inputs"} <= keys
     result = invoke("sft", "params", "--provider", "openai", "--quiet")
     assert result.stdout.split() == ["n_epochs", "batch_size", "learning_rate_multiplier"]
@@ -312,7 +312,7 @@ def test_the_live_view_on_a_terminal_is_the_same_for_together(tmp_path):
         steps = [(int(a), int(b)) for a, b in re.findall(r"step (\d+)/(\d+) \(\d+%\)", text)]
         assert steps and steps[-1][0] == steps[-1][1]
         assert re.findall(rf"train loss (\d+\.\d{{4}}) ([{SPARK}]+)", text)  # losses from /metrics
-        printed = [m.group(1) for line in term.lines() if (m := re.match(r"\d\d:\d\d:\d\d  (.+?)\s*$", line))]
+        printed = [m.group(1) for line in term.lines() if (m := re.match(r"\d\d:\d\d:\d\dZ  (.+?)\s*$", line))]
         printed = [p for p in printed if not p.startswith("status ")]
         assert printed[0].startswith("Created fine-tuning job") and len(printed) == len(set(printed))
         assert re.search(r"status +succeeded", text[text.rindex("status "):])

@@ -11,7 +11,7 @@ C = FIXTURE_COUNTS
 
 
 def _assert_fixture_row(row: dict) -> None:
-    assert row["traces"] == C["sessions"]
+    assert row["sessions"] == C["sessions"]
     assert row["experiments"] == C["experiments"]
     assert row["events"] == C["events"]
     assert row["events_by_type"] == {"cais": C["cais"], "environment": C["environment"], "runtime": C["runtime"]}
@@ -21,7 +21,7 @@ def _assert_fixture_row(row: dict) -> None:
     assert row["malformed_call_records"] == 0
     assert row["schema"] == "tracing_v3" and row["call_records"] is True
     assert row["size_bytes"] == os.path.getsize(FIXTURE_DB)
-    assert row["last_activity"] == "2026-11-22T22:23:50.837694"
+    assert row["last_activity"] == "2026-11-22T22:23:50.837Z"
 
 
 def test_fixture_counts_json():
@@ -31,7 +31,7 @@ def test_fixture_counts_json():
     [row] = data["dbs"]
     _assert_fixture_row(row)
     assert row["db"] == str(FIXTURE_DIR)
-    assert data["totals"] == {"dbs": 1, "traces": 30, "experiments": 3, "events": 720, "messages": 480,
+    assert data["totals"] == {"dbs": 1, "sessions": 30, "experiments": 3, "events": 720, "messages": 480,
                               "llm_calls": 240, "input_tokens": row["input_tokens"],
                               "output_tokens": row["output_tokens"], "total_tokens": row["total_tokens"],
                               "cost_usd": row["cost_usd"], "size_bytes": os.path.getsize(FIXTURE_DB),
@@ -48,11 +48,11 @@ def test_human_table_has_separators_sizes_and_systems():
     result = invoke("traces", "--db", FIXTURE_DIR)
     assert result.exit_code == 0, result.output
     out = result.stdout
-    for header in ("DB", "traces", "experiments", "events", "LLM calls", "last activity", "size"):
+    for header in ("DB", "sessions", "experiments", "events", "LLM calls", "last activity (UTC)", "size"):
         assert header in out
-    assert "2026-11-22 22:23:50" in out
-    assert "2.0 MB" in out
-    assert "Total storage: 2.0 MB in 1 DB · 30 traces · 720 events · 240 LLM calls" in out
+    assert "2026-11-22 22:23" in out
+    assert "2.1 MB" in out  # SI: 10^6 bytes
+    assert "Total storage: 2.1 MB in 1 DB · 30 sessions · 720 events · 240 LLM calls" in out
     assert "crafter-react-agent" in out and "cais 240" in out
     assert result.stderr == ""
 
@@ -64,7 +64,7 @@ def test_default_root_is_synth_ai_db_dbs_in_the_working_directory(tmp_path):
     data = invoke("--json", "traces").json()
     assert data["root"] == "synth_ai.db/dbs"
     assert [d["db"] for d in data["dbs"]] == ["synth_ai.db/dbs/default", "synth_ai.db/dbs/second"]
-    assert data["totals"]["traces"] == 60 and data["totals"]["llm_calls"] == 480
+    assert data["totals"]["sessions"] == 60 and data["totals"]["llm_calls"] == 480
     assert data["systems"][0]["events"] == 480 and len(data["systems"][0]["dbs"]) == 2
 
 
@@ -75,7 +75,7 @@ def test_root_flag_env_and_sqlite_files(tmp_path, monkeypatch):
     data = invoke("--json", "traces", "--root", root).json()
     assert [d["db"] for d in data["dbs"]] == [str(root / "run1.db")]
     monkeypatch.setenv("SYNTH_TRACES_ROOT", str(root))
-    assert invoke("--json", "traces").json()["totals"]["traces"] == 30
+    assert invoke("--json", "traces").json()["totals"]["sessions"] == 30
     # a root given as the sqld directory itself (X.db) works too
     sqld_dir(tmp_path / "other.db")
     data = invoke("--json", "traces", "--root", tmp_path / "other.db").json()
@@ -89,7 +89,7 @@ def test_db_flags_env_and_dedupe(tmp_path, monkeypatch):
     # the root's DB named again with --db, and the env DB named again: each counted once
     data = invoke("--json", "traces", "--db", "synth_ai.db", "--db", extra).json()
     assert data["totals"]["dbs"] == 2
-    assert data["totals"]["traces"] == 60
+    assert data["totals"]["sessions"] == 60
 
 
 def test_limit_lists_fewer_dbs_but_totals_count_all(tmp_path):
@@ -97,7 +97,7 @@ def test_limit_lists_fewer_dbs_but_totals_count_all(tmp_path):
         copy_fixture(tmp_path / "synth_ai.db" / "dbs" / name / "data")
     data = invoke("--json", "traces", "--limit", "2").json()
     assert len(data["dbs"]) == 2
-    assert data["totals"]["dbs"] == 3 and data["totals"]["traces"] == 90
+    assert data["totals"]["dbs"] == 3 and data["totals"]["sessions"] == 90
     human = invoke("traces", "--limit", "1")
     assert "showing 1 of 3 DBs" in human.stdout
     assert invoke("traces", "--limit", "0").exit_code == 2
@@ -140,7 +140,7 @@ def test_earlier_schema_reports_llm_calls_unavailable(tmp_path):
     [row] = data["dbs"]
     assert row["call_records"] is False and row["llm_calls"] is None
     assert row["schema"] == "tracing_v3 (no call_records)"
-    assert row["traces"] == 30 and row["events"] == 720 and row["events_by_type"]["cais"] == 240
+    assert row["sessions"] == 30 and row["events"] == 720 and row["events_by_type"]["cais"] == 240
     human = invoke("traces", "--db", db)
     assert human.exit_code == 0
     assert "n/a" in human.stdout

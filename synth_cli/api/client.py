@@ -205,7 +205,7 @@ class ApiClient:
         else:
             base = Setting(config.normalize_base_url(str(base_url)), "argument")
         if api_key is None:
-            key = config.api_key()
+            key = config.api_key(base=base)
         elif isinstance(api_key, Setting):
             key = api_key
         else:

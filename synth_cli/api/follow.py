@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -184,7 +183,7 @@ class TrainingProgress:
     total_steps: int | None = None
     train_loss: float | None = None
     valid_loss: float | None = None
-    losses: deque = field(default_factory=lambda: deque(maxlen=240))
+    losses: list = field(default_factory=list)  # the whole run: the live view downsamples it
 
     def update(self, event: JobEvent) -> bool:
         data = event.data

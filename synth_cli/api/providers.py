@@ -70,6 +70,8 @@ def open_provider(provider: str | None = None, base_url: str | None = None, api_
     from synth_cli import config
     from synth_cli.api.client import ApiClient
 
+    base_url = base_url or config.root_flag("--base-url")  # `synth-ai --base-url URL sft …`
+    api_key = api_key or config.root_flag("--api-key")
     name, source = choose_provider(provider, base_url)
     cls = provider_class(name)
     base = config.resolve(config.BASE_URL_VARS, base_url, "--base-url", default=cls.default_base_url)
@@ -79,6 +81,8 @@ def open_provider(provider: str | None = None, base_url: str | None = None, api_
     key = config.resolve(key_vars, api_key, "--api-key")
     if key is not None:
         config.register_secret(key.value)
+    elif base.value == config.DEFAULT_BASE_URL:  # the local `synth-ai serve`: its public dev key
+        key = config.Setting(config.DEFAULT_DEV_KEY, config.DEV_KEY_SOURCE)
     kwargs: dict[str, Any] = {}
     if max_retries is not None:
         kwargs["max_retries"] = max_retries

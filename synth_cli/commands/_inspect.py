@@ -155,31 +155,11 @@ def read_each(stores: Sequence[tuple[Target, Any]], read: Any, *, on_skip: Any =
     return results
 
 
-def fmt_cost(value: Any) -> str:
-    """USD with enough digits for sub-cent LLM costs ($0.0068), else cents."""
-    if value is None:
-        return "–"
-    value = float(value)
-    if value == 0:
-        return "$0.00"
-    if abs(value) < 1:
-        return f"${value:.4f}"
-    return f"${value:,.2f}"
-
-
 def fmt_reward(value: Any) -> str:
     if value is None:
         return "–"
     value = float(value)
     return f"{value:g}" if value == int(value) else f"{value:.3f}"
-
-
-def fmt_minute(value: Any) -> str:
-    """`2026-11-22 22:23` (tables with several timestamps)."""
-    from synth_cli.output import fmt_time
-
-    text = fmt_time(value)
-    return text[:16] if len(text) >= 16 else text
 
 
 def fmt_ms(value: Any) -> str:

@@ -24,7 +24,12 @@ STATUS_STYLE = {"succeeded": "bold green", "failed": "bold red", "cancelled": "b
 
 
 def sparkline(values: list[float], width: int = 32) -> str:
-    values = [v for v in values if v == v][-width:]  # drop NaN, keep the latest
+    """The whole series in at most `width` cells: longer runs are averaged in equal buckets, so the
+    first steps stay on screen and the scale is the run's (a fall from 2.00 to 0.19 shows)."""
+    values = [v for v in values if v == v]  # drop NaN
+    if len(values) > width:
+        edges = [round(i * len(values) / width) for i in range(width + 1)]
+        values = [sum(values[a:b]) / (b - a) for a, b in zip(edges, edges[1:]) if b > a]
     if not values:
         return ""
     low, high = min(values), max(values)
@@ -44,11 +49,10 @@ def utc_stamp(ts: Any = None) -> str:
 
 
 def local_clock(ts: Any = None) -> str:
-    try:
-        moment = datetime.fromtimestamp(float(ts)) if ts is not None else datetime.now()
-    except (TypeError, ValueError, OverflowError, OSError):
-        moment = datetime.now()
-    return moment.strftime("%H:%M:%S")
+    """The live view's line stamp: `HH:MM:SSZ`, UTC like every time the CLI shows (docs/json.md)."""
+    from synth_cli.output import fmt_clock
+
+    return fmt_clock(ts)
 
 
 def one_line(text: Any) -> str:
@@ -123,7 +127,9 @@ class JsonRenderer:
 
     def handle(self, update, follower) -> None:
         if update.kind == "event":
-            self.out.ndjson(update.event.raw)
+            from synth_cli.commands import _sft_json as sft_json
+
+            self.out.ndjson(sft_json.event(update.event))
 
 
 class QuietRenderer(JsonRenderer):
@@ -146,6 +152,7 @@ class LiveRenderer:
         self.follower = None
         self.note: str | None = None
         self.spinner = Spinner("dots", style="cyan")
+        self._first_step: tuple[float, int] | None = None  # (monotonic time, step) first seen: for the ETA
         self.live = Live(self, console=self.console, refresh_per_second=8, transient=True,
                          redirect_stdout=False, redirect_stderr=False)
 
@@ -186,12 +193,31 @@ class LiveRenderer:
             bar.add_column()
             bar.add_row(ProgressBar(total=progress.total_steps, completed=step, width=40),
                         Text(f"step {fmt_int(step)}/{fmt_int(progress.total_steps)} "
-                             f"({100 * step / progress.total_steps:.0f}%)"))
+                             f"({100 * step / progress.total_steps:.0f}%)" + self._eta(step, progress.total_steps)))
             rows.append(bar)
         if progress and progress.train_loss is not None:
-            rows.append(Text.assemble(("train loss ", "dim"), (f"{progress.train_loss:.4f} ", "bold"),
-                                      (sparkline(list(progress.losses)), "magenta")))
+            loss = Text.assemble(("train loss ", "dim"), (f"{progress.train_loss:.4f} ", "bold"),
+                                 (sparkline(list(progress.losses)), "magenta"))
+            if len(progress.losses) > 1:
+                loss.append(f" from {progress.losses[0]:.4f}", style="dim")
+            if progress.valid_loss is not None:
+                loss.append("  valid loss ", style="dim")
+                loss.append(f"{progress.valid_loss:.4f}", style="bold")
+            rows.append(loss)
         return Group(*rows)
+
+    def _eta(self, step: int, total: int) -> str:
+        """` · ETA 3m12s` from the pace since the first step this view saw."""
+        import time
+
+        now = time.monotonic()
+        if self._first_step is None or step < self._first_step[1]:
+            self._first_step = (now, step)
+            return ""
+        started, first = self._first_step
+        if step <= first or step >= total or now - started < 1e-3:
+            return ""
+        return f" · ETA {fmt_duration((now - started) / (step - first) * (total - step))}"
 
     def handle(self, update, follower) -> None:
         from rich.text import Text
@@ -268,7 +294,9 @@ def follow_job(provider, job_id: str, out: Output, *, interval: float, timeout: 
     job = follower.job or Job(id=job_id, status="unknown", raw={"id": job_id})
     wall = time.monotonic() - started
     if out.json_mode:
-        out.ndjson(job.raw)
+        from synth_cli.commands import _sft_json as sft_json
+
+        out.ndjson(sft_json.job(job))
     elif out.quiet:
         if job.succeeded and job.fine_tuned_model:
             write_line(str(job.fine_tuned_model))

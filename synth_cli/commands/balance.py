@@ -6,7 +6,7 @@ from typing import Any, Iterable, Optional
 
 import typer
 
-from synth_cli.output import fmt_int, fmt_usd, get_output
+from synth_cli.output import fmt_int, fmt_usd, get_output, usd_number
 
 #: a down backend should fail in seconds, not after the client's full retry budget
 MAX_RETRIES = 3
@@ -25,8 +25,9 @@ def balance(
 
     Spend is split into tokens (fine-tuning data trained on) and GPU time. Works
     with a Synth backend and with the local `synth-ai serve`; OpenAI and other
-    backends without account endpoints say so. `--json` prints the raw numbers
-    (cents as the backend reports them).
+    backends without account endpoints say so. `--json` prints USD numbers
+    (`balance_usd`, `..._spend_usd`) with the backend's answers under `raw`;
+    `--quiet` prints the balance as a bare number.
     """
     from synth_cli.api import billing
 
@@ -36,10 +37,14 @@ def balance(
         windows = billing.spend_windows(client)
         summary = billing.usage_summary(client) if usage else None
 
-    data: dict[str, Any] = {"base_url": client.base_url, **current, "windows": windows}
+    data: dict[str, Any] = {"base_url": client.base_url, "balance_usd": _dollars(current["balance_cents"]),
+                            "windows": [{"window_hours": int(w["window_hours"]), **_spend(w)} for w in windows]}
+    raw: dict[str, Any] = {"balance": current, "windows": windows}
     if summary is not None:
-        data["current_month"] = summary["current_month"]
-        data["last_30_days"] = summary["last_30_days"]
+        data["current_month"] = _spend(summary["current_month"])
+        data["last_30_days"] = _spend(summary["last_30_days"])
+        raw["usage"] = summary
+    data["raw"] = raw
 
     def human() -> None:
         out.kv([("balance", _usd(current["balance_cents"])), ("backend", client.base_url)])
@@ -50,10 +55,7 @@ def balance(
         out.line()
         out.table(["spend", ("tokens", "right"), ("GPU", "right"), ("total", "right")], rows)
 
-    if out.quiet and not out.json_mode:
-        typer.echo(_usd(current["balance_cents"]))  # the essential result
-        return
-    out.result(data, human)
+    out.result(data, human, essential=[usd_number(data["balance_usd"])])  # -q: the bare amount
 
 
 def remote_usage(models: Optional[Iterable[str]] = None, base_url: Optional[str] = None,
@@ -70,9 +72,15 @@ def remote_usage(models: Optional[Iterable[str]] = None, base_url: Optional[str]
     wanted = list(dict.fromkeys(m for m in (models or []) if m))
     with _client(base_url, api_key) as client:
         summary = billing.usage_summary(client, wanted)
-    data: dict[str, Any] = {"base_url": client.base_url, **summary}
-    if not wanted:
-        data.setdefault("models", [])
+    data: dict[str, Any] = {
+        "base_url": client.base_url,
+        "models": [{"model": row["model"], "requests": int(row["requests"]), "input_tokens": int(row["input_tokens"]),
+                    "output_tokens": int(row["output_tokens"]), "spend_usd": _dollars(row["spend_cents"])}
+                   for row in summary.get("models") or []],
+        "current_month": _spend(summary["current_month"]),
+        "last_30_days": _spend(summary["last_30_days"]),
+        "raw": summary,
+    }
 
     def human() -> None:
         rows = []
@@ -105,7 +113,23 @@ def _client(base_url_flag: Optional[str], api_key_flag: Optional[str]):
 
 
 def _usd(cents: Any) -> str:
-    return fmt_usd(float(cents) / 100)
+    return fmt_usd(_dollars(cents))
+
+
+def _dollars(cents: Any) -> float:
+    """The backend's cents as the USD number every `--json` document carries (docs/json.md)."""
+    return round(float(cents) / 100, 6)
+
+
+def _spend(section: dict[str, Any]) -> dict[str, float]:
+    """`{token,gpu,total}_spend_cents` → `{token,gpu,total}_spend_usd`."""
+    return {key.replace("_cents", "_usd"): _dollars(section[key]) for key in billing_fields()}
+
+
+def billing_fields() -> tuple[str, ...]:
+    from synth_cli.api.billing import SPEND_FIELDS
+
+    return SPEND_FIELDS
 
 
 def _window_label(hours: Any) -> str:

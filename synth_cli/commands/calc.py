@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from synth_cli.output import get_output
+from synth_cli.output import Col, get_output
 
 
 def calc(
@@ -93,7 +93,7 @@ def _show_estimate(est, table) -> None:
         return
     total = core.format_usd(est.total)
     if out.quiet:
-        typer.echo(total)
+        typer.echo(total.replace("$", "").replace(",", ""))  # a single value: the bare number
         return
     row = est.row
     rows = []
@@ -127,8 +127,8 @@ def _show_table(table) -> None:
     def human() -> None:
         rows = [(row.name, row.provider or "", core.format_rate(row.input), core.format_rate(row.cached_input),
                  core.format_rate(row.output), row.as_of or "–") for row in table.rows]
-        out.table(["model", "provider", ("input", "right"), ("cached input", "right"), ("output", "right"), "as of"],
-                  rows)
+        out.table(["model", Col("provider", drop=2), ("input", "right"), Col("cached input", "right", drop=3),
+                   ("output", "right"), Col("as of", drop=1)], rows)
         out.line(f"USD per 1M tokens; {len(table.rows)} models from {table.path}")
         out.line("sources and notes: `synth-ai calc --list --json`")
 

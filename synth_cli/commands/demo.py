@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from synth_cli.output import get_output
+from synth_cli.output import Col, get_output
 
 
 def demo(
@@ -33,7 +33,9 @@ def demo(
     if list_:
         data = [{"name": d.name, "description": d.description, "script": str(d.script) if d.script else None}
                 for d in demos]
-        out.result(data, lambda: out.table(["demo", "what it does"], [(d.name, d.description) for d in demos]),
+        out.result({"demos": data},
+                   lambda: out.table(["demo", Col("what it does", wrap=True)],
+                                     [(d.name, d.description) for d in demos]),
                    essential=[d.name for d in demos])
         return
     if name is None and len(demos) > 1 and out.is_terminal and not out.json_mode:

@@ -6,8 +6,8 @@ from typing import Any, List, Optional
 
 import typer
 
-from synth_cli.commands._inspect import db_option, fmt_cost, fmt_reward, help_text
-from synth_cli.output import fmt_int, fmt_time, get_output
+from synth_cli.commands._inspect import db_option, fmt_reward, help_text
+from synth_cli.output import Col, fmt_int, fmt_time, fmt_usd, get_output
 
 DEFAULT_LIMIT = 20
 
@@ -42,21 +42,24 @@ def experiments_command(
                              r.name or "", r.experiment_id or ""))
     rows = rows[:limit]
     many = len(targets) > 1
-    data = {"dbs": [t.label for t in targets], "experiments": [r.to_dict() for r in rows], "total": total}
+    data = {"dbs": [t.label for t in targets], "experiments": [r.to_dict() for r in rows], "total": total,
+            "has_more": total > len(rows)}
 
     def human() -> None:
         if not rows:
             out.line("No experiments or sessions in " + ", ".join(t.label for t in targets) + ".")
             return
-        columns: list[Any] = ["experiment", "ID", ("sessions", "right"), ("events", "right"),
-                              ("tokens", "right"), ("cost", "right"), "first activity", "last activity"]
+        columns: list[Any] = [Col("experiment", wrap=True), "ID", ("sessions", "right"), Col("events", "right", drop=2),
+                              ("tokens", "right"), ("cost", "right"), Col("first activity (UTC)", drop=3),
+                              Col("last activity (UTC)", drop=1)]
         if many:
-            columns.append("DB")
+            columns.append(Col("DB", drop=4))
         table = []
         for r in rows:
             cells = [_experiment_name(r), r.experiment_id or "–", fmt_int(r.sessions), fmt_int(r.events),
-                     fmt_int(r.total_tokens), fmt_cost(r.cost_usd), fmt_time(r.first_activity),
-                     fmt_time(r.last_activity)]
+                     fmt_int(r.total_tokens), fmt_usd(r.cost_usd),
+                     fmt_time(r.first_activity, seconds=False, label=False),
+                     fmt_time(r.last_activity, seconds=False, label=False)]
             if many:
                 cells.append(r.db)
             table.append(cells)
@@ -109,16 +112,18 @@ def experiment_command(
             ("reward", f"{fmt_reward(totals['reward'])} total, {fmt_reward(totals['mean_reward'])} mean"),
             ("tokens", f"{fmt_int(totals['total_tokens'])} ({fmt_int(totals['input_tokens'])} in, "
                        f"{fmt_int(totals['output_tokens'])} out)"),
-            ("cost", fmt_cost(totals["cost_usd"])),
+            ("cost", fmt_usd(totals["cost_usd"])),
         ])
         if not sessions:
             return
         out.line()
-        rows = [(s.session_id, fmt_time(s.created_at), fmt_int(s.steps), fmt_reward(s.reward),
+        rows = [(s.session_id, fmt_time(s.created_at, seconds=False, label=False), fmt_int(s.steps),
+                 fmt_reward(s.reward),
                  fmt_int(s.events), fmt_int(s.llm_calls) if s.llm_calls is not None else "n/a",
-                 fmt_int(s.total_tokens), fmt_cost(s.cost_usd), ", ".join(s.models) or "–") for s in sessions]
-        out.table(["session", "created", ("steps", "right"), ("reward", "right"), ("events", "right"),
-                   ("LLM calls", "right"), ("tokens", "right"), ("cost", "right"), "models"], rows)
+                 fmt_int(s.total_tokens), fmt_usd(s.cost_usd), ", ".join(s.models) or "–") for s in sessions]
+        out.table(["session", Col("created (UTC)", drop=3), Col("steps", "right", drop=1), ("reward", "right"),
+                   Col("events", "right", drop=2), Col("LLM calls", "right", drop=4), ("tokens", "right"),
+                   ("cost", "right"), Col("models", wrap=True, drop=5)], rows)
 
     out.result(data, human, essential=[s.session_id for s in sessions])
     if sessions and not out.json_mode:
@@ -152,24 +157,26 @@ def recent_command(
     since = before(now, hours * 3600)
     many = len(targets) > 1
     data = {"hours": hours, "since": since, "dbs": [t.label for t in targets],
-            "experiments": [{**r.to_dict(), "runs": r.sessions} for r in rows]}
+            "experiments": [r.to_dict() for r in rows]}
 
     def human() -> None:
         if not rows:
-            out.line(f"No activity in the last {hours:g} hours (since {fmt_time(since)} UTC).")
+            out.line(f"No activity in the last {hours:g} hours (since {fmt_time(since)}).")
             return
-        columns: list[Any] = ["experiment", "ID", ("runs", "right"), ("events", "right"), ("messages", "right"),
-                              ("tokens", "right"), ("cost", "right"), "last activity"]
+        columns: list[Any] = [Col("experiment", wrap=True), "ID", ("sessions", "right"), Col("events", "right", drop=2),
+                              Col("messages", "right", drop=1), ("tokens", "right"), ("cost", "right"),
+                              Col("last activity (UTC)", drop=3)]
         if many:
-            columns.append("DB")
+            columns.append(Col("DB", drop=4))
         table = []
         for r in rows:
             cells = [_experiment_name(r), r.experiment_id or "–", fmt_int(r.sessions), fmt_int(r.events),
-                     fmt_int(r.messages), fmt_int(r.total_tokens), fmt_cost(r.cost_usd), fmt_time(r.last_activity)]
+                     fmt_int(r.messages), fmt_int(r.total_tokens), fmt_usd(r.cost_usd),
+                     fmt_time(r.last_activity, seconds=False, label=False)]
             if many:
                 cells.append(r.db)
             table.append(cells)
-        out.table(columns, table, title=f"Active in the last {hours:g} hours (since {fmt_time(since)} UTC)")
+        out.table(columns, table, title=f"Active in the last {hours:g} hours (since {fmt_time(since)})")
 
     out.result(data, human, essential=[r.experiment_id for r in rows if r.experiment_id])
 
@@ -180,8 +187,8 @@ EXPERIMENTS_HELP = help_text(
     "exact usage.cost_usd where they report it, else events.cost_usd (stored in cents).",
 )
 RECENT_HELP = help_text(
-    "Experiments active in the last H hours: runs, events, messages, tokens and cost.",
-    "A run (session) is active when it was created, or recorded an event, inside the window; its figures "
+    "Experiments active in the last H hours: sessions, events, messages, tokens and cost.",
+    "A session is active when it was created, or recorded an event, inside the window; its figures "
     "are whole-session figures.",
 )
 

@@ -139,10 +139,17 @@ def _run(options: Any, out: Any) -> Any:
     try:
         if out.json_mode or out.quiet or not out.err_console.is_terminal:
             return run_filter(options, on_notice=out.warn)
-        with out.err_console.status("selecting sessions…", spinner="dots") as status:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        # the kept sessions' LLM events are counted before the scan: a bar with a total and an ETA
+        columns = (TextColumn("filtering"), BarColumn(), MofNCompleteColumn(), TextColumn("LLM events ·"),
+                   TimeRemainingColumn(), TextColumn("· {task.fields[examples]} examples"))
+        with Progress(*columns, console=out.err_console, transient=True) as bar:
+            task = bar.add_task("filter", total=None, examples="0")
+
             def progress(stats: Any) -> None:
-                status.update(f"{fmt_int(stats.calls_scanned)} calls read · {fmt_int(stats.examples)} examples · "
-                              f"{fmt_int(stats.sessions_kept)} of {fmt_int(stats.sessions_scanned)} sessions kept")
+                bar.update(task, total=stats.rows_total or None, completed=stats.rows_done,
+                           examples=fmt_int(stats.examples))
 
             return run_filter(options, on_notice=out.warn, on_progress=progress)
     finally:

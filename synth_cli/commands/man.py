@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -14,6 +15,10 @@ def man(
     command: Optional[List[str]] = typer.Argument(
         None, metavar="[COMMAND]...", help="A command or group, e.g. `sft` or `sft run`; default: the whole tool."),
     no_pager: bool = typer.Option(False, "--no-pager", help="Print straight to stdout even on a terminal."),
+    install: bool = typer.Option(
+        False, "--install",
+        help="Write the roff pages into ~/.local/share/man/man1 (or $XDG_DATA_HOME/man/man1), where man(1) "
+             "finds them when ~/.local/bin is on PATH, as after `uv tool install` or `pip install --user`."),
     write: Optional[str] = typer.Option(
         None, "--write", metavar="DIR", hidden=True,
         help="Write the roff pages (synth-ai.1, synth-ai-CMD.1, …) into DIR and exit."),
@@ -32,6 +37,10 @@ def man(
     from synth_cli.manual.text import to_text
 
     out = get_output()
+    if install:
+        if command or write is not None:
+            raise UsageError("--install takes no COMMAND and no --write")
+        write = str(_user_man_dir())
     root = ctx.find_root().command
     if write is not None:
         if command:
@@ -41,6 +50,9 @@ def man(
         out.result({"directory": write, "pages": total, "changed": [str(p) for p in changed]},
                    lambda: out.line(f"{total} man pages in {write} ({len(changed)} written or removed)"),
                    essential=[str(p) for p in changed])
+        if install:
+            out.tip(f"`man synth-ai` finds them when {Path.home() / '.local' / 'bin'} is on PATH (man-db searches "
+                    f"../share/man of every PATH entry); else add {Path(write).parent} to MANPATH")
         return
 
     words = [w for part in (command or []) for w in part.split()]
@@ -75,6 +87,14 @@ def man(
         pydoc.pager(text)
     else:
         typer.echo(text, nl=False)
+
+
+def _user_man_dir() -> Path:
+    """`$XDG_DATA_HOME/man/man1`, else `~/.local/share/man/man1` (uv and pip --user put scripts in ~/.local/bin)."""
+    import os
+
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / "man" / "man1"
 
 
 def register(app: typer.Typer) -> None:

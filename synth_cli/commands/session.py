@@ -6,8 +6,8 @@ from typing import Any, List, Optional
 
 import typer
 
-from synth_cli.commands._inspect import db_option, fmt_cost, fmt_ms, fmt_reward, help_text
-from synth_cli.output import fmt_int, fmt_time, get_output
+from synth_cli.commands._inspect import db_option, fmt_ms, fmt_reward, help_text
+from synth_cli.output import fmt_int, fmt_time, fmt_usd, get_output
 
 PREVIEW_CHARS = 300
 
@@ -114,7 +114,7 @@ def _render(detail: Any, out: Any, *, full: bool) -> None:
         latency = f" · latency {fmt_ms(totals['latency_ms'])} (avg {fmt_ms(totals['avg_latency_ms'])})"
     p.line(f"LLM calls {calls}{tools} · tokens {fmt_int(totals['total_tokens'])} "
            f"({fmt_int(totals['input_tokens'])} in / {fmt_int(totals['output_tokens'])} out) · "
-           f"cost {fmt_cost(totals['cost_usd'])}{latency}", indent=2)
+           f"cost {fmt_usd(totals['cost_usd'])}{latency}", indent=2)
     ended = {True: "yes", False: "no", None: "–"}[totals["terminated"]]
     p.line(f"reward {fmt_reward(totals['reward'])} · terminated {ended}", indent=2)
     if totals["malformed_call_records"]:
@@ -130,7 +130,7 @@ def _render_cais(p: _Printer, event: Any, state: dict, *, full: bool) -> bool:
         if event.input_tokens is not None or event.output_tokens is not None:
             bits.append(f"{fmt_int(event.input_tokens)} in / {fmt_int(event.output_tokens)} out tokens")
         if event.cost_usd:
-            bits.append(fmt_cost(event.cost_usd))
+            bits.append(fmt_usd(event.cost_usd))
         if event.malformed_call_records:
             bits.append("call_records malformed (skipped)")
         p.line(" · ".join(bits), indent=2)
@@ -150,7 +150,7 @@ def _render_call(p: _Printer, record: Any, state: dict, *, full: bool) -> None:
         if usage.input_tokens is not None or usage.output_tokens is not None:
             bits.append(f"{fmt_int(usage.input_tokens)} in / {fmt_int(usage.output_tokens)} out tokens")
         if usage.cost_usd is not None:
-            bits.append(f"${usage.cost_usd:.6f}".rstrip("0").rstrip(".") if usage.cost_usd else "$0")
+            bits.append(fmt_usd(usage.cost_usd))
     if record.finish_reason:
         bits.append(f"finish {record.finish_reason}")
     if not record.succeeded:

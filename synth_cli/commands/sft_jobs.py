@@ -14,7 +14,8 @@ from typing import Any, Optional
 import typer
 
 from synth_cli.errors import DatasetError, SynthError, UsageError
-from synth_cli.output import fmt_bytes, fmt_duration, fmt_float, fmt_int, fmt_time, get_output, write_line
+from synth_cli.commands import _sft_json as sft_json
+from synth_cli.output import Col, fmt_bytes, fmt_duration, fmt_float, fmt_int, fmt_time, get_output, write_line
 
 FILE_ID_RE = re.compile(r"^file-[A-Za-z0-9_\-]+$")
 DEFAULT_INTERVAL = 2.0
@@ -97,15 +98,11 @@ def _job_id(value: str) -> str:
     return value
 
 
-def _when(ts: Any) -> str:
+def _when(ts: Any, *, table: bool = False) -> str:
+    """An API time (epoch seconds) for people: UTC, labelled (in a table the header says `(UTC)`)."""
     if ts is None:
         return "–"
-    try:
-        from datetime import datetime
-
-        return fmt_time(datetime.fromtimestamp(float(ts)))
-    except (TypeError, ValueError, OverflowError, OSError):
-        return str(ts)
+    return fmt_time(ts, seconds=not table, label=not table)
 
 
 def _short(text: Any, width: int = 48) -> str:
@@ -365,7 +362,7 @@ def submit(
     with Ctx(opts.pop("provider"), opts.pop("base_url"), opts.pop("api_key")) as ctx:
         job = _create(ctx, {**opts, "file": file, "validate": not opts["no_validate"]})
         if out.json_mode:
-            out.json(job.raw)
+            out.json(sft_json.job(job))
         elif out.quiet:
             write_line(str(job.id))
         else:
@@ -445,12 +442,13 @@ def list_jobs(
         if not jobs:
             out.line("no fine-tuning jobs yet; start one with `synth-ai sft run FILE --model M`")
             return
-        rows = [(j.id, j.status, j.model, j.fine_tuned_model or "–", _when(j.created_at), fmt_int(j.trained_tokens))
-                for j in jobs]
+        rows = [(j.id, j.status, j.model, j.fine_tuned_model or "–", _when(j.created_at, table=True),
+                 fmt_int(j.trained_tokens)) for j in jobs]
         caption = f"first {len(jobs)}; more with --limit" if more else None
-        out.table(["id", "status", "model", "fine-tuned model", "created", ("tokens", "right")], rows, caption=caption)
+        out.table(["id", "status", Col("model", drop=2), "fine-tuned model", Col("created (UTC)", drop=1),
+                   Col("tokens", "right", drop=3)], rows, caption=caption)
 
-    out.result([j.raw for j in jobs], human, essential=[j.id for j in jobs])
+    out.result(sft_json.job_list(jobs, has_more=more), human, essential=[j.id for j in jobs])
 
 
 def _hyper_text(job) -> str:
@@ -487,7 +485,7 @@ def show(
             pairs.append(("error", job.error_text))
         out.kv(pairs)
 
-    out.result(job.raw, human)
+    out.result(sft_json.job(job), human)
 
 
 def _action(verb: str, past: str, job_id: str, provider: Optional[str], base_url: Optional[str],
@@ -495,7 +493,7 @@ def _action(verb: str, past: str, job_id: str, provider: Optional[str], base_url
     out = get_output()
     with Ctx(provider, base_url, api_key) as ctx:
         job = getattr(ctx.provider, verb)(_job_id(job_id))
-    out.result(job.raw, lambda: out.line(f"{past} {job.id or job_id} (status {job.status})"),
+    out.result(sft_json.job(job), lambda: out.line(f"{past} {job.id or job_id} (status {job.status})"),
                essential=[job.id or job_id])
 
 
@@ -562,7 +560,7 @@ def events(
                     prefix = "" if level == "info" else f"{level.upper()}: "
                     out.line(f"{utc_stamp(event.created_at)}  {prefix}{one_line(event.message)}")
 
-            out.result([e.raw for e in items], human)
+            out.result(sft_json.event_list(job_id, items), human, essential=[e.id for e in items])
             return
         renderer = JsonRenderer(out) if out.json_mode else EventLinesRenderer(out, job_id)
         try:
@@ -594,12 +592,12 @@ def checkpoints(
             out.line(f"no checkpoints yet for {job_id}")
             return
         rows = [(c.id, fmt_int(c.step), fmt_float(c.train_loss, 4) if c.train_loss is not None else "–",
-                 fmt_float(c.valid_loss, 4) if c.valid_loss is not None else "–", c.model, _when(c.created_at))
-                for c in items]
-        out.table(["checkpoint", ("step", "right"), ("train loss", "right"), ("valid loss", "right"),
-                   "model checkpoint", "created"], rows)
+                 fmt_float(c.valid_loss, 4) if c.valid_loss is not None else "–", c.model,
+                 _when(c.created_at, table=True)) for c in items]
+        out.table(["checkpoint", ("step", "right"), ("train loss", "right"), Col("valid loss", "right", drop=1),
+                   "model checkpoint", Col("created (UTC)", drop=2)], rows)
 
-    out.result([c.raw for c in items], human)
+    out.result(sft_json.checkpoint_list(job_id, items), human, essential=[c.id for c in items])
 
 
 def predictions(
@@ -636,10 +634,12 @@ def predictions(
             caption = (caption + "; " if caption else "") + f"{data['epoch_count']} epochs"
         if total is not None and offset + len(rows_in) < int(total):
             caption += f"; next page: --offset {offset + len(rows_in)}"
-        out.table([("epoch", "right"), ("step", "right"), ("sample", "right"), "exact", ("CER", "right"),
-                   ("overlap", "right"), "prompt", "prediction", "ground truth"], rows, caption=caption)
+        out.table([("epoch", "right"), ("step", "right"), Col("sample", "right", drop=3), "exact",
+                   Col("CER", "right", drop=2), Col("overlap", "right", drop=1), Col("prompt", wrap=True, drop=4),
+                   Col("prediction", wrap=True), Col("ground truth", wrap=True)], rows, caption=caption)
 
-    out.result(data, human)
+    out.result(sft_json.predictions(job_id, data, offset=offset, limit=limit), human,
+               essential=[p.get("id") for p in rows_in if isinstance(p, dict) and p.get("id") is not None])
 
 
 def trends(
@@ -667,7 +667,7 @@ def trends(
             out.line("overall improvement: " + ", ".join(
                 f"{k} {v:+.3f}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in improvement.items()))
 
-    out.result(data, human)
+    out.result(sft_json.trends(job_id, data, items), human)
 
 
 def trend_chart(items: list[dict[str, Any]], width: int = 30) -> list[str]:
@@ -702,8 +702,10 @@ def params(
     name, _source = choose_provider(provider, base_url)
     cls = provider_class(name)
     rows = [(p.key, "|".join(p.choices) if p.choices else p.kind, p.help) for p in cls.params]
-    out.result([{"key": p.key, "type": p.kind, "choices": list(p.choices), "help": p.help} for p in cls.params],
-               lambda: out.table(["--param KEY", "value", "meaning"], rows, title=f"{name}: --param KEY=VALUE"),
+    out.result({"provider": name, "params": [{"key": p.key, "type": p.kind, "choices": list(p.choices), "help": p.help}
+                                             for p in cls.params]},
+               lambda: out.table(["--param KEY", "value", Col("meaning", wrap=True)], rows,
+                                 title=f"{name}: --param KEY=VALUE"),
                essential=[p.key for p in cls.params])
 
 

@@ -6,8 +6,8 @@ from typing import Any, List, Optional
 
 import typer
 
-from synth_cli.commands._inspect import db_option, fmt_cost, fmt_ms, help_text
-from synth_cli.output import fmt_bytes, fmt_int, get_output
+from synth_cli.commands._inspect import db_option, fmt_ms, help_text
+from synth_cli.output import Col, fmt_bytes, fmt_int, fmt_usd, get_output
 
 
 def status_command(
@@ -30,7 +30,7 @@ def status_command(
 
     out = get_output()
     url = config.base_url(base_url)
-    key = config.api_key(api_key)
+    key = config.api_key(api_key, base=url)
     root_value, targets = inventory_targets(db, root)
     skipped: list[dict[str, Any]] = []
 
@@ -53,7 +53,7 @@ def status_command(
         "base_url": url.value, "base_url_source": url.source, **{k: v for k, v in probe.to_dict().items()
                                                                  if k != "url"},
         "health_url": probe.url,
-        "api_key": config.mask_key(key.value) if key else None,
+        "api_key": _shown_key(key.value) if key else None,
         "api_key_source": key.source if key else None,
     }
     data = {"root": root_value, "dbs": dbs, "skipped": skipped, "backend": backend}
@@ -61,15 +61,16 @@ def status_command(
     def human() -> None:
         if dbs:
             rows = [(d["db"], fmt_int(d["sessions"]), fmt_int(d["events"]), fmt_int(d["messages"]),
-                     fmt_int(d["experiments"]), fmt_int(d["total_tokens"]), fmt_cost(d["cost_usd"]),
+                     fmt_int(d["experiments"]), fmt_int(d["total_tokens"]), fmt_usd(d["cost_usd"]),
                      fmt_bytes(d["size_bytes"])) for d in dbs]
             if len(dbs) > 1:
                 total = queries.totals(summaries)
-                rows.append(("total", fmt_int(total["traces"]), fmt_int(total["events"]), fmt_int(total["messages"]),
+                rows.append(("total", fmt_int(total["sessions"]), fmt_int(total["events"]), fmt_int(total["messages"]),
                              fmt_int(total["experiments"]), fmt_int(total["total_tokens"]),
-                             fmt_cost(total["cost_usd"] or 0), fmt_bytes(total["size_bytes"])))
-            out.table(["DB", ("sessions", "right"), ("events", "right"), ("messages", "right"),
-                       ("experiments", "right"), ("tokens", "right"), ("cost", "right"), ("size", "right")], rows,
+                             fmt_usd(total["cost_usd"] or 0), fmt_bytes(total["size_bytes"])))
+            out.table(["DB", ("sessions", "right"), ("events", "right"), Col("messages", "right", drop=2),
+                       Col("experiments", "right", drop=1), ("tokens", "right"), ("cost", "right"),
+                       Col("size", "right", drop=3)], rows,
                       title="Trace DBs")
         else:
             out.line(f"Trace DBs: none found in {root_value} (pass --db, or run `synth-ai demo`)")
@@ -80,7 +81,7 @@ def status_command(
             health = f"answers, but GET /health gave HTTP {probe.status_code}"
         else:
             health = f"not reachable ({probe.error})"
-        key_text = f"{config.mask_key(key.value)} ({key.source})" if key else \
+        key_text = f"{_shown_key(key.value)} ({key.source})" if key else \
             "not set (SYNTH_BACKEND_API_KEY, SYNTH_API_KEY or DEFAULT_DEV_API_KEY)"
         out.kv([("URL", f"{url.value} ({url.source})"), ("health", health), ("API key", key_text)],
                title="Backend")
@@ -88,6 +89,13 @@ def status_command(
     out.result(data, human)
     if not probe.answered and not out.json_mode and url.source == "default":
         out.tip("`synth-ai serve` starts the local backend at the default URL")
+
+
+def _shown_key(key: str) -> str:
+    """Keys are masked; the local simulator's dev key is public (the README prints it) and shown whole."""
+    from synth_cli import config
+
+    return key if key == config.DEFAULT_DEV_KEY else config.mask_key(key)
 
 
 HELP = help_text(

@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 import typer
 
 from synth_cli.commands._inspect import db_option, help_text
-from synth_cli.output import fmt_bytes, fmt_int, fmt_time, get_output
+from synth_cli.output import Col, fmt_bytes, fmt_int, fmt_time, get_output
 
 
 traces_app = typer.Typer(name="traces", no_args_is_help=False)
@@ -46,34 +46,37 @@ def traces(
     shown = summaries[:limit] if limit else summaries
     totals = queries.totals(summaries)
     systems = queries.merge_systems((s.db, s.systems) for s in summaries)
-    data = {"root": root_value, "dbs": [s.to_dict() for s in shown], "totals": totals, "systems": systems,
-            "skipped": skipped}
+    data = {"root": root_value, "dbs": [s.to_dict() for s in shown], "has_more": len(shown) < len(summaries),
+            "totals": totals, "systems": systems, "skipped": skipped}
 
     def human() -> None:
         if not summaries:
             out.line(f"No trace databases found in {root_value}.")
             return
         rows = [(s.db, fmt_int(s.sessions), fmt_int(s.experiments), fmt_int(s.events),
-                 fmt_int(s.llm_calls) if s.call_records else "n/a", fmt_time(s.last_activity), fmt_bytes(s.size_bytes))
+                 fmt_int(s.llm_calls) if s.call_records else "n/a",
+                 fmt_time(s.last_activity, seconds=False, label=False),
+                 fmt_bytes(s.size_bytes))
                 for s in shown]
         caption = None
         if len(shown) < len(summaries):
             caption = f"showing {len(shown)} of {len(summaries)} DBs (--limit)"
-        out.table(["DB", ("traces", "right"), ("experiments", "right"), ("events", "right"),
-                   ("LLM calls", "right"), "last activity", ("size", "right")], rows, caption=caption)
+        out.table(["DB", ("sessions", "right"), Col("experiments", "right", drop=1), ("events", "right"),
+                   ("LLM calls", "right"), Col("last activity (UTC)", drop=2), ("size", "right")], rows,
+                  caption=caption)
         out.line()
         plural = "" if len(summaries) == 1 else "s"
         out.line(f"Total storage: {fmt_bytes(totals['size_bytes'])} in {len(summaries)} DB{plural} · "
-                 f"{fmt_int(totals['traces'])} traces · {fmt_int(totals['events'])} events · "
+                 f"{fmt_int(totals['sessions'])} sessions · {fmt_int(totals['events'])} events · "
                  f"{fmt_int(totals['llm_calls'])} LLM calls")
         if systems:
             out.line()
-            out.table(["system", ("events", "right"), "event types", ("DBs", "right")],
+            out.table(["system", ("events", "right"), Col("event types", wrap=True), ("DBs", "right")],
                       [(s["system"] or "(none)", fmt_int(s["events"]),
                         ", ".join(f"{t} {fmt_int(n)}" for t, n in sorted(s["event_types"].items())),
                         fmt_int(len(s["dbs"]))) for s in systems], title="Events per system")
 
-    out.result(data, human)
+    out.result(data, human, essential=[s.db for s in shown])
     if not summaries:
         out.tip("run `synth-ai demo` to write an example DB, record runs with SessionTracer "
                  "(see README), or pass --db PATH_OR_URL / --root DIR")
@@ -86,7 +89,7 @@ def traces(
 
 
 HELP = help_text(
-    "Inventory of trace DBs: traces, experiments, events, LLM calls, last activity, size.",
+    "Inventory of trace DBs: sessions, experiments, events, LLM calls, last activity, size.",
     "Reads every DB under the traces root plus each --db and $SYNTH_TRACES_DB, then prints the total "
     "storage and the events per system (events.system_instance_id).",
     "DBs are opened read-only. A --db that cannot be read is an error; a DB found under the root that "
@@ -101,7 +104,8 @@ def register(app: typer.Typer) -> None:
     traces_app.callback(invoke_without_command=True, help=HELP)(traces)
     merge.register(traces_app)
     app.add_typer(traces_app, name="traces", help=HELP,
-                  short_help="Inventory of trace DBs: traces, events, LLM calls, size; merge them.")
+                  short_help="Inventory of trace DBs: sessions, events, LLM calls, size; merge them.")
+
 
 
 #: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.

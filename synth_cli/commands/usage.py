@@ -7,8 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from synth_cli.commands._inspect import db_option, fmt_cost, fmt_minute, fmt_ms, help_text
-from synth_cli.output import fmt_int, fmt_time, get_output
+from synth_cli.commands._inspect import db_option, fmt_ms, help_text
+from synth_cli.output import Col, fmt_int, fmt_time, fmt_usd, get_output
 
 
 def usage_command(
@@ -66,20 +66,22 @@ def usage_command(
     def human() -> None:
         if not rows:
             what = " matching " + ", ".join(model) if model else ""
-            when = f" since {fmt_time(since_dt)} UTC" if since_dt else ""
+            when = f" since {fmt_time(since_dt)}" if since_dt else ""
             out.line(f"No LLM calls{what}{when}.")
             return
         table = [(r.model or "(unknown)", r.provider or "–", fmt_int(r.calls), fmt_int(r.input_tokens),
-                  fmt_int(r.output_tokens), fmt_int(r.total_tokens), fmt_cost(r.cost_usd), fmt_ms(r.avg_latency_ms),
-                  fmt_minute(r.first_used), fmt_minute(r.last_used)) for r in rows]
+                  fmt_int(r.output_tokens), fmt_int(r.total_tokens), fmt_usd(r.cost_usd), fmt_ms(r.avg_latency_ms),
+                  fmt_time(r.first_used, seconds=False, label=False), fmt_time(r.last_used, seconds=False, label=False))
+                 for r in rows]
         if len(rows) > 1:
             table.append(("total", "", fmt_int(totals["calls"]), fmt_int(totals["input_tokens"]),
                           fmt_int(totals["output_tokens"]), fmt_int(totals["total_tokens"]),
-                          fmt_cost(totals["cost_usd"]), fmt_ms(totals["avg_latency_ms"]), "", ""))
-        title = f"LLM usage since {fmt_time(since_dt)} UTC" if since_dt else None
-        out.table(["model", "provider", ("calls", "right"), ("in tokens", "right"), ("out tokens", "right"),
-                   ("total tokens", "right"), ("cost", "right"), ("avg latency", "right"), "first used",
-                   "last used"], table, title=title)
+                          fmt_usd(totals["cost_usd"]), fmt_ms(totals["avg_latency_ms"]), "", ""))
+        title = f"LLM usage since {fmt_time(since_dt)}" if since_dt else None
+        out.table(["model", Col("provider", drop=3), ("calls", "right"), Col("in tokens", "right", drop=5),
+                   Col("out tokens", "right", drop=4), ("total tokens", "right"), ("cost", "right"),
+                   Col("avg latency", "right", drop=6), Col("first used (UTC)", drop=8),
+                   Col("last used (UTC)", drop=7)], table, title=title)
 
     out.result(data, human)
 

@@ -53,6 +53,9 @@ class FilterStats:
     dbs: list[dict[str, Any]] = field(default_factory=list)
     sessions_scanned: int = 0
     sessions_kept: int = 0
+    #: progress of the scan (not part of the report): rows of the kept sessions, and how many were read
+    rows_total: int = 0
+    rows_done: int = 0
     dropped_by: Counter = field(default_factory=Counter)
     calls_scanned: int = 0
     calls_used: int = 0
@@ -398,6 +401,7 @@ def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Si
                 else:
                     sink.emit(cv.example_of(call), session, call.call_id, call.model)  # type: ignore[arg-type]
             session.remaining -= 1
+            stats.rows_done += 1
             if session.remaining <= 0:
                 session.history = None
                 if sink.redactor is not None:
@@ -495,6 +499,7 @@ def _messages(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: 
             stats.calls_scanned += 1
             pending.setdefault(session.session_id, []).append((row[4] or 0, row[0], row[2], row[3]))
             session.remaining -= 1
+            stats.rows_done += 1
             if session.remaining <= 0:
                 flush(session)
         for session_id in list(pending):
@@ -576,6 +581,9 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
                     for _, _, kept in selections:
                         for sid, session in kept.items():
                             session.is_val = sid in val_ids
+                stats.rows_total = sum(s.remaining for _, _, kept in selections for s in kept.values())
+                if on_progress is not None:  # the total is known now: the bar can show it and an ETA
+                    on_progress(stats)
                 for store, fallback, kept in selections:  # 3. one streamed scan per DB
                     if fallback:
                         _messages(store, opts, stats, sink, kept)

@@ -20,13 +20,15 @@ from typing import Any, Iterator
 PROG = "synth-ai"
 MAN_SECTION = "1"
 
-GLOBAL_FLAGS_NOTE = ("--json, --debug and --quiet are accepted before or after the command "
-                     "(see synth-ai(1)).")
+GLOBAL_FLAGS_NOTE = ("--json, --debug, --quiet, --env-file, --base-url and --api-key are accepted before or "
+                     "after the command (see synth-ai(1)); --json output follows docs/json.md "
+                     "(synth-ai schema COMMAND prints its schema).")
 
 EXIT_STATUS = [
     ("0", "success"),
     ("1", "failure (the error line says what failed)"),
     ("2", "bad usage: unknown command or option, invalid value"),
+    ("124", "--timeout ran out while waiting for a job (sft poll, sft run); the job keeps running"),
     ("130", "interrupted (Ctrl-C)"),
 ]
 

@@ -54,7 +54,7 @@ class DbSummary:
     def to_dict(self) -> dict[str, Any]:
         return {
             "db": self.db, "kind": self.kind, "schema": self.schema, "call_records": self.call_records,
-            "traces": self.sessions, "experiments": self.experiments, "events": self.events,
+            "sessions": self.sessions, "experiments": self.experiments, "events": self.events,
             "events_by_type": self.events_by_type, "messages": self.messages, "timesteps": self.timesteps,
             "llm_calls": self.llm_calls, "malformed_call_records": self.malformed_call_records,
             "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
@@ -149,7 +149,7 @@ def totals(summaries: Sequence[DbSummary]) -> dict[str, Any]:
     costs = [s.cost_usd for s in summaries if s.cost_usd is not None]
     return {
         "dbs": len(summaries),
-        "traces": sum(s.sessions for s in summaries),
+        "sessions": sum(s.sessions for s in summaries),
         "experiments": sum(s.experiments or 0 for s in summaries),
         "events": sum(s.events for s in summaries),
         "messages": sum(s.messages or 0 for s in summaries),

@@ -22,7 +22,7 @@ from synth_cli.store.sql import (
     opt_int,
     tokens_sql,
 )
-from synth_cli.tracing.models import LLMCallRecord, parse_call_records
+from synth_cli.tracing.models import LLMCallRecord, parse_call_records, parse_datetime
 
 #: rows of `events` per page when a session's events are streamed from a libSQL server
 EVENT_PAGE_SIZE = 100
@@ -98,19 +98,46 @@ class EventDetail:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "type": self.event_type, "system": self.system,
-                               "created_at": self.created_at, "event_time": self.event_time,
+                               "created_at": self.created_at, "event_time": _epoch_time(self.event_time),
                                "timestep_id": self.timestep_id}
         if self.event_type == "cais":
             out.update(model=self.model, provider=self.provider, input_tokens=self.input_tokens,
                        output_tokens=self.output_tokens, total_tokens=self.total_tokens,
                        cost_usd=as_usd(self.cost_usd), latency_ms=self.latency_ms,
-                       call_records=None if self.calls is None else [c.to_dict() for c in self.calls],
+                       call_records=None if self.calls is None else [_record_times(c.to_dict())
+                                                                     for c in self.calls],
                        malformed_call_records=self.malformed_call_records)
         elif self.event_type == "environment":
             out.update(reward=self.reward, terminated=self.terminated, truncated=self.truncated,
                        state_after=self.state_after)
         out["metadata"] = self.metadata
         return out
+
+
+#: the datetime fields of a call record and its parts (stored as `str(datetime)`)
+_RECORD_TIMES = frozenset({"started_at", "completed_at", "received_at"})
+
+
+def _record_times(value: Any) -> Any:
+    """A call record's dict with its times as datetimes again, so that --json writes them like every time."""
+    if isinstance(value, dict):
+        return {k: (parse_datetime(v) if k in _RECORD_TIMES and isinstance(v, str) else _record_times(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_record_times(v) for v in value]
+    return value
+
+
+def _epoch_time(value: Any) -> Any:
+    """events.event_time is epoch seconds: a datetime, so that --json writes it like every time."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        from datetime import timezone
+
+        try:
+            return datetime.fromtimestamp(float(value), tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return value
+    return value
 
 
 @dataclass
