@@ -12,7 +12,7 @@ from synth_cli.api.errors import (AccessRefusedError, ApiError, AuthenticationEr
                                   InternalServerError, NotFoundError, PermissionDeniedError,
                                   RateLimitError, RedirectError, status_error)
 from synth_cli.api.fine_tuning import FineTuning
-from synth_cli.api.provider import choose_provider, infer_provider, open_provider
+from synth_cli.api.providers import choose_provider, infer_provider, open_provider
 from synth_cli.config import Setting
 from synth_cli.errors import UsageError
 from tests._fakeapi import KEY, FakeApi, serve_fake

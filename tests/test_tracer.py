@@ -310,18 +310,6 @@ def test_sqlite_urls(tmp_path, monkeypatch):
         SessionTracer("sqlite:relative.db")
 
 
-def test_server_targets_go_to_the_remote_writer(monkeypatch):
-    """Without the remote writer module, a server target is one clear error, before any connection."""
-    import importlib.util
-
-    if importlib.util.find_spec("synth_cli.store.remote_writer") is not None:
-        pytest.skip("this build has the remote writer (its tests cover server targets)")
-    for url in ("http://127.0.0.1:9", "libsql://user:secret@db.example", "wss://db.example"):
-        with pytest.raises(TraceStoreError, match="writing to a libSQL server is not supported") as info:
-            SessionTracer(url)
-        assert "secret" not in info.value.message
-
-
 def test_refuses_files_that_are_not_sqlite(tmp_path):
     path = tmp_path / "random.db"
     data = os.urandom(4096)

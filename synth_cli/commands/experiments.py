@@ -208,3 +208,20 @@ def register(app: typer.Typer) -> None:
     app.command("experiment", short_help="One experiment and its sessions (reward, steps, tokens, cost).")(
         experiment_command)
     app.command("recent", help=RECENT_HELP, short_help="Experiments active in the last H hours.")(recent_command)
+
+
+#: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    'experiments': [
+        ('synth-ai experiments --limit 5',
+         'The five most recently active experiments.'),
+    ],
+    'experiment': [
+        ('synth-ai experiment crafter_run_0',
+         'One experiment (by name, ID or unique prefix) and its sessions.'),
+    ],
+    'recent': [
+        ('synth-ai recent --hours 6',
+         'Experiments with runs in the last 6 hours.'),
+    ],
+}

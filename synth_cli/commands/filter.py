@@ -304,3 +304,18 @@ def _fmt_filter(value: Any) -> str:
 def register(app: typer.Typer) -> None:
     app.command("filter", help=HELP, short_help="Trace DBs → OpenAI fine-tuning JSONL (filters, splits, stats).")(
         filter_command)
+
+
+#: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    'filter': [
+        ('synth-ai filter --db traces.db --min-reward 1 -o train.jsonl',
+         'One example per LLM call of the sessions whose rewards sum to 1 or more.'),
+        ('synth-ai filter --db http://127.0.0.1:8080 --mode sessions --val-fraction 0.1 -o data/crafter.jsonl',
+         'One example per conversation, from a libSQL server; 10% of the sessions in data/crafter.val.jsonl.'),
+        ('synth-ai filter --db traces.db --where task_split=train --since 7d --model gpt-4o-mini --dry-run',
+         'What a selection would give (stats only, nothing written).'),
+        ('synth-ai filter --config filter.toml --json',
+         'Settings from a TOML file (a [filter] table); the stats as one JSON object.'),
+    ],
+}

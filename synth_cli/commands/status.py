@@ -107,3 +107,14 @@ HELP = help_text(
 
 def register(app: typer.Typer) -> None:
     app.command("status", help=HELP, short_help="Trace DB totals and the backend's URL, health and API key.")(status_command)
+
+
+#: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    'status': [
+        ('synth-ai status',
+         'Totals per trace DB, and whether the configured backend answers.'),
+        ('synth-ai status --base-url http://127.0.0.1:8000',
+         'Check the local backend of `synth-ai serve`.'),
+    ],
+}
