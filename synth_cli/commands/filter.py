@@ -1,6 +1,6 @@
 """`synth-ai filter`: trace DBs → OpenAI chat fine-tuning JSONL.
 
-Thin: parse flags (+ `--config`), call :func:`synth_cli.dataset.build.run_filter`,
+Thin: parse flags (+ `--config`), call :func:`synth_cli.dataset.run.run_filter`,
 render its stats. Heavy imports happen inside the command.
 """
 
@@ -129,7 +129,7 @@ def _run(options: Any, out: Any) -> Any:
     import signal
     import threading
 
-    from synth_cli.dataset.build import run_filter
+    from synth_cli.dataset.run import run_filter
 
     previous = None
     if threading.current_thread() is threading.main_thread():
