@@ -334,7 +334,7 @@ def test_session_searches_several_dbs(tmp_path):
 class _Health(http.server.BaseHTTPRequestHandler):
     status = 200
 
-    def do_GET(self):  # noqa: N802 - http.server API
+    def do_GET(self):
         code = 200 if self.path == "/v1/health" else 404
         self.send_response(code)
         self.send_header("Content-Type", "application/json")

@@ -142,7 +142,7 @@ def test_examples_run_existing_commands_with_existing_options():
     global_opts = {o for p in root.get_params(ctx) for o in (*p.opts, *getattr(p, "secondary_opts", []))}
     kept = [(path, man_pages.examples_of(node, path)) for path, node, _ in man_pages.walk(root)]
     assert sum(len(examples) for _, examples in kept) > 40  # each command keeps its examples beside its code
-    for path, examples in kept:
+    for _path, examples in kept:
         for command, text in examples:
             assert text.strip(), command
             words = shlex.split(command)
@@ -173,7 +173,7 @@ def test_man_shows_every_command_and_every_environment_variable():
     for page in man_pages.build_pages(ROOT_CMD)[1:]:
         if len(page.path) <= 2:
             assert page.command in result.stdout, page.command
-    for name, description in config.ENV_VARS.items():
+    for name in config.ENV_VARS:
         assert name in result.stdout
     assert "EXAMPLES" in result.stdout and "$ synth-ai calc gpt-4o 1M 500k" in result.stdout
 

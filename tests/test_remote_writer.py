@@ -133,7 +133,7 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
     plan: list[str] = []  # per session write, in order: "ok", "lost" (forwarded, then 503), "down" (503)
     seen: list[str] = []
 
-    def do_POST(self):  # noqa: N802 - http.server's naming
+    def do_POST(self):
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         writes_session = b'"batch"' in body and b"INSERT INTO session_traces" in body
         action = "ok"

@@ -200,7 +200,7 @@ def test_a_failing_block_keeps_what_was_recorded(tmp_path):
             with tracer.session(session_id="crashed"):
                 with tracer.timestep("step_0"):
                     tracer.record_message("before the crash", "user")
-                    1 / 0
+                    raise ZeroDivisionError("the agent's step crashed")
         assert tracer.current_session_id is None
     [row] = _rows(path, "SELECT session_id, num_messages FROM session_traces")
     assert row == {"session_id": "crashed", "num_messages": 1}

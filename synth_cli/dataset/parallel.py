@@ -127,7 +127,7 @@ class _WorkerSink:
                 self.send = send
                 self.segment = 0
                 self.offset = 0  # in the segment, where the batch being made starts
-                self.file = open(f"{prefix}{self.segment}", "wb", buffering=1 << 20)
+                self.file = open(f"{prefix}{self.segment}", "wb", buffering=1 << 20)  # noqa: SIM115 - closed by the worker when done
 
             def tick(self) -> None:
                 self.rows += 1
@@ -154,7 +154,7 @@ class _WorkerSink:
                     self.file.close()
                     self.segment += 1
                     self.offset = 0
-                    self.file = open(f"{prefix}{self.segment}", "wb", buffering=1 << 20)
+                    self.file = open(f"{prefix}{self.segment}", "wb", buffering=1 << 20)  # noqa: SIM115 - closed by the worker when done
                 self.batch = []
                 self.rows = 0
                 self.size = 0

@@ -15,18 +15,17 @@ from synth_cli.dataset.writer import AtomicFiles, Protected, val_path
 from synth_cli.errors import DatasetError
 from synth_cli.store.reader import TraceStore, open_stores
 
-#: how many malformed rows' session ids the stats name.
-MALFORMED_NAMED = 5
-#: rows between two progress reports.
-PROGRESS_EVERY = 500
-#: how many left-out examples the stats name (session, call, reason).
-INVALID_NAMED = 20
-#: the call-record schema this converter knows (records without a version are taken as it).
-KNOWN_SCHEMA = "1.0"
-#: validation reasons that mean a tool result whose call is nowhere in the session.
-_UNANSWERED = {"tool message answers no earlier tool call", "tool message without tool_call_id"}
-UNRESTORABLE = "tool result whose tool call no earlier call record of the session holds"
-from synth_cli.dataset.build import FilterStats, _calls, _messages, _select, _Session, _Sink, _Stop, val_sessions
+from synth_cli.dataset.build import (
+    KNOWN_SCHEMA,
+    FilterStats,
+    _calls,
+    _messages,
+    _select,
+    _Session,
+    _Sink,
+    _Stop,
+    val_sessions,
+)
 
 
 def _workers_for(opts: FilterOptions, store: TraceStore, kept: dict[str, _Session]) -> int:
