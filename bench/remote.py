@@ -239,7 +239,7 @@ def child_floor(source: str, url: str) -> int:
     import sqlite3
 
     from synth_cli.store.libsql import LibsqlClient, stmt
-    from synth_cli.store.writer import open_writer
+    from synth_cli.store.writers import open_writer
 
     open_writer(url).close()  # the schema, as the tracer creates it
     client = LibsqlClient(url)

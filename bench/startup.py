@@ -7,12 +7,15 @@ bench/.cache/); the targets apply to the fixture only.
 
 Each command runs `--runs` times (after 2 warm-up runs) as a fresh process: the
 `synth-ai` console script when it is on PATH, else `python -m synth_cli`. Wall time
-is measured around the process; peak RSS is the child's own `ru_maxrss` from
-`os.wait4` (what `/usr/bin/time -v` reports as "Maximum resident set size").
+is measured around the process (under `/usr/bin/time -v`, which adds its own exec, ~1 ms);
+peak RSS is `/usr/bin/time -v`'s "Maximum resident set size", which cannot include this
+bench process (see bench/_measure.py). The floor, measured the same way in the same run:
+`python -c "import typer, rich"` (what any typer + rich CLI loads); each command's ratio to it
+is printed.
 
 Writes nothing into the repository: the processes run in a temporary directory with
 PYTHONPYCACHEPREFIX pointing into it, and the DB is opened read-only.
-Targets (issue 2): --help median <= 0.25 s, traces <= 0.35 s, peak RSS <= 60 MB.
+Targets: --help median <= 0.12 s (issue 12; was 0.25 s), traces <= 0.35 s, peak RSS <= 60 MB.
 """
 
 from __future__ import annotations
@@ -25,12 +28,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "synth-ai-0.2.4.dev2-crafter"
-TARGETS = {"help": 0.25, "traces": 0.35}
+TARGETS = {"help": 0.12, "traces": 0.35}
 RSS_TARGET_MB = 60.0
 
 
@@ -40,35 +42,44 @@ def _command() -> list[str]:
 
 
 def run_once(argv: list[str], env: dict, cwd: str) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS in MB, exit code) of one process."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
-    if proc.stderr:
-        proc.stderr.close()
+    """(wall seconds, peak RSS in MB, exit code) of one process, under /usr/bin/time -v (bench/_measure.py)."""
+    sys.dont_write_bytecode = True  # no bench/__pycache__: this bench writes nothing into the repository
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _measure import run
+
+    wall, rss, proc = run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd)
     if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace")
         raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}: {err.strip()[-500:]}")
-    return wall, usage.ru_maxrss / 1024.0, proc.returncode  # ru_maxrss is in KB on Linux
+    return wall, rss / 2**20, proc.returncode
 
 
-def measure(name: str, args: list[str], runs: int, warmup: int, env: dict, cwd: str) -> dict:
-    argv = _command() + args
+def measure(commands: list[tuple[str, list[str]]], runs: int, warmup: int, env: dict, cwd: str) -> list[dict]:
+    """Each (name, argv) `runs` times, the commands interleaved (rotating order), after `warmup` rounds."""
     for _ in range(warmup):
-        run_once(argv, env, cwd)
-    walls, rss = [], []
-    for _ in range(runs):
-        wall, peak, _ = run_once(argv, env, cwd)
-        walls.append(wall)
-        rss.append(peak)
-    return {
-        "name": name, "command": "synth-ai " + " ".join(args), "runs": runs,
-        "median_s": round(statistics.median(walls), 4), "min_s": round(min(walls), 4),
-        "max_s": round(max(walls), 4), "peak_rss_mb": round(max(rss), 1),
-        "target_s": TARGETS.get(name), "rss_target_mb": RSS_TARGET_MB,
-    }
+        for _, argv in commands:
+            run_once(argv, env, cwd)
+    walls: dict[str, list[float]] = {name: [] for name, _ in commands}
+    rss: dict[str, list[float]] = {name: [] for name, _ in commands}
+    for i in range(runs):
+        k = i % len(commands)
+        for name, argv in commands[k:] + commands[:k]:
+            wall, peak, _ = run_once(argv, env, cwd)
+            walls[name].append(wall)
+            rss[name].append(peak)
+    floor = statistics.median(walls["floor"])
+    out = []
+    for name, argv in commands:
+        median = statistics.median(walls[name])
+        shown = " ".join(argv[2:]) if name == "floor" else "synth-ai " + " ".join(argv[len(_command()):])
+        out.append({
+            "name": name, "command": shown, "runs": runs,
+            "median_s": round(median, 4), "min_s": round(min(walls[name]), 4),
+            "max_s": round(max(walls[name]), 4), "peak_rss_mb": round(max(rss[name]), 1),
+            "floor_s": round(floor, 4), "ratio_to_floor": round(median / floor, 2),
+            "target_s": TARGETS.get(name), "rss_target_mb": RSS_TARGET_MB if name != "floor" else None,
+        })
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,21 +95,28 @@ def main(argv: list[str] | None = None) -> int:
         # Byte-code is cached as after any real install, but in the temp dir (warm-up runs fill it).
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env.update(PYTHONPYCACHEPREFIX=os.path.join(tmp, "pycache"), NO_COLOR="1", COLUMNS="160")
-        results = [
-            measure("help", ["--help"], args.runs, args.warmup, env, tmp),
-            measure("traces", ["traces", "--db", str(Path(args.db).resolve())], args.runs, args.warmup, env, tmp),
-        ]
+        results = measure([
+            ("floor", [sys.executable, "-c", "import typer, rich"]),
+            ("help", _command() + ["--help"]),
+            ("traces", _command() + ["traces", "--db", str(Path(args.db).resolve())]),
+        ], args.runs, args.warmup, env, tmp)
         if Path(args.db).resolve() != FIXTURE.resolve():
-            results[1]["target_s"] = None  # the target is for the fixture; other DBs are for information
-    machine = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "launcher": " ".join(_command())}
+            results[2]["target_s"] = None  # the target is for the fixture; other DBs are for information
+    machine = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "launcher": " ".join(_command()),
+               "load_average": [round(x, 1) for x in os.getloadavg()],
+               "rss_method": "/usr/bin/time -v"}
     if args.json:
         print(json.dumps({"machine": machine, "results": results}, indent=2))
         return 0
-    print(f"python {machine['python']} · {machine['cpus']} CPUs · launcher: {machine['launcher']}")
-    print(f"{'command':<48} {'median':>8} {'min':>8} {'max':>8} {'peak RSS':>10}  target")
+    print(f"python {machine['python']} · {machine['cpus']} CPUs · launcher: {machine['launcher']} · "
+          f"load {machine['load_average']}")
+    print(f"{'command':<48} {'median':>8} {'min':>8} {'max':>8} {'peak RSS':>10} {'÷ floor':>8}  target")
     for r in results:
         line = (f"{r['command'][:48]:<48} {r['median_s']:>7.3f}s {r['min_s']:>7.3f}s {r['max_s']:>7.3f}s "
-                f"{r['peak_rss_mb']:>7.1f} MB")
+                f"{r['peak_rss_mb']:>7.1f} MB {r['ratio_to_floor']:>7.2f}x")
+        if r["name"] == "floor":
+            print(line + "  (the floor)")
+            continue
         if r["target_s"] is None:
             print(line + "  (no target for this DB)")
             continue

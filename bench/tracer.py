@@ -221,7 +221,7 @@ def run_writers(kind: str, writers: int, args, db: Path, src: Path | None, work:
 
 
 def new_db(path: Path) -> None:
-    from synth_cli.store.writer import open_writer
+    from synth_cli.store.writers import open_writer
 
     open_writer(path).close()
 

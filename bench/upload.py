@@ -3,7 +3,7 @@
 1. Upload: a JSONL file of --size-mb (default 1024 = 1 GB; generated once into bench/.cache/,
    which is gitignored) is uploaded by a child process through `synth_cli.api.files.Files.upload`
    — the code path of `synth-ai sft submit/run` — with a progress callback. Reported: the child's
-   peak RSS (from wait4, the kernel's number, not sampled), wall time and throughput.
+   peak RSS (`/usr/bin/time -v`, which cannot include this bench process), wall time and throughput.
    The target: peak RSS <= 100 MB whatever the file size.
    Then the same file through the whole command, `synth-ai sft submit FILE --model M` as a
    process (local validation of every line, the upload, the job creation): once with output to
@@ -109,15 +109,24 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def _timed(argv: list[str]):
+    """`argv` under /usr/bin/time -v (bench/_measure.py): its peak RSS cannot include this process."""
+    sys.dont_write_bytecode = True
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _measure import Timed
+
+    return Timed(argv)
+
+
 def run_child(*args: str) -> tuple[dict, float]:
-    """Run this script as a child; return (its JSON result, its peak RSS in MB via wait4)."""
-    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, cwd=str(ROOT))
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"child {args[0]} failed with {proc.returncode}")
-    return json.loads(out), usage.ru_maxrss / 1024.0  # Linux: KiB
+    """Run this script as a child; return (its JSON result, its peak RSS in MB by /usr/bin/time -v)."""
+    with _timed([sys.executable, __file__, *args]) as timed:
+        proc = subprocess.Popen(timed.argv, stdout=subprocess.PIPE, cwd=str(ROOT))
+        out = proc.stdout.read()
+        proc.wait()
+        if proc.returncode != 0:
+            raise SystemExit(f"child {args[0]} failed with {proc.returncode}")
+        return json.loads(out), timed.rss_mb()
 
 
 # --------------------------------------------------------------------------- children
@@ -165,7 +174,8 @@ def run_cli_submit(base: str, path: Path, *, tty: bool) -> tuple[float, float, s
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTH_")}
     env.update({"SYNTH_BACKEND_BASE_URL": base, "SYNTH_BACKEND_API_KEY": DEV_KEY, "TERM": "xterm-256color"})
-    args = [sys.executable, "-m", "synth_cli", "sft", "submit", str(path), "--model", "gpt-4o-mini"]
+    timed = _timed([sys.executable, "-m", "synth_cli", "sft", "submit", str(path), "--model", "gpt-4o-mini"])
+    args = timed.argv
     started = time.perf_counter()
     if tty:
         import pty
@@ -192,9 +202,10 @@ def run_cli_submit(base: str, path: Path, *, tty: bool) -> tuple[float, float, s
         proc = subprocess.Popen(args + ["--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                 cwd=str(ROOT))
         out = proc.stdout.read().decode() + proc.stderr.read().decode()  # stderr: a few lines only
-    _, status, usage = os.wait4(proc.pid, 0)  # not communicate()/poll(): wait4 must reap it for the RSS
+    code = proc.wait()
     took = time.perf_counter() - started
-    code = os.waitstatus_to_exitcode(status)
+    with timed:
+        rss = timed.rss_mb() if code == 0 else 0.0
     if code != 0:
         raise SystemExit(f"synth-ai sft submit failed with {code}: {out[-2000:]}")
     job = ""
@@ -202,7 +213,7 @@ def run_cli_submit(base: str, path: Path, *, tty: bool) -> tuple[float, float, s
         if token.startswith("ftjob-"):
             job = token
             break
-    return took, usage.ru_maxrss / 1024.0, job
+    return took, rss, job
 
 
 def _median(values: list[float], digits: int = 1) -> float:

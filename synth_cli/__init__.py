@@ -28,7 +28,7 @@ def _early_sigint() -> None:
         pass
 
 
-def exit_interrupted(signum, frame):  # noqa: ARG001 - signal handler signature
+def exit_interrupted(signum, frame):
     """The start-up/shut-down SIGINT handler: nothing to clean up yet, so say so and leave at once."""
     import os
 

@@ -387,3 +387,24 @@ _register_commands()
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+#: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    '': [
+        ('synth-ai demo',
+         'Run the whole pipeline offline: trace an agent, filter, fine-tune on a local backend.'),
+        ('synth-ai traces',
+         'List the trace DBs under ./synth_ai.db/dbs and what they hold.'),
+        ('synth-ai filter --help',
+         'See how to turn traces into an OpenAI-format chat JSONL dataset.'),
+        ('synth-ai sft run --help',
+         'See how to start a fine-tuning job and follow it.'),
+        ('synth-ai balance --usage',
+         'The account balance and recent spend of the configured backend.'),
+        ('synth-ai calc gpt-4o 1M 500k',
+         'What 1M input and 500k output tokens of gpt-4o cost.'),
+        ('synth-ai man sft',
+         'The manual of one command or group.'),
+    ],
+}

@@ -385,7 +385,7 @@ def safe_eval(expression: str) -> int | float:
         raise UsageError(f"expression too long ({len(expr):,} characters, at most {MAX_EXPRESSION_CHARS:,})")
     try:
         tree = ast.parse(_expand_suffixes(expr), mode="eval")
-    except SyntaxError as exc:
+    except SyntaxError:
         raise UsageError(f"cannot evaluate {expression!r}: invalid syntax",
                          hint="calc takes MODEL INPUT_TOKENS OUTPUT_TOKENS, or arithmetic such as '2*(3+4)'") from None
     except (ValueError, MemoryError, RecursionError):

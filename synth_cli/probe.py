@@ -66,7 +66,7 @@ def _no_redirect_handler():
     import urllib.request
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):  # noqa: ANN002, ANN003 - urllib's signature
+        def redirect_request(self, *args, **kwargs):
             return None  # the 3xx itself is the answer (HTTPError with its code)
 
     return NoRedirect()

@@ -51,7 +51,7 @@ class ProxyHandle:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-                raise RuntimeError(f"synth-ai proxy did not stop within {timeout:.0f}s:\n{self.log()[-2000:]}")
+                raise RuntimeError(f"synth-ai proxy did not stop within {timeout:.0f}s:\n{self.log()[-2000:]}") from None
         return self.proc.returncode
 
     def wait_idle(self, timeout: float = 30) -> dict[str, Any]:

@@ -194,7 +194,7 @@ def running_sqld(db_dir: str | os.PathLike, *, timeout: float = 30, extra_args: 
     for _attempt in range(3):  # the free port may be taken between probing and binding
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        log = tempfile.TemporaryFile()
+        log = tempfile.TemporaryFile()  # noqa: SIM115 - the server's log, closed when it stops
         proc = subprocess.Popen(
             [str(binary), "--db-path", str(db_dir), "--http-listen-addr", f"127.0.0.1:{port}", "--no-welcome",
              "--idle-shutdown-timeout-s", "3600", *extra_args],

@@ -10,8 +10,7 @@ from email.utils import format_datetime
 import pytest
 
 from synth_cli.api.client import ApiClient, ApiError, backoff_delay, parse_retry_after
-from synth_cli.api.errors import (APIConnectionError, AuthenticationError, InternalServerError, NotFoundError,
-                                  RateLimitError, RedirectError)
+from synth_cli.api.errors import (APIConnectionError)
 from synth_cli.api.files import Files
 from synth_cli.api.fine_tuning import FineTuning, build_job_request
 from synth_cli.api.follow import JobFollower

@@ -335,7 +335,8 @@ def test_interrupted_mid_write_leaves_no_partial_or_clobbered_output(tmp_path, b
 
 
 def test_progress_is_reported_while_scanning(big_dbs):
-    from synth_cli.dataset.build import PROGRESS_EVERY, run_filter
+    from synth_cli.dataset.build import PROGRESS_EVERY
+    from synth_cli.dataset.run import run_filter
     from synth_cli.dataset.options import FilterOptions
 
     db = _big_db(big_dbs, 100)

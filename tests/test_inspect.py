@@ -88,6 +88,20 @@ def test_experiment_human_output():
     assert "hint: synth-ai session ID" in result.stderr
 
 
+def test_experiment_table_is_capped_and_json_is_not():
+    full = invoke("--json", "experiment", "crafter_run_1", "--db", FIXTURE_DB).json()["sessions"]
+    ids = [s["session_id"] for s in full]
+    result = invoke("experiment", "crafter_run_1", "--db", FIXTURE_DB, "--limit", "3")
+    assert result.exit_code == 0, result.output
+    assert all(i in result.stdout for i in ids[:3]) and not any(i in result.stdout for i in ids[3:])
+    assert "showing 3 of 10 sessions: 7 more (use --limit N or --json)" in result.stdout
+    assert "10" in result.stdout  # the totals still count every session
+    assert invoke("--json", "experiment", "crafter_run_1", "--db", FIXTURE_DB, "--limit", "3"
+                  ).json()["sessions"] == full
+    default = invoke("experiment", "crafter_run_1", "--db", FIXTURE_DB)
+    assert all(i in default.stdout for i in ids) and "more (use --limit" not in default.stdout
+
+
 def test_experiment_ambiguous_and_unknown():
     amb = invoke("experiment", "crafter", "--db", FIXTURE_DB)
     assert amb.exit_code == 1
@@ -320,7 +334,7 @@ def test_session_searches_several_dbs(tmp_path):
 class _Health(http.server.BaseHTTPRequestHandler):
     status = 200
 
-    def do_GET(self):  # noqa: N802 - http.server API
+    def do_GET(self):
         code = 200 if self.path == "/v1/health" else 404
         self.send_response(code)
         self.send_header("Content-Type", "application/json")

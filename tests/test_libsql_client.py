@@ -168,7 +168,7 @@ class _Canned(http.server.BaseHTTPRequestHandler):
     body = b"<html><body>Not Found</body></html>"
     ctype = "text/html"
 
-    def do_POST(self):  # noqa: N802 - http.server's naming
+    def do_POST(self):
         self.rfile.read(int(self.headers.get("content-length") or 0))
         self.send_response(self.status)
         self.send_header("content-type", self.ctype)

@@ -14,21 +14,23 @@ import typer
 
 from conftest import ROOT, invoke, run_cli
 from synth_cli import __version__, config, manpages
+from synth_cli.manual import files, pages as man_pages, roff, text as man_text
 
 MAN_DIR = ROOT / "man"
 REGENERATE = "regenerate them with `python -m synth_cli.manpages man/` (or `synth-ai man --write man/`) and commit"
+ROOT_CMD = manpages.root_command()
 
 
 def test_pages_in_the_repository_match_the_app():
-    problems = manpages.check_pages(MAN_DIR)
+    problems = files.check_pages(MAN_DIR, ROOT_CMD)
     assert not problems, "man/ is out of date with the CLI: " + "; ".join(problems) + " — " + REGENERATE
 
 
 def test_one_page_per_command_and_group():
-    pages = manpages.build_pages()
+    pages = man_pages.build_pages(ROOT_CMD)
     paths = [page.path for page in pages]
     assert paths[0] == () and pages[0].filename == "synth-ai.1"
-    assert paths == manpages.command_paths()
+    assert paths == man_pages.command_paths(ROOT_CMD)
     root = manpages.root_command()
     ctx = root.context_class(root, info_name="synth-ai")
     for name in root.list_commands(ctx):
@@ -60,18 +62,18 @@ def test_generator_is_generic_for_any_typer_app():
         """Solo command."""
 
     demo.add_typer(group, name="grp")
-    pages = {page.filename: page for page in manpages.build_pages(typer.main.get_command(demo))}
+    pages = {page.filename: page for page in man_pages.build_pages(typer.main.get_command(demo))}
     assert set(pages) == {"synth-ai.1", "synth-ai-solo.1", "synth-ai-grp.1", "synth-ai-grp-alpha.1"}
-    alpha_roff = manpages.to_roff(pages["synth-ai-grp-alpha.1"])
+    alpha_roff = roff.to_roff(pages["synth-ai-grp-alpha.1"])
     assert r"\fB\-\-count\fR \fIINTEGER\fR" in alpha_roff and "How many." in alpha_roff and "default: 3" in alpha_roff
     assert "More about alpha." in alpha_roff and "PATH" in alpha_roff
-    solo_text = manpages.to_text(pages["synth-ai-solo.1"])
+    solo_text = man_text.to_text(pages["synth-ai-solo.1"])
     assert "A flag." in solo_text and "[bold]" not in solo_text
-    assert r"synth\-ai\-grp\-alpha(1)" in manpages.to_roff(pages["synth-ai-grp.1"])
+    assert r"synth\-ai\-grp\-alpha(1)" in roff.to_roff(pages["synth-ai-grp.1"])
 
 
 def test_pages_are_deterministic_ascii_roff_with_the_version():
-    first, second = manpages.render_all(), manpages.render_all()
+    first, second = files.render_all(ROOT_CMD), files.render_all(ROOT_CMD)
     assert first == second
     allowed = {".TH", ".SH", ".PP", ".TP", ".RS", ".RE", ".nf", ".fi", ".nh", ".ad", '.\\"'}
     for name, text in first.items():
@@ -84,24 +86,24 @@ def test_pages_are_deterministic_ascii_roff_with_the_version():
 
 
 def test_roff_escaping():
-    assert manpages.roff_escape("--json") == r"\-\-json"
-    assert manpages.roff_escape("a\\b") == r"a\eb"
-    assert manpages.roff_escape("x → y") == r"x \(-> y"
-    assert manpages.roff_escape("é") == r"\[u00E9]"
-    assert manpages._roff_inline(".starts with a dot").startswith("\\&.")
+    assert roff.roff_escape("--json") == r"\-\-json"
+    assert roff.roff_escape("a\\b") == r"a\eb"
+    assert roff.roff_escape("x → y") == r"x \(-> y"
+    assert roff.roff_escape("é") == r"\[u00E9]"
+    assert roff._roff_inline(".starts with a dot").startswith("\\&.")
 
 
 def test_root_page_lists_commands_environment_and_exit_codes():
-    text = manpages.to_roff(manpages.build_pages()[0])
+    text = roff.to_roff(man_pages.build_pages(ROOT_CMD)[0])
     for name in config.ENV_VARS:
-        assert manpages.roff_escape(name) in text, name
+        assert roff.roff_escape(name) in text, name
     for section in ("NAME", "SYNOPSIS", "COMMANDS", "GLOBAL OPTIONS", "ENVIRONMENT", "EXIT STATUS", "EXAMPLES"):
         assert f'.SH "{section}"' in text
 
 
 @pytest.mark.skipif(shutil.which("man") is None, reason="man(1) is not installed")
 def test_man_renders_every_page_without_warnings(tmp_path):
-    manpages.write_pages(tmp_path)
+    files.write_pages(tmp_path, ROOT_CMD)
     env = {**os.environ, "MANWIDTH": "100", "MANPAGER": "cat", "PAGER": "cat", "LC_ALL": "C.UTF-8"}
     for page in sorted(tmp_path.glob("*.1")):
         proc = subprocess.run(["man", "--warnings", "-l", str(page)], capture_output=True, text=True, env=env,
@@ -115,13 +117,13 @@ def test_man_renders_every_page_without_warnings(tmp_path):
 
 
 def test_drift_is_detected(tmp_path):
-    manpages.write_pages(tmp_path)
-    assert manpages.check_pages(tmp_path) == []
+    files.write_pages(tmp_path, ROOT_CMD)
+    assert files.check_pages(tmp_path, ROOT_CMD) == []
     page = tmp_path / "synth-ai-calc.1"
     page.write_text(page.read_text().replace("price table", "price list"))
     (tmp_path / "synth-ai-gone.1").write_text(".TH GONE 1\n")
     (tmp_path / "synth-ai-man.1").unlink()
-    problems = manpages.check_pages(tmp_path)
+    problems = files.check_pages(tmp_path, ROOT_CMD)
     assert "synth-ai-calc.1 differs from the app" in problems
     assert "synth-ai-man.1 is missing" in problems
     assert any("synth-ai-gone.1" in p for p in problems)
@@ -131,17 +133,16 @@ def test_drift_is_detected(tmp_path):
     assert check.returncode == 1 and "differs" in check.stderr
     write = subprocess.run([sys.executable, "-m", "synth_cli.manpages", str(tmp_path)], capture_output=True, text=True)
     assert write.returncode == 0
-    assert manpages.check_pages(tmp_path) == [] and not (tmp_path / "synth-ai-gone.1").exists()
+    assert files.check_pages(tmp_path, ROOT_CMD) == [] and not (tmp_path / "synth-ai-gone.1").exists()
 
 
 def test_examples_run_existing_commands_with_existing_options():
     root = manpages.root_command()
     ctx = root.context_class(root, info_name="synth-ai")
     global_opts = {o for p in root.get_params(ctx) for o in (*p.opts, *getattr(p, "secondary_opts", []))}
-    for key, examples in manpages.EXAMPLES.items():
-        top = key.split(" ")[0] if key else None
-        if top and top not in root.commands:
-            continue  # that command is not in this checkout
+    kept = [(path, man_pages.examples_of(node, path)) for path, node, _ in man_pages.walk(root)]
+    assert sum(len(examples) for _, examples in kept) > 40  # each command keeps its examples beside its code
+    for _path, examples in kept:
         for command, text in examples:
             assert text.strip(), command
             words = shlex.split(command)
@@ -149,7 +150,7 @@ def test_examples_run_existing_commands_with_existing_options():
                 continue
             if words[1] not in root.commands and not words[1].startswith("-"):
                 continue
-            resolved = manpages.resolve_example(command)
+            resolved = man_pages.resolve_example(command, root)
             if resolved is None:
                 if "sft" == words[1] and len(words) > 2:
                     continue  # a subcommand another module adds
@@ -169,10 +170,10 @@ def test_man_shows_every_command_and_every_environment_variable():
     result = invoke("man")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("SYNTH-AI(1)")
-    for page in manpages.build_pages()[1:]:
+    for page in man_pages.build_pages(ROOT_CMD)[1:]:
         if len(page.path) <= 2:
             assert page.command in result.stdout, page.command
-    for name, description in config.ENV_VARS.items():
+    for name in config.ENV_VARS:
         assert name in result.stdout
     assert "EXAMPLES" in result.stdout and "$ synth-ai calc gpt-4o 1M 500k" in result.stdout
 
@@ -184,7 +185,7 @@ def test_man_command_page_and_nested_paths():
     assert out.startswith("SYNTH-AI-CALC(1)") and "--cached-input-tokens" in out and "SYNTH_PRICING_FILE" in out
     assert "$ synth-ai calc gpt-4o 1000000 500000" in out
     assert invoke("man", "synth-ai", "calc").stdout == out
-    if ("sft", "run") in manpages.command_paths():
+    if ("sft", "run") in man_pages.command_paths(ROOT_CMD):
         assert invoke("man", "sft", "run").stdout.startswith("SYNTH-AI-SFT-RUN(1)")
         assert invoke("man", "sft run").stdout.startswith("SYNTH-AI-SFT-RUN(1)")
 
@@ -203,7 +204,7 @@ def test_man_json_and_write(tmp_path):
     target = tmp_path / "pages"
     result = run_cli("man", "--write", str(target))
     assert result.exit_code == 0, result.stderr
-    assert manpages.check_pages(target) == []
+    assert files.check_pages(target, ROOT_CMD) == []
     assert "man pages in" in result.stdout
 
 

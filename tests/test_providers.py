@@ -12,7 +12,7 @@ from synth_cli.api.errors import (AccessRefusedError, ApiError, AuthenticationEr
                                   InternalServerError, NotFoundError, PermissionDeniedError,
                                   RateLimitError, RedirectError, status_error)
 from synth_cli.api.fine_tuning import FineTuning
-from synth_cli.api.provider import choose_provider, infer_provider, open_provider
+from synth_cli.api.providers import choose_provider, infer_provider, open_provider
 from synth_cli.config import Setting
 from synth_cli.errors import UsageError
 from tests._fakeapi import KEY, FakeApi, serve_fake
@@ -300,7 +300,8 @@ def test_sft_pause_and_resume_against_serve(tmp_path):
 
 
 def test_the_light_provider_table_agrees_with_the_provider_classes():
-    from synth_cli.api.provider import PROVIDER_INFO, PROVIDERS, provider_class
+    from synth_cli.api.providers import PROVIDER_INFO, provider_class
+    from synth_cli.api.provider import PROVIDERS
 
     assert set(PROVIDER_INFO) == set(PROVIDERS)
     for name, (label, key_var, default_base_url) in PROVIDER_INFO.items():

@@ -133,7 +133,7 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
     plan: list[str] = []  # per session write, in order: "ok", "lost" (forwarded, then 503), "down" (503)
     seen: list[str] = []
 
-    def do_POST(self):  # noqa: N802 - http.server's naming
+    def do_POST(self):
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         writes_session = b'"batch"' in body and b"INSERT INTO session_traces" in body
         action = "ok"
@@ -187,7 +187,8 @@ def _batch(session_id: str):
 
 
 def test_a_session_written_twice_is_stored_once(proxy, spool):
-    from synth_cli.store.writer import deliver, open_writer
+    from synth_cli.store.writer import deliver
+    from synth_cli.store.writers import open_writer
 
     handler, url, direct = proxy
     with open_writer(direct) as writer:
@@ -205,7 +206,8 @@ def test_a_session_written_twice_is_stored_once(proxy, spool):
 
 
 def test_transient_failures_are_retried_with_backoff(proxy, spool):
-    from synth_cli.store.writer import deliver, open_writer
+    from synth_cli.store.writer import deliver
+    from synth_cli.store.writers import open_writer
 
     handler, url, direct = proxy
     handler.plan[:] = ["down", "down"]

@@ -40,7 +40,7 @@ def _snapshot(conn: sqlite3.Connection) -> dict:
     tables = {}
     indexes = {}
     sql = {}
-    for kind, name, table, text in objects:
+    for kind, name, _table, text in objects:
         sql[(kind, name)] = _norm(text)
         if kind in ("table", "view"):
             tables[name] = (kind, [tuple(r[1:6]) for r in conn.execute(f'PRAGMA table_info("{name}")')])

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from synth_cli.store.writer import SessionBatch, Spool, TraceWriteWarning, open_writer
+from synth_cli.store.writer import SessionBatch, Spool, TraceWriteWarning
+from synth_cli.store.writers import open_writer
 from synth_cli.tracing.events import EnvironmentEvent
 from synth_cli.tracing.tracer import SessionTracer
 

@@ -68,7 +68,7 @@ def play(tracer: SessionTracer, rng: random.Random, model: str, max_turns: int =
                 started = datetime.now(timezone.utc)
                 try:
                     response = chat(request, rng, low, high)
-                except Exception as exc:  # a failed call is traced too, then the episode ends
+                except Exception as exc:  # noqa: BLE001 - a failed call is traced too, then the episode ends
                     tracer.record_llm_call(record_error(request, exc), system_instance_id="guesser")
                     return 0.0
                 record = record_from_openai_chat(request, response, started_at=started,

@@ -111,7 +111,7 @@ def _client(base_url_flag: Optional[str], api_key_flag: Optional[str], provider:
     """The account endpoints are Synth's (and `serve`'s): the provider layer's choice, base URL and key
     chain, and one `no API key` / `rejected the API key` message shared with every command. Only the
     OpenAI-compatible contract has account endpoints: another provider is refused in one line."""
-    from synth_cli.api.provider import open_provider, resolve_target
+    from synth_cli.api.providers import open_provider, resolve_target
     from synth_cli.errors import SynthError
 
     target = resolve_target(provider, base_url_flag, api_key_flag)
@@ -152,3 +152,18 @@ def _window_label(hours: Any) -> str:
 
 def register(app: typer.Typer) -> None:
     app.command("balance", short_help="Account balance in USD and recent spend (tokens, GPU).")(balance)
+
+
+#: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    'balance': [
+        ('synth-ai balance',
+         'Balance and spend over the last 24 hours and 7 days.'),
+        ('synth-ai balance --usage',
+         'Also the current month and the last 30 days.'),
+        ('synth-ai balance --json',
+         'The raw numbers, for scripts.'),
+        ('synth-ai balance --base-url http://127.0.0.1:8000 --api-key sk-synth-local-dev-key',
+         'Ask the local backend started by `synth-ai serve`.'),
+    ],
+}

@@ -141,3 +141,20 @@ def register(app: typer.Typer) -> None:
         context_settings={"ignore_unknown_options": True},  # `calc -3+4`, `calc 2 -1`
         short_help="Cost of a call or workload from the price table, or plain arithmetic.",
     )(calc)
+
+
+#: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    'calc': [
+        ('synth-ai calc gpt-4o 1000000 500000',
+         'Price 1,000,000 input + 500,000 output tokens of gpt-4o ($7.50).'),
+        ('synth-ai calc claude-3-5-haiku 2.5M 300k --cached-input-tokens 2M',
+         '2M of the 2.5M input tokens were prompt-cache hits.'),
+        ('synth-ai calc --list',
+         'Every priced model, USD per 1M tokens.'),
+        ('synth-ai calc gpt-4o-mini 1M 1M --pricing my-prices.toml',
+         'Use your own price table.'),
+        ("synth-ai calc '2*(3+4)'",
+         'Plain arithmetic.'),
+    ],
+}

@@ -117,3 +117,16 @@ def demo(
 
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
+
+
+#: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    'demo': [
+        ('synth-ai demo',
+         'The built-in offline pipeline, writing into ./synth-demo.'),
+        ('synth-ai demo --list',
+         'The built-in demo and every examples/**/run_demo.sh.'),
+        ('synth-ai demo --dir /tmp/synth-demo --sessions 20',
+         'A smaller run somewhere else.'),
+    ],
+}

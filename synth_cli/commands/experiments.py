@@ -10,6 +10,8 @@ from synth_cli.commands._inspect import db_option, fmt_reward, help_text
 from synth_cli.output import Col, fmt_int, fmt_time, fmt_usd, get_output
 
 DEFAULT_LIMIT = 20
+#: sessions drawn in `experiment ID`'s table (drawing 10,000 rows took ~4.6 s); --json lists all
+SESSIONS_SHOWN = 50
 
 
 def _experiment_name(row: Any) -> str:
@@ -74,6 +76,9 @@ def experiments_command(
 def experiment_command(
     ident: str = typer.Argument(..., metavar="ID", help="Experiment ID or name (a unique prefix is enough)."),
     db: Optional[List[str]] = db_option(),
+    limit: int = typer.Option(SESSIONS_SHOWN, "--limit", "-L", metavar="N", min=1,
+                              help="Show at most N sessions in the table (the totals count all; "
+                                   "--json lists every session)."),
 ) -> None:
     """One experiment and its sessions: reward, steps, events, LLM calls, tokens, cost."""
     from synth_cli.commands._inspect import opened, read_targets
@@ -117,13 +122,17 @@ def experiment_command(
         if not sessions:
             return
         out.line()
+        shown = sessions[:limit]
         rows = [(s.session_id, fmt_time(s.created_at, seconds=False, label=False), fmt_int(s.steps),
                  fmt_reward(s.reward),
                  fmt_int(s.events), fmt_int(s.llm_calls) if s.llm_calls is not None else "n/a",
-                 fmt_int(s.total_tokens), fmt_usd(s.cost_usd), ", ".join(s.models) or "–") for s in sessions]
+                 fmt_int(s.total_tokens), fmt_usd(s.cost_usd), ", ".join(s.models) or "–") for s in shown]
+        more = len(sessions) - len(shown)
+        caption = (f"showing {len(shown)} of {fmt_int(len(sessions))} sessions: {fmt_int(more)} more "
+                   "(use --limit N or --json)") if more else None
         out.table(["session", Col("created (UTC)", drop=3), Col("steps", "right", drop=1), ("reward", "right"),
                    Col("events", "right", drop=2), Col("LLM calls", "right", drop=4), ("tokens", "right"),
-                   ("cost", "right"), Col("models", wrap=True, drop=5)], rows)
+                   ("cost", "right"), Col("models", wrap=True, drop=5)], rows, caption=caption)
 
     out.result(data, human, essential=[s.session_id for s in sessions])
     if sessions and not out.json_mode:
@@ -199,3 +208,20 @@ def register(app: typer.Typer) -> None:
     app.command("experiment", short_help="One experiment and its sessions (reward, steps, tokens, cost).")(
         experiment_command)
     app.command("recent", help=RECENT_HELP, short_help="Experiments active in the last H hours.")(recent_command)
+
+
+#: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    'experiments': [
+        ('synth-ai experiments --limit 5',
+         'The five most recently active experiments.'),
+    ],
+    'experiment': [
+        ('synth-ai experiment crafter_run_0',
+         'One experiment (by name, ID or unique prefix) and its sessions.'),
+    ],
+    'recent': [
+        ('synth-ai recent --hours 6',
+         'Experiments with runs in the last 6 hours.'),
+    ],
+}

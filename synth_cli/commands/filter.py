@@ -1,6 +1,6 @@
 """`synth-ai filter`: trace DBs → OpenAI chat fine-tuning JSONL.
 
-Thin: parse flags (+ `--config`), call :func:`synth_cli.dataset.build.run_filter`,
+Thin: parse flags (+ `--config`), call :func:`synth_cli.dataset.run.run_filter`,
 render its stats. Heavy imports happen inside the command.
 """
 
@@ -86,6 +86,10 @@ def filter_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Compute everything, write nothing."),
     strict: Optional[bool] = typer.Option(None, "--strict/--no-strict",
                                           help="Malformed call records and invalid examples are errors."),
+    workers: Optional[int] = typer.Option(None, "--workers", metavar="N",
+                                          help="Processes converting a local DB's call records (default: the "
+                                               "CPU count; 1 for small DBs, --limit or --strict). Output is "
+                                               "identical whatever N."),
 ) -> None:
     from synth_cli import config
     from synth_cli.dataset.options import build, load_config, merge
@@ -100,7 +104,7 @@ def filter_command(
         "experiment": experiment or None, "since": since, "until": until, "where": where or None,
         "model": model or None, "include_errors": include_errors, "val_fraction": val_fraction, "seed": seed,
         "limit": limit, "include_metadata": include_metadata, "strict": strict, "parents": parents,
-        "redact": "off" if no_redact else redact,
+        "redact": "off" if no_redact else redact, "workers": workers,
     })
     file_values = load_config(config_file) if config_file else {}
     options = merge(file_values, flags)
@@ -125,7 +129,7 @@ def _run(options: Any, out: Any) -> Any:
     import signal
     import threading
 
-    from synth_cli.dataset.build import run_filter
+    from synth_cli.dataset.run import run_filter
 
     previous = None
     if threading.current_thread() is threading.main_thread():
@@ -302,3 +306,18 @@ def _fmt_filter(value: Any) -> str:
 def register(app: typer.Typer) -> None:
     app.command("filter", help=HELP, short_help="Trace DBs → OpenAI fine-tuning JSONL (filters, splits, stats).")(
         filter_command)
+
+
+#: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    'filter': [
+        ('synth-ai filter --db traces.db --min-reward 1 -o train.jsonl',
+         'One example per LLM call of the sessions whose rewards sum to 1 or more.'),
+        ('synth-ai filter --db http://127.0.0.1:8080 --mode sessions --val-fraction 0.1 -o data/crafter.jsonl',
+         'One example per conversation, from a libSQL server; 10% of the sessions in data/crafter.val.jsonl.'),
+        ('synth-ai filter --db traces.db --where task_split=train --since 7d --model gpt-4o-mini --dry-run',
+         'What a selection would give (stats only, nothing written).'),
+        ('synth-ai filter --config filter.toml --json',
+         'Settings from a TOML file (a [filter] table); the stats as one JSON object.'),
+    ],
+}

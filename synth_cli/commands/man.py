@@ -11,6 +11,7 @@ from synth_cli.output import get_output
 
 
 def man(
+    ctx: typer.Context,
     command: Optional[List[str]] = typer.Argument(
         None, metavar="[COMMAND]...", help="A command or group, e.g. `sft` or `sft run`; default: the whole tool."),
     no_pager: bool = typer.Option(False, "--no-pager", help="Print straight to stdout even on a terminal."),
@@ -30,19 +31,22 @@ def man(
     """
     import shutil
 
-    from synth_cli import manpages
     from synth_cli.errors import UsageError
+    from synth_cli.manual.files import render_all, write_pages
+    from synth_cli.manual.pages import PROG, build_pages
+    from synth_cli.manual.text import to_text
 
     out = get_output()
     if install:
         if command or write is not None:
             raise UsageError("--install takes no COMMAND and no --write")
         write = str(_user_man_dir())
+    root = ctx.find_root().command
     if write is not None:
         if command:
             raise UsageError("--write takes no COMMAND")
-        changed = manpages.write_pages(write)
-        total = len(manpages.render_all())
+        changed = write_pages(write, root)
+        total = len(render_all(root))
         out.result({"directory": write, "pages": total, "changed": [str(p) for p in changed]},
                    lambda: out.line(f"{total} man pages in {write} ({len(changed)} written or removed)"),
                    essential=[str(p) for p in changed])
@@ -52,10 +56,10 @@ def man(
         return
 
     words = [w for part in (command or []) for w in part.split()]
-    if words and words[0] == manpages.PROG:
+    if words and words[0] == PROG:
         words = words[1:]
     wanted = tuple(words)
-    pages = {page.path: page for page in manpages.build_pages()}
+    pages = {page.path: page for page in build_pages(root)}
     page = pages.get(wanted)
     if page is None:
         import difflib
@@ -76,7 +80,7 @@ def man(
         })
         return
     width = min(shutil.get_terminal_size((80, 24)).columns, 100)
-    text = manpages.to_text(page, width=width)
+    text = to_text(page, width=width)
     if out.is_terminal and not no_pager:
         import pydoc
 
@@ -95,3 +99,16 @@ def _user_man_dir() -> Path:
 
 def register(app: typer.Typer) -> None:
     app.command("man", short_help="The manual: commands, environment variables, examples.")(man)
+
+
+#: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    'man': [
+        ('synth-ai man',
+         'This manual.'),
+        ('synth-ai man sft run',
+         'The manual of one command.'),
+        ('man -l man/synth-ai.1',
+         'The same pages with man(1), from a checkout.'),
+    ],
+}

@@ -82,3 +82,14 @@ class _progress_bar:
 
 def register(traces_app: typer.Typer) -> None:
     traces_app.command("merge", help=HELP, short_help="Copy sessions from several trace DBs into one.")(merge_command)
+
+
+#: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    'traces merge': [
+        ('synth-ai traces merge runs/worker-*.db --into all.db',
+         "The sessions of every worker's DB in one file; rerun it after more runs: it copies only new sessions."),
+        ('synth-ai traces merge a.db b.db --into merged.db --layout sqld --dry-run',
+         'How many sessions would be copied into a new sqld directory, writing nothing.'),
+    ],
+}

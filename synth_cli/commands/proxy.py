@@ -173,3 +173,16 @@ def _summary(out, proxy_, spool_path: Path) -> None:
 
 def register(app: typer.Typer) -> None:
     app.command("proxy")(proxy)
+
+
+#: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    'proxy': [
+        ('synth-ai proxy --upstream https://api.openai.com/v1 --db traces.db',
+         "Record an agent's OpenAI calls: run it with OPENAI_BASE_URL=http://127.0.0.1:8100/v1."),
+        ('synth-ai proxy --upstream https://api.anthropic.com --db traces.db --port 8200',
+         "The same for Anthropic's SDK: ANTHROPIC_BASE_URL=http://127.0.0.1:8200."),
+        ('curl -X POST http://127.0.0.1:8100/synth/sessions/run-1/end -d \'{"reward": 1.0}\'',
+         'Give the session run-1 (header X-Synth-Session-Id: run-1) its reward and write it.'),
+    ],
+}

@@ -173,3 +173,12 @@ def _announce(out, base_url: str, host: str, keys: list[str], key_source: str, d
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
+
+
+#: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    'serve': [
+        ('synth-ai serve',
+         'A local OpenAI-compatible fine-tuning backend on http://127.0.0.1:8000/v1.'),
+    ],
+}

@@ -296,3 +296,14 @@ HELP = help_text(
 
 def register(app: typer.Typer) -> None:
     app.command("session", help=HELP, short_help="One session step by step: LLM calls, tool calls, rewards.")(session_command)
+
+
+#: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    'session': [
+        ('synth-ai session 36f675cc',
+         "One session by a unique ID prefix: each step's LLM calls, tool calls, rewards."),
+        ('synth-ai session 36f675cc --full --db traces.db',
+         "Every call's whole input conversation."),
+    ],
+}

@@ -69,7 +69,7 @@ class Ctx:
     """One provider (one HTTP client, one connection pool) per command invocation."""
 
     def __init__(self, provider: str | None, base_url: str | None, api_key: str | None):
-        from synth_cli.api.provider import open_provider
+        from synth_cli.api.providers import open_provider
 
         self.provider_flag = provider
         self.base_flag = base_url
@@ -699,7 +699,7 @@ def params(
     base_url: Optional[str] = _base_url_option(),
 ) -> None:
     """The `--param KEY=VALUE` hyperparameters a provider takes (sft submit/run)."""
-    from synth_cli.api.provider import choose_provider, provider_class
+    from synth_cli.api.providers import choose_provider, provider_class
 
     out = get_output()
     name, _source = choose_provider(provider, base_url)

@@ -89,7 +89,7 @@ def _render(report, out) -> None:
 def _provider_rules(file: str, provider: Optional[str], model: Optional[str], base_url: Optional[str],
                     api_key: Optional[str], out) -> None:
     """The provider's own format rules (Together's conversational format), refusals per line."""
-    from synth_cli.api.provider import choose_provider, open_provider, provider_class
+    from synth_cli.api.providers import choose_provider, open_provider, provider_class
 
     name, _source = choose_provider(provider, base_url)
     if model is None:
@@ -113,3 +113,14 @@ def _provider_rules(file: str, provider: Optional[str], model: Optional[str], ba
 
 def register(sft_app: typer.Typer) -> None:
     sft_app.command("validate")(validate_command)
+
+
+#: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    'sft validate': [
+        ('synth-ai sft validate train.jsonl',
+         'Check a dataset before uploading it; exit 1 when it is not valid.'),
+        ('synth-ai sft validate train.jsonl --json',
+         'The report (errors grouped by reason, with line numbers) as JSON.'),
+    ],
+}

@@ -28,7 +28,7 @@ def status_command(
 ) -> None:
     """Trace DB totals and the backend (see HELP)."""
     from synth_cli import config
-    from synth_cli.api.provider import resolve_target
+    from synth_cli.api.providers import resolve_target
     from synth_cli.commands._inspect import inventory_targets, opened, read_each
     from synth_cli.probe import probe_backend
     from synth_cli.store import inventory as queries
@@ -117,3 +117,14 @@ HELP = help_text(
 
 def register(app: typer.Typer) -> None:
     app.command("status", help=HELP, short_help="Trace DB totals and the backend's URL, health and API key.")(status_command)
+
+
+#: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    'status': [
+        ('synth-ai status',
+         'Totals per trace DB, and whether the configured backend answers.'),
+        ('synth-ai status --base-url http://127.0.0.1:8000',
+         'Check the local backend of `synth-ai serve`.'),
+    ],
+}

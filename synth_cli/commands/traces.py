@@ -105,3 +105,17 @@ def register(app: typer.Typer) -> None:
     merge.register(traces_app)
     app.add_typer(traces_app, name="traces", help=HELP,
                   short_help="Inventory of trace DBs: sessions, events, LLM calls, size; merge them.")
+
+
+
+#: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    'traces': [
+        ('synth-ai traces',
+         'Every DB under ./synth_ai.db/dbs: traces, events, LLM calls, last activity, size.'),
+        ('synth-ai traces --root runs/ --db http://127.0.0.1:8080',
+         'Another directory, plus a libSQL server.'),
+        ('synth-ai traces --json',
+         'The same figures as one JSON document.'),
+    ],
+}

@@ -98,3 +98,16 @@ HELP = help_text(
 def register(app: typer.Typer) -> None:
     app.command("usage", help=HELP, short_help="LLM calls, tokens, cost and latency per model (local traces or --remote).")(
         usage_command)
+
+
+#: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    'usage': [
+        ('synth-ai usage --db traces.db',
+         'Calls, tokens, cost and latency per model and provider.'),
+        ("synth-ai usage --model 'gpt-4o*' --since 7d",
+         'Only gpt-4o models, over the last 7 days.'),
+        ('synth-ai usage --remote --model gpt-4o-mini',
+         'Spend and tokens of one model, from the backend.'),
+    ],
+}

@@ -16,10 +16,8 @@ conversation per session being read, normally one), the per-session selection
 from __future__ import annotations
 
 import hashlib
-import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from synth_cli._json import dumps_bytes, loads
@@ -27,9 +25,8 @@ from synth_cli.dataset import convert as cv
 from synth_cli.dataset.options import FilterOptions
 from synth_cli.store.selection import FILTER_ORDER, MAX_IN_LIST, scan_calls, scan_messages, select_sessions
 from synth_cli.dataset.validate import check_example, estimate_tokens
-from synth_cli.dataset.writer import AtomicFiles, Protected, val_path
 from synth_cli.errors import DatasetError
-from synth_cli.store.reader import TraceStore, open_stores
+from synth_cli.store.reader import TraceStore
 
 #: how many malformed rows' session ids the stats name.
 MALFORMED_NAMED = 5
@@ -193,10 +190,11 @@ def val_sessions(session_ids: Any, fraction: float, seed: int) -> set[str]:
 
 
 class _Session:
-    __slots__ = ("session_id", "total_reward", "experiment_id", "is_val", "remaining", "merger", "history")
+    __slots__ = ("session_id", "total_reward", "experiment_id", "is_val", "remaining", "merger", "history", "order")
 
     def __init__(self, session_id: str, total_reward: float, experiment_id: str | None, is_val: bool,
-                 remaining: int):
+                 remaining: int, order: int = 0):
+        self.order = order  # place among the DB's kept sessions (which worker reads it)
         self.session_id = session_id
         self.total_reward = total_reward
         self.experiment_id = experiment_id
@@ -204,6 +202,38 @@ class _Session:
         self.remaining = remaining
         self.merger: Any = None
         self.history: Any = None  # convert.ToolCallHistory, made on the first tool call
+
+
+class DigestSet:
+    """The lines written so far, for exact de-duplication, in ~12 bytes per line.
+
+    Each line is kept as its 12-byte BLAKE2b digest (a false duplicate would need a collision
+    of 96 bits), appended to one of 4,096 byte strings chosen by the digest's first 12 bits:
+    no Python object per line, and a lookup is one C-level search of a short string.
+    """
+
+    SIZE = 12
+    __slots__ = ("_buckets", "count")
+
+    def __init__(self) -> None:
+        self._buckets = [bytearray() for _ in range(4096)]
+        self.count = 0
+
+    @staticmethod
+    def digest(line: bytes) -> bytes:
+        return hashlib.blake2b(line, digest_size=DigestSet.SIZE).digest()
+
+    def add(self, digest: bytes) -> bool:
+        """Remember `digest`; False when it was already there."""
+        bucket = self._buckets[digest[0] << 4 | digest[1] >> 4]
+        pos = bucket.find(digest)
+        while pos >= 0:
+            if pos % 12 == 0:
+                return False
+            pos = bucket.find(digest, pos + 1)
+        bucket += digest
+        self.count += 1
+        return True
 
 
 class _Sink:
@@ -214,7 +244,7 @@ class _Sink:
         self.stats = stats
         self.train = train
         self.val = val
-        self.seen: set[bytes] = set()
+        self.seen = DigestSet()
         self.limit = opts.limit
         self.include_metadata = opts.include_metadata
         self.calls_mode = opts.mode == "calls"
@@ -232,6 +262,13 @@ class _Sink:
         if self.on_progress is not None and self._rows % PROGRESS_EVERY == 0:
             self.on_progress(self.stats)
 
+    def _rows_seen(self, n: int) -> None:
+        """`n` rows read by a worker: report progress at each PROGRESS_EVERY rows crossed."""
+        before = self._rows
+        self._rows += n
+        if self.on_progress is not None and self._rows // PROGRESS_EVERY > before // PROGRESS_EVERY:
+            self.on_progress(self.stats)
+
     def reject(self, errors: list[str], session: _Session, call_id: str | None) -> None:
         """Count an invalid example (by reason, and named among the first few); --strict: fail."""
         stats = self.stats
@@ -246,25 +283,44 @@ class _Sink:
                                f"({errors[0]})", hint="drop --strict to skip invalid examples")
 
     def emit(self, example: dict, session: _Session, call_id: str | None, model: str | None) -> None:
-        stats = self.stats
+        ready = self.prepare(example, session, call_id, model)
+        if ready is not None:
+            self.accept(ready)
+
+    def at_end(self, session: _Session) -> None:
+        """The scan is over and `session`'s open conversation is being finished (workers: its place)."""
+
+    def prepare(self, example: dict, session: _Session, call_id: str | None, model: str | None
+                ) -> tuple | None:
+        """Validate, scrub and serialise one example: what :meth:`accept` writes, or None (invalid).
+
+        This is the part a worker process does; :meth:`accept` (de-duplication, the split's
+        counts, writing) stays in one process, in the order of the single-process run.
+        """
         errors = check_example(example)
         if errors:
             self.reject(errors, session, call_id)
-            return
+            return None
         if self.redactor is not None:
             self.redactor.example(example, session.session_id)
         line = dumps_bytes(example)
-        digest = hashlib.sha1(line).digest()
-        if digest in self.seen:
-            stats.duplicates += 1
-            return
-        self.seen.add(digest)
-        stats.token_estimate += estimate_tokens(line, example)
+        digest = DigestSet.digest(line)
+        tokens = estimate_tokens(line, example)
         if self.include_metadata:
             meta = {"session_id": session.session_id, "call_id": call_id, "model": model,
                     "total_reward": session.total_reward, "experiment_id": session.experiment_id}
             line = line[:-1] + b',"metadata":' + dumps_bytes(meta) + b"}"
-        if session.is_val:
+        tools = cv.final_has_tool_calls(example) if self.calls_mode else cv.has_tool_calls(example)
+        return line, digest, tokens, session.is_val, len(example["messages"]), bool(tools), model
+
+    def accept(self, ready: tuple) -> None:
+        line, digest, tokens, is_val, messages, tools, model = ready
+        stats = self.stats
+        if not self.seen.add(digest):
+            stats.duplicates += 1
+            return
+        stats.token_estimate += tokens
+        if is_val:
             stats.val += 1
             if self.val is not None:
                 self.val.write(line)
@@ -275,8 +331,8 @@ class _Sink:
                 self.train.write(line)
                 self.train.write(b"\n")
         stats.examples += 1
-        stats.messages += len(example["messages"])
-        if (cv.final_has_tool_calls(example) if self.calls_mode else cv.has_tool_calls(example)):
+        stats.messages += messages
+        if tools:
             stats.with_tool_calls += 1
         stats.models[model or "(unknown)"] += 1
         if self.limit is not None and stats.examples >= self.limit:
@@ -302,7 +358,8 @@ def _select(store: TraceStore, opts: FilterOptions, stats: FilterStats, fallback
                 continue
         stats.sessions_kept += 1
         stats.rewards_kept[row.total_reward] += 1
-        kept[row.session_id] = _Session(row.session_id, row.total_reward, row.experiment_id, False, row.calls)
+        kept[row.session_id] = _Session(row.session_id, row.total_reward, row.experiment_id, False, row.calls,
+                                        len(kept))
     return kept
 
 
@@ -323,7 +380,9 @@ def _unknown_schema(stats: FilterStats, opts: FilterOptions, session_id: str, ve
     stats.schema_versions[str(version)] += 1
 
 
-def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Sink, kept: dict[str, _Session]) -> None:
+def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Sink, kept: dict[str, _Session],
+           rows: Any = None) -> None:
+    """Convert the call records of the kept sessions (`rows`: the scan to use, else :func:`scan_calls`)."""
     sessions_mode = opts.mode == "sessions"
     models = frozenset(opts.models) if opts.models else None
     include_errors = opts.include_errors
@@ -332,7 +391,8 @@ def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Si
     ids = list(kept) if len(kept) <= MAX_IN_LIST and stats.sessions_dropped else None
     if not kept:
         return
-    rows = scan_calls(store, ids)
+    if rows is None:
+        rows = scan_calls(store, ids)
     tick = sink.tick
     try:
         for row in rows:
@@ -417,6 +477,7 @@ def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Si
         if sessions_mode:  # sessions whose row count was off (rows added while reading)
             for session in kept.values():
                 if session.merger is not None:
+                    sink.at_end(session)
                     done = session.merger.finish()
                     session.merger = None
                     if done is not None:
@@ -511,135 +572,3 @@ def _messages(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: 
         close = getattr(rows, "close", None)
         if close is not None:
             close()
-
-
-# --------------------------------------------------------------------------- entry point
-
-
-def _check_paths(opts: FilterOptions, stores: list[TraceStore]) -> tuple[Path | None, Path | None, Protected]:
-    """The outputs to write and what they must never be: every local DB read, with its -wal/-shm/-journal."""
-    protected = Protected(store.path for store in stores if getattr(store, "path", None) is not None)
-    if opts.dry_run:
-        return None, None, protected
-    if not opts.output:
-        raise DatasetError("no output file given", hint="pass --output FILE.jsonl (or --dry-run)")
-    output = Path(opts.output).expanduser()
-    val = val_path(output) if opts.val_fraction > 0 else None
-    for target in (output, val):
-        if target is not None:
-            protected.check(target)
-    return output, val, protected
-
-
-def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None = None,
-               on_progress: Callable[[FilterStats], None] | None = None) -> FilterStats:
-    """Run the whole pipeline; raises TraceStoreError/DatasetError on bad input (nothing written).
-
-    `on_notice(text)` hears what people should know as it happens (e.g. the messages-table
-    fallback); `on_progress(stats)` is called every few hundred rows read.
-    """
-    started = time.perf_counter()
-    if not opts.dbs:
-        raise DatasetError("no trace DB given", hint="pass --db PATH_OR_URL or set SYNTH_TRACES_DB")
-    stats = FilterStats(mode=opts.mode, dry_run=opts.dry_run, filters=opts.session_filters())
-    if opts.models:
-        stats.filters["models"] = list(opts.models)
-    for note in opts.ignored:
-        stats.notices.append(f"config: {note} has no equivalent here and is ignored")
-
-    def notice(text: str) -> None:
-        stats.notices.append(text)
-        if on_notice is not None:
-            on_notice(text)
-
-    stores = open_stores(opts.dbs)
-    try:
-        for store in stores:
-            for warning in store.warnings:
-                notice(warning)
-        output, val, protected = _check_paths(opts, stores)
-        with AtomicFiles(parents=opts.parents, protected=protected) as files:
-            train_file = files.open(output, through_ok=val is None) if output is not None else None
-            val_file = files.open(val) if val is not None else None
-            for text in files.notices:
-                notice(text)
-            sink = _Sink(opts, stats, train_file, val_file)
-            sink.on_progress = on_progress
-            try:
-                selections = []
-                for store in stores:  # 1. one session query per DB
-                    fallback = not store.schema.has_call_records
-                    if fallback and not store.schema.has("messages", "content"):
-                        raise DatasetError(f"{store.label}: neither events.call_records nor a messages table",
-                                           hint="this DB holds no LLM conversations")
-                    stats.dbs.append({"db": store.label, "kind": store.kind,
-                                      "source": "messages" if fallback else "call_records"})
-                    if fallback:
-                        notice(f"{store.label}: no events.call_records (earlier tracing_v3 schema); building "
-                               "examples from the messages table (text only, no tools)")
-                    selections.append((store, fallback, _select(store, opts, stats, fallback)))
-                if opts.val_fraction > 0:  # 2. the split, over every DB's kept sessions
-                    val_ids = val_sessions((sid for _, _, kept in selections for sid in kept), opts.val_fraction,
-                                           opts.seed)
-                    for _, _, kept in selections:
-                        for sid, session in kept.items():
-                            session.is_val = sid in val_ids
-                stats.rows_total = sum(s.remaining for _, _, kept in selections for s in kept.values())
-                if on_progress is not None:  # the total is known now: the bar can show it and an ETA
-                    on_progress(stats)
-                for store, fallback, kept in selections:  # 3. one streamed scan per DB
-                    if fallback:
-                        _messages(store, opts, stats, sink, kept)
-                    else:
-                        _calls(store, opts, stats, sink, kept)
-            except _Stop:
-                pass
-            if sink.redactor is not None:
-                stats.redaction = sink.redactor.summary()
-            for version, count in sorted(stats.schema_versions.items()):
-                notice(f"{count} call record(s) have schema_version {version!r}, which this version of synth-ai "
-                       f"does not know; they were converted as schema {KNOWN_SCHEMA} (--strict refuses them)")
-            if stats.split_conversations:
-                notice(f"sessions mode: cut {stats.split_conversations} conversation(s) at an invalid turn; "
-                       "the valid parts before and after it were kept")
-            if stats.examples == 0:
-                files.abort()
-            elif stats.train == 0 and output is not None:
-                files.abort()
-                raise DatasetError(f"all {stats.examples} examples fell in the validation split; nothing written",
-                                   hint="lower --val-fraction or change --seed")
-            else:
-                if val is not None and stats.val == 0:
-                    notice(f"the validation split is empty ({val.name} has no examples); "
-                           "raise --val-fraction or change --seed")
-                files.commit()
-                stats.output = str(output) if output is not None else None
-                stats.val_output = str(val) if val is not None else None
-                if output is not None and train_file is not None and not train_file.through:
-                    _write_manifest(opts, stats, train_file, val_file, notice)
-    finally:
-        for store in stores:
-            store.close()
-    if opts.dry_run:
-        stats.output = opts.output
-        stats.val_output = str(val_path(opts.output)) if opts.output and opts.val_fraction > 0 else None
-    stats.elapsed_s = time.perf_counter() - started
-    return stats
-
-
-def _write_manifest(opts: FilterOptions, stats: FilterStats, train_file, val_file, notice) -> None:
-    """The outputs are in place: record how they were made next to them (see dataset/manifest.py).
-    A manifest that cannot be written is a notice, not a failure (the dataset itself is fine)."""
-    from synth_cli.dataset import manifest
-
-    outputs = [("train", train_file.target, stats.train)]
-    if val_file is not None:
-        outputs.append(("validation", val_file.target, stats.val))
-    try:
-        stats.manifest = str(manifest.write(opts, stats, outputs))
-    except (OSError, DatasetError) as exc:
-        notice(f"the dataset manifest {manifest.manifest_path(train_file.path)} was not written "
-               f"({getattr(exc, 'strerror', None) or exc}); `sft` cannot record the filter settings")
-
-
-__all__ = ["FilterStats", "reward_histogram", "run_filter", "val_sessions"]

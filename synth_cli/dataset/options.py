@@ -57,6 +57,8 @@ class FilterOptions:
     strict: bool = False
     #: what `filter` scrubs from the examples: "secrets" (default), "pii" (secrets + e-mails, phones), "off"
     redact: str = "secrets"
+    #: processes that convert the call records (`--workers`); None: the CPU count, one for small DBs
+    workers: int | None = None
     #: create missing parent directories of the output (`--parents`)
     parents: bool = False
     #: what the config file asked for that has no equivalent here (reported as warnings)
@@ -203,7 +205,7 @@ def _bool(value: Any, name: str) -> bool:
 FILTER_KEYS = (
     "db", "output", "mode", "min_reward", "max_reward", "min_achievements", "max_cost", "max_tokens",
     "experiment", "since", "until", "where", "model", "include_errors", "val_fraction", "seed", "limit",
-    "include_metadata", "strict", "redact", "parents",
+    "include_metadata", "strict", "redact", "parents", "workers",
 )
 #: spellings of the redaction setting (a config file may say `redact = false`)
 REDACT_MODES = {"secrets": "secrets", "true": "secrets", "pii": "pii", "off": "off", "none": "off", "false": "off"}
@@ -263,7 +265,7 @@ def build(values: dict[str, Any], *, source: str = "flag") -> dict[str, Any]:
             out[key] = fraction
         elif key == "seed":
             out[key] = _number(value, name(key), integer=True)
-        elif key == "limit":
+        elif key in ("limit", "workers"):
             out[key] = _number(value, name(key), integer=True, minimum=1)
         elif key == "redact":
             mode = REDACT_MODES.get(str(value).lower()) if isinstance(value, (str, bool)) else None

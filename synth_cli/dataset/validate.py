@@ -460,7 +460,7 @@ def validate_file(path: str | os.PathLike, target: Target | None = None) -> Vali
     if kind is not None:  # a FIFO would block for ever, /dev/zero never end
         raise DatasetError(f"{p}: is {kind}, not a regular file", hint="validate a JSONL file")
     try:
-        fh = open(p, "rb")
+        fh = open(p, "rb")  # noqa: SIM115 - closed by the `with fh:` below (opening errors are told apart first)
     except FileNotFoundError:
         raise DatasetError(f"{p}: no such file") from None
     except OSError as exc:

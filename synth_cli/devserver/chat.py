@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from synth_cli.devserver.errors import APIError, bad_request
+from synth_cli.devserver.errors import APIError, bad_request, parse_json
 
 OPENAI_PATH = "/v1/chat/completions"
 ANTHROPIC_PATH = "/v1/messages"
@@ -209,8 +209,6 @@ def _text_of(content: Any) -> str:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    from synth_cli.devserver.server import parse_json
-
     body = parse_json(await request.body())
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import orjson
+
 from typing import Any
 
 
@@ -33,3 +35,12 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
 
 def not_found(message: str, param: str | None = None) -> APIError:
     return APIError(404, message, param=param, code="not_found")
+
+
+def parse_json(raw: bytes) -> Any:
+    """The request's JSON (orjson: nesting deeper than 1024 levels is a parse error, never a RecursionError)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"We could not parse the JSON body of your request ({exc}). Expected a JSON object; "
+                          "nesting is limited to 1024 levels.") from None

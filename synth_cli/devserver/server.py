@@ -45,7 +45,7 @@ from synth_cli.devserver import chat
 from synth_cli.devserver import engine as engine_mod
 from synth_cli.devserver import simulate, together
 from synth_cli.devserver.engine import Engine
-from synth_cli.devserver.errors import APIError, bad_request, error_body, not_found
+from synth_cli.devserver.errors import APIError, bad_request, error_body, not_found, parse_json
 from synth_cli.devserver.store import Store, checkpoint_object, file_object, new_id, prediction_object
 from synth_cli.devserver.uploads import MAX_FIELD_BYTES, UploadError, UploadTooLarge, discard, receive_upload
 from synth_cli.devserver.validation import describe_errors, inspect_file
@@ -285,15 +285,6 @@ def _int_param(request: Request, name: str, default: int | None, low: int, high:
     if not low <= value <= high:
         raise bad_request(f"Invalid value for '{name}': must be between {low} and {high} (got {value}).", name)
     return value
-
-
-def parse_json(raw: bytes) -> Any:
-    """The request's JSON (orjson: nesting deeper than 1024 levels is a parse error, never a RecursionError)."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise bad_request(f"We could not parse the JSON body of your request ({exc}). Expected a JSON object; "
-                          "nesting is limited to 1024 levels.") from None
 
 
 def _list_page(data: list[dict[str, Any]], has_more: bool, *, ids: bool = True) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Each source is read through :class:`~synth_cli.store.reader.TraceStore` (a file, a sqld
 directory, a `sqlite:///` URL or a libSQL server); each session (its row, timesteps, events,
 messages, and its experiment when the target lacks it) is written through
-:func:`~synth_cli.store.writer.open_writer` as one :class:`~synth_cli.store.writer.SessionBatch`:
+:func:`~synth_cli.store.writers.open_writer` as one :class:`~synth_cli.store.writer.SessionBatch`:
 one transaction per session, so an interrupted merge leaves whole sessions only, and a
 rerun copies what is missing. A session already in the target (by id) is skipped and
 counted, so merging twice copies nothing the second time. Stored values are copied as
@@ -223,7 +223,7 @@ def _open_target(into: str, dry_run: bool, layout: str) -> tuple[TraceWriter | N
     """The writer (None in a dry run) and, in a dry run, the session ids already in the target."""
     from synth_cli.store.locate import is_remote, resolve_write_target
     from synth_cli.store.reader import TraceStore
-    from synth_cli.store.writer import open_writer
+    from synth_cli.store.writers import open_writer
 
     if not dry_run:
         return open_writer(into, layout=layout), None

@@ -168,7 +168,20 @@ class SQLiteTraceStore(TraceStore):
         self.warnings: list[str] = []
         self._snapshot: Path | None = None
         _check_sqlite_header(path)
-        self.conn, self._snapshot = _connect_ro(path, self.warnings)
+        used: list[str] = []
+        self.conn, self._snapshot = _connect_ro(path, self.warnings, used)
+        #: the URI the connection reads (the file, its private snapshot, or the file as immutable)
+        self.uri = used[-1]
+
+    def reopen(self) -> "SQLiteTraceStore":
+        """A new store reading the same file (or snapshot) as this one, on a connection of its own:
+        for a worker process, which must not use a connection made before it was forked."""
+        other = object.__new__(SQLiteTraceStore)
+        TraceStore.__init__(other, self.target, self.label)
+        other.path, other.warnings, other._snapshot, other.uri = self.path, [], None, self.uri
+        other._schema = self._schema
+        other.conn = _connect(self.uri)
+        return other
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
         import sqlite3
@@ -236,7 +249,8 @@ def _connect(uri: str):
     return conn
 
 
-def _connect_ro(path: Path, warnings: list[str] | None = None) -> tuple[Any, Path | None]:
+def _connect_ro(path: Path, warnings: list[str] | None = None, used: list[str] | None = None
+                ) -> tuple[Any, Path | None]:
     """A read-only connection, and the private snapshot directory it reads from (if any).
 
     A WAL database in a directory we cannot write (a read-only mount, another user's
@@ -250,8 +264,11 @@ def _connect_ro(path: Path, warnings: list[str] | None = None) -> tuple[Any, Pat
     """
     import sqlite3
 
+    if used is None:
+        used = []
     try:
-        return _connect(_uri(path)), None
+        used.append(_uri(path))
+        return _connect(used[-1]), None
     except sqlite3.DatabaseError as exc:
         if not ("unable to open" in str(exc) or "readonly" in str(exc).lower()):
             raise _sqlite_error(path, exc) from exc
@@ -265,7 +282,8 @@ def _connect_ro(path: Path, warnings: list[str] | None = None) -> tuple[Any, Pat
         snapshot, why = _snapshot(path, wal)
         if snapshot is not None:
             try:
-                return _connect(_uri(snapshot / path.name)), snapshot
+                used.append(_uri(snapshot / path.name))
+                return _connect(used[-1]), snapshot
             except sqlite3.DatabaseError as exc:
                 _remove_tree(snapshot)
                 why = f"the private copy cannot be read ({exc})"
@@ -273,7 +291,8 @@ def _connect_ro(path: Path, warnings: list[str] | None = None) -> tuple[Any, Pat
             warnings.append(f"{path}: cannot read the transactions in {wal.name} (the directory cannot be "
                             f"written, and {why}); committed sessions may be missing")
     try:
-        return _connect(_uri(path, "mode=ro&immutable=1")), None
+        used.append(_uri(path, "mode=ro&immutable=1"))
+        return _connect(used[-1]), None
     except sqlite3.DatabaseError:
         raise _sqlite_error(path, first) from first
 

@@ -1,6 +1,6 @@
 """`RemoteTraceWriter`: the write path (:mod:`synth_cli.store.writer`) into a libSQL server.
 
-Opened by :func:`synth_cli.store.writer.open_writer` for `http(s)://`, `ws(s)://` and
+Opened by :func:`synth_cli.store.writers.open_writer` for `http(s)://`, `ws(s)://` and
 `libsql://` targets (token from `?authToken=`, `LIBSQL_AUTH_TOKEN` or `TURSO_AUTH_TOKEN`),
 through the Hrana-over-HTTP client of :mod:`synth_cli.store.libsql`.
 

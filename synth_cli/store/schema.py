@@ -10,7 +10,7 @@ decorated with `@migration`, applied once, in definition order, and recorded by
 name in `_synth_migrations`. The list is append-only: never edit or reorder a
 migration that has shipped, add a new one. A migration gets a `query(sql, params)`
 callable, so the same migrations run on a local file and on a libSQL server. They
-run only when a DB is opened for writing (:func:`synth_cli.store.writer.open_writer`,
+run only when a DB is opened for writing (:func:`synth_cli.store.writers.open_writer`,
 which holds the write lock around them); readers never touch the schema.
 
 `m001_initial` creates what is missing, so it also adopts a DB written by the

@@ -64,7 +64,9 @@ def session_query(store: TraceStore, opts: FilterOptions, *, fallback: bool = Fa
     s_created = "s.created_at" if schema.has("session_traces", "created_at") else "NULL"
     # The session figures have one definition (store.sql); the exact cost costs a JSON parse
     # of every call record, so it is read only when --max-cost needs it.
-    figures = session_figures_cte(schema, exact_cost=opts.max_cost is not None)
+    # LLM calls are not needed here (the scan counts the records it parses): without them the
+    # query reads no blob at all unless --max-cost asks for the exact cost.
+    figures = session_figures_cte(schema, exact_cost=opts.max_cost is not None, llm_calls=False)
 
     params: list[Any] = []
     checks: list[tuple[str, str]] = []
@@ -155,6 +157,31 @@ def scan_calls(store: TraceStore, session_ids: list[str] | None = None) -> Itera
     return store.scan(sql, params, key="id", page_size=CALL_PAGE_SIZE)
 
 
+def scan_calls_of(store: TraceStore, session_ids: Any) -> Iterator[Any]:
+    """`scan_calls` for a worker process: rows of these sessions only, in id order, read through a
+    connection of the worker's own (`store.reopen()`, a local store) and a temporary table of the ids.
+
+    The session test is `+session_id` (no index), so SQLite walks the events in id order and skips
+    the others' rows without reading their blobs; nothing is sorted.
+    """
+    import sqlite3
+
+    own = store.reopen()  # type: ignore[attr-defined]
+    try:
+        own.conn.execute("CREATE TEMP TABLE shard (session_id TEXT PRIMARY KEY) WITHOUT ROWID")
+        own.conn.executemany("INSERT OR IGNORE INTO temp.shard VALUES (?)", ((sid,) for sid in session_ids))
+        own.conn.row_factory = None
+        yield from own.rows("SELECT id, session_id, call_records FROM events "
+                            "WHERE event_type = 'cais' AND call_records IS NOT NULL "
+                            "AND +session_id IN (SELECT session_id FROM temp.shard) ORDER BY id")
+    except sqlite3.DatabaseError as exc:
+        from synth_cli.store.locate import _sqlite_error
+
+        raise _sqlite_error(store.path, exc) from exc  # type: ignore[attr-defined]
+    finally:
+        own.close()
+
+
 def scan_messages(store: TraceStore, session_ids: list[str] | None = None) -> Iterator[Any]:
     """Rows (id, session_id, message_type, content, step) of the `messages` table, in id order.
 
@@ -178,5 +205,5 @@ def scan_messages(store: TraceStore, session_ids: list[str] | None = None) -> It
     return store.scan(sql, params, key="id")
 
 
-__all__ = ["FILTER_ORDER", "SessionRow", "json_path", "scan_calls", "scan_messages", "select_sessions",
+__all__ = ["FILTER_ORDER", "SessionRow", "json_path", "scan_calls", "scan_calls_of", "scan_messages", "select_sessions",
            "session_query"]

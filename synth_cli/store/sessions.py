@@ -233,7 +233,9 @@ def session_detail(store: TraceStore, session_id: str) -> SessionDetail:
 
     steps: dict[int | None, TimestepDetail] = {}
     if has(schema, "session_timesteps", "session_id"):
-        c = lambda name: col(schema, "session_timesteps", name)
+        def c(name: str) -> str:
+            return col(schema, "session_timesteps", name)
+
         order = "step_index" if has(schema, "session_timesteps", "step_index") else "id"
         for r in store.rows(
                 f"SELECT id, {c('step_id')} AS step_id, {c('step_index')} AS step_index, "
@@ -252,7 +254,9 @@ def session_detail(store: TraceStore, session_id: str) -> SessionDetail:
                 turn_number=None, started_at=None, completed_at=None, metadata=None)
         return steps[timestep_id]
 
-    e = lambda name: col(schema, "events", name, "e")
+    def e(name: str) -> str:
+        return col(schema, "events", name, "e")
+
     inp, out, total = tokens_sql(schema)
     event_sql = (
         f"SELECT e.id AS id, e.event_type AS event_type, {e('system_instance_id')} AS system, "
@@ -288,7 +292,9 @@ def session_detail(store: TraceStore, session_id: str) -> SessionDetail:
         step_for(r["timestep_id"]).events.append(ev)
 
     if has(schema, "messages", "session_id"):
-        m = lambda name: col(schema, "messages", name)
+        def m(name: str) -> str:
+            return col(schema, "messages", name)
+
         for r in store.rows(
                 f"SELECT id, {m('timestep_id')} AS timestep_id, {m('message_type')} AS message_type, "
                 f"{m('content')} AS content, {m('timestamp')} AS timestamp, {m('metadata')} AS metadata "

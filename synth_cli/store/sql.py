@@ -158,7 +158,8 @@ def achievements_sql(schema: Schema, alias: str = "le") -> str:
             f"{x}, '$.public_state.achievements_status') j WHERE j.type = 'true') ELSE 0 END")
 
 
-def session_figures_cte(schema: Schema, *, session_filter: str = "", exact_cost: bool = True) -> str:
+def session_figures_cte(schema: Schema, *, session_filter: str = "", exact_cost: bool = True,
+                        llm_calls: bool = True) -> str:
     """THE per-session figures, as the CTE bodies `ev` (events) and `msg` (messages per session).
 
     Every command that reports or filters by a session's reward, cost, tokens or LLM calls
@@ -168,6 +169,7 @@ def session_figures_cte(schema: Schema, *, session_filter: str = "", exact_cost:
     * `cost_usd`: the sum of its `cais` events' exact cost (:func:`cost_usd_sql`: the call
       records' `usage.cost_usd`, the cents column only as a fallback); `exact_cost=False`
       leaves it NULL for callers that do not use it (reading it costs a JSON parse per event);
+      `llm_calls=False` likewise leaves `llm_calls` NULL (`filter` counts the records it parses);
     * `input_tokens`/`output_tokens`/`total_tokens` (:func:`tokens_sql`), `llm_calls` (call
       records, :func:`calls_sql`), `record_events` (`cais` events that hold call records);
     * `events`, `lm_events`, `terminated`, `models`, `first_event`, `last_event`, and
@@ -176,7 +178,7 @@ def session_figures_cte(schema: Schema, *, session_filter: str = "", exact_cost:
     `session_filter` restricts both to some sessions; `{alias}` in it names the table alias.
     """
     inp, out, total = tokens_sql(schema)
-    calls = calls_sql(schema)
+    calls = calls_sql(schema) if llm_calls else None
     created = col(schema, "events", "created_at", "e")
     term = col(schema, "events", "terminated", "e")
     model = col(schema, "events", "model_name", "e")

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from synth_cli.errors import TraceStoreError
-from synth_cli.store.locate import check_writable_file, is_remote, resolve_write_target
+from synth_cli.store.locate import check_writable_file, resolve_write_target
 from synth_cli.store.schema import MIGRATIONS, MIGRATIONS_TABLE
 
 BUSY_TIMEOUT_S = 30.0
@@ -408,39 +408,6 @@ class SQLiteTraceWriter(TraceWriter):
             conn.close()
 
 
-# --------------------------------------------------------------------------- targets
-
-
-def open_writer(target: str | os.PathLike, *, layout: str = "auto", busy_timeout: float = BUSY_TIMEOUT_S,
-                replay_spool: bool = True) -> TraceWriter:
-    """Open `target` for writing: schema created or migrated, spooled batches written (see `replayed`)."""
-    text = os.fspath(target)
-    writer: TraceWriter
-    if is_remote(text):
-        try:
-            from synth_cli.store.remote_writer import RemoteTraceWriter  # type: ignore[import-not-found]
-        except ImportError:
-            from synth_cli.store.locate import _strip_credentials
-
-            raise TraceStoreError(f"{_strip_credentials(text)}: writing to a libSQL server is not supported "
-                                  "by this version", hint="trace into a local file (sqld can serve its "
-                                  "directory), then `synth-ai traces merge` it") from None
-        writer = RemoteTraceWriter(text, busy_timeout=busy_timeout)
-    else:
-        writer = SQLiteTraceWriter(resolve_write_target(text, layout), busy_timeout=busy_timeout)
-    writer.replayed = []  # type: ignore[attr-defined]
-    writer.warnings = []  # type: ignore[attr-defined]
-    try:
-        writer.ensure_schema()
-        if replay_spool and writer.spool_dir is not None:
-            spool = Spool(writer.spool_dir)
-            writer.replayed, writer.warnings = spool.replay(writer)  # type: ignore[attr-defined]
-    except BaseException:
-        writer.close()
-        raise
-    return writer
-
-
 # --------------------------------------------------------------------------- faults
 
 
@@ -553,6 +520,5 @@ def deliver(writer: TraceWriter, batch: SessionBatch, *, delays: Sequence[float]
 
 __all__ = [
     "BUSY_TIMEOUT_S", "EVENT_COLUMNS", "EXPERIMENT_COLUMNS", "MESSAGE_COLUMNS", "STEP_COLUMNS", "Delivery",
-    "SQLiteTraceWriter", "SessionBatch", "Spool", "TraceWriteWarning", "TraceWriter", "WriteError", "deliver", "open_writer",
-    "resolve_write_target",  # re-exported from locate
+    "SQLiteTraceWriter", "SessionBatch", "Spool", "TraceWriteWarning", "TraceWriter", "WriteError", "deliver", "resolve_write_target",  # re-exported from locate
 ]

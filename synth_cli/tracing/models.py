@@ -339,7 +339,7 @@ def _compile_to_dict(cls: type) -> None:
     namespace: dict[str, Any] = {
         "plain_types": _PLAIN, "convert": _convert, "cls": cls, "generic": _Record.to_dict, "Record": _Record,
         "getter": (lambda d, _n=plain[0]: (d[_n],)) if len(plain) == 1 else operator.itemgetter(*plain)}
-    exec(compile("\n".join(lines) + "\n", f"<{cls.__name__}.to_dict>", "exec"), namespace)  # noqa: S102
+    exec(compile("\n".join(lines) + "\n", f"<{cls.__name__}.to_dict>", "exec"), namespace)
     cls.to_dict = namespace["to_dict"]  # type: ignore[attr-defined]
 
 

@@ -67,9 +67,9 @@ from synth_cli.store.writer import (
     TraceWriteWarning,
     WriteError,
     deliver,
-    open_writer,
     resolve_write_target,
 )
+from synth_cli.store.writers import open_writer
 from synth_cli.tracing.events import BaseEvent, LMCAISEvent, RuntimeEvent
 from synth_cli.tracing.models import LLMCallRecord
 

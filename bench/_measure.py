@@ -1,0 +1,59 @@
+"""Peak RSS of a child process that cannot include the bench process's own pages.
+
+On Linux a child's `ru_maxrss` (what `os.wait4` returns) starts from the size of the process
+it was forked from: a 300 MB parent makes `/bin/true` read ~300 MB. So every bench runs what
+it measures under `/usr/bin/time -v`, a small process that forks the command itself, and
+reads "Maximum resident set size" from its report. For a command with worker processes the
+figure is that of the largest process of its tree.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+
+TIME = "/usr/bin/time"
+
+
+def max_rss_bytes(report: str) -> int:
+    """Bytes of "Maximum resident set size (kbytes)" in a `/usr/bin/time -v` report."""
+    for line in report.splitlines():
+        if "Maximum resident set size" in line:
+            return int(line.rsplit(":", 1)[1]) * 1024
+    raise SystemExit(f"no peak RSS in the /usr/bin/time report: {report[-500:]!r}")
+
+
+class Timed:
+    """`with Timed(argv) as t: proc = subprocess.Popen(t.argv, …); … proc.wait()`, then `t.rss_bytes()`."""
+
+    def __init__(self, argv: list[str]):
+        fd, self.report = tempfile.mkstemp(prefix="bench-time-", suffix=".txt")
+        os.close(fd)
+        self.argv = [TIME, "-v", "-o", self.report, *argv]
+
+    def __enter__(self) -> "Timed":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            os.unlink(self.report)
+        except OSError:
+            pass
+
+    def rss_bytes(self) -> int:
+        with open(self.report) as fh:
+            return max_rss_bytes(fh.read())
+
+    def rss_mb(self) -> float:
+        return self.rss_bytes() / 2**20
+
+
+def run(argv: list[str], **popen) -> tuple[float, int, subprocess.CompletedProcess]:
+    """(wall seconds, peak RSS bytes, completed process) of one command under /usr/bin/time -v."""
+    with Timed(argv) as t:
+        started = time.perf_counter()
+        proc = subprocess.run(t.argv, **popen)
+        wall = time.perf_counter() - started
+        return wall, (t.rss_bytes() if proc.returncode == 0 else 0), proc
