@@ -20,6 +20,7 @@ def _run(db: Path, out: Path, workers: int, *extra: str) -> dict:
     data.pop("elapsed_s")
     data.pop("output")
     data.pop("val_output")
+    data.pop("manifest", None)  # named after the output, like output/val_output
     return data
 
 
