@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from _inspectdb import break_call_records, copy_fixture
-from conftest import FIXTURE_DB, invoke, run_cli
+from helpers import FIXTURE_DB, invoke, run_cli
 
 READ_COMMANDS = [
     ("traces",),

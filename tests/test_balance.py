@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import invoke, run_cli
+from helpers import invoke, run_cli
 from synth_cli import config
 
 WRONG_KEY = "sk_live_" + "w" * 20 + "9f3e"

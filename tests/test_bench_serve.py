@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from helpers import ROOT
 
 
 def test_serve_bench_runs_small_and_reports_every_figure(tmp_path):

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from conftest import invoke, run_cli
+from helpers import invoke, run_cli
 from synth_cli import pricing
 from synth_cli.errors import UsageError
 

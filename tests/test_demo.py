@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 SMALL = ("--sessions", "12", "--steps", "6")
 
@@ -174,7 +174,7 @@ def test_repo_examples_are_listed_from_the_repo_root():
 
 def test_on_a_terminal_with_several_demos_it_asks_which(tmp_path, monkeypatch):
     from synth_cli.output import Output
-    from tests.conftest import invoke
+    from helpers import invoke
 
     script = tmp_path / "examples" / "hello" / "run_demo.sh"
     script.parent.mkdir(parents=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 from tests._devserver import BASE_MODEL, running_server
 from tests.test_devserver import Api, assert_openai_error, write_train
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests._devserver import BASE_MODEL, DEFAULT_DEV_KEY, free_port, running_server
-from tests.conftest import run_cli
+from helpers import run_cli
 from tests.test_devserver import Api, assert_openai_error, write_train
 
 

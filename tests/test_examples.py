@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests._devserver import running_server
-from tests.conftest import FIXTURE_DB, ROOT, run_cli
+from helpers import FIXTURE_DB, ROOT, run_cli
 from tests.test_demo import backend_processes
 
 EXAMPLES = ROOT / "examples"

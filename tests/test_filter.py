@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from _filterdb import read_jsonl
-from conftest import FIXTURE_COUNTS, FIXTURE_DB, FIXTURE_DIR, invoke, run_cli
+from helpers import FIXTURE_COUNTS, FIXTURE_DB, FIXTURE_DIR, invoke, run_cli
 from synth_cli.dataset.validate import validate_file
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from _filterdb import read_jsonl
-from conftest import FIXTURE_DB, invoke
+from helpers import FIXTURE_DB, invoke
 
 
 def run_json(*args):

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from _filterdb import call, conversation_calls, make_db, read_jsonl, text
-from conftest import FIXTURE_DB, invoke
+from helpers import FIXTURE_DB, invoke
 
 
 def run_json(*args, code=0):

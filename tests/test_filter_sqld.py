@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from _filterdb import read_jsonl
-from conftest import FIXTURE_DIR, invoke
+from helpers import FIXTURE_DIR, invoke
 
 _sqld = pytest.importorskip("tests._sqld", reason="tests/_sqld.py (helper inspect) is not there yet")
 

@@ -3,7 +3,7 @@ counted before the scan) and an ETA, not a spinner; nothing of it is left on the
 
 from __future__ import annotations
 
-from tests.conftest import FIXTURE_DB
+from helpers import FIXTURE_DB
 from tests.test_sft_tty import Terminal
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURE_DB, ROOT, invoke
+from helpers import FIXTURE_DB, ROOT, invoke
 from synth_cli.dataset.build import DigestSet
 
 SHAPES_DB = ROOT / "tests" / "fixtures" / "published" / "shapes.db"

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from _inspectdb import copy_fixture, make_earlier_schema, make_old_timestamps, truth
-from conftest import FIXTURE_COUNTS, FIXTURE_DB, FIXTURE_DIR, invoke, run_cli
+from helpers import FIXTURE_COUNTS, FIXTURE_DB, FIXTURE_DIR, invoke, run_cli
 
 C = FIXTURE_COUNTS
 TRUTH = truth()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, invoke
+from helpers import ROOT, invoke
 
 try:
     import tomllib

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FIXTURE_DB, ROOT
+from helpers import FIXTURE_DB, ROOT
 
 _HOOK = """
 import os, signal, sys

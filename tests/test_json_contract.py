@@ -14,7 +14,7 @@ import pytest
 
 jsonschema = pytest.importorskip("jsonschema")
 
-from conftest import FIXTURE_DB, FIXTURE_DIR, invoke, run_cli  # noqa: E402
+from helpers import FIXTURE_DB, FIXTURE_DIR, invoke, run_cli  # noqa: E402
 from synth_cli import schemas  # noqa: E402
 
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from conftest import FIXTURE_DIR, ROOT, invoke
+from helpers import FIXTURE_DIR, ROOT, invoke
 
 try:
     from tests import _sqld

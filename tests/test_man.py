@@ -12,7 +12,7 @@ import sys
 import pytest
 import typer
 
-from conftest import ROOT, invoke, run_cli
+from helpers import ROOT, invoke, run_cli
 from synth_cli import __version__, config, manpages
 from synth_cli.manual import files, pages as man_pages, roff, text as man_text
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from conftest import FIXTURE_COUNTS, invoke
+from helpers import FIXTURE_COUNTS, invoke
 from synth_cli.tracing.events import EnvironmentEvent, RuntimeEvent
 from synth_cli.tracing.models import LLMCallRecord, LLMMessage, LLMUsage
 from synth_cli.tracing.tracer import SessionTracer

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import FIXTURE_DB, FIXTURE_DIR, invoke, run_cli
+from helpers import FIXTURE_DB, FIXTURE_DIR, invoke, run_cli
 from synth_cli.output import fmt_int, fmt_usd
 
 NARROW = {"COLUMNS": "80"}

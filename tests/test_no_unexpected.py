@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FIXTURE_DB, ROOT, invoke, run_cli
+from helpers import FIXTURE_DB, ROOT, invoke, run_cli
 
 
 def _clear_error(result, code=None):

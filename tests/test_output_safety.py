@@ -21,7 +21,7 @@ import sys
 import threading
 
 import pytest
-from conftest import FIXTURE_DB, ROOT, invoke
+from helpers import FIXTURE_DB, ROOT, invoke
 
 OLD = b'{"old": true}\n'
 

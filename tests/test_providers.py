@@ -16,7 +16,7 @@ from synth_cli.api.providers import choose_provider, infer_provider, open_provid
 from synth_cli.config import Setting
 from synth_cli.errors import UsageError
 from tests._fakeapi import KEY, FakeApi, serve_fake
-from tests.conftest import invoke
+from helpers import invoke
 
 
 def client_for(base_url: str, **kwargs) -> ApiClient:
@@ -257,7 +257,7 @@ def test_sft_submit_waits_for_a_backend_that_is_restarting(tmp_path):
     import time
 
     from tests import _devserver
-    from tests.conftest import _CLI_ENV
+    from helpers import _CLI_ENV
 
     train = write_train(tmp_path / "train.jsonl")
     with _devserver.running_server(tmp_path, step_seconds=0.01) as handle:
@@ -278,7 +278,7 @@ def test_sft_pause_and_resume_against_serve(tmp_path):
     import time
 
     from tests import _devserver
-    from tests.conftest import run_cli
+    from helpers import run_cli
 
     train = write_train(tmp_path / "train.jsonl", lines=20)
     with _devserver.running_server(tmp_path, step_seconds=0.3) as srv:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from _proxy import running_proxy
 from _upstream import running_upstream
-from conftest import run_cli
+from helpers import run_cli
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from _proxy import running_proxy, spawn_proxy
 from _upstream import running_upstream
-from conftest import run_cli
+from helpers import run_cli
 
 KEY = "sk-test-proxy-ops-0123456789"
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}

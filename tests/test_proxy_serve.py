@@ -9,7 +9,7 @@ import json
 import pytest
 from _devserver import running_server
 from _proxy import running_proxy
-from conftest import run_cli
+from helpers import run_cli
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import invoke
+from helpers import invoke
 
 FIXTURE = Path(__file__).parent / "fixtures" / "published"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())

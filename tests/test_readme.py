@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from synth_cli.config import ENV_VARS
-from tests.conftest import ROOT
+from helpers import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 

@@ -16,7 +16,7 @@ import json
 import pytest
 
 from _llm_fixtures import build, fixture_names, load, openai_conversation
-from conftest import invoke
+from helpers import invoke
 from synth_cli.tracing.tracer import SessionTracer
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("synth_cli.commands.filter") is None,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from synth_cli.dataset.redact import Redactor, redact_text
-from tests.conftest import invoke
+from helpers import invoke
 from tests._filterdb import call, make_db, text
 
 FIXTURE = Path(__file__).parent / "fixtures" / "published"

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from _inspectdb import make_earlier_schema, sqld_dir
-from conftest import FIXTURE_DIR, invoke
+from helpers import FIXTURE_DIR, invoke
 
 try:
     from tests import _sqld

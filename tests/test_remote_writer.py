@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, invoke
+from helpers import ROOT, invoke
 
 try:
     from tests import _sqld
@@ -269,7 +269,7 @@ def test_writer_errors_are_one_clear_line(tmp_path, spool):
 def test_traces_merge_into_a_server_twice_copies_each_session_once(empty_server, tmp_path, spool):
     import shutil
 
-    from conftest import FIXTURE_DIR
+    from helpers import FIXTURE_DIR
 
     source = tmp_path / "worker.db"
     shutil.copytree(FIXTURE_DIR, source)

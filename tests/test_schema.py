@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURE_COUNTS, FIXTURE_DB
+from helpers import FIXTURE_COUNTS, FIXTURE_DB
 from synth_cli.errors import TraceStoreError
 from synth_cli.store import schema
 from synth_cli.tracing.events import EnvironmentEvent

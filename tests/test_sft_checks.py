@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from synth_cli.dataset.validate import context_limit, estimate_tokens, target_for
-from tests.conftest import FIXTURE_DB, invoke, run_cli
+from helpers import FIXTURE_DB, invoke, run_cli
 
 PUBLISHED = Path(__file__).parent / "fixtures" / "published" / "shapes.db"
 MODEL = "Qwen/Qwen3-4B-Instruct-2507"

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests import _openapi
-from tests.conftest import FIXTURE_DB, run_cli
+from helpers import FIXTURE_DB, run_cli
 
 _devserver = pytest.importorskip("tests._devserver", reason="tests/_devserver.py (helper devserver) not there yet")
 running_server = _devserver.running_server

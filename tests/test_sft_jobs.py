@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests._fakeapi import KEY, free_port, serve_fake
-from tests.conftest import invoke
+from helpers import invoke
 
 ANSI = re.compile(r"\x1b\[")
 

@@ -23,7 +23,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import FIXTURE_DB, run_cli
+from helpers import FIXTURE_DB, run_cli
 
 _devserver = pytest.importorskip("tests._devserver", reason="tests/_devserver.py (helper devserver) not there yet")
 running_server = _devserver.running_server

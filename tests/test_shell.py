@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import invoke, run_cli
+from helpers import invoke, run_cli
 from synth_cli import __version__, config
 
 

@@ -19,7 +19,7 @@ import time
 
 import pytest
 from _filterdb import call, make_db, text
-from conftest import ROOT, invoke
+from helpers import ROOT, invoke
 
 TITLE = "\x1b]0;pwned\x07"
 CLEAR = "\x1b[2J\x1b[H"

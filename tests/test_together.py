@@ -10,7 +10,7 @@ import pytest
 
 from tests import _openapi
 from tests._devserver import running_server
-from tests.conftest import invoke, run_cli
+from helpers import invoke, run_cli
 
 MODEL = "Qwen/Qwen3-4B-Instruct-2507"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from _inspectdb import copy_fixture, make_earlier_schema, sqld_dir
-from conftest import FIXTURE_COUNTS, FIXTURE_DB, FIXTURE_DIR, invoke, run_cli
+from helpers import FIXTURE_COUNTS, FIXTURE_DB, FIXTURE_DIR, invoke, run_cli
 
 C = FIXTURE_COUNTS
 
@@ -172,7 +172,7 @@ def test_startup_bench_runs_and_writes_nothing_into_the_repo():
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     before = {p: sorted(os.listdir(ROOT / p)) for p in (".", "bench", "tests")}
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "startup.py"), "--runs", "1", "--warmup", "0",

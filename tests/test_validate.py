@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import invoke
+from helpers import invoke
 from synth_cli.dataset.validate import check_example, validate_file
 
 GOOD = {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},

@@ -75,10 +75,7 @@ def calc(
     expression = " ".join(words)
     value = core.safe_eval(expression)
     text = core.format_number(value)
-    if out.json_mode:
-        out.json({"expression": expression, "result": value})
-    else:
-        typer.echo(text)  # the answer is the essential result: printed even with --quiet
+    out.result({"expression": expression, "result": value}, lambda: out.line(text), essential=[text])
 
 
 def _show_estimate(est, table) -> None:
@@ -86,35 +83,35 @@ def _show_estimate(est, table) -> None:
     from synth_cli.output import fmt_int
 
     out = get_output()
-    if out.json_mode:
-        data = est.to_dict()
-        data["pricing_file"] = str(table.path)
-        out.json(data)
-        return
+    data = est.to_dict()
+    data["pricing_file"] = str(table.path)
     total = core.format_usd(est.total)
-    if out.quiet:
-        typer.echo(total.replace("$", "").replace(",", ""))  # a single value: the bare number
-        return
-    row = est.row
-    rows = []
-    if est.cached_input_tokens:
-        rows.append(("input (uncached)", fmt_int(est.uncached_input_tokens), core.format_rate(row.input),
-                     core.format_usd(est.uncached_cost)))
-        rows.append(("input (cached)", fmt_int(est.cached_input_tokens), core.format_rate(est.cached_rate),
-                     core.format_usd(est.cached_cost)))
-    else:
-        rows.append(("input", fmt_int(est.input_tokens), core.format_rate(row.input), core.format_usd(est.uncached_cost)))
-    rows.append(("output", fmt_int(est.output_tokens), core.format_rate(row.output), core.format_usd(est.output_cost)))
-    rows.append(("total", fmt_int(est.input_tokens + est.output_tokens), "", total))
-    priced = row.name if row.name == est.requested_model else f"{est.requested_model} (priced as {row.name})"
-    provenance = ", ".join(x for x in (f"as of {row.as_of}" if row.as_of else None, row.source) if x)
-    out.line(priced)
-    out.table(["", ("tokens", "right"), ("USD/1M", "right"), ("cost", "right")], rows)
-    out.line("prices in USD per 1M tokens" + (f", {provenance}" if provenance else ""))
-    if row.note:
-        out.line(f"note: {row.note}")
-    if not table.bundled:
-        out.line(f"price table: {table.path}")
+
+    def human() -> None:
+        row = est.row
+        rows = []
+        if est.cached_input_tokens:
+            rows.append(("input (uncached)", fmt_int(est.uncached_input_tokens), core.format_rate(row.input),
+                         core.format_usd(est.uncached_cost)))
+            rows.append(("input (cached)", fmt_int(est.cached_input_tokens), core.format_rate(est.cached_rate),
+                         core.format_usd(est.cached_cost)))
+        else:
+            rows.append(("input", fmt_int(est.input_tokens), core.format_rate(row.input),
+                         core.format_usd(est.uncached_cost)))
+        rows.append(("output", fmt_int(est.output_tokens), core.format_rate(row.output),
+                     core.format_usd(est.output_cost)))
+        rows.append(("total", fmt_int(est.input_tokens + est.output_tokens), "", total))
+        priced = row.name if row.name == est.requested_model else f"{est.requested_model} (priced as {row.name})"
+        provenance = ", ".join(x for x in (f"as of {row.as_of}" if row.as_of else None, row.source) if x)
+        out.line(priced)
+        out.table(["", ("tokens", "right"), ("USD/1M", "right"), ("cost", "right")], rows)
+        out.line("prices in USD per 1M tokens" + (f", {provenance}" if provenance else ""))
+        if row.note:
+            out.line(f"note: {row.note}")
+        if not table.bundled:
+            out.line(f"price table: {table.path}")
+
+    out.result(data, human, essential=[total.replace("$", "").replace(",", "")])  # -q: the bare number
 
 
 def _show_table(table) -> None:

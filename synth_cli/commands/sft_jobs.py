@@ -13,6 +13,8 @@ from typing import Any, Optional
 
 import typer
 
+from synth_cli.commands._options import api_key_option, base_url_option, provider_option
+
 from synth_cli.errors import DatasetError, SynthError, UsageError
 from synth_cli.commands import _sft_json as sft_json
 from synth_cli.output import Col, fmt_bytes, fmt_duration, fmt_float, fmt_int, fmt_time, get_output, write_line
@@ -34,25 +36,6 @@ def _non_negative(value: Optional[float]) -> Optional[float]:
     if value is not None and not (value >= 0 and math.isfinite(value)):
         raise typer.BadParameter(f"{value} is not a finite number >= 0")
     return value
-
-
-def _base_url_option():
-    return typer.Option(None, "--base-url", metavar="URL", show_default=False,
-                        help="Backend base URL (else SYNTH_BACKEND_BASE_URL, SYNTH_BASE_URL, the provider's default: "
-                             "http://127.0.0.1:8000/v1 for openai, https://api.together.xyz/v1 for together).")
-
-
-def _api_key_option():
-    return typer.Option(None, "--api-key", metavar="KEY", show_default=False,
-                        help="API key (else SYNTH_BACKEND_API_KEY, SYNTH_API_KEY, then the provider's own "
-                             "OPENAI_API_KEY / TOGETHER_API_KEY, then DEFAULT_DEV_API_KEY).")
-
-
-def _provider_option():
-    return typer.Option(None, "--provider", metavar="NAME", show_default=False,
-                        help="Training service: openai (the OpenAI-compatible contract: OpenAI, Synth backends, "
-                             "`synth-ai serve`) or together (else SYNTH_PROVIDER, else inferred from a well-known "
-                             "base URL, else openai).")
 
 
 def _interval_option():
@@ -323,9 +306,9 @@ def _job_options(func):
         ("yes", bool, typer.Option(False, "--yes", "-y",
                                    help="Do not ask before a job above SYNTH_CONFIRM_ABOVE_USD (default $5).")),
         ("no_validate", bool, typer.Option(False, "--no-validate", help="Skip the local validation of the files.")),
-        ("provider", Optional[str], _provider_option()),
-        ("base_url", Optional[str], _base_url_option()),
-        ("api_key", Optional[str], _api_key_option()),
+        ("provider", Optional[str], provider_option()),
+        ("base_url", Optional[str], base_url_option()),
+        ("api_key", Optional[str], api_key_option()),
     ]
     sig = inspect.signature(func)
     params = list(sig.parameters.values())
@@ -377,9 +360,9 @@ def poll(
     job_id: str = typer.Argument(..., metavar="JOB_ID", help="The fine-tuning job to follow."),
     interval: float = _interval_option(),
     timeout: Optional[float] = _timeout_option(),
-    provider: Optional[str] = _provider_option(),
-    base_url: Optional[str] = _base_url_option(),
-    api_key: Optional[str] = _api_key_option(),
+    provider: Optional[str] = provider_option(),
+    base_url: Optional[str] = base_url_option(),
+    api_key: Optional[str] = api_key_option(),
 ) -> None:
     """Follow a job until it ends: live status, every event, a summary.
 
@@ -430,9 +413,9 @@ def run(
 
 def list_jobs(
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=10000, help="How many jobs (newest first)."),
-    provider: Optional[str] = _provider_option(),
-    base_url: Optional[str] = _base_url_option(),
-    api_key: Optional[str] = _api_key_option(),
+    provider: Optional[str] = provider_option(),
+    base_url: Optional[str] = base_url_option(),
+    api_key: Optional[str] = api_key_option(),
 ) -> None:
     """List fine-tuning jobs, newest first."""
     out = get_output()
@@ -460,9 +443,9 @@ def _hyper_text(job) -> str:
 
 def show(
     job_id: str = typer.Argument(..., metavar="JOB_ID"),
-    provider: Optional[str] = _provider_option(),
-    base_url: Optional[str] = _base_url_option(),
-    api_key: Optional[str] = _api_key_option(),
+    provider: Optional[str] = provider_option(),
+    base_url: Optional[str] = base_url_option(),
+    api_key: Optional[str] = api_key_option(),
 ) -> None:
     """Show one fine-tuning job."""
     out = get_output()
@@ -502,9 +485,9 @@ def _action(verb: str, past: str, job_id: str, provider: Optional[str], base_url
 
 def cancel(
     job_id: str = typer.Argument(..., metavar="JOB_ID"),
-    provider: Optional[str] = _provider_option(),
-    base_url: Optional[str] = _base_url_option(),
-    api_key: Optional[str] = _api_key_option(),
+    provider: Optional[str] = provider_option(),
+    base_url: Optional[str] = base_url_option(),
+    api_key: Optional[str] = api_key_option(),
 ) -> None:
     """Cancel a fine-tuning job."""
     _action("cancel", "cancelled", job_id, provider, base_url, api_key)
@@ -512,9 +495,9 @@ def cancel(
 
 def pause(
     job_id: str = typer.Argument(..., metavar="JOB_ID"),
-    provider: Optional[str] = _provider_option(),
-    base_url: Optional[str] = _base_url_option(),
-    api_key: Optional[str] = _api_key_option(),
+    provider: Optional[str] = provider_option(),
+    base_url: Optional[str] = base_url_option(),
+    api_key: Optional[str] = api_key_option(),
 ) -> None:
     """Pause a running fine-tuning job (OpenAI's /pause; resume it with `sft resume`)."""
     _action("pause", "paused", job_id, provider, base_url, api_key)
@@ -522,9 +505,9 @@ def pause(
 
 def resume(
     job_id: str = typer.Argument(..., metavar="JOB_ID"),
-    provider: Optional[str] = _provider_option(),
-    base_url: Optional[str] = _base_url_option(),
-    api_key: Optional[str] = _api_key_option(),
+    provider: Optional[str] = provider_option(),
+    base_url: Optional[str] = base_url_option(),
+    api_key: Optional[str] = api_key_option(),
 ) -> None:
     """Resume a paused fine-tuning job (OpenAI's /resume)."""
     _action("resume", "resumed", job_id, provider, base_url, api_key)
@@ -537,9 +520,9 @@ def events(
     job_id: str = typer.Argument(..., metavar="JOB_ID"),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events until the job ends."),
     interval: float = _interval_option(),
-    provider: Optional[str] = _provider_option(),
-    base_url: Optional[str] = _base_url_option(),
-    api_key: Optional[str] = _api_key_option(),
+    provider: Optional[str] = provider_option(),
+    base_url: Optional[str] = base_url_option(),
+    api_key: Optional[str] = api_key_option(),
 ) -> None:
     """Print a job's events, oldest first (--follow: as they happen, until the job ends)."""
     from synth_cli.api.follow import EventCursor, JobFollower
@@ -580,9 +563,9 @@ def events(
 
 def checkpoints(
     job_id: str = typer.Argument(..., metavar="JOB_ID"),
-    provider: Optional[str] = _provider_option(),
-    base_url: Optional[str] = _base_url_option(),
-    api_key: Optional[str] = _api_key_option(),
+    provider: Optional[str] = provider_option(),
+    base_url: Optional[str] = base_url_option(),
+    api_key: Optional[str] = api_key_option(),
 ) -> None:
     """List a job's checkpoints (one per epoch on most backends)."""
     out = get_output()
@@ -608,9 +591,9 @@ def predictions(
     epoch: Optional[int] = typer.Option(None, "--epoch", min=0, help="Only this epoch."),
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=1000, help="Rows per page."),
     offset: int = typer.Option(0, "--offset", min=0, help="Rows to skip."),
-    provider: Optional[str] = _provider_option(),
-    base_url: Optional[str] = _base_url_option(),
-    api_key: Optional[str] = _api_key_option(),
+    provider: Optional[str] = provider_option(),
+    base_url: Optional[str] = base_url_option(),
+    api_key: Optional[str] = api_key_option(),
 ) -> None:
     """Predictions the backend recorded on training prompts, with their quality metrics."""
     out = get_output()
@@ -647,9 +630,9 @@ def predictions(
 
 def trends(
     job_id: str = typer.Argument(..., metavar="JOB_ID"),
-    provider: Optional[str] = _provider_option(),
-    base_url: Optional[str] = _base_url_option(),
-    api_key: Optional[str] = _api_key_option(),
+    provider: Optional[str] = provider_option(),
+    base_url: Optional[str] = base_url_option(),
+    api_key: Optional[str] = api_key_option(),
 ) -> None:
     """A chart of prediction quality per epoch (word overlap, exact match, character error rate)."""
     out = get_output()
@@ -695,8 +678,8 @@ def trend_chart(items: list[dict[str, Any]], width: int = 30) -> list[str]:
 
 
 def params(
-    provider: Optional[str] = _provider_option(),
-    base_url: Optional[str] = _base_url_option(),
+    provider: Optional[str] = provider_option(),
+    base_url: Optional[str] = base_url_option(),
 ) -> None:
     """The `--param KEY=VALUE` hyperparameters a provider takes (sft submit/run)."""
     from synth_cli.api.providers import choose_provider, provider_class

@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from synth_cli.commands._options import api_key_option, base_url_option, provider_option
+
 from synth_cli.output import fmt_int, get_output
 
 
@@ -19,14 +21,11 @@ def validate_command(
                                                           "(also $SYNTH_MAX_EXAMPLE_TOKENS)."),
     validation: bool = typer.Option(False, "--validation",
                                     help="The file is a validation file: no minimum number of examples."),
-    provider: Optional[str] = typer.Option(
-        None, "--provider", metavar="NAME", show_default=False,
-        help="Also apply this provider's format rules (together: its conversational format; with --model, "
-             "the model's limits from the API: context length, tools, vision)."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", metavar="URL", show_default=False,
-                                           help="The provider's base URL (for --provider together --model)."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", metavar="KEY", show_default=False,
-                                          help="The provider's API key (for --provider together --model)."),
+    provider: Optional[str] = provider_option(
+        "also apply its format rules (together: its conversational format; with --model, the model's "
+        "limits from the API: context length, tools, vision)"),
+    base_url: Optional[str] = base_url_option("used for --provider together --model"),
+    api_key: Optional[str] = api_key_option("used for --provider together --model"),
 ) -> None:
     """Check a chat fine-tuning JSONL file the way OpenAI's fine-tuning validation does.
 

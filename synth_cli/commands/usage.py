@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from synth_cli.commands._inspect import db_option, fmt_ms, help_text
+from synth_cli.commands._options import api_key_option, base_url_option
 from synth_cli.output import Col, fmt_int, fmt_time, fmt_usd, get_output
 
 
@@ -20,10 +21,8 @@ def usage_command(
         None, "--since", metavar="WHEN",
         help="Only calls at/after WHEN: ISO date/time (UTC) or a span like 24h, 7d, 30m."),
     remote: bool = typer.Option(False, "--remote", help="Ask the backend instead (GET /balance/usage)."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", metavar="URL", show_default=False,
-                                           help="Backend base URL for --remote."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", metavar="KEY", show_default=False,
-                                          help="API key for --remote."),
+    base_url: Optional[str] = base_url_option("used with --remote"),
+    api_key: Optional[str] = api_key_option("used with --remote"),
 ) -> None:
     """LLM usage per model and provider (see HELP)."""
     from synth_cli.errors import UsageError
