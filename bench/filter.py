@@ -79,9 +79,41 @@ def _part(text: str) -> dict:
     return {"type": "text", "text": text}
 
 
+def crafter_step(rng: random.Random, s: int, step: int, history: list, model: str, call_id: str):
+    """One agent step of the bench's Crafter shape: (observation, actions, reply text, LLMCallRecord).
+
+    Appends the observation to `history` (the whole conversation so far goes into each call, as
+    the published tracer's agents send it). The draws from `rng` are in a fixed order, so a seed
+    always gives the same DB.
+    """
+    from synth_cli.tracing.models import LLMCallRecord
+
+    obs = _observation(rng, step)
+    history.append({"role": "user", "parts": [_part(obs)]})
+    acts = [rng.choice(ACTIONS) for _ in range(rng.randint(1, 3))]
+    text = f"I see {rng.choice(THINGS)} to the {rng.choice(SIDES)}, so I will {', '.join(acts)}."
+    offer_tools = rng.random() < 0.7
+    calls = []
+    if offer_tools and rng.random() < 0.95:
+        calls = [{"name": "interact", "call_id": f"call_{s}_{step}", "index": 0,
+                  "arguments_json": json.dumps({"actions": acts, "reasoning": text})}]
+    t0 = 1_750_000_000 + s * 100 + step
+    record = LLMCallRecord.from_dict({
+        "call_id": call_id, "provider": "synth", "model_name": model,
+        "started_at": t0, "completed_at": t0 + 0.4, "latency_ms": 400,
+        "request_params": {"temperature": 0.7, "max_tokens": 512,
+                           "raw_params": {"tools": TOOLS} if offer_tools else {}},
+        "input_messages": list(history),
+        "output_messages": [{"role": "assistant", "parts": [_part(text)]}],
+        "output_tool_calls": calls,
+        "usage": {"input_tokens": 100 + 60 * step, "output_tokens": 40,
+                  "total_tokens": 140 + 60 * step, "cost_usd": 0.0004},
+        "finish_reason": "tool_calls" if calls else "stop", "outcome": "success"})
+    return obs, acts, text, record
+
+
 def build_db(path: Path, sessions: int, steps: int, seed: int = 0) -> None:
     from synth_cli.tracing.events import EnvironmentEvent, RuntimeEvent
-    from synth_cli.tracing.models import LLMCallRecord
     from synth_cli.tracing.tracer import SessionTracer
 
     rng = random.Random(seed)
@@ -101,30 +133,8 @@ def build_db(path: Path, sessions: int, steps: int, seed: int = 0) -> None:
             with tracer.session(metadata=metadata, experiment_id=experiments[s % 3]):
                 for step in range(steps):
                     with tracer.timestep(f"step_{step}", turn_number=step):
-                        obs = _observation(rng, step)
-                        history.append({"role": "user", "parts": [_part(obs)]})
-                        acts = [rng.choice(ACTIONS) for _ in range(rng.randint(1, 3))]
-                        text = (f"I see {rng.choice(THINGS)} to the {rng.choice(SIDES)}, so I will "
-                                f"{', '.join(acts)}.")
-                        offer_tools = rng.random() < 0.7
-                        calls = []
-                        if offer_tools and rng.random() < 0.95:
-                            calls = [{"name": "interact", "call_id": f"call_{s}_{step}", "index": 0,
-                                      "arguments_json": json.dumps({"actions": acts, "reasoning": text})}]
-                        t0 = 1_750_000_000 + s * 100 + step
-                        record = LLMCallRecord.from_dict({
-                            "call_id": f"{s:08d}-{step:04d}-bench", "provider": "synth", "model_name": model,
-                            "started_at": t0, "completed_at": t0 + 0.4, "latency_ms": 400,
-                            "request_params": {"temperature": 0.7, "max_tokens": 512,
-                                               "raw_params": {"tools": TOOLS} if offer_tools else {}},
-                            "input_messages": list(history),
-                            "output_messages": [{"role": "assistant", "parts": [_part(text)]}],
-                            "output_tool_calls": calls,
-                            "usage": {"input_tokens": 100 + 60 * step, "output_tokens": 40,
-                                      "total_tokens": 140 + 60 * step, "cost_usd": 0.0004},
-                            "finish_reason": "tool_calls" if calls else "stop",
-                            "outcome": "success",
-                        })
+                        obs, acts, text, record = crafter_step(rng, s, step, history, model,
+                                                               f"{s:08d}-{step:04d}-bench")
                         tracer.record_message(obs, message_type="user")
                         tracer.record_llm_call(record, system_instance_id="crafter-react-agent")
                         tracer.record_message(text, message_type="assistant")

@@ -52,10 +52,9 @@ def log(msg: str) -> None:
 
 def build_input(sessions: int, steps: int, seed: int) -> list:
     sys.path.insert(0, str(ROOT / "bench"))
-    from filter import ACHIEVEMENTS, ACTIONS, MODELS, SIDES, SYSTEM, THINGS, TOOLS, _observation, _part
+    from filter import ACHIEVEMENTS, ACTIONS, MODELS, SYSTEM, _part, crafter_step
 
     from synth_cli.tracing.events import EnvironmentEvent, RuntimeEvent
-    from synth_cli.tracing.models import LLMCallRecord
 
     rng = random.Random(seed)
     out = []
@@ -65,27 +64,7 @@ def build_input(sessions: int, steps: int, seed: int) -> list:
         history = [{"role": "system", "parts": [_part(SYSTEM)]}]
         session_steps = []
         for step in range(steps):
-            obs = _observation(rng, step)
-            history.append({"role": "user", "parts": [_part(obs)]})
-            acts = [rng.choice(ACTIONS) for _ in range(rng.randint(1, 3))]
-            text = f"I see {rng.choice(THINGS)} to the {rng.choice(SIDES)}, so I will {', '.join(acts)}."
-            offer_tools = rng.random() < 0.7
-            calls = []
-            if offer_tools and rng.random() < 0.95:
-                calls = [{"name": "interact", "call_id": f"call_{s}_{step}", "index": 0,
-                          "arguments_json": json.dumps({"actions": acts, "reasoning": text})}]
-            t0 = 1_750_000_000 + s * 100 + step
-            record = LLMCallRecord.from_dict({
-                "call_id": f"{seed:03d}-{s:06d}-{step:04d}", "provider": "synth", "model_name": model,
-                "started_at": t0, "completed_at": t0 + 0.4, "latency_ms": 400,
-                "request_params": {"temperature": 0.7, "max_tokens": 512,
-                                   "raw_params": {"tools": TOOLS} if offer_tools else {}},
-                "input_messages": list(history),
-                "output_messages": [{"role": "assistant", "parts": [_part(text)]}],
-                "output_tool_calls": calls,
-                "usage": {"input_tokens": 100 + 60 * step, "output_tokens": 40,
-                          "total_tokens": 140 + 60 * step, "cost_usd": 0.0004},
-                "finish_reason": "tool_calls" if calls else "stop", "outcome": "success"})
+            obs, acts, text, record = crafter_step(rng, s, step, history, model, f"{seed:03d}-{s:06d}-{step:04d}")
             reward = 0.0
             if rng.random() < 0.06:
                 todo = [a for a, done in achieved.items() if not done]
