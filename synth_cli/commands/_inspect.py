@@ -99,9 +99,9 @@ def _label(target: str) -> str:
     from synth_cli.store.locate import is_remote
 
     if is_remote(target):
-        from synth_cli.store.locate import _strip_credentials
+        from synth_cli.store.locate import strip_credentials
 
-        return _strip_credentials(target)
+        return strip_credentials(target)
     return os.fspath(target)
 
 

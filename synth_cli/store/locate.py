@@ -180,7 +180,7 @@ def _sqlite_error(path: Path, exc: Exception) -> TraceStoreError:
     return TraceStoreError(f"{path}: {text}")
 
 
-def _strip_credentials(url: str) -> str:
+def strip_credentials(url: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
 
     try:

@@ -131,7 +131,7 @@ class _SourceReader:
 def merge(sources: Sequence[str], into: str, *, dry_run: bool = False, layout: str = "auto",
           progress: Progress | None = None) -> MergeReport:
     """Copy every session of `sources` missing from `into`; see the module docstring."""
-    from synth_cli.store.locate import _strip_credentials, is_remote, target_key
+    from synth_cli.store.locate import strip_credentials, is_remote, target_key
     from synth_cli.store.reader import TraceStore
 
     if not sources:
@@ -145,7 +145,7 @@ def merge(sources: Sequence[str], into: str, *, dry_run: bool = False, layout: s
         if key in seen:
             raise UsageError(f"{source}: named twice")
         seen.add(key)
-    label = _strip_credentials(into) if is_remote(os.fspath(into)) else os.fspath(into)
+    label = strip_credentials(into) if is_remote(os.fspath(into)) else os.fspath(into)
     report = MergeReport(label, dry_run)
 
     stores = []
