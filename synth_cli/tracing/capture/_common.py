@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from synth_cli.tracing.models import (
     LLMContentPart,
@@ -120,3 +120,23 @@ class StreamError(Exception):
     def __init__(self, error: Any):
         self.error = error if isinstance(error, dict) else {"message": str(error)}
         super().__init__(self.error.get("message") or "stream error")
+
+
+def sse_payloads(items: Iterable[Any]) -> Iterable[Any]:
+    """Stream payloads from dicts, SDK objects, or raw SSE text (`data: {...}` lines; `[DONE]` ignored).
+
+    Both record builders read streams through this: OpenAI chunks and Anthropic events alike.
+    """
+    for item in items:
+        if isinstance(item, (bytes, bytearray)):
+            item = item.decode()
+        if isinstance(item, str):
+            for line in item.splitlines():
+                line = line.strip()
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data and data != "[DONE]":
+                    yield json.loads(data)
+            continue
+        yield to_plain(item)

@@ -39,6 +39,7 @@ from synth_cli.tracing.capture._common import (
     latency_ms,
     naive_utc,
     set_tool_calls,
+    sse_payloads,
     text_part,
     to_plain,
 )
@@ -310,20 +311,7 @@ def record_from_anthropic_messages(request: dict, response: Any, *, started_at: 
 
 def _stream_events(events: Iterable[Any]) -> Iterable[dict]:
     """Event dicts from dicts, SDK event objects, or raw SSE text (`event:`/`data:` lines)."""
-    for event in events:
-        if isinstance(event, (bytes, bytearray)):
-            event = event.decode()
-        if isinstance(event, str):
-            for line in event.splitlines():
-                line = line.strip()
-                if line.startswith("data:"):
-                    data = line[5:].strip()
-                    if data:
-                        yield json.loads(data)
-            continue
-        plain = to_plain(event)
-        if isinstance(plain, dict):
-            yield plain
+    return (event for event in sse_payloads(events) if isinstance(event, dict))
 
 
 def collect_anthropic_stream(events: Iterable[Any]) -> dict:

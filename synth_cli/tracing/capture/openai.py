@@ -36,7 +36,6 @@ This module never prints and imports no vendor SDK.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
@@ -50,6 +49,7 @@ from synth_cli.tracing.capture._common import (
     naive_utc,
     parse_arguments,
     set_tool_calls,
+    sse_payloads,
     text_part,
     to_plain,
 )
@@ -285,30 +285,13 @@ def record_from_openai_chat(request: dict, response: Any, *, started_at: datetim
 # --------------------------------------------------------------------------- OpenAI: streaming
 
 
-def _sse_payloads(chunks: Iterable[Any]) -> Iterable[Any]:
-    """Chunk objects from dicts, SDK objects, or raw SSE text (`data: {...}` lines, `[DONE]` ignored)."""
-    for chunk in chunks:
-        if isinstance(chunk, (bytes, bytearray)):
-            chunk = chunk.decode()
-        if isinstance(chunk, str):
-            for line in chunk.splitlines():
-                line = line.strip()
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data and data != "[DONE]":
-                    yield json.loads(data)
-            continue
-        yield to_plain(chunk)
-
-
 def collect_openai_stream(chunks: Iterable[Any], *, chunk_times: Sequence[Any] | None = None,
                           keep_chunks: bool = False) -> tuple[dict, list[LLMChunk]]:
     """Fold streamed `chat.completion.chunk`s into the equivalent non-streamed response dict."""
     response: dict[str, Any] = {}
     choices: dict[int, dict[str, Any]] = {}
     kept: list[LLMChunk] = []
-    for seq, chunk in enumerate(_sse_payloads(chunks)):
+    for seq, chunk in enumerate(sse_payloads(chunks)):
         if not isinstance(chunk, dict):
             continue
         if "error" in chunk and not chunk.get("choices"):
