@@ -164,7 +164,6 @@ def _render(stats: Any, out: Any) -> None:
     from rich.text import Text
 
     data = stats.to_dict()
-    console = out.console
     ex = data["examples"]
     verb = "Dry run: would write" if stats.dry_run else "Wrote"
     if stats.val_output:
@@ -174,7 +173,7 @@ def _render(stats: Any, out: Any) -> None:
         head = f"{verb} {fmt_int(ex['written'])} example(s) to {stats.output}"
     else:
         head = f"{verb} {fmt_int(ex['written'])} example(s)"
-    console.print(Text(f"{head}  ({stats.mode} mode, {fmt_duration(stats.elapsed_s)})", style="bold"))
+    out.print(Text(f"{head}  ({stats.mode} mode, {fmt_duration(stats.elapsed_s)})", style="bold"))
 
     rows: list[tuple[str, str]] = []
     for db in data["dbs"]:
@@ -232,9 +231,9 @@ def _render(stats: Any, out: Any) -> None:
             bar.append(kept, style="green")
             bar.append("░" * max(0, len(total) - len(kept)), style="dim")
             table.add_row(label, bar, f"{fmt_int(b['kept'])}/{fmt_int(b['sessions'])}")
-        console.print()
-        console.print(Text("Total reward per session  (█ kept, ░ dropped)", style="bold"))
-        console.print(table)
+        out.print()
+        out.print(Text("Total reward per session  (█ kept, ░ dropped)", style="bold"))
+        out.print(table)
 
     models = data["models"]
     if models:
@@ -245,9 +244,9 @@ def _render(stats: Any, out: Any) -> None:
         table.add_column(justify="right")
         for name, count in models.items():
             table.add_row(name, Text(_bar(count, top), style="cyan"), fmt_int(count))
-        console.print()
-        console.print(Text("Examples per model", style="bold"))
-        console.print(table)
+        out.print()
+        out.print(Text("Examples per model", style="bold"))
+        out.print(table)
 
 
 def _fmt_num(value: Any) -> str:
