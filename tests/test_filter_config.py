@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from _filterdb import read_jsonl
+from helpers.filterdb import read_jsonl
 from helpers import FIXTURE_DB, invoke
 
 
@@ -48,7 +48,7 @@ def test_flags_override_the_file(tmp_path):
 
 def test_where_as_a_nested_table_means_dotted_keys(tmp_path):
     # TOML dotted keys (`where.task.split = "train"`) build nested tables: they name nested metadata keys
-    from _filterdb import conversation_calls, make_db
+    from helpers.filterdb import conversation_calls, make_db
 
     db = make_db(tmp_path / "t.db", [
         {"id": "a", "calls": conversation_calls(1, prefix="a"), "metadata": {"task": {"split": "train"}, "n": 3}},
