@@ -128,3 +128,25 @@ def test_missing_config_file(tmp_path):
     res = invoke("filter", "--config", tmp_path / "nope.toml", "--db", FIXTURE_DB, "--dry-run")
     assert res.exit_code == 2
     assert res.stderr.startswith(f"error: --config {tmp_path / 'nope.toml'}: no such file")
+
+
+@pytest.mark.parametrize("how", ["same path", "symlink", "val file"])
+def test_output_onto_the_config_file_is_refused(tmp_path, how):
+    cfg = tmp_path / "f.toml"
+    body = f'[filter]\ndb = "{FIXTURE_DB}"\n'
+    cfg.write_text(body)
+    args = ["-o", cfg]
+    if how == "symlink":
+        (tmp_path / "link.jsonl").symlink_to(cfg)
+        args = ["-o", tmp_path / "link.jsonl"]
+    elif how == "val file":  # f.toml is not a .jsonl: the val file of `-o f.jsonl` is f.val.jsonl
+        cfg = tmp_path / "f.val.jsonl"
+        cfg.write_text(body)
+        args = ["-o", tmp_path / "f.jsonl", "--val-fraction", "0.2"]
+    res = invoke("filter", "--config", cfg, *args)
+    assert res.exit_code != 0
+    first = res.stderr.splitlines()[0]
+    assert first.startswith("error: refusing to write ") and "the --config file being read" in first, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 2  # the error and its hint
+    assert cfg.read_text() == body
+    assert not (tmp_path / "f.jsonl").exists()

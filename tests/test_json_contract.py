@@ -10,12 +10,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # the `test` extra: a missing validator is a failure, not a skip
 import pytest
 
-jsonschema = pytest.importorskip("jsonschema")
-
-from helpers import FIXTURE_DB, FIXTURE_DIR, invoke, run_cli  # noqa: E402
-from synth_cli import schemas  # noqa: E402
+from helpers import FIXTURE_DB, FIXTURE_DIR, invoke, run_cli
+from synth_cli import schemas
 
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 LOOKS_LIKE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")

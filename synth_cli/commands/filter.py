@@ -27,8 +27,8 @@ into one conversation while each call continues the previous one.
 
 [bold]Output[/bold]: written to a temp file and renamed into place; with
 --val-fraction the train and val files are replaced together (an interrupt
-never leaves one new and one old). A trace DB or its -wal/-shm/-journal is
-refused; a symlink's target is written; an existing file keeps its mode;
+never leaves one new and one old). A trace DB or its -wal/-shm/-journal, and
+the --config file, are refused; a symlink's target is written; an existing file keeps its mode;
 character devices and FIFOs (/dev/null, >(gzip > x.gz)) are written through;
 a missing directory is an error unless --parents.
 
@@ -57,6 +57,8 @@ def filter_command(**given: Any) -> None:
         raise UsageError("--output is required", hint="pass --output FILE.jsonl, or --dry-run to only see the stats")
     for note in options.ignored:
         out.warn(f"config: {note} has no equivalent here and is ignored")
+    if config_file and options.output and not options.dry_run:
+        _refuse_config_as_output(config_file, options)
 
     stats = _run(options, out)
     data = stats.to_dict()
@@ -81,6 +83,20 @@ def _signature() -> inspect.Signature:
 
 
 filter_command.__signature__ = _signature()  # type: ignore[attr-defined]
+
+
+def _refuse_config_as_output(config_file: str, options: Any) -> None:
+    """`-o` (or the val file) onto the `--config` file itself: refused like a trace DB as output."""
+    from pathlib import Path
+
+    from synth_cli.dataset.writer import Protected, val_path
+
+    guard = Protected()
+    guard.add_input(config_file, "the --config file being read",
+                    hint="choose another --output; the settings file would be overwritten by the dataset")
+    guard.check(Path(options.output))
+    if options.val_fraction:
+        guard.check(val_path(options.output))
 
 
 def _run(options: Any, out: Any) -> Any:
