@@ -291,10 +291,6 @@ class Estimate:
         return self.input_tokens - self.cached_input_tokens
 
     @property
-    def input_cost(self) -> Decimal:
-        return self.uncached_cost + self.cached_cost
-
-    @property
     def total(self) -> Decimal:
         return self.uncached_cost + self.cached_cost + self.output_cost
 

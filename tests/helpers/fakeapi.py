@@ -52,7 +52,6 @@ class FakeApi:
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
         self.files: dict[str, dict[str, Any]] = {}
-        self.file_sizes: dict[str, int] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
         self.events: dict[str, list[dict[str, Any]]] = {}
         self.idempotency: dict[str, tuple[int, Any]] = {}

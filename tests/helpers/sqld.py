@@ -164,15 +164,6 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=5)
 
 
-def sqld_layout(db_file: str | os.PathLike, dest: str | os.PathLike, name: str = "default") -> Path:
-    """Copy a plain SQLite file into a new sqld-layout directory `dest/dbs/<name>/data`."""
-    dest = Path(dest)
-    target = dest / "dbs" / name
-    target.mkdir(parents=True, exist_ok=False)
-    shutil.copyfile(db_file, target / "data")
-    return dest
-
-
 @contextlib.contextmanager
 def running_sqld(db_dir: str | os.PathLike, *, timeout: float = 30, extra_args: tuple[str, ...] = ()) -> Iterator[str]:
     """Serve the sqld-layout directory `db_dir` on a free 127.0.0.1 port; yield `http://127.0.0.1:PORT`.
