@@ -200,9 +200,9 @@ def fmt_usd(value: Any, *, exact: bool = False) -> str:
     return f"{sign}${whole}.{frac.ljust(2, '0')}"
 
 
-def usd_number(value: Any) -> str:
+def usd_number(value: Any, *, exact: bool = False) -> str:
     """A single amount for `--quiet`: a bare number (`99.92`, `0.0068`), no `$`, no separators."""
-    return fmt_usd(value).replace("$", "").replace(",", "")
+    return fmt_usd(value, exact=exact).replace("$", "").replace(",", "")
 
 
 #: sizes are SI (docs/json.md): 1 kB = 1,000 B, 1 MB = 10^6 B, like rich's transfer columns.

@@ -79,7 +79,7 @@ def calc(
 
 
 def _show_estimate(est, table) -> None:
-    from synth_cli.output import fmt_int
+    from synth_cli.output import fmt_int, usd_number
 
     out = get_output()
     data = est.to_dict()
@@ -110,7 +110,7 @@ def _show_estimate(est, table) -> None:
         if not table.bundled:
             out.line(f"price table: {table.path}")
 
-    out.result(data, human, essential=[total.replace("$", "").replace(",", "")])  # -q: the bare number
+    out.result(data, human, essential=[usd_number(est.total, exact=True)])  # -q: the bare number
 
 
 def usd(value: Any) -> str:
