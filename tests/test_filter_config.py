@@ -130,7 +130,7 @@ def test_missing_config_file(tmp_path):
     assert res.stderr.startswith(f"error: --config {tmp_path / 'nope.toml'}: no such file")
 
 
-@pytest.mark.parametrize("how", ["same path", "symlink", "val file"])
+@pytest.mark.parametrize("how", ["same path", "symlink", "val file", "manifest"])
 def test_output_onto_the_config_file_is_refused(tmp_path, how):
     cfg = tmp_path / "f.toml"
     body = f'[filter]\ndb = "{FIXTURE_DB}"\n'
@@ -143,6 +143,10 @@ def test_output_onto_the_config_file_is_refused(tmp_path, how):
         cfg = tmp_path / "f.val.jsonl"
         cfg.write_text(body)
         args = ["-o", tmp_path / "f.jsonl", "--val-fraction", "0.2"]
+    elif how == "manifest":  # `-o f.jsonl` also writes f.jsonl.manifest.json
+        cfg = tmp_path / "f.jsonl.manifest.json"
+        cfg.write_text(body)
+        args = ["-o", tmp_path / "f.jsonl"]
     res = invoke("filter", "--config", cfg, *args)
     assert res.exit_code != 0
     first = res.stderr.splitlines()[0]

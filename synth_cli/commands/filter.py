@@ -86,9 +86,10 @@ filter_command.__signature__ = _signature()  # type: ignore[attr-defined]
 
 
 def _refuse_config_as_output(config_file: str, options: Any) -> None:
-    """`-o` (or the val file) onto the `--config` file itself: refused like a trace DB as output."""
+    """`-o` (or the val file, or the manifest) onto the `--config` file itself: refused like a trace DB."""
     from pathlib import Path
 
+    from synth_cli.dataset.manifest import manifest_path
     from synth_cli.dataset.writer import Protected, val_path
 
     guard = Protected()
@@ -97,6 +98,7 @@ def _refuse_config_as_output(config_file: str, options: Any) -> None:
     guard.check(Path(options.output))
     if options.val_fraction:
         guard.check(val_path(options.output))
+    guard.check(manifest_path(options.output))
 
 
 def _run(options: Any, out: Any) -> Any:
