@@ -70,6 +70,7 @@ from synth_cli.store.writer import (
     resolve_write_target,
 )
 from synth_cli.store.writers import open_writer
+from synth_cli.tracing.encode import encode_records
 from synth_cli.tracing.events import BaseEvent, LMCAISEvent, RuntimeEvent
 from synth_cli.tracing.models import LLMCallRecord
 
@@ -433,7 +434,7 @@ class SessionTracer:
             cols = event.columns()
             call_records = None
             if isinstance(event, LMCAISEvent) and event.call_records:
-                call_records = _json([_record_dict(r) for r in event.call_records])
+                call_records = encode_records(event.call_records, _json)
             terminated = cols.get("terminated")
             truncated = cols.get("truncated")
             row = (
@@ -653,14 +654,6 @@ def _env_timeout() -> float:
     if not (0 <= value < 1e6):
         raise TraceStoreError(f"SYNTH_TRACES_BUSY_TIMEOUT={text!r}: out of range (0 to 1e6 seconds)")
     return value
-
-
-def _record_dict(record: Any) -> Any:
-    if isinstance(record, LLMCallRecord):
-        return record.to_dict()
-    if isinstance(record, dict):
-        return LLMCallRecord.from_dict(record).to_dict()
-    raise TypeError(f"call_records holds a {type(record).__name__}, expected LLMCallRecord")
 
 
 __all__ = ["AsyncSessionTracer", "SessionTracer", "TraceWriteWarning", "resolve_write_target", "utcnow"]
