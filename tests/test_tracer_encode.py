@@ -160,3 +160,21 @@ def test_a_mutated_message_is_written_as_it_is_now():
 def test_not_a_record_is_refused():
     with pytest.raises(TypeError, match="expected LLMCallRecord"):
         encode.encode_records(["nope"], _fallback)
+
+
+@pytest.mark.parametrize("usage", [None, LLMUsage(), LLMUsage(input_tokens=0, output_tokens=0, cost_usd=0.0),
+                                   LLMUsage(input_tokens=7, output_tokens=3, total_tokens=None, cost_usd=0.25)])
+@pytest.mark.parametrize("names", [("", None, "", None), ("m", "openai", "span", "trace"), (None, "", None, "")])
+def test_one_record_event_derives_what_the_general_rule_gives(usage, names):
+    """`LMCAISEvent.from_records` spells out the one-record case; it must agree with the sums and firsts."""
+    from synth_cli.tracing.events import LMCAISEvent
+
+    model, provider, span, trace = names
+    record = LLMCallRecord(call_id="c", model_name=model, provider=provider, span_id=span, trace_id=trace,
+                           usage=usage, latency_ms=None if usage is None else 12)
+    assert LMCAISEvent.from_records(record).__dict__ | {"time_record": None, "event_time": None} == \
+        LMCAISEvent(call_records=[record], **LMCAISEvent._derive([record])).__dict__ | {
+            "time_record": None, "event_time": None}
+    event = LMCAISEvent.from_records([record], cost_usd=None, latency_ms=99, metadata={"k": 1})
+    assert event.latency_ms == 99 and event.metadata == {"k": 1}
+    assert event.cost_usd == LMCAISEvent._derive([record])["cost_usd"]
