@@ -52,6 +52,9 @@ def _odd_messages():
     class Sub(LLMMessage):
         pass
 
+    class SubPart(LLMContentPart):
+        pass
+
     reordered = _text("reordered")
     del reordered.name
     reordered.name = None
@@ -85,6 +88,10 @@ def _odd_messages():
         "parts tuple": LLMMessage(parts=(LLMContentPart(text="t"),)),
         "parts dicts": LLMMessage(parts=[{"type": "text", "text": "d", "extra": {}}]),
         "parts empty": LLMMessage(parts=[]),
+        "part subclass": LLMMessage(parts=[SubPart(text="sub"), LLMContentPart(text="plain")]),
+        "part is a message": LLMMessage(parts=[_text("nested")]),
+        "part in a part": LLMMessage(parts=[LLMContentPart(data=LLMContentPart(text="inner"))]),
+        "message in metadata": _text("m", metadata={"quoted": _text("inner")}),
         "subclass": Sub(role="user", parts=[LLMContentPart(text="sub")]),
         "reordered": reordered,
         "foreign attribute": foreign,

@@ -4,25 +4,27 @@ Every call of an agent's session carries the whole conversation so far, so most 
 JSON is its messages. `to_dict` converts each message and part in Python (a dict each, type
 checks, a list per `parts`) before orjson writes the result. :func:`encode_records` converts the
 record itself the same way but hands its message lists to orjson as the objects they are:
-orjson walks the lists and calls back into Python once per message and per part
-(`OPT_PASSTHROUGH_DATACLASS`), and that check returns the object's field dict without `extra`.
-The text is byte for byte what ``_json.dumps([r.to_dict() for r in records])`` gives; when a
-check fails the record takes the unchanged `to_dict` path. Why the two agree, for one list:
+orjson walks each list and calls back into Python once per message
+(`OPT_PASSTHROUGH_DATACLASS`), and that check returns the message's field dict without `extra`,
+its parts converted the same way in a plain loop. The text is byte for byte what
+``_json.dumps([r.to_dict() for r in records])`` gives; when the check refuses, the record takes
+the unchanged `to_dict` path. Why the two agree, for one list of messages:
 
-1. Every dataclass and every datetime anywhere in the list reaches the check (passthrough). A
-   message or part is taken as it is only when it is exactly an `LLMMessage` / `LLMContentPart`
-   whose attributes are exactly its fields in definition order (so `to_dict`, generated or
-   generic, emits the same keys in the same order) and whose `extra` is empty (`to_dict` merges
-   nothing), a message's `parts` being a list of such parts; another message or part (tool
-   calls in `extra`, say) is replaced by its own `to_dict()`. A datetime anywhere (which
-   `to_dict` formats as `str(dt)` in a field, where orjson writes ISO inside a dict), any other
-   dataclass and anything orjson cannot write itself refuse the list.
-2. The messages checked are exactly the list's elements and the parts checked exactly the
-   elements of the `parts` lists taken as they are (counted), so no record sits anywhere
-   `to_dict` would not convert it (in a metadata dict, a tuple, a field), and none is missed.
+1. Every dataclass and every datetime orjson meets reaches the check (passthrough). A message is
+   taken as it is only when it is exactly an `LLMMessage` whose attributes are exactly its
+   fields in definition order (so `to_dict`, generated or generic, emits the same keys in the
+   same order), whose `extra` is empty (`to_dict` merges nothing) and whose `parts` is a list;
+   its parts likewise (exactly `LLMContentPart`, exactly the fields, empty `extra`), and any
+   other element of `parts` becomes what `to_dict` makes of it (`to_dict()` for a record, else
+   itself). Another message (tool calls in `extra`, say) is replaced by its own `to_dict()`.
+2. The messages checked must be exactly the list's elements (counted), and anything else that
+   reaches the check refuses the list: a part or a record where `to_dict` would not have
+   converted it (in a metadata dict, a tuple, a field), a datetime anywhere (`to_dict` formats
+   one as `str(dt)` in a field, where orjson writes ISO inside a dict), another dataclass, or
+   anything orjson cannot write itself.
 3. With no record and no datetime left inside their fields, `to_dict` of a message or part
    taken as it is keeps every field value as it is (lists included) and converts `parts` part
-   by part: the dicts the check returned, which orjson then writes as it would have written
+   by part: the dicts the check built, which orjson then writes as it would have written
    `to_dict`'s output (no value left needs a different option or the default).
 
 Tests compare the two on the published fixtures and on odd records built to break each rule;
@@ -35,7 +37,7 @@ import dataclasses
 from typing import Any, Callable
 
 from synth_cli._json import _default
-from synth_cli.tracing.models import LLMCallRecord, LLMContentPart, LLMMessage
+from synth_cli.tracing.models import LLMCallRecord, LLMContentPart, LLMMessage, _Record
 
 try:
     import orjson as _orjson
@@ -98,36 +100,33 @@ def _messages_fragment(messages: list) -> Any:
     for message in messages:
         if message.__class__ is not LLMMessage:
             raise _Refused
-    seen_messages = seen_parts = expected_parts = 0
+    seen = 0
 
-    def check(obj: Any) -> dict:  # every dataclass and datetime in the list comes here
-        nonlocal seen_messages, seen_parts, expected_parts
-        cls = obj.__class__
-        if cls is LLMContentPart:
-            seen_parts += 1
-            d = obj.__dict__
-            if tuple(d) != _PART_ATTRS or d["extra"]:
-                return obj.to_dict()
-        elif cls is LLMMessage:
-            seen_messages += 1
-            d = obj.__dict__
-            if tuple(d) != _MESSAGE_ATTRS or d["extra"]:
-                return obj.to_dict()  # e.g. an assistant message with tool calls in `extra`
-            parts = d["parts"]
-            if parts.__class__ is not list:
-                return obj.to_dict()
-            for part in parts:
-                if part.__class__ is not LLMContentPart:
-                    return obj.to_dict()
-            expected_parts += len(parts)
-        else:
-            raise _Refused
+    def check(obj: Any) -> dict:  # every dataclass and datetime orjson meets comes here
+        nonlocal seen
+        if obj.__class__ is not LLMMessage:
+            raise _Refused  # a datetime, or a record where to_dict would not convert it
+        seen += 1
+        d = obj.__dict__
+        if tuple(d) != _MESSAGE_ATTRS or d["extra"] or d["parts"].__class__ is not list:
+            return obj.to_dict()  # e.g. an assistant message with tool calls in `extra`
         out = d.copy()
         del out["extra"]
+        parts = []
+        for part in d["parts"]:
+            if part.__class__ is LLMContentPart:
+                pd = part.__dict__
+                if tuple(pd) == _PART_ATTRS and not pd["extra"]:
+                    pd = pd.copy()
+                    del pd["extra"]
+                    parts.append(pd)
+                    continue
+            parts.append(part.to_dict() if isinstance(part, _Record) else part)
+        out["parts"] = parts
         return out
 
     data = _orjson.dumps(messages, default=check, option=_OPTIONS)
-    if seen_messages != len(messages) or seen_parts != expected_parts:
+    if seen != len(messages):
         raise _Refused
     return _Fragment(data)
 
