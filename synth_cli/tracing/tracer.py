@@ -53,7 +53,7 @@ import threading
 import time
 import uuid
 import warnings as _warnings
-from contextlib import contextmanager
+from contextlib import ContextDecorator, contextmanager
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Sequence
 
@@ -377,15 +377,10 @@ class SessionTracer:
             if self.durable == "timestep" and step is not None and self._step is None:
                 self._save(session, partial=True)
 
-    @contextmanager
     def timestep(self, step_id: str, turn_number: int | None = None,
-                 metadata: dict[str, Any] | None = None) -> Iterator[str]:
-        sid = self.start_timestep(step_id, turn_number, metadata)
-        try:
-            yield sid
-        finally:
-            if self._step is not None and self._step.step_id == sid:
-                self.end_timestep(sid)
+                 metadata: dict[str, Any] | None = None) -> "_TimestepBlock":
+        """`with tracer.timestep("step_0", turn_number=0) as step_id:` a timestep, ended when the block ends."""
+        return _TimestepBlock(self, step_id, turn_number, metadata)
 
     # -- recording ----------------------------------------------------------------------------
     def record_message(self, content: Any, message_type: str = "user", *, event_time: float | None = None,
@@ -503,6 +498,29 @@ class SessionTracer:
         session.steps = []
         session.events = []
         session.messages = []
+
+
+class _TimestepBlock(ContextDecorator):
+    """What `SessionTracer.timestep()` returns: starts the step on entry, ends it on exit (also on
+    an exception, which then propagates). A small class rather than `@contextmanager`: one is
+    made per step, and a generator-based one costs several times more."""
+
+    __slots__ = ("_tracer", "_args", "_sid")
+
+    def __init__(self, tracer: "SessionTracer", step_id: str, turn_number: int | None,
+                 metadata: dict[str, Any] | None):
+        self._tracer = tracer
+        self._args = (step_id, turn_number, metadata)
+        self._sid: str | None = None
+
+    def __enter__(self) -> str:
+        self._sid = self._tracer.start_timestep(*self._args)
+        return self._sid
+
+    def __exit__(self, *exc: Any) -> None:
+        tracer, sid = self._tracer, self._sid
+        if tracer._step is not None and tracer._step.step_id == sid:
+            tracer.end_timestep(sid)
 
 
 class AsyncSessionTracer:
