@@ -14,7 +14,7 @@ from datetime import datetime
 
 import pytest
 
-from _llm_fixtures import build, fixture_names, load
+from helpers.llm_fixtures import build, fixture_names, load
 from synth_cli import _json
 from synth_cli.tracing import encode
 from synth_cli.tracing.models import LLMCallRecord, LLMContentPart, LLMMessage, LLMUsage, ToolCallSpec
