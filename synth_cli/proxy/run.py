@@ -13,6 +13,7 @@ from synth_cli.proxy.headers import SessionRouter
 from synth_cli.proxy.recorder import DEFAULT_QUEUE_SIZE, Recorder, Stats
 from synth_cli.proxy.server import ProxyApp, ProxyConfig
 from synth_cli.proxy.sink import TraceSink
+from synth_cli.proxy.worker import WriterProcess
 
 #: seconds open requests (e.g. a long stream) get to finish after SIGINT/SIGTERM.
 GRACEFUL_SHUTDOWN_SECONDS = 10
@@ -21,7 +22,7 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 @dataclass
 class Proxy:
     app: ProxyApp
-    recorder: Recorder
+    recorder: WriterProcess | Recorder
     sink: TraceSink
     replayed: int
     still_spooled: int
@@ -40,7 +41,8 @@ def build(upstream: str, db: str, spool: str, *, idle_timeout: float, queue_size
     """Everything but the socket. Raises TraceStoreError when the DB cannot be opened for writing."""
     sink = TraceSink(db, spool, notify=notify)
     replayed, left = sink.replay_spool()
-    recorder = Recorder(sink, idle_timeout=idle_timeout, queue_size=queue_size, notify=notify)
+    # the records are built and written in a process of their own (the second core), see worker.py
+    recorder = WriterProcess(sink, db, spool, idle_timeout=idle_timeout, queue_size=queue_size, notify=notify)
     recorder.stats.sessions_replayed = replayed
     router = SessionRouter(run_id(), idle_timeout)
     app = ProxyApp(ProxyConfig(upstream=upstream, db_label=sink.location, timeout=timeout), recorder, router)

@@ -4,7 +4,7 @@ A plain ASGI callable (no framework on the hot path): the request body is read, 
 filtered (:mod:`.headers`), the request sent with one shared `aiohttp.ClientSession`, and the
 answer relayed as it arrives: status and headers first, then each body chunk as the upstream
 sends it, still content-encoded (SSE is never buffered). Only then is the call handed to the
-recorder's queue, whose writer thread builds the record. Paths recorded:
+recorder's queue (:mod:`.worker`: the recording process builds the record). Paths recorded:
 
 * `POST /v1/chat/completions` (OpenAI Chat Completions, streamed or not);
 * `POST /v1/messages` (Anthropic Messages, streamed or not);
@@ -37,7 +37,7 @@ from synth_cli.proxy.headers import (
     request_headers,
     response_headers,
 )
-from synth_cli.proxy.recorder import Recorder
+from synth_cli.proxy.recorder import Recorder  # or worker.WriterProcess, the same interface
 
 RECORDED = {"/v1/chat/completions": "openai", "/v1/messages": "anthropic"}
 EVENT_KEYS = {"reward": (int, float), "terminated": bool, "truncated": bool, "metadata": dict}
