@@ -94,12 +94,24 @@ class WriterProcess:
         # the child imports this very checkout, whatever the caller's working directory
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "synth_cli.proxy.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=None, env=env, close_fds=True)
         config = {"db": self.db, "spool": self.spool, "idle_timeout": self.idle_timeout}
         frame = pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
-        _write_all(self._proc.stdin.fileno(), _HEADER.pack(len(frame)) + frame)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "synth_cli.proxy.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=None, env=env, close_fds=True)
+            _write_all(self._proc.stdin.fileno(), _HEADER.pack(len(frame)) + frame)
+        except OSError as exc:  # no process to be had: record in this one
+            self.notify(f"cannot start the recording process ({exc.strerror or exc}): recording in the proxy's "
+                        "own process")
+            self._fallback = Recorder(self.sink, idle_timeout=self.idle_timeout, queue_size=self.queue_size,
+                                      notify=self.notify, stats=self.stats)
+            self._fallback.start()
+            if self._proc is not None:
+                self._proc.kill()
+                self._proc.wait()
+                self._proc = None
+            return
         self._reader = threading.Thread(target=self._read_reports, name="synth-proxy-reports", daemon=True)
         self._reader.start()
         self._feeder = threading.Thread(target=self._feed, name="synth-proxy-feeder", daemon=True)
@@ -256,6 +268,9 @@ class WriterProcess:
         if self._stopped:
             return
         self._stopped = True
+        if self._proc is None and self._fallback is not None:  # it could not start
+            self._fallback.stop(timeout)
+            return
         if self._proc is None:  # never started: write what is pending here
             fallback = Recorder(self.sink, idle_timeout=self.idle_timeout, queue_size=0, notify=self.notify,
                                 stats=self.stats)
@@ -285,7 +300,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     stdin = sys.stdin.buffer
-    out_fd = sys.stdout.fileno()
+    out_fd = os.dup(sys.stdout.fileno())  # the reports' own descriptor; anything printed goes to stderr
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     out_lock = threading.Lock()
 
     def emit(obj: dict) -> None:
@@ -354,5 +370,15 @@ def main() -> int:
     return 0
 
 
+def _main_guarded() -> int:
+    try:
+        return main()
+    except Exception as exc:  # one line for the parent's log, no traceback (unless debugging)
+        if os.environ.get("SYNTH_DEBUG"):
+            raise
+        sys.stderr.write(f"error: synth-ai proxy's recording process failed: {type(exc).__name__}: {exc}\n")
+        return 3
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main_guarded())
