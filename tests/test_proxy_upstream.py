@@ -151,3 +151,58 @@ def test_an_upstream_that_breaks_off_mid_body_ends_the_clients_answer_early(tmp_
         assert status["calls"]["seen"] == 1 and status["calls"]["unrecordable"] == 1
         assert px.stop() == 0
     assert _records(db) == []
+
+
+def _self_signed(tmp_path):
+    import datetime
+    import ipaddress
+
+    crypto = pytest.importorskip("cryptography")  # noqa: F841 - the test extra
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_an_https_upstream_whose_certificate_is_not_trusted_is_refused(tmp_path):
+    """TLS to the upstream is verified (against the CA bundle): a self-signed upstream is a 502,
+    and the request (with its key) never reaches it."""
+    import ssl
+
+    cert_path, key_path = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    reached: list[bytes] = []
+
+    def tls(conn: socket.socket, n: int) -> None:
+        try:
+            with context.wrap_socket(conn, server_side=True) as wrapped:
+                reached.append(_read_request(wrapped))
+        except (ssl.SSLError, OSError):
+            pass  # the proxy refused the certificate during the handshake
+
+    db = tmp_path / "t.db"
+    with raw_upstream(tls) as url, running_proxy(tmp_path, url.replace("http://", "https://"), db) as px:
+        r = _post(px.url)
+        assert r.status_code == 502, r.text
+        assert "upstream unreachable" in r.json()["error"]["message"]
+        assert "certificate" in r.json()["error"]["message"].lower()
+        assert px.stop() == 0
+    assert not [req for req in reached if req]
+    (record,) = _records(db)
+    assert record["outcome"] == "error" and record["error"]["status_code"] == 502

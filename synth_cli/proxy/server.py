@@ -48,6 +48,18 @@ MAX_HEADER_BYTES = 65536
 MAX_HEADERS = 256
 
 
+def _tls_context():
+    """The CA bundle httpx used before (certifi's, installed with httpx), so an https upstream that
+    verified then verifies now; the system's store when certifi is missing."""
+    import ssl
+
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover - certifi comes with httpx
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def _text(value: bytes) -> str:
     """A header name or value for the upstream client, which writes str as UTF-8: UTF-8 bytes go
     through unchanged; other bytes (rare, e.g. Latin-1 text) as their Latin-1 code points."""
@@ -125,7 +137,8 @@ class ProxyApp:
             # connect itself; sock_read: the upstream's silence between bytes (--timeout)
             timeout=aiohttp.ClientTimeout(total=None, connect=cfg.timeout, sock_connect=cfg.connect_timeout,
                                           sock_read=cfg.timeout),
-            connector=aiohttp.TCPConnector(limit=cfg.max_connections, limit_per_host=0, keepalive_timeout=30.0),
+            connector=aiohttp.TCPConnector(limit=cfg.max_connections, limit_per_host=0, keepalive_timeout=30.0,
+                                           ssl=_tls_context()),
             trust_env=False,  # no proxy settings or .netrc credentials added to the client's request
             max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES, max_headers=MAX_HEADERS)
 
