@@ -91,9 +91,12 @@ class WriterProcess:
     # -- start ------------------------------------------------------------------------------------
     def start(self) -> None:
         env = dict(os.environ)
-        # the child imports this very checkout, whatever the caller's working directory
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+        if os.path.basename(root) not in ("site-packages", "dist-packages"):
+            # a checkout: the child imports this very one, whatever its working directory (an
+            # installed package it finds by itself, and site-packages must not go before the stdlib)
+            env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+                                                         if p]])
         config = {"db": self.db, "spool": self.spool, "idle_timeout": self.idle_timeout}
         frame = pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
         try:
