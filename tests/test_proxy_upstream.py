@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
-from _proxy import running_proxy
+from helpers.proxy import running_proxy
 
 KEY = "sk-test-proxy-upstream-0123456789"
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}

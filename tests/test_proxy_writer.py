@@ -15,9 +15,9 @@ import time
 
 import httpx
 import pytest
-from _devserver import free_port
-from _proxy import running_proxy, spawn_proxy
-from _upstream import running_upstream
+from helpers.devserver import free_port
+from helpers.proxy import running_proxy, spawn_proxy
+from helpers.upstream import running_upstream
 
 KEY = "sk-test-proxy-writer-0123456789"
 
