@@ -14,10 +14,7 @@ import pytest
 
 from helpers import FIXTURE_DIR, ROOT, invoke
 
-try:
-    from helpers import sqld as _sqld
-except ImportError:  # run from inside tests/
-    from helpers import sqld as _sqld  # type: ignore[no-redef]
+from helpers import sqld as _sqld
 
 from synth_cli.errors import TraceStoreError
 from synth_cli.store.libsql import LibsqlClient, LibsqlError, decode_value, encode_value, parse_url

@@ -10,10 +10,7 @@ import pytest
 from helpers.inspectdb import make_earlier_schema, sqld_dir
 from helpers import FIXTURE_DIR, invoke
 
-try:
-    from helpers import sqld as _sqld
-except ImportError:  # run from inside tests/
-    from helpers import sqld as _sqld  # type: ignore[no-redef]
+from helpers import sqld as _sqld
 
 SESSION = "36f675cc-81e7-4ef5-e8e2-5d940ed90475"
 

@@ -17,10 +17,7 @@ import pytest
 
 from helpers import ROOT, invoke
 
-try:
-    from helpers import sqld as _sqld
-except ImportError:  # run from inside tests/
-    from helpers import sqld as _sqld  # type: ignore[no-redef]
+from helpers import sqld as _sqld
 
 WORKER = ROOT / "tests" / "helpers" / "trace_worker.py"
 
@@ -282,3 +279,32 @@ def test_traces_merge_into_a_server_twice_copies_each_session_once(empty_server,
     assert invoke("filter", "--db", empty_server, "-o", remote_out).exit_code == 0
     assert invoke("filter", "--db", FIXTURE_DIR, "-o", local_out).exit_code == 0
     assert remote_out.read_bytes() == local_out.read_bytes()
+
+
+def test_text_utf8_cannot_hold_is_written_as_replacement_characters_not_lost(empty_server, tmp_path, spool):
+    """A lone surrogate (what a lenient JSON parser makes of a `\\ud800` escape) cannot be sent as
+    UTF-8: the session is written with U+FFFD in its place and a warning, on a server as in a file."""
+    from synth_cli.tracing.tracer import SessionTracer
+
+    for target in (empty_server, str(tmp_path / "local.db")):
+        tracer = SessionTracer(target)
+        with pytest.warns(Warning, match=r"2 character\(s\) that UTF-8 cannot hold"):
+            with tracer.session(session_id="odd", metadata={"note": "bad \ud800 meta"}):
+                with tracer.timestep("s1"):
+                    tracer.record_message("hello \udfff world", "user")
+        tracer.close()
+        assert tracer.sessions_written == 1
+        assert not spool.exists() or not list(spool.glob("*.json"))  # written, not spooled
+        shown = invoke("--json", "session", "odd", "--db", target)
+        assert shown.exit_code == 0, shown.stderr
+        assert "hello \ufffd world" in shown.stdout and "bad \ufffd meta" in shown.stdout
+
+
+def test_a_spooled_session_keeps_text_utf8_cannot_hold(tmp_path, spool):
+    """A session that must be spooled (the DB cannot be written) is kept, surrogates and all, as U+FFFD."""
+    from synth_cli.store.writer import SessionBatch, Spool
+
+    batch = SessionBatch(session_id="odd", created_at="2026-01-01T00:00:00", metadata='{"a": "\ud800"}',
+                         experiment_id=None, num_timesteps=0, num_events=0, num_messages=0)
+    path = Spool(spool).save(batch)
+    assert "\ufffd" in path.read_text(encoding="utf-8")

@@ -52,8 +52,9 @@ of every operation above, migrations included, is shared from here.
 from __future__ import annotations
 
 import os
+import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -116,6 +117,19 @@ class TraceWriteWarning(UserWarning):
     """A write the caller should tell the user about (a session spooled, a spool replayed)."""
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unencodable(exc: BaseException) -> bool:
+    """A failure to encode a lone surrogate: sqlite3's UnicodeEncodeError, orjson's (a TypeError)."""
+    return isinstance(exc, UnicodeEncodeError) or (isinstance(exc, TypeError) and "surrogates" in str(exc))
+
+
+def _surrogate_note(label: str, batch: "SessionBatch", count: int) -> str:
+    return (f"{label}: session {batch.session_id}: {count} character(s) that UTF-8 cannot hold "
+            f"(lone surrogates) written as U+FFFD")
+
+
 @dataclass
 class SessionBatch:
     """One unit of writing: a session (or, `partial`, the next part of one). See the module docstring."""
@@ -132,6 +146,30 @@ class SessionBatch:
     messages: list[tuple[str | None, tuple]] = field(default_factory=list)  # (step_id, MESSAGE_COLUMNS)
     partial: bool = False
     experiment: tuple | None = None  # EXPERIMENT_COLUMNS, inserted if absent
+
+    def encodable(self) -> tuple["SessionBatch", int]:
+        """This batch with every lone surrogate (text UTF-8 cannot hold, e.g. `"\\ud800"` decoded by a
+        lenient JSON parser) replaced by U+FFFD, and how many were replaced. Used only after a write
+        failed on one: the rest of the session is kept rather than lost."""
+        count = 0
+
+        def clean(value: Any) -> Any:
+            nonlocal count
+            if isinstance(value, str):
+                fixed, n = _SURROGATE.subn("\ufffd", value)
+                count += n
+                return fixed
+            if isinstance(value, tuple):
+                return tuple(clean(v) for v in value)
+            if isinstance(value, list):
+                return [clean(v) for v in value]
+            return value
+
+        fixed = replace(self, session_id=clean(self.session_id), created_at=clean(self.created_at),
+                        metadata=clean(self.metadata), experiment_id=clean(self.experiment_id),
+                        steps=clean(self.steps), events=clean(self.events), messages=clean(self.messages),
+                        experiment=clean(self.experiment))
+        return fixed, count
 
     def to_json(self) -> dict[str, Any]:
         return {"version": 1, "session_id": self.session_id, "created_at": self.created_at,
@@ -426,7 +464,12 @@ class Spool:
         name = f"{time.time_ns():020d}-{os.getpid()}-{seq:05d}-{safe}.json"
         final = self.directory / name
         tmp = self.directory / f".{name}.tmp"
-        data = _json.dumps(batch.to_json())
+        try:
+            data = _json.dumps(batch.to_json())
+        except TypeError as exc:  # a lone surrogate JSON cannot hold: kept as U+FFFD rather than lost
+            if not _unencodable(exc):
+                raise
+            data = _json.dumps(batch.encodable()[0].to_json())
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(data)
             fh.flush()
@@ -493,10 +536,22 @@ def deliver(writer: TraceWriter, batch: SessionBatch, *, delays: Sequence[float]
     """
     attempts = 0
     last: WriteError | None = None
+    note: str | None = None
     for delay in (*delays, None):
         attempts += 1
         try:
-            return Delivery("written" if writer.write(batch) else "skipped", attempts)
+            try:
+                written = writer.write(batch)
+            except (UnicodeEncodeError, TypeError) as exc:
+                # text the DB cannot hold (a lone surrogate): write it as U+FFFD, once, rather than lose the session
+                if note is not None or not _unencodable(exc):
+                    raise
+                batch, count = batch.encodable()
+                if not count:
+                    raise
+                note = _surrogate_note(writer.label, batch, count)
+                written = writer.write(batch)
+            return Delivery("written" if written else "skipped", attempts, warning=note)
         except WriteError as exc:
             if exc.integrity:
                 raise
@@ -514,7 +569,7 @@ def deliver(writer: TraceWriter, batch: SessionBatch, *, delays: Sequence[float]
         raise WriteError(f"{last.message}; session {batch.session_id} could not be spooled either "
                          f"({exc.strerror or exc})") from exc
     warning = (f"{writer.label}: session {batch.session_id} not written ({last.message}); "
-               f"kept in {path}, written on the next open")
+               f"kept in {path}, written on the next open" + (f"; {note.split(': ', 2)[-1]}" if note else ""))
     return Delivery("spooled", attempts, path, warning)
 
 

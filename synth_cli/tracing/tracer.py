@@ -493,7 +493,8 @@ class SessionTracer:
             delivery = deliver(writer, batch, seq=session.units)
             if delivery.status == "spooled":
                 session.spooled = True
-                self._warn(delivery.warning or "")
+            if delivery.warning:
+                self._warn(delivery.warning)
         session.written = (batch.num_timesteps, batch.num_events, batch.num_messages)
         session.steps = []
         session.events = []
