@@ -164,7 +164,7 @@ def reward_histogram(all_rewards: Counter, kept: Counter, *, max_bins: int = 12)
     return bins
 
 
-class _Stop(Exception):
+class LimitReached(Exception):
     """--limit reached."""
 
 
@@ -189,7 +189,7 @@ def val_sessions(session_ids: Any, fraction: float, seed: int) -> set[str]:
     return set(ranked[:n_val])
 
 
-class _Session:
+class KeptSession:
     __slots__ = ("session_id", "total_reward", "experiment_id", "is_val", "remaining", "merger", "history", "order")
 
     def __init__(self, session_id: str, total_reward: float, experiment_id: str | None, is_val: bool,
@@ -236,7 +236,7 @@ class DigestSet:
         return True
 
 
-class _Sink:
+class Sink:
     """Validates, de-duplicates, splits, counts and writes examples."""
 
     def __init__(self, opts: FilterOptions, stats: FilterStats, train: Any, val: Any):
@@ -262,14 +262,14 @@ class _Sink:
         if self.on_progress is not None and self._rows % PROGRESS_EVERY == 0:
             self.on_progress(self.stats)
 
-    def _rows_seen(self, n: int) -> None:
+    def rows_seen(self, n: int) -> None:
         """`n` rows read by a worker: report progress at each PROGRESS_EVERY rows crossed."""
         before = self._rows
         self._rows += n
         if self.on_progress is not None and self._rows // PROGRESS_EVERY > before // PROGRESS_EVERY:
             self.on_progress(self.stats)
 
-    def reject(self, errors: list[str], session: _Session, call_id: str | None) -> None:
+    def reject(self, errors: list[str], session: KeptSession, call_id: str | None) -> None:
         """Count an invalid example (by reason, and named among the first few); --strict: fail."""
         stats = self.stats
         errors = [UNRESTORABLE if e in _UNANSWERED else e for e in errors]
@@ -282,15 +282,15 @@ class _Sink:
             raise DatasetError(f"session {session.session_id}: the example of call {call_id} is not valid "
                                f"({errors[0]})", hint="drop --strict to skip invalid examples")
 
-    def emit(self, example: dict, session: _Session, call_id: str | None, model: str | None) -> None:
+    def emit(self, example: dict, session: KeptSession, call_id: str | None, model: str | None) -> None:
         ready = self.prepare(example, session, call_id, model)
         if ready is not None:
             self.accept(ready)
 
-    def at_end(self, session: _Session) -> None:
+    def at_end(self, session: KeptSession) -> None:
         """The scan is over and `session`'s open conversation is being finished (workers: its place)."""
 
-    def prepare(self, example: dict, session: _Session, call_id: str | None, model: str | None
+    def prepare(self, example: dict, session: KeptSession, call_id: str | None, model: str | None
                 ) -> tuple | None:
         """Validate, scrub and serialise one example: what :meth:`accept` writes, or None (invalid).
 
@@ -337,14 +337,14 @@ class _Sink:
         stats.models[model or "(unknown)"] += 1
         if self.limit is not None and stats.examples >= self.limit:
             stats.limit_reached = True
-            raise _Stop()
+            raise LimitReached()
 
 
 # --------------------------------------------------------------------------- one DB
 
 
-def _select(store: TraceStore, opts: FilterOptions, stats: FilterStats, fallback: bool) -> dict[str, _Session]:
-    kept: dict[str, _Session] = {}
+def select_kept(store: TraceStore, opts: FilterOptions, stats: FilterStats, fallback: bool) -> dict[str, KeptSession]:
+    kept: dict[str, KeptSession] = {}
     for row in select_sessions(store, opts, fallback=fallback):
         stats.sessions_scanned += 1
         stats.rewards[row.total_reward] += 1
@@ -358,7 +358,7 @@ def _select(store: TraceStore, opts: FilterOptions, stats: FilterStats, fallback
                 continue
         stats.sessions_kept += 1
         stats.rewards_kept[row.total_reward] += 1
-        kept[row.session_id] = _Session(row.session_id, row.total_reward, row.experiment_id, False, row.calls,
+        kept[row.session_id] = KeptSession(row.session_id, row.total_reward, row.experiment_id, False, row.calls,
                                         len(kept))
     return kept
 
@@ -380,7 +380,7 @@ def _unknown_schema(stats: FilterStats, opts: FilterOptions, session_id: str, ve
     stats.schema_versions[str(version)] += 1
 
 
-def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Sink, kept: dict[str, _Session],
+def convert_calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: Sink, kept: dict[str, KeptSession],
            rows: Any = None) -> None:
     """Convert the call records of the kept sessions (`rows`: the scan to use, else :func:`scan_calls`)."""
     sessions_mode = opts.mode == "sessions"
@@ -520,25 +520,25 @@ def _message_conversation(rows: list[tuple], skipped: dict[str, int]) -> list[di
                     out.append({"role": "assistant", "tool_calls": [call]})
                 pending.append(call_id)
             else:
-                cv._skip(skipped, "tool_use")
+                cv.count_skipped(skipped, "tool_use")
         elif kind == "tool_result":
             if pending:
                 out.append({"role": "tool", "tool_call_id": pending.pop(0), "content": text})
             else:
-                cv._skip(skipped, "tool_result")
+                cv.count_skipped(skipped, "tool_result")
         else:
-            cv._skip(skipped, f"message_type:{kind}")
+            cv.count_skipped(skipped, f"message_type:{kind}")
     return out
 
 
-def _messages(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Sink,
-              kept: dict[str, _Session]) -> None:
+def convert_messages(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: Sink,
+              kept: dict[str, KeptSession]) -> None:
     if not kept:
         return
     ids = list(kept) if len(kept) <= MAX_IN_LIST and stats.sessions_dropped else None
     pending: dict[str, list[tuple]] = {}
 
-    def flush(session: _Session) -> None:
+    def flush(session: KeptSession) -> None:
         rows = pending.pop(session.session_id, [])
         rows.sort(key=lambda r: (r[0], r[1]))  # (step, id)
         conversation = _message_conversation([(r[1], r[2], r[3]) for r in rows], stats.skipped)

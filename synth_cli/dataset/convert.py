@@ -45,7 +45,7 @@ SUCCESS_OUTCOMES = (None, "", "success")
 Skipped = MutableMapping[str, int]
 
 
-def _skip(skipped: Skipped, kind: str, n: int = 1) -> None:
+def count_skipped(skipped: Skipped, kind: str, n: int = 1) -> None:
     skipped[kind] = skipped.get(kind, 0) + n
 
 
@@ -97,7 +97,7 @@ def convert_content(parts: Any, role: str, skipped: Skipped) -> str | list | Non
             out.append({"type": "text", "text": part})
             continue
         if not isinstance(part, dict):
-            _skip(skipped, "unknown_part")
+            count_skipped(skipped, "unknown_part")
             continue
         kind = part.get("type")
         if kind in TEXT_TYPES:
@@ -105,15 +105,15 @@ def convert_content(parts: Any, role: str, skipped: Skipped) -> str | list | Non
             out.append({"type": "text", "text": text if isinstance(text, str) else ""})
         elif kind in IMAGE_TYPES:
             if role != "user":
-                _skip(skipped, f"image_in_{role}_message")
+                count_skipped(skipped, f"image_in_{role}_message")
                 continue
             image = _image_url(part)
             if image is None:
-                _skip(skipped, "image_without_data")
+                count_skipped(skipped, "image_without_data")
             else:
                 out.append(image)
         else:
-            _skip(skipped, str(kind or "unknown_part"))
+            count_skipped(skipped, str(kind or "unknown_part"))
     if not out:
         return None
     if len(out) == 1 and out[0]["type"] == "text":
@@ -174,7 +174,7 @@ def convert_message(m: dict, index: int, skipped: Skipped) -> dict | None:
     if role not in ROLES:
         alias = ROLE_ALIASES.get(role)  # type: ignore[arg-type]
         if alias is None:
-            _skip(skipped, f"role:{role}")
+            count_skipped(skipped, f"role:{role}")
             return None
         role = alias
     parts = m.get("parts")
@@ -205,10 +205,10 @@ def convert_output(record: dict, index: int, skipped: Skipped) -> dict | None:
             break
     extra = len(outputs) - (1 if first is not None else 0)
     if extra > 0:
-        _skip(skipped, "output_message", extra)
+        count_skipped(skipped, "output_message", extra)
     choices = record.get("outputs")
     if choices and len(choices) > 1:
-        _skip(skipped, "extra_choice", len(choices) - 1)
+        count_skipped(skipped, "extra_choice", len(choices) - 1)
     out: dict[str, Any] = {"role": "assistant"}
     content: Any = None
     if first is not None:

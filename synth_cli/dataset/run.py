@@ -18,17 +18,17 @@ from synth_cli.store.reader import TraceStore, open_stores
 from synth_cli.dataset.build import (
     KNOWN_SCHEMA,
     FilterStats,
-    _calls,
-    _messages,
-    _select,
-    _Session,
-    _Sink,
-    _Stop,
+    KeptSession,
+    LimitReached,
+    Sink,
+    convert_calls,
+    convert_messages,
+    select_kept,
     val_sessions,
 )
 
 
-def _workers_for(opts: FilterOptions, store: TraceStore, kept: dict[str, _Session]) -> int:
+def _workers_for(opts: FilterOptions, store: TraceStore, kept: dict[str, KeptSession]) -> int:
     """How many processes scan this DB: `--workers` (default: the CPUs, for a DB big enough to gain).
 
     One process when `--limit` or `--strict` decide where to stop (that depends on the global
@@ -93,7 +93,7 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
             val_file = files.open(val) if val is not None else None
             for text in files.notices:
                 notice(text)
-            sink = _Sink(opts, stats, train_file, val_file)
+            sink = Sink(opts, stats, train_file, val_file)
             sink.on_progress = on_progress
             try:
                 selections = []
@@ -107,7 +107,7 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
                     if fallback:
                         notice(f"{store.label}: no events.call_records (earlier tracing_v3 schema); building "
                                "examples from the messages table (text only, no tools)")
-                    selections.append((store, fallback, _select(store, opts, stats, fallback)))
+                    selections.append((store, fallback, select_kept(store, opts, stats, fallback)))
                 if opts.val_fraction > 0:  # 2. the split, over every DB's kept sessions
                     val_ids = val_sessions((sid for _, _, kept in selections for sid in kept), opts.val_fraction,
                                            opts.seed)
@@ -119,7 +119,7 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
                     on_progress(stats)
                 for store, fallback, kept in selections:  # 3. one streamed scan per DB
                     if fallback:
-                        _messages(store, opts, stats, sink, kept)
+                        convert_messages(store, opts, stats, sink, kept)
                     else:
                         workers = _workers_for(opts, store, kept)
                         if workers > 1:
@@ -127,8 +127,8 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
 
                             if run_parallel(store, opts, stats, sink, kept, workers):
                                 continue
-                        _calls(store, opts, stats, sink, kept)
-            except _Stop:
+                        convert_calls(store, opts, stats, sink, kept)
+            except LimitReached:
                 pass
             if sink.redactor is not None:
                 stats.redaction = sink.redactor.summary()
