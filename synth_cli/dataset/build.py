@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from synth_cli._json import dumps_bytes, loads
 from synth_cli.dataset import convert as cv
+from synth_cli.dataset.history import FastCall, Histories
 from synth_cli.dataset.options import FilterOptions
 from synth_cli.store.selection import FILTER_ORDER, MAX_IN_LIST, scan_calls, scan_messages, select_sessions
 from synth_cli.dataset.validate import check_example, estimate_tokens
@@ -255,6 +256,7 @@ class Sink:
 
             self.redactor = Redactor(pii=opts.redact == "pii")
         self._rows = 0
+        self._tools_seen: list[tuple] = []  # (tools, their scrubbed JSON, what scrubbing found)
 
     def tick(self) -> None:
         """One DB row read: report progress every PROGRESS_EVERY rows."""
@@ -313,6 +315,89 @@ class Sink:
         tools = cv.final_has_tool_calls(example) if self.calls_mode else cv.has_tool_calls(example)
         return line, digest, tokens, session.is_val, len(example["messages"]), bool(tools), model
 
+    def emit_call(self, call: FastCall, session: KeptSession) -> None:
+        ready = self.prepare_call(call, session)
+        if ready is not None:
+            self.accept(ready)
+
+    def prepare_call(self, call: FastCall, session: KeptSession) -> tuple | None:
+        """:meth:`prepare` for a call converted through its session's history (calls mode): the same
+        result, from the history's messages checked, scrubbed and serialised once each.
+
+        The line is (the history's bytes, the rest), which written one after the other are the
+        bytes :meth:`prepare` writes; so are the digest, tokens and counts.
+        """
+        history = call.history
+        output = call.output
+        tools = call.tools
+        parallel = call.parallel
+        if history.nonplain:
+            example: dict[str, Any] = {"messages": [*history.messages(), output]}
+            checked = False
+        else:  # the history's messages are plain: they add nothing but "an assistant spoke"
+            example = {"messages": [output]}
+            checked = history.assistant
+        if tools:
+            example["tools"] = tools
+        if parallel is not None:
+            example["parallel_tool_calls"] = parallel
+        errors = check_example(example, assistant=checked)
+        if errors:
+            self.reject(errors, session, call.call_id)
+            return None
+        redactor = self.redactor
+        history.extend_head(redactor)
+        if redactor is not None:
+            output, found = redactor.message(output)  # type: ignore[arg-type]
+            if tools:
+                tools_data, tools_found = self._tools(tools)
+            if history.found or found or (tools and tools_found):
+                total = dict(history.found)
+                for kind, n in (*found, *(tools_found if tools else ())):
+                    total[kind] = total.get(kind, 0) + n
+                redactor.count(total)
+        elif tools:
+            tools_data = self._tools(tools)[0]
+        parts = [b"," + dumps_bytes(output) if history.count else dumps_bytes(output), b"]"]
+        if tools:
+            parts.append(b',"tools":')
+            parts.append(tools_data)
+        if parallel is not None:
+            parts.append(b',"parallel_tool_calls":true}' if parallel else b',"parallel_tool_calls":false}')
+        else:
+            parts.append(b"}")
+        rest = b"".join(parts)
+        hasher = history.hasher.copy()
+        hasher.update(rest)
+        digest = hasher.digest()
+        head = history.head
+        if history.image or b'"image_url"' in rest:
+            line = head + rest
+            tokens = estimate_tokens(line, loads(line))
+        else:
+            tokens = (len(head) + len(rest)) >> 2
+        if self.include_metadata:
+            meta = {"session_id": session.session_id, "call_id": call.call_id, "model": call.model,
+                    "total_reward": session.total_reward, "experiment_id": session.experiment_id}
+            rest = rest[:-1] + b',"metadata":' + dumps_bytes(meta) + b"}"
+        with_tools = bool(output.get("tool_calls") or output.get("function_call"))  # type: ignore[union-attr]
+        return (head, rest), digest, tokens, session.is_val, history.count + 1, with_tools, call.model
+
+    def _tools(self, tools: list) -> tuple[bytes, tuple]:
+        """(JSON of the scrubbed tools, what scrubbing found), for the last few tools lists offered."""
+        for known, data, found in self._tools_seen:
+            if known == tools:
+                return data, found
+        found: tuple = ()
+        scrubbed = tools
+        if self.redactor is not None:
+            scrubbed, found = self.redactor.found_in_tools(tools)
+        data = dumps_bytes(scrubbed)
+        if len(self._tools_seen) >= 4:
+            self._tools_seen.pop(0)
+        self._tools_seen.append((tools, data, found))
+        return data, found
+
     def accept(self, ready: tuple) -> None:
         line, digest, tokens, is_val, messages, tools, model = ready
         stats = self.stats
@@ -320,16 +405,18 @@ class Sink:
             stats.duplicates += 1
             return
         stats.token_estimate += tokens
+        out = self.val if is_val else self.train
         if is_val:
             stats.val += 1
-            if self.val is not None:
-                self.val.write(line)
-                self.val.write(b"\n")
         else:
             stats.train += 1
-            if self.train is not None:
-                self.train.write(line)
-                self.train.write(b"\n")
+        if out is not None:
+            if type(line) is tuple:
+                out.write(line[0])
+                out.write(line[1])
+            else:
+                out.write(line)
+            out.write(b"\n")
         stats.examples += 1
         stats.messages += messages
         if tools:
@@ -394,6 +481,7 @@ def convert_calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, si
     if rows is None:
         rows = scan_calls(store, ids)
     tick = sink.tick
+    histories = Histories()
     try:
         for row in rows:
             tick()
@@ -401,8 +489,9 @@ def convert_calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, si
             session = kept.get(session_id)
             if session is None:
                 continue
+            earlier = histories.get(session_id)  # what the session's last row held
             try:
-                records = loads(row[2])
+                records = earlier.parse(row[2])
                 if type(records) is dict:
                     records = [records]
                 elif type(records) is not list:
@@ -421,7 +510,10 @@ def convert_calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, si
                         dropped["outcome"] += 1
                         use = False
                     if use:
-                        converted.append(cv.convert_call(record, skipped))
+                        if not sessions_mode and earlier.owns(record):
+                            converted.append(earlier.call(record, skipped))
+                        else:
+                            converted.append(cv.convert_call(record, skipped))
                     elif record.get("output_tool_calls"):  # still the source of later histories' tool calls
                         output = cv.convert_output(record, len(record.get("input_messages") or ()), {})
                         if output is not None and output.get("tool_calls"):
@@ -430,6 +522,7 @@ def convert_calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, si
                             session.history.add(output)
             except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
                 _malformed(stats, opts, session_id, row[0], str(exc) or type(exc).__name__)
+                histories.drop(session_id)
                 converted = []
             for call in converted:
                 history = session.history
@@ -461,11 +554,14 @@ def convert_calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, si
                     done = merger.add(call, (call.call_id, call.model))
                     if done is not None:
                         sink.emit(done[0], session, *done[1])
+                elif type(call) is FastCall:
+                    sink.emit_call(call, session)
                 else:
                     sink.emit(cv.example_of(call), session, call.call_id, call.model)  # type: ignore[arg-type]
             session.remaining -= 1
             stats.rows_done += 1
             if session.remaining <= 0:
+                histories.drop(session_id)
                 session.history = None
                 if sink.redactor is not None:
                     sink.redactor.forget(session_id)

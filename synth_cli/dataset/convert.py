@@ -313,11 +313,36 @@ def call_succeeded(record: dict) -> bool:
     return record.get("outcome") in SUCCESS_OUTCOMES
 
 
-_PLAIN_ROLES = frozenset(("system", "user", "assistant"))
+PLAIN_ROLES = frozenset(("system", "user", "assistant"))
 
 
 def convert_inputs(record: dict, skipped: Skipped) -> list[dict]:
     return _convert_inputs(record, skipped)[0]
+
+
+def convert_input(m: Any, index: int, skipped: Skipped) -> dict | None:
+    """One input message (at position `index` of the call's `input_messages`) as `convert_inputs`
+    converts it: None when its role has no equivalent; TypeError when it is not an object.
+
+    Pure: the same message at the same position always gives an equal result and the same
+    counts in `skipped` (which is what lets :mod:`synth_cli.dataset.history` convert each
+    history message of a session once).
+    """
+    # Fast path of convert_message: a system/user/assistant message with one text part, no
+    # name and no tool calls (nearly every history message of an agent trace).
+    try:
+        role = m["role"]
+        parts = m["parts"]
+        if role in PLAIN_ROLES and len(parts) == 1 and not m.get("name") and not m.get("tool_calls"):
+            part = parts[0]
+            if part["type"] == "text":
+                text = part["text"]
+                return {"role": role, "content": text if type(text) is str else ""}
+    except (KeyError, TypeError, IndexError):
+        pass  # not the common shape: the general converter decides
+    if type(m) is not dict:
+        raise TypeError("input message is not an object")
+    return convert_message(m, index, skipped)
 
 
 def _convert_inputs(record: dict, skipped: Skipped) -> tuple[list[dict], bool]:
@@ -328,24 +353,8 @@ def _convert_inputs(record: dict, skipped: Skipped) -> tuple[list[dict], bool]:
     tool = False
     out = []
     append = out.append
-    plain = _PLAIN_ROLES
     for i, m in enumerate(messages):
-        # Inlined fast path of convert_message: a system/user/assistant message with one text
-        # part, no name and no tool calls (nearly every history message of an agent trace).
-        try:
-            role = m["role"]
-            parts = m["parts"]
-            if role in plain and len(parts) == 1 and not m.get("name") and not m.get("tool_calls"):
-                part = parts[0]
-                if part["type"] == "text":
-                    text = part["text"]
-                    append({"role": role, "content": text if type(text) is str else ""})
-                    continue
-        except (KeyError, TypeError, IndexError):
-            pass  # not the common shape: the general converter decides
-        if type(m) is not dict:
-            raise TypeError("input message is not an object")
-        converted = convert_message(m, i, skipped)
+        converted = convert_input(m, i, skipped)
         if converted is not None:
             append(converted)
             if converted["role"] == "tool":
@@ -636,6 +645,7 @@ __all__ = [
     "call_succeeded",
     "convert_call",
     "convert_content",
+    "convert_input",
     "convert_message",
     "convert_output",
     "convert_record",

@@ -135,15 +135,20 @@ class _WorkerSink:
             def at_end(self, session: Any) -> None:
                 self.key = (_END, session.order)
 
-            def emit(self, example: dict, session: Any, call_id: Any, model: Any) -> None:
-                ready = self.prepare(example, session, call_id, model)
-                if ready is not None:
-                    line = ready[0]
+            def accept(self, ready: tuple) -> None:
+                """A prepared example goes to the spool and the batch (the parent accepts it)."""
+                line = ready[0]
+                if type(line) is tuple:  # (the history's bytes, the rest): Sink.prepare_call
+                    self.file.write(line[0])
+                    self.file.write(line[1])
+                    size = len(line[0]) + len(line[1])
+                else:
                     self.file.write(line)
-                    self.batch.append((self.key, (len(line), *ready[1:])))
-                    self.size += len(line)
-                    if self.size >= BATCH_BYTES or len(self.batch) >= BATCH:
-                        self.flush()
+                    size = len(line)
+                self.batch.append((self.key, (size, *ready[1:])))
+                self.size += size
+                if self.size >= BATCH_BYTES or len(self.batch) >= BATCH:
+                    self.flush()
 
             def flush(self) -> None:
                 calls = self.stats.calls_scanned
