@@ -25,7 +25,7 @@ from synth_cli.dataset import convert as cv
 from synth_cli.dataset.history import FastCall, Histories
 from synth_cli.dataset.options import FilterOptions
 from synth_cli.store.selection import FILTER_ORDER, MAX_IN_LIST, scan_calls, scan_messages, select_sessions
-from synth_cli.dataset.validate import check_example, estimate_tokens
+from synth_cli.dataset.validate import check_example, check_tools, estimate_tokens
 from synth_cli.errors import DatasetError
 from synth_cli.store.reader import TraceStore
 
@@ -331,45 +331,46 @@ class Sink:
         output = call.output
         tools = call.tools
         parallel = call.parallel
-        if history.nonplain:
+        known = self._tools(tools) if tools else None  # (JSON, found, whether validation finds nothing)
+        if history.nonplain or (known is not None and not known[2]):
             example: dict[str, Any] = {"messages": [*history.messages(), output]}
-            checked = False
-        else:  # the history's messages are plain: they add nothing but "an assistant spoke"
+            if tools:
+                example["tools"] = tools
+        else:  # the history's messages are plain and the tools valid: they add no reason
             example = {"messages": [output]}
-            checked = history.assistant
-        if tools:
-            example["tools"] = tools
         if parallel is not None:
             example["parallel_tool_calls"] = parallel
-        errors = check_example(example, assistant=checked)
+        errors = check_example(example, assistant=not history.nonplain and history.assistant)
         if errors:
             self.reject(errors, session, call.call_id)
             return None
         redactor = self.redactor
-        history.extend_head(redactor)
-        if redactor is not None:
-            output, found = redactor.message(output)  # type: ignore[arg-type]
-            if tools:
-                tools_data, tools_found = self._tools(tools)
-            if history.found or found or (tools and tools_found):
-                total = dict(history.found)
-                for kind, n in (*found, *(tools_found if tools else ())):
-                    total[kind] = total.get(kind, 0) + n
-                redactor.count(total)
-        elif tools:
-            tools_data = self._tools(tools)[0]
-        parts = [b"," + dumps_bytes(output) if history.count else dumps_bytes(output), b"]"]
-        if tools:
-            parts.append(b',"tools":')
-            parts.append(tools_data)
-        if parallel is not None:
-            parts.append(b',"parallel_tool_calls":true}' if parallel else b',"parallel_tool_calls":false}')
+        if redactor is None or redactor.clean((*history.unwritten(), output)):
+            history.extend_head(None)  # nothing new to scrub (one search for the new messages and the output)
+            found: tuple = ()
         else:
-            parts.append(b"}")
-        rest = b"".join(parts)
+            history.extend_head(redactor)
+            output, found = redactor.message(output)  # type: ignore[arg-type]
+        if redactor is not None and (history.found or found or (known is not None and known[1])):
+            total = dict(history.found)
+            for kind, n in (*found, *(known[1] if known is not None else ())):
+                total[kind] = total.get(kind, 0) + n
+            redactor.count(total)
+        out = dumps_bytes(output)
+        if history.count:
+            out = b"," + out
+        if known is not None:
+            rest = out + b'],"tools":' + known[0]
+            if parallel is not None:
+                rest += b',"parallel_tool_calls":true}' if parallel else b',"parallel_tool_calls":false}'
+            else:
+                rest += b"}"
+        elif parallel is not None:
+            rest = out + (b'],"parallel_tool_calls":true}' if parallel else b'],"parallel_tool_calls":false}')
+        else:
+            rest = out + b"]}"
         hasher = history.hasher.copy()
         hasher.update(rest)
-        digest = hasher.digest()
         head = history.head
         if history.image or b'"image_url"' in rest:
             line = head + rest
@@ -381,22 +382,24 @@ class Sink:
                     "total_reward": session.total_reward, "experiment_id": session.experiment_id}
             rest = rest[:-1] + b',"metadata":' + dumps_bytes(meta) + b"}"
         with_tools = bool(output.get("tool_calls") or output.get("function_call"))  # type: ignore[union-attr]
-        return (head, rest), digest, tokens, session.is_val, history.count + 1, with_tools, call.model
+        return ((head, rest), hasher.digest(), tokens, session.is_val, history.count + 1, with_tools,
+                call.model)
 
-    def _tools(self, tools: list) -> tuple[bytes, tuple]:
-        """(JSON of the scrubbed tools, what scrubbing found), for the last few tools lists offered."""
-        for known, data, found in self._tools_seen:
-            if known == tools:
-                return data, found
+    def _tools(self, tools: list) -> tuple[bytes, tuple, bool]:
+        """(JSON of the scrubbed tools, what scrubbing found, whether validating them finds nothing)
+        for the last few tools lists offered (agents offer the same few on every call)."""
+        for entry in self._tools_seen:
+            if entry[0] == tools:
+                return entry[1]
         found: tuple = ()
         scrubbed = tools
         if self.redactor is not None:
             scrubbed, found = self.redactor.found_in_tools(tools)
-        data = dumps_bytes(scrubbed)
+        known = (dumps_bytes(scrubbed), found, not check_tools(tools))
         if len(self._tools_seen) >= 4:
             self._tools_seen.pop(0)
-        self._tools_seen.append((tools, data, found))
-        return data, found
+        self._tools_seen.append((tools, known))
+        return known
 
     def accept(self, ready: tuple) -> None:
         line, digest, tokens, is_val, messages, tools, model = ready

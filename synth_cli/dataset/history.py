@@ -230,8 +230,13 @@ class History:
 
     # ----------------------------------------------------------------- 3. the line
 
+    def unwritten(self) -> list[dict]:
+        """The converted messages not in :attr:`head` yet."""
+        return [e.message for e in self.entries[self.written:] if e.message is not None]
+
     def extend_head(self, redactor: Any) -> None:
-        """Scrub and serialise the entries not in :attr:`head` yet, and add them to it."""
+        """Scrub (`redactor`: None when nothing needs it) and serialise the entries not in :attr:`head`
+        yet, and add them to it."""
         entries = self.entries
         if self.written == len(entries):
             return

@@ -257,6 +257,11 @@ class Redactor:
             return False
         return True
 
+    def clean(self, messages: Any, tools: Any = None) -> bool:
+        """True when no string of `messages` (and `tools`) can hold what this redactor replaces
+        (one cheap search; False says only that one may)."""
+        return self._clean(messages, tools)
+
     def text(self, text: str) -> str:
         """`text` with its secrets replaced (counted in :attr:`counts`)."""
         return self._cached(0, text)

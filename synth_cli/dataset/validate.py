@@ -141,6 +141,13 @@ def _check_tools(tools: Any, errors: list[str]) -> None:
             errors.append("tools[].function.description must be a string")
 
 
+def check_tools(tools: Any) -> list[str]:
+    """What :func:`check_example` says of an example's `tools` (its reasons in their order)."""
+    errors: list[str] = []
+    _check_tools(tools, errors)
+    return errors
+
+
 def check_example(obj: Any, *, assistant: bool = False) -> list[str]:
     """Reasons why one parsed line is not a valid chat fine-tuning example ([] when valid).
 
@@ -481,5 +488,5 @@ def validate_file(path: str | os.PathLike, target: Target | None = None) -> Vali
 
 
 __all__ = ["ALLOWED_KEYS", "ALLOWED_ROLES", "CONTEXT_LIMITS", "DEFAULT_CONTEXT_LIMIT", "IMAGE_TOKENS", "MIN_EXAMPLES",
-           "Target", "ValidationReport", "check_example", "context_limit", "estimate_tokens", "target_for",
+           "Target", "ValidationReport", "check_example", "check_tools", "context_limit", "estimate_tokens", "target_for",
            "validate_file", "validate_lines"]
