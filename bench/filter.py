@@ -16,7 +16,7 @@
    (the default on 2 CPUs), `filter --workers 1`, `filter --workers 2 --no-redact`.
    Targets: filter (2 processes) wall <= 0.8 × floor, peak RSS <= 64 MB, identical bytes.
 3. Once: `--mode sessions` on the same DB (wall, peak RSS, examples).
-4. With --sqld (and tests/_sqld.py able to start sqld), or --libsql-url URL (a server already
+4. With --sqld (and tests/helpers/sqld.py able to start sqld), or --libsql-url URL (a server already
    serving the bench DB): the same filter against a libSQL server on loopback; reported: wall,
    examples/s and peak RSS.
 
@@ -249,7 +249,7 @@ def main() -> int:
     ap.add_argument("--no-warmup", action="store_true", help="no warm-up run of each command (big DBs)")
     ap.add_argument("--skip-sessions", action="store_true", help="skip the --mode sessions run")
     ap.add_argument("--skip-no-redact", action="store_true", help="skip the --no-redact runs (no redaction_cost)")
-    ap.add_argument("--sqld", action="store_true", help="also measure against sqld on loopback (tests/_sqld.py)")
+    ap.add_argument("--sqld", action="store_true", help="also measure against sqld on loopback (tests/helpers/sqld.py)")
     ap.add_argument("--libsql-url", metavar="URL", help="also measure against this running libSQL server, "
                                                            "which must serve the bench DB")
     ap.add_argument("--build", metavar="PATH", help="write a bench DB (sqld layout) at PATH and stop")
@@ -351,9 +351,9 @@ def main() -> int:
 def bench_sqld(db_dir: Path, work: Path, env: dict) -> dict:
     sys.path.insert(0, str(ROOT))
     try:
-        from tests._sqld import running_sqld, sqld_binary
+        from tests.helpers.sqld import running_sqld, sqld_binary
     except ImportError:
-        return {"skipped": "tests/_sqld.py is not there"}
+        return {"skipped": "tests/helpers/sqld.py is not there"}
     if sqld_binary() is None:
         return {"skipped": "sqld could not be installed"}
     copy = work / "served.db"

@@ -2,7 +2,7 @@
 
     python bench/proxy.py [--rounds 3] [--calls 1500] [--seconds 5] [--clients 16] [--upstream test|serve] [--json]
 
-Starts the upstream (`--upstream test`: the deterministic server of the tests, `tests/_upstream.py`;
+Starts the upstream (`--upstream test`: the deterministic server of the tests, `tests/helpers/upstream.py`;
 `--upstream serve`: `synth-ai serve` and its simulated model), its own process, and
 `synth-ai proxy` in front of it (its own process, recording into a fresh trace DB), both on
 127.0.0.1, and drives them from this process with a minimal asyncio HTTP/1.1 client
@@ -246,7 +246,7 @@ def main() -> None:
                               str(tmp / "serve-data")], {**env, "SYNTH_DEV_API_KEYS": KEY}, tmp / "upstream.log")
             probe = f"http://127.0.0.1:{up_port}/health"
         else:
-            upstream = Child([sys.executable, str(ROOT / "tests" / "_upstream.py"), "--port", str(up_port)], env,
+            upstream = Child([sys.executable, str(ROOT / "tests" / "helpers" / "upstream.py"), "--port", str(up_port)], env,
                              tmp / "upstream.log")
             probe = f"http://127.0.0.1:{up_port}/v1/models"
         try:

@@ -5,13 +5,13 @@
     python bench/remote.py write       # call records/s into sqld: 1 and 8 writers vs bulk inserts
 
 `write` writes --write-sessions sessions of --write-steps call records each with SessionTracer
-(tests/_trace_worker.py) into a new sqld, by one process and by 8 processes at once (each a
+(tests/helpers/trace_worker.py) into a new sqld, by one process and by 8 processes at once (each a
 fresh server), against the floor: the same rows (read back from a local file the same script
 wrote) bulk-inserted over the same protocol, 500 rows per transaction.
 
 `read` and `transport` use the DB bench/filter.py builds (shaped like the fixture; by default
 1,200 sessions x 20 steps = 24,000 call records, cached in bench/.cache/), served by a real
-sqld (tests/_sqld.py) from a private copy. Every command runs as its own process, candidate
+sqld (tests/helpers/sqld.py) from a private copy. Every command runs as its own process, candidate
 and floor alternating, --runs times each after a warm-up; the figures are medians. Peak memory
 is each child's own maximum RSS as `/usr/bin/time -v` reports it (GNU time waits for the child
 and reads its rusage; the parent's size is not in it). Prints a JSON summary on stdout,
@@ -86,7 +86,7 @@ def interleaved(commands: dict[str, list[str]], runs: int) -> dict[str, dict]:
 
 
 def served_copy(db_dir: Path, work: Path):
-    from tests._sqld import install_error, running_sqld, sqld_binary
+    from tests.helpers.sqld import install_error, running_sqld, sqld_binary
 
     if sqld_binary() is None:
         raise SystemExit(install_error())
@@ -260,11 +260,11 @@ def child_floor(source: str, url: str) -> int:
 
 
 def bench_write(args) -> dict:
-    from tests._sqld import install_error, running_sqld, sqld_binary
+    from tests.helpers.sqld import install_error, running_sqld, sqld_binary
 
     if sqld_binary() is None:
         raise SystemExit(install_error())
-    worker = str(ROOT / "tests" / "_trace_worker.py")
+    worker = str(ROOT / "tests" / "helpers" / "trace_worker.py")
     me = str(Path(__file__).resolve())
     sessions, steps, py = args.write_sessions, args.write_steps, sys.executable
     calls = sessions * steps

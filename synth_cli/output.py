@@ -200,9 +200,9 @@ def fmt_usd(value: Any, *, exact: bool = False) -> str:
     return f"{sign}${whole}.{frac.ljust(2, '0')}"
 
 
-def usd_number(value: Any) -> str:
+def usd_number(value: Any, *, exact: bool = False) -> str:
     """A single amount for `--quiet`: a bare number (`99.92`, `0.0068`), no `$`, no separators."""
-    return fmt_usd(value).replace("$", "").replace(",", "")
+    return fmt_usd(value, exact=exact).replace("$", "").replace(",", "")
 
 
 #: sizes are SI (docs/json.md): 1 kB = 1,000 B, 1 MB = 10^6 B, like rich's transfer columns.
@@ -299,8 +299,10 @@ class Output:
         sys.stdout.write(dumps(obj) + "\n")
         sys.stdout.flush()
 
-    def result(self, data: Any, human: Callable[[], None], *, essential: Iterable[Any] | None = None) -> None:
-        """`--json` prints `data`; otherwise `human()` renders it.
+    def result(self, data: Any, human: Callable[[], None], *, essential: Iterable[Any] | None = None,
+               stream: bool = False) -> None:
+        """`--json` prints `data` (`stream=True`: as one NDJSON line, the end of a stream); otherwise
+        `human()` renders it.
 
         `--quiet` keeps only the essential result: the `essential` lines when the command has them
         (ids of a listing, one per line, for `$(...)` and `xargs`; an empty list for commands whose
@@ -308,12 +310,12 @@ class Output:
         Progress lines (`status`) stay suppressed either way.
         """
         if self.json_mode:
-            self.json(data)
+            (self.ndjson if stream else self.json)(data)
         elif not self.quiet:
             human()
         elif essential is not None:
             for item in essential:
-                sys.stdout.write(f"{item}\n")
+                sys.stdout.write(inert(item) + "\n")  # ids and names from servers: shown inert
             sys.stdout.flush()
         else:
             self._showing_result = True

@@ -291,10 +291,6 @@ class Estimate:
         return self.input_tokens - self.cached_input_tokens
 
     @property
-    def input_cost(self) -> Decimal:
-        return self.uncached_cost + self.cached_cost
-
-    @property
     def total(self) -> Decimal:
         return self.uncached_cost + self.cached_cost + self.output_cost
 
@@ -343,22 +339,6 @@ def estimate(row: ModelPrice, input_tokens: int, output_tokens: int, cached_inpu
         output_cost=Decimal(output_tokens) * row.output / per,
         cached_rate=cached_rate,
     )
-
-
-def format_usd(value: Decimal | float | int) -> str:
-    """Exact dollars with at least cents: `$7.50`, `$1,234.00`, `$0.0275`, `$0.000156` (output.fmt_usd)."""
-    from synth_cli.output import fmt_usd
-
-    return fmt_usd(value, exact=True)
-
-
-def format_rate(value: Decimal | None) -> str:
-    if value is None:
-        return "–"
-    dec = value.normalize()
-    if dec == dec.to_integral_value() or len(format(dec, "f").split(".")[-1]) <= 2:
-        return f"${value.quantize(Decimal('0.01')):,}"
-    return f"${format(dec, 'f')}"
 
 
 # --------------------------------------------------------------------------- safe arithmetic

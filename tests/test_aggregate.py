@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from _llm_fixtures import build, fixture_names, load
+from helpers.llm_fixtures import build, fixture_names, load
 from synth_cli.tracing.aggregate import Aggregate, aggregate, aggregate_by
 
 

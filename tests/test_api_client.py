@@ -17,8 +17,8 @@ from synth_cli.api.follow import JobFollower
 from synth_cli.api.openai_compat import OpenAIProvider
 from synth_cli.config import Setting
 from synth_cli.errors import SynthError, UsageError
-from tests import _openapi
-from tests._fakeapi import KEY, FakeApi, free_port, serve_fake
+from helpers import openapi as _openapi
+from helpers.fakeapi import KEY, FakeApi, free_port, serve_fake
 
 
 class Sleeps(list):

@@ -109,6 +109,27 @@ def test_core_rooms_never_print():
     assert not offenders, "output outside commands/ and output.py:\n" + "\n".join(offenders)
 
 
+def test_commands_write_only_through_the_output_sink():
+    """commands/ render through `Output` (get_output()), whose methods handle human, --json and
+    --quiet: no print(), no writes to sys.stdout/stderr, no echo, no printing on a console directly."""
+    offenders = []
+    for path in _modules().values():
+        if _room(path) != "commands":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            if isinstance(func, ast.Name) and func.id == "print":
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: print()")
+            elif isinstance(func, ast.Attribute) and (
+                    (func.attr in ("write", "echo", "secho") and ast.unparse(func.value) in (
+                        "sys.stdout", "sys.stderr", "typer", "click"))
+                    or (func.attr in ("print", "log", "out") and ast.unparse(func.value).endswith("console"))):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(func)}()")
+    assert not offenders, "output around the sink (use get_output()'s methods):\n" + "\n".join(offenders)
+
+
 def test_commands_build_no_http_requests():
     offenders = []
     for name, path in _modules().items():

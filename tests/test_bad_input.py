@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from _inspectdb import break_call_records, copy_fixture
+from helpers.inspectdb import break_call_records, copy_fixture
 from helpers import FIXTURE_DB, invoke, run_cli
 
 READ_COMMANDS = [

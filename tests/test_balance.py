@@ -122,7 +122,7 @@ def _training_file(path: Path, n: int = 12) -> Path:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A backend for the tests that do not depend on its state."""
-    _devserver = pytest.importorskip("_devserver", reason="tests/_devserver.py is not in this checkout")
+    from helpers import devserver as _devserver
     tmp = tmp_path_factory.mktemp("serve")
     with _devserver.running_server(tmp, credit_usd=CREDIT_USD, step_seconds=0.01) as handle:
         yield handle, tmp
@@ -145,7 +145,7 @@ def test_wrong_key_shows_it_masked_with_its_source(served):
 
 def test_after_a_job_the_balance_went_down_by_exactly_what_usage_says(tmp_path):
     """A fresh account has the credit and no spend; after one job, every figure agrees with the job."""
-    import _devserver
+    from helpers import devserver as _devserver
 
     with _devserver.running_server(tmp_path, credit_usd=CREDIT_USD, step_seconds=0.01) as handle:
         fresh = run_cli("--json", "balance", "--usage", env=_env(handle))
@@ -196,7 +196,7 @@ def test_after_a_job_the_balance_went_down_by_exactly_what_usage_says(tmp_path):
 
 def _devserver_base_model() -> str:
     """A base model the local backend fine-tunes (its own list when it exposes one)."""
-    import _devserver
+    from helpers import devserver as _devserver
 
     return getattr(_devserver, "BASE_MODEL", "Qwen/Qwen3-4B-Instruct-2507")
 

@@ -91,10 +91,15 @@ def test_cached_tokens_without_a_cached_price_fall_back_to_the_input_price_with_
 
 def test_small_amounts_keep_their_precision():
     assert "$0.000156" in invoke("calc", "gpt-4o-mini", "1000", "10").stdout
-    assert pricing.format_usd(Decimal("7.5")) == "$7.50"
-    assert pricing.format_usd(Decimal("1234.5")) == "$1,234.50"
-    assert pricing.format_usd(Decimal("0.0275")) == "$0.0275"
-    assert pricing.format_usd(0) == "$0.00"
+    from synth_cli.output import fmt_usd
+
+    assert fmt_usd(Decimal("7.5"), exact=True) == "$7.50"
+    assert fmt_usd(Decimal("1234.5"), exact=True) == "$1,234.50"
+    assert fmt_usd(Decimal("0.0275"), exact=True) == "$0.0275"
+    assert fmt_usd(0, exact=True) == "$0.00"
+    # the price list's rates use it too: `$0.15`, `$0.075` per 1M tokens, never cut to cents
+    listing = invoke("calc", "--list").stdout
+    assert "$0.15" in listing and "$0.075" in listing
 
 
 def test_model_names_resolve_through_prefixes_and_dated_snapshots():

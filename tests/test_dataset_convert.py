@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from _filterdb import TOOL, call, conversation_calls, text
+from helpers.filterdb import TOOL, call, conversation_calls, text
 from synth_cli.dataset import convert as cv
 from synth_cli.dataset.validate import check_example
 from synth_cli.tracing.models import LLMCallRecord

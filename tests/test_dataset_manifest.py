@@ -6,8 +6,8 @@ import hashlib
 import json
 
 from synth_cli.dataset import manifest
-from tests._fakeapi import KEY, serve_fake
-from tests._filterdb import conversation_calls, make_db, read_jsonl
+from helpers.fakeapi import KEY, serve_fake
+from helpers.filterdb import conversation_calls, make_db, read_jsonl
 from tests.conftest import invoke
 
 

@@ -1,6 +1,6 @@
 """`synth-ai serve` as a user's HTTP client sees it: jobs, files, auth, idempotency, bad input, accounts.
 
-Every test talks to a real `synth-ai serve` subprocess on a free 127.0.0.1 port (tests/_devserver.py).
+Every test talks to a real `synth-ai serve` subprocess on a free 127.0.0.1 port (tests/helpers/devserver.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests._devserver import BASE_MODEL, DEFAULT_DEV_KEY, running_server
+from helpers.devserver import BASE_MODEL, DEFAULT_DEV_KEY, running_server
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 

@@ -10,7 +10,7 @@ import json
 import httpx
 import pytest
 
-from tests._devserver import running_server
+from helpers.devserver import running_server
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")

@@ -1,7 +1,7 @@
 """Contract: `synth-ai serve` answers match OpenAI's published OpenAPI document, and the official
 `openai` Python SDK drives it (files, jobs, events, checkpoints, cancel, errors).
 
-Schemas are read from docs/openapi/openai-files-fine-tuning.openapi.yaml (tests/_openapi.py rewrites the
+Schemas are read from docs/openapi/openai-files-fine-tuning.openapi.yaml (tests/helpers/openapi.py rewrites the
 document's OpenAPI-3.0-style `exclusiveMinimum: true` into the 2020-12 form and validates one
 component schema at a time).
 """
@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tests import _openapi
-from tests._devserver import BASE_MODEL, running_server
+from helpers import openapi as _openapi
+from helpers.devserver import BASE_MODEL, running_server
 from tests.test_devserver import Api, write_train
 
 

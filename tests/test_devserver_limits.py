@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from helpers import run_cli
-from tests._devserver import BASE_MODEL, running_server
+from helpers.devserver import BASE_MODEL, running_server
 from tests.test_devserver import Api, assert_openai_error, write_train
 
 JSON = {"content-type": "application/json"}

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests._devserver import BASE_MODEL, DEFAULT_DEV_KEY, free_port, running_server
+from helpers.devserver import BASE_MODEL, DEFAULT_DEV_KEY, free_port, running_server
 from helpers import run_cli
 from tests.test_devserver import Api, assert_openai_error, write_train
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests._devserver import running_server
+from helpers.devserver import running_server
 from helpers import FIXTURE_DB, ROOT, run_cli
 from tests.test_demo import backend_processes
 

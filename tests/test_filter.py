@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from _filterdb import read_jsonl
+from helpers.filterdb import read_jsonl
 from helpers import FIXTURE_COUNTS, FIXTURE_DB, FIXTURE_DIR, invoke, run_cli
 from synth_cli.dataset.validate import validate_file
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from _filterdb import read_jsonl
+from helpers.filterdb import read_jsonl
 from helpers import FIXTURE_DB, invoke
 
 
@@ -48,7 +48,7 @@ def test_flags_override_the_file(tmp_path):
 
 def test_where_as_a_nested_table_means_dotted_keys(tmp_path):
     # TOML dotted keys (`where.task.split = "train"`) build nested tables: they name nested metadata keys
-    from _filterdb import conversation_calls, make_db
+    from helpers.filterdb import conversation_calls, make_db
 
     db = make_db(tmp_path / "t.db", [
         {"id": "a", "calls": conversation_calls(1, prefix="a"), "metadata": {"task": {"split": "train"}, "n": 3}},
@@ -128,3 +128,29 @@ def test_missing_config_file(tmp_path):
     res = invoke("filter", "--config", tmp_path / "nope.toml", "--db", FIXTURE_DB, "--dry-run")
     assert res.exit_code == 2
     assert res.stderr.startswith(f"error: --config {tmp_path / 'nope.toml'}: no such file")
+
+
+@pytest.mark.parametrize("how", ["same path", "symlink", "val file", "manifest"])
+def test_output_onto_the_config_file_is_refused(tmp_path, how):
+    cfg = tmp_path / "f.toml"
+    body = f'[filter]\ndb = "{FIXTURE_DB}"\n'
+    cfg.write_text(body)
+    args = ["-o", cfg]
+    if how == "symlink":
+        (tmp_path / "link.jsonl").symlink_to(cfg)
+        args = ["-o", tmp_path / "link.jsonl"]
+    elif how == "val file":  # f.toml is not a .jsonl: the val file of `-o f.jsonl` is f.val.jsonl
+        cfg = tmp_path / "f.val.jsonl"
+        cfg.write_text(body)
+        args = ["-o", tmp_path / "f.jsonl", "--val-fraction", "0.2"]
+    elif how == "manifest":  # `-o f.jsonl` also writes f.jsonl.manifest.json
+        cfg = tmp_path / "f.jsonl.manifest.json"
+        cfg.write_text(body)
+        args = ["-o", tmp_path / "f.jsonl"]
+    res = invoke("filter", "--config", cfg, *args)
+    assert res.exit_code != 0
+    first = res.stderr.splitlines()[0]
+    assert first.startswith("error: refusing to write ") and "the --config file being read" in first, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 2  # the error and its hint
+    assert cfg.read_text() == body
+    assert not (tmp_path / "f.jsonl").exists()

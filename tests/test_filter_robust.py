@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from _filterdb import call, conversation_calls, make_db, read_jsonl, text
+from helpers.filterdb import call, conversation_calls, make_db, read_jsonl, text
 from helpers import FIXTURE_DB, invoke
 
 

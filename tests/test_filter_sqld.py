@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from _filterdb import read_jsonl
+from helpers.filterdb import read_jsonl
 from helpers import FIXTURE_DIR, invoke
 
-_sqld = pytest.importorskip("tests._sqld", reason="tests/_sqld.py (helper inspect) is not there yet")
+from helpers import sqld as _sqld
 
 
 @pytest.fixture(scope="module")

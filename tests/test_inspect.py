@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from _inspectdb import copy_fixture, make_earlier_schema, make_old_timestamps, truth
+from helpers.inspectdb import copy_fixture, make_earlier_schema, make_old_timestamps, truth
 from helpers import FIXTURE_COUNTS, FIXTURE_DB, FIXTURE_DIR, invoke, run_cli
 
 C = FIXTURE_COUNTS
@@ -410,7 +410,7 @@ def test_status_without_dbs_still_reports_the_backend():
 
 
 def test_read_commands_default_to_env_then_the_traces_root(tmp_path, monkeypatch):
-    from _inspectdb import sqld_dir
+    from helpers.inspectdb import sqld_dir
 
     none = invoke("usage")
     assert none.exit_code == 1

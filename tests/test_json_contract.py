@@ -10,12 +10,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # the `test` extra: a missing validator is a failure, not a skip
 import pytest
 
-jsonschema = pytest.importorskip("jsonschema")
-
-from helpers import FIXTURE_DB, FIXTURE_DIR, invoke, run_cli  # noqa: E402
-from synth_cli import schemas  # noqa: E402
+from helpers import FIXTURE_DB, FIXTURE_DIR, invoke, run_cli
+from synth_cli import schemas
 
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 LOOKS_LIKE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
@@ -130,7 +129,7 @@ def test_calc_follows_its_schema(tmp_path):
 
 
 def test_balance_and_remote_usage_follow_their_schemas(tmp_path):
-    import _devserver
+    from helpers import devserver as _devserver
 
     with _devserver.running_server(tmp_path, credit_usd=50) as handle:
         env = {"SYNTH_BASE_URL": handle.base_url, "SYNTH_API_KEY": handle.api_key}
@@ -200,7 +199,7 @@ def _ndjson(command: str, result: Any) -> list[dict]:
 
 
 def test_sft_commands_follow_their_schemas(tmp_path):
-    from tests._fakeapi import KEY, serve_fake
+    from helpers.fakeapi import KEY, serve_fake
 
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
@@ -253,7 +252,7 @@ def test_every_schema_is_exercised_by_a_test_here():
 
 
 def test_serve_announces_itself_by_its_schema(tmp_path):
-    import _devserver
+    from helpers import devserver as _devserver
 
     with _devserver.running_server(tmp_path, json=True) as handle:
         first = next(line for line in handle.log().splitlines() if line.startswith("{"))

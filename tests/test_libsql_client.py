@@ -1,4 +1,4 @@
-"""synth_cli.store.libsql, the Hrana-over-HTTP client, against a real sqld on 127.0.0.1 (tests/_sqld.py):
+"""synth_cli.store.libsql, the Hrana-over-HTTP client, against a real sqld on 127.0.0.1 (tests/helpers/sqld.py):
 URL schemes, values both ways, errors from servers that are not libSQL, page sizing under the
 server's response limit, prefetching scans; and that opening the reader module stays cheap."""
 
@@ -15,9 +15,9 @@ import pytest
 from helpers import FIXTURE_DIR, ROOT, invoke
 
 try:
-    from tests import _sqld
+    from helpers import sqld as _sqld
 except ImportError:  # run from inside tests/
-    import _sqld  # type: ignore[no-redef]
+    from helpers import sqld as _sqld  # type: ignore[no-redef]
 
 from synth_cli.errors import TraceStoreError
 from synth_cli.store.libsql import LibsqlClient, LibsqlError, decode_value, encode_value, parse_url

@@ -145,7 +145,7 @@ def test_account_and_reference_tables_keep_amounts_whole(tmp_path):
     _all_whole([p["model"] for p in prices], text)
     _narrow("schema")
     _narrow("demo", "--list")
-    import _devserver
+    from helpers import devserver as _devserver
 
     with _devserver.running_server(tmp_path) as handle:
         env = {"SYNTH_BASE_URL": handle.base_url, "SYNTH_API_KEY": handle.api_key}
@@ -185,7 +185,7 @@ def test_the_table_helper_drops_optional_columns_before_cutting_ids():
 
 
 def test_sft_tables_keep_job_and_model_ids_whole(tmp_path):
-    import _devserver
+    from helpers import devserver as _devserver
 
     train = tmp_path / "train.jsonl"
     assert invoke("filter", "--db", FIXTURE_DB, "--min-reward", "1", "-o", train).exit_code == 0

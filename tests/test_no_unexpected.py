@@ -190,7 +190,7 @@ def test_table_name_with_a_quote(fixture_db):
 def test_file_growing_during_upload_is_one_clear_error(tmp_path):
     """The upload sends exactly the size it announced, then says the file changed (no protocol
     error retried into 'connection cut')."""
-    from _devserver import running_server
+    from helpers.devserver import running_server
 
     from synth_cli.api.client import ApiClient
     from synth_cli.api.files import Files

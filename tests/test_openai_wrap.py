@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from _llm_fixtures import build, load
+from helpers.llm_fixtures import build, load
 from synth_cli.tracing.models import parse_call_records
 from synth_cli.tracing.openai_wrap import trace_openai, untrace_openai
 from synth_cli.store.reader import TraceStore

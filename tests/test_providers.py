@@ -15,7 +15,7 @@ from synth_cli.api.fine_tuning import FineTuning
 from synth_cli.api.providers import choose_provider, infer_provider, open_provider
 from synth_cli.config import Setting
 from synth_cli.errors import UsageError
-from tests._fakeapi import KEY, FakeApi, serve_fake
+from helpers.fakeapi import KEY, FakeApi, serve_fake
 from helpers import invoke
 
 
@@ -256,7 +256,7 @@ def test_sft_submit_waits_for_a_backend_that_is_restarting(tmp_path):
     import sys
     import time
 
-    from tests import _devserver
+    from helpers import devserver as _devserver
     from helpers import _CLI_ENV
 
     train = write_train(tmp_path / "train.jsonl")
@@ -277,7 +277,7 @@ def test_sft_submit_waits_for_a_backend_that_is_restarting(tmp_path):
 def test_sft_pause_and_resume_against_serve(tmp_path):
     import time
 
-    from tests import _devserver
+    from helpers import devserver as _devserver
     from helpers import run_cli
 
     train = write_train(tmp_path / "train.jsonl", lines=20)

@@ -1,5 +1,5 @@
 """`synth-ai proxy` driven by the official `openai` and `anthropic` SDKs, as an agent would use it:
-a real proxy process between the SDK and a real upstream on 127.0.0.1 (tests/_upstream.py), then
+a real proxy process between the SDK and a real upstream on 127.0.0.1 (tests/helpers/upstream.py), then
 `synth-ai filter` on what it recorded."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sqlite3
 
 import httpx
 import pytest
-from _proxy import running_proxy
-from _upstream import running_upstream
+from helpers.proxy import running_proxy
+from helpers.upstream import running_upstream
 from helpers import run_cli
 
 openai = pytest.importorskip("openai")
@@ -307,7 +307,7 @@ def test_upstream_failures_are_passed_through_and_recorded_as_failed_calls(tmp_p
 
 
 def test_an_unreachable_upstream_is_a_502_recorded_as_a_failed_call(tmp_path):
-    from _devserver import free_port
+    from helpers.devserver import free_port
 
     db = tmp_path / "traces.db"
     with running_proxy(tmp_path, f"http://127.0.0.1:{free_port()}/v1", db) as px:

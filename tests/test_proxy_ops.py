@@ -10,8 +10,8 @@ import threading
 
 import httpx
 import pytest
-from _proxy import running_proxy, spawn_proxy
-from _upstream import running_upstream
+from helpers.proxy import running_proxy, spawn_proxy
+from helpers.upstream import running_upstream
 from helpers import run_cli
 
 KEY = "sk-test-proxy-ops-0123456789"

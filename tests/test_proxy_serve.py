@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from _devserver import running_server
-from _proxy import running_proxy
+from helpers.devserver import running_server
+from helpers.proxy import running_proxy
 from helpers import run_cli
 
 openai = pytest.importorskip("openai")

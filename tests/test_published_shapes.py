@@ -164,7 +164,7 @@ def test_sessions_mode_splits_at_the_invalid_turn_and_reports_it(db, tmp_path):
 
 def test_unrestorable_tool_result_gets_a_clear_reason(tmp_path):
     """A tool result whose call no record of the session holds: left out, with that reason."""
-    from tests._filterdb import call, make_db, text
+    from helpers.filterdb import call, make_db, text
 
     inputs = [text("user", "hi"), text("assistant", "calling"), text("tool", "result", tool_call_id="call_zz")]
     db = make_db(tmp_path / "t.db", [{"id": "s1", "calls": [call(inputs, "done")]}])

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from helpers import FIXTURE_DB
-from tests._fakeapi import KEY, serve_fake
+from helpers.fakeapi import KEY, serve_fake
 
 
 @pytest.mark.parametrize("flag", ["-q", "--quiet"])

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from _llm_fixtures import build, fixture_names, load, times
+from helpers.llm_fixtures import build, fixture_names, load, times
 from synth_cli.tracing.record import (
     record_error,
     record_from_anthropic_messages,

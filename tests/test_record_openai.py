@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from _llm_fixtures import build, fixture_names, load, times
+from helpers.llm_fixtures import build, fixture_names, load, times
 from synth_cli.tracing.models import LLMCallRecord
 from synth_cli.tracing.record import (
     record_error,

@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from _llm_fixtures import build, fixture_names, load, openai_conversation
+from helpers.llm_fixtures import build, fixture_names, load, openai_conversation
 from helpers import invoke
 from synth_cli.tracing.tracer import SessionTracer
 

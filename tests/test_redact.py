@@ -15,7 +15,7 @@ import pytest
 
 from synth_cli.dataset.redact import Redactor, redact_text
 from helpers import invoke
-from tests._filterdb import call, make_db, text
+from helpers.filterdb import call, make_db, text
 
 FIXTURE = Path(__file__).parent / "fixtures" / "published"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())

@@ -1,4 +1,4 @@
-"""The inspection commands against a real libSQL server (sqld on 127.0.0.1, see tests/_sqld.py):
+"""The inspection commands against a real libSQL server (sqld on 127.0.0.1, see tests/helpers/sqld.py):
 the same answers over http:// as for the local file, and keyset pagination in bounded pages."""
 
 from __future__ import annotations
@@ -7,13 +7,13 @@ import shutil
 
 import pytest
 
-from _inspectdb import make_earlier_schema, sqld_dir
+from helpers.inspectdb import make_earlier_schema, sqld_dir
 from helpers import FIXTURE_DIR, invoke
 
 try:
-    from tests import _sqld
+    from helpers import sqld as _sqld
 except ImportError:  # run from inside tests/
-    import _sqld  # type: ignore[no-redef]
+    from helpers import sqld as _sqld  # type: ignore[no-redef]
 
 SESSION = "36f675cc-81e7-4ef5-e8e2-5d940ed90475"
 

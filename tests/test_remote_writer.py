@@ -1,4 +1,4 @@
-"""Writing traces into a real libSQL server (sqld on 127.0.0.1, tests/_sqld.py): the schema on an
+"""Writing traces into a real libSQL server (sqld on 127.0.0.1, tests/helpers/sqld.py): the schema on an
 empty server, many writer processes at once, writes idempotent by session id, transient failures
 retried, sessions that cannot be written spooled and written on the next run."""
 
@@ -18,11 +18,11 @@ import pytest
 from helpers import ROOT, invoke
 
 try:
-    from tests import _sqld
+    from helpers import sqld as _sqld
 except ImportError:  # run from inside tests/
-    import _sqld  # type: ignore[no-redef]
+    from helpers import sqld as _sqld  # type: ignore[no-redef]
 
-WORKER = ROOT / "tests" / "_trace_worker.py"
+WORKER = ROOT / "tests" / "helpers" / "trace_worker.py"
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_eight_writer_processes_fifty_sessions_each(empty_server, tmp_path, spoo
     reports = [finish(p) for p in procs]
     assert sum(r["written"] for r in reports) == 400 and not any(r["spooled"] or r["warnings"] for r in reports)
     sys.path.insert(0, str(ROOT / "tests"))
-    from _trace_worker import session_id
+    from helpers.trace_worker import session_id
 
     ids = server_rows(empty_server, "SELECT session_id FROM session_traces")
     assert len(ids) == 400 and {r[0] for r in ids} == {session_id(w, n) for w in range(8) for n in range(50)}

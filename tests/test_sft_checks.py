@@ -17,6 +17,7 @@ import pytest
 
 from synth_cli.dataset.validate import context_limit, estimate_tokens, target_for
 from helpers import FIXTURE_DB, invoke, run_cli
+from helpers import devserver as _devserver
 
 PUBLISHED = Path(__file__).parent / "fixtures" / "published" / "shapes.db"
 MODEL = "Qwen/Qwen3-4B-Instruct-2507"
@@ -111,9 +112,6 @@ def test_filter_and_sft_validate_report_the_same_token_count(tmp_path, metadata)
 
 
 # --------------------------------------------------------------------------- nothing uploaded
-
-
-_devserver = pytest.importorskip("tests._devserver")
 
 
 def _files(srv) -> list[dict]:

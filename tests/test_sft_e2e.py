@@ -18,10 +18,10 @@ import time
 import httpx
 import pytest
 
-from tests import _openapi
+from helpers import openapi as _openapi
 from helpers import FIXTURE_DB, run_cli
 
-_devserver = pytest.importorskip("tests._devserver", reason="tests/_devserver.py (helper devserver) not there yet")
+from helpers import devserver as _devserver
 running_server = _devserver.running_server
 
 ANSI = re.compile(r"\x1b\[")

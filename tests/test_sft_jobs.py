@@ -1,6 +1,6 @@
 """`synth-ai sft submit|poll|run|list|show|events|cancel|checkpoints|predictions|trends` as a user runs them.
 
-These talk to the scriptable API of tests/_fakeapi.py on 127.0.0.1 (deterministic job progress,
+These talk to the scriptable API of tests/helpers/fakeapi.py on 127.0.0.1 (deterministic job progress,
 faults on cue); tests/test_sft_e2e.py runs the same commands against `synth-ai serve`.
 """
 
@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests._fakeapi import KEY, free_port, serve_fake
+from helpers.fakeapi import KEY, free_port, serve_fake
 from helpers import invoke
 
 ANSI = re.compile(r"\x1b\[")

@@ -25,7 +25,7 @@ import pytest
 
 from helpers import FIXTURE_DB, run_cli
 
-_devserver = pytest.importorskip("tests._devserver", reason="tests/_devserver.py (helper devserver) not there yet")
+from helpers import devserver as _devserver
 running_server = _devserver.running_server
 
 MODEL = "Qwen/Qwen3-4B-Instruct-2507"

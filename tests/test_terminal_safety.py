@@ -18,7 +18,7 @@ import sys
 import time
 
 import pytest
-from _filterdb import call, make_db, text
+from helpers.filterdb import call, make_db, text
 from helpers import ROOT, invoke
 
 TITLE = "\x1b]0;pwned\x07"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import _openapi
-from tests._devserver import running_server
+from helpers import openapi as _openapi
+from helpers.devserver import running_server
 from helpers import invoke, run_cli
 
 MODEL = "Qwen/Qwen3-4B-Instruct-2507"

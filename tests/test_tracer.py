@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from _llm_fixtures import build, fixture_names, load
+from helpers.llm_fixtures import build, fixture_names, load
 from helpers import FIXTURE_COUNTS, FIXTURE_DIR
 from synth_cli.errors import TraceStoreError
 from synth_cli.tracing.events import EnvironmentEvent, LMCAISEvent, RuntimeEvent, TimeRecord, usd_to_cents

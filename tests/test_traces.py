@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from _inspectdb import copy_fixture, make_earlier_schema, sqld_dir
+from helpers.inspectdb import copy_fixture, make_earlier_schema, sqld_dir
 from helpers import FIXTURE_COUNTS, FIXTURE_DB, FIXTURE_DIR, invoke, run_cli
 
 C = FIXTURE_COUNTS

@@ -234,7 +234,6 @@ class ApiClient:
         self._sleep = sleep
         self._rng = rng
         self.request_count = 0  # HTTP attempts made (retries included): the polling benchmark reads it
-        self.retry_count = 0
         self.headers = {"User-Agent": f"synth-ai-cli/{__version__}", "Accept": "application/json"}
         if key is not None:
             self.headers["Authorization"] = f"Bearer {key.value}"
@@ -307,7 +306,6 @@ class ApiClient:
                                                           cap=min(self.backoff_cap, 2.0), rng=self._rng)))
                 waited[0] += delay
                 waited[1] += 1
-                self.retry_count += 1
                 self._sleep(delay)
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None,
@@ -359,7 +357,6 @@ class ApiClient:
         raise error or AssertionError("unreachable")  # pragma: no cover - the loop always returns or raises
 
     def _wait(self, attempt: int, retry_after: float | None) -> None:
-        self.retry_count += 1
         if retry_after is not None:
             delay = retry_after
         else:

@@ -255,7 +255,6 @@ class JobFollower:
         self.job: Job | None = None
         self.started = clock()
         self.polls = 0
-        self.events_seen = 0
 
     @property
     def status(self) -> str | None:
@@ -296,7 +295,6 @@ class JobFollower:
                     outage_since = None
                     yield Update("recovered", job)
                 for event in fresh:
-                    self.events_seen += 1
                     self.progress.update(event)
                     yield Update("event", job, event=event)
                 self._metrics()

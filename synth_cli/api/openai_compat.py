@@ -45,17 +45,10 @@ class OpenAIProvider(Provider):
         self.files = Files(client)
         self.ft = FineTuning(client)
 
-    @property
-    def is_openai(self) -> bool:
-        return "api.openai.com" in self.client.base_url
-
     # -- files
     def upload_file(self, path: Path, *, progress: ProgressCallback | None = None) -> FileObject:
         obj = self.files.upload(path, progress=progress) or {}
         return FileObject(id=str(obj.get("id") or ""), bytes=obj.get("bytes"), filename=obj.get("filename"), raw=obj)
-
-    def file_count(self) -> int:
-        return len((self.files.list() or {}).get("data") or [])
 
     # -- jobs
     def build_job_request(self, spec: JobSpec) -> dict[str, Any]:

@@ -98,9 +98,6 @@ class Provider:
     def upload_file(self, path: Path, *, progress: ProgressCallback | None = None) -> FileObject:
         raise NotImplementedError
 
-    def file_count(self) -> int:
-        raise NotImplementedError
-
     def build_job_request(self, spec: JobSpec) -> dict[str, Any]:
         raise NotImplementedError
 

@@ -126,6 +126,4 @@ def open_provider(provider: str | None = None, base_url: str | None = None, api_
         kwargs["max_retries"] = max_retries
     client = ApiClient(base_url=target.base, api_key=target.key, key_vars=target.key_vars, provider_label=cls.label,
                        **kwargs)
-    instance = cls(client)
-    instance.choice_source = target.source  # type: ignore[attr-defined]
-    return instance
+    return cls(client)

@@ -308,9 +308,6 @@ class TogetherProvider(Provider):
                             vision=limits.supports_vision if limits else None,
                             context_length=limits.context_length if limits else None)
 
-    def file_count(self) -> int:
-        return len((self.client.get("files") or {}).get("data") or [])
-
     # -- jobs -------------------------------------------------------------------------
     def build_job_request(self, spec: JobSpec) -> dict[str, Any]:
         body: dict[str, Any] = {"model": spec.model, "training_file": spec.training_file}

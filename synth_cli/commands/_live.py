@@ -13,7 +13,7 @@ from typing import Any
 
 from synth_cli.api.types import Job
 from synth_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, SynthError
-from synth_cli.output import Output, fmt_duration, fmt_int, write_line
+from synth_cli.output import Output, fmt_duration, fmt_int
 
 #: exit code when --timeout ends the wait (the job itself goes on), as GNU `timeout` does.
 EXIT_TIMEOUT = 124
@@ -82,7 +82,7 @@ class PlainRenderer:
         pass
 
     def _line(self, stamp: str, text: str) -> None:
-        write_line(f"{stamp}  {text}")
+        self.out.line(f"{stamp}  {text}")
 
     def handle(self, update, follower) -> None:
         kind = update.kind
@@ -146,14 +146,14 @@ class LiveRenderer:
         from rich.spinner import Spinner
 
         self.out = out
-        self.console = out.console
         self.job_id = job_id
         self.model = model
         self.follower = None
         self.note: str | None = None
         self.spinner = Spinner("dots", style="cyan")
         self._first_step: tuple[float, int] | None = None  # (monotonic time, step) first seen: for the ETA
-        self.live = Live(self, console=self.console, refresh_per_second=8, transient=True,
+        # the sink's console: lines printed through `out` appear above the view
+        self.live = Live(self, console=out.console, refresh_per_second=8, transient=True,
                          redirect_stdout=False, redirect_stderr=False)
 
     def start(self) -> None:
@@ -228,12 +228,12 @@ class LiveRenderer:
             event = update.event
             level = event.level or "info"
             style = {"warn": "yellow", "warning": "yellow", "error": "red"}.get(level, "")
-            self.console.print(Text.assemble((local_clock(event.created_at) + "  ", "dim"),
-                                             (one_line(event.message), style)))
+            self.out.print(Text.assemble((local_clock(event.created_at) + "  ", "dim"),
+                                         (one_line(event.message), style)))
         elif kind == "status":
             status = update.job.status
-            self.console.print(Text.assemble((local_clock() + "  ", "dim"), ("status ", "dim"),
-                                             (str(status), STATUS_STYLE.get(status, "bold"))))
+            self.out.print(Text.assemble((local_clock() + "  ", "dim"), ("status ", "dim"),
+                                         (str(status), STATUS_STYLE.get(status, "bold"))))
         elif kind == "outage":
             self.note = f"backend not answering ({one_line(update.error.message)[:80]}); still trying"
         elif kind == "recovered":
@@ -293,15 +293,11 @@ def follow_job(provider, job_id: str, out: Output, *, interval: float, timeout: 
         renderer.stop()
     job = follower.job or Job(id=job_id, status="unknown", raw={"id": job_id})
     wall = time.monotonic() - started
-    if out.json_mode:
-        from synth_cli.commands import _sft_json as sft_json
+    from synth_cli.commands import _sft_json as sft_json
 
-        out.ndjson(sft_json.job(job))
-    elif out.quiet:
-        if job.succeeded and job.fine_tuned_model:
-            write_line(str(job.fine_tuned_model))
-    else:
-        print_summary(out, job, job_wall_time(job, wall))
+    # --json: the last NDJSON line of the stream; --quiet: the fine-tuned model, when there is one
+    out.result(sft_json.job(job), lambda: print_summary(out, job, job_wall_time(job, wall)), stream=True,
+               essential=[job.fine_tuned_model] if job.succeeded and job.fine_tuned_model else [])
     status = job.status
     if timed_out:
         raise SynthError(f"stopped waiting after {fmt_duration(timeout)}: job {job_id} is still {status} "
@@ -321,7 +317,7 @@ def print_summary(out: Output, job: Job, wall: float) -> None:
     if not out.is_terminal:
         width = max(len(k) for k, _ in pairs)
         for key, value in pairs:
-            write_line(f"{key + ':':<{width + 1}} {value}")
+            out.line(f"{key + ':':<{width + 1}} {value}")
         return
-    out.console.print()
+    out.print()
     out.kv(pairs)

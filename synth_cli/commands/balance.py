@@ -6,6 +6,7 @@ from typing import Any, Iterable, Optional
 
 import typer
 
+from synth_cli.commands._options import api_key_option, base_url_option, provider_option
 from synth_cli.output import fmt_int, fmt_usd, get_output, usd_number
 
 #: a down backend should fail in seconds, not after the client's full retry budget
@@ -13,16 +14,10 @@ MAX_RETRIES = 3
 
 
 def balance(
-    base_url: Optional[str] = typer.Option(
-        None, "--base-url", metavar="URL", show_default=False,
-        help="Backend base URL (else SYNTH_BACKEND_BASE_URL, SYNTH_BASE_URL, http://127.0.0.1:8000/v1)."),
-    api_key: Optional[str] = typer.Option(
-        None, "--api-key", metavar="KEY", show_default=False,
-        help="API key (else SYNTH_BACKEND_API_KEY, SYNTH_API_KEY, OPENAI_API_KEY, DEFAULT_DEV_API_KEY)."),
+    base_url: Optional[str] = base_url_option(),
+    api_key: Optional[str] = api_key_option(),
     usage: bool = typer.Option(False, "--usage", help="Also show spend this month and over the last 30 days."),
-    provider: Optional[str] = typer.Option(
-        None, "--provider", metavar="openai|together", show_default=False,
-        help="Training provider, chosen as `sft` chooses it (else SYNTH_PROVIDER, a well-known base URL, openai)."),
+    provider: Optional[str] = provider_option(),
 ) -> None:
     """The account balance in USD and what was spent in the last 24 hours and 7 days.
 

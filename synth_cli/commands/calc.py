@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -65,7 +65,7 @@ def calc(
             if row is not None:  # `calc gpt-4o`: say what is missing and what the model costs
                 raise UsageError(f"{words[0]} needs INPUT_TOKENS and OUTPUT_TOKENS",
                                  hint=f"e.g. `synth-ai calc {words[0]} 1M 200k`; {row.name} costs "
-                                      f"{core.format_rate(row.input)} in / {core.format_rate(row.output)} out per 1M tokens")
+                                      f"{usd(row.input)} in / {usd(row.output)} out per 1M tokens")
         elif len(words) in (2, 4) and all(core.count_or_none(w) is not None for w in words[1:]):
             raise UsageError(f"expected MODEL INPUT_TOKENS OUTPUT_TOKENS, got {len(words)} arguments",
                              hint="e.g. `synth-ai calc gpt-4o 1M 500k`")
@@ -79,27 +79,26 @@ def calc(
 
 
 def _show_estimate(est, table) -> None:
-    from synth_cli import pricing as core
-    from synth_cli.output import fmt_int
+    from synth_cli.output import fmt_int, usd_number
 
     out = get_output()
     data = est.to_dict()
     data["pricing_file"] = str(table.path)
-    total = core.format_usd(est.total)
+    total = usd(est.total)
 
     def human() -> None:
         row = est.row
         rows = []
         if est.cached_input_tokens:
-            rows.append(("input (uncached)", fmt_int(est.uncached_input_tokens), core.format_rate(row.input),
-                         core.format_usd(est.uncached_cost)))
-            rows.append(("input (cached)", fmt_int(est.cached_input_tokens), core.format_rate(est.cached_rate),
-                         core.format_usd(est.cached_cost)))
+            rows.append(("input (uncached)", fmt_int(est.uncached_input_tokens), usd(row.input),
+                         usd(est.uncached_cost)))
+            rows.append(("input (cached)", fmt_int(est.cached_input_tokens), usd(est.cached_rate),
+                         usd(est.cached_cost)))
         else:
-            rows.append(("input", fmt_int(est.input_tokens), core.format_rate(row.input),
-                         core.format_usd(est.uncached_cost)))
-        rows.append(("output", fmt_int(est.output_tokens), core.format_rate(row.output),
-                     core.format_usd(est.output_cost)))
+            rows.append(("input", fmt_int(est.input_tokens), usd(row.input),
+                         usd(est.uncached_cost)))
+        rows.append(("output", fmt_int(est.output_tokens), usd(row.output),
+                     usd(est.output_cost)))
         rows.append(("total", fmt_int(est.input_tokens + est.output_tokens), "", total))
         priced = row.name if row.name == est.requested_model else f"{est.requested_model} (priced as {row.name})"
         provenance = ", ".join(x for x in (f"as of {row.as_of}" if row.as_of else None, row.source) if x)
@@ -111,19 +110,24 @@ def _show_estimate(est, table) -> None:
         if not table.bundled:
             out.line(f"price table: {table.path}")
 
-    out.result(data, human, essential=[total.replace("$", "").replace(",", "")])  # -q: the bare number
+    out.result(data, human, essential=[usd_number(est.total, exact=True)])  # -q: the bare number
+
+
+def usd(value: Any) -> str:
+    """Prices and their products, every digit: the one money formatter (output.fmt_usd), exact."""
+    from synth_cli.output import fmt_usd
+
+    return fmt_usd(value, exact=True)
 
 
 def _show_table(table) -> None:
-    from synth_cli import pricing as core
-
     out = get_output()
     data = {"pricing_file": str(table.path), "bundled": table.bundled, "unit": "USD per 1M tokens",
             "models": [row.to_dict() for row in table.rows]}
 
     def human() -> None:
-        rows = [(row.name, row.provider or "", core.format_rate(row.input), core.format_rate(row.cached_input),
-                 core.format_rate(row.output), row.as_of or "–") for row in table.rows]
+        rows = [(row.name, row.provider or "", usd(row.input), usd(row.cached_input),
+                 usd(row.output), row.as_of or "–") for row in table.rows]
         out.table(["model", Col("provider", drop=2), ("input", "right"), Col("cached input", "right", drop=3),
                    ("output", "right"), Col("as of", drop=1)], rows)
         out.line(f"USD per 1M tokens; {len(table.rows)} models from {table.path}")

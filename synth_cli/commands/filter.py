@@ -1,15 +1,17 @@
 """`synth-ai filter`: trace DBs → OpenAI chat fine-tuning JSONL.
 
-Thin: parse flags (+ `--config`), call :func:`synth_cli.dataset.run.run_filter`,
+Thin: parse flags (+ `--config`; both declared once, in dataset/settings.SETTINGS), call :func:`synth_cli.dataset.run.run_filter`,
 render its stats. Heavy imports happen inside the command.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, List, Optional
 
 import typer
 
+from synth_cli.dataset.settings import SETTINGS
 from synth_cli.output import fmt_duration, fmt_int, get_output
 
 HELP = """Turn trace DBs into an OpenAI chat fine-tuning dataset (JSONL).
@@ -25,8 +27,8 @@ into one conversation while each call continues the previous one.
 
 [bold]Output[/bold]: written to a temp file and renamed into place; with
 --val-fraction the train and val files are replaced together (an interrupt
-never leaves one new and one old). A trace DB or its -wal/-shm/-journal is
-refused; a symlink's target is written; an existing file keeps its mode;
+never leaves one new and one old). A trace DB or its -wal/-shm/-journal, and
+the --config file, are refused; a symlink's target is written; an existing file keeps its mode;
 character devices and FIFOs (/dev/null, >(gzip > x.gz)) are written through;
 a missing directory is an error unless --parents.
 
@@ -34,94 +36,69 @@ Example: synth-ai filter --db traces.db --min-reward 1 -o train.jsonl
 """
 
 
-def filter_command(
-    db: Optional[List[str]] = typer.Option(None, "--db", metavar="PATH_OR_URL",
-                                           help="Trace DB: SQLite file, sqld dir, sqlite:/// or libSQL URL. "
-                                                "Repeatable. Default: $SYNTH_TRACES_DB."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE",
-                                         help="JSONL file to write (required unless --dry-run)."),
-    mode: Optional[str] = typer.Option(None, "--mode", metavar="calls|sessions",
-                                       help="One example per call (default) or per conversation."),
-    config_file: Optional[str] = typer.Option(None, "--config", metavar="FILE.toml",
-                                              help="Read settings from a TOML file: a `filter` table, or the published "
-                                                   "package's `mode` + `filters` table; flags override it."),
-    min_reward: Optional[float] = typer.Option(None, "--min-reward", metavar="R",
-                                               help="Keep sessions whose environment rewards sum to >= R."),
-    max_reward: Optional[float] = typer.Option(None, "--max-reward", metavar="R",
-                                               help="Keep sessions whose environment rewards sum to <= R."),
-    min_achievements: Optional[int] = typer.Option(None, "--min-achievements", metavar="N",
-                                                   help="Keep sessions with >= N achievements unlocked "
-                                                        "(last environment state)."),
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", metavar="USD",
-                                             help="Keep sessions whose LLM calls cost <= USD."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", metavar="N",
-                                             help="Keep sessions whose LLM calls used <= N tokens."),
-    experiment: Optional[List[str]] = typer.Option(None, "--experiment", metavar="ID_OR_NAME",
-                                                   help="Keep sessions of this experiment. Repeatable."),
-    since: Optional[str] = typer.Option(None, "--since", metavar="WHEN",
-                                        help="Sessions created at/after WHEN: ISO date/time (UTC) or 24h, 7d…"),
-    until: Optional[str] = typer.Option(None, "--until", metavar="WHEN",
-                                        help="Sessions created at/before WHEN (a bare date includes that day)."),
-    where: Optional[List[str]] = typer.Option(None, "--where", metavar="KEY=VALUE",
-                                              help="Session metadata must match, e.g. task_split=train. Repeatable."),
-    model: Optional[List[str]] = typer.Option(None, "--model", metavar="NAME",
-                                              help="Use only calls to this model. Repeatable."),
-    include_errors: Optional[bool] = typer.Option(None, "--include-errors/--no-include-errors",
-                                                  help="Also use calls whose outcome is not success."),
-    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", metavar="F",
-                                                 help="Also write <output stem>.val.jsonl with ~F of the sessions."),
-    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="Seed of the train/val split (default 0)."),
-    limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help="Write at most N examples."),
-    include_metadata: Optional[bool] = typer.Option(None, "--include-metadata/--no-include-metadata",
-                                                    help="Add a metadata object (session, call, model, reward, "
-                                                         "experiment) to each line."),
-    redact: Optional[str] = typer.Option(None, "--redact", metavar="secrets|pii",
-                                         help="Scrub secrets (default: API keys, tokens, private keys, "
-                                              "KEY=value secrets) from every string written; pii also "
-                                              "e-mail addresses and phone numbers."),
-    no_redact: bool = typer.Option(False, "--no-redact", help="Write strings as stored: no scrubbing."),
-    parents: Optional[bool] = typer.Option(None, "--parents/--no-parents",
-                                           help="Create the output's missing parent directories "
-                                                "(default: a missing directory is an error)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Compute everything, write nothing."),
-    strict: Optional[bool] = typer.Option(None, "--strict/--no-strict",
-                                          help="Malformed call records and invalid examples are errors."),
-    workers: Optional[int] = typer.Option(None, "--workers", metavar="N",
-                                          help="Processes converting a local DB's call records (default: the "
-                                               "CPU count; 1 for small DBs, --limit or --strict). Output is "
-                                               "identical whatever N."),
-) -> None:
+def filter_command(**given: Any) -> None:
+    """The command; its parameters are the rows of dataset/settings.SETTINGS (see :func:`_signature`)."""
     from synth_cli import config
     from synth_cli.dataset.options import build, load_config, merge
     from synth_cli.errors import UsageError
 
     out = get_output()
-    if no_redact and redact is not None:
+    config_file = given.pop("config", None)
+    if given.get("no_redact") and given.get("redact") is not None:
         raise UsageError("--redact and --no-redact contradict each other", hint="pass one of them")
-    flags: dict[str, Any] = build({
-        "db": db or None, "output": output, "mode": mode, "min_reward": min_reward, "max_reward": max_reward,
-        "min_achievements": min_achievements, "max_cost": max_cost, "max_tokens": max_tokens,
-        "experiment": experiment or None, "since": since, "until": until, "where": where or None,
-        "model": model or None, "include_errors": include_errors, "val_fraction": val_fraction, "seed": seed,
-        "limit": limit, "include_metadata": include_metadata, "strict": strict, "parents": parents,
-        "redact": "off" if no_redact else redact, "workers": workers,
-    })
+    flags: dict[str, Any] = build(given)
     file_values = load_config(config_file) if config_file else {}
     options = merge(file_values, flags)
-    options.dry_run = dry_run
     if not options.dbs:
         options.dbs = config.default_dbs()
     if not options.dbs:
         raise UsageError("no trace DB given", hint="pass --db PATH_OR_URL or set SYNTH_TRACES_DB")
-    if not options.output and not dry_run:
+    if not options.output and not options.dry_run:
         raise UsageError("--output is required", hint="pass --output FILE.jsonl, or --dry-run to only see the stats")
     for note in options.ignored:
         out.warn(f"config: {note} has no equivalent here and is ignored")
+    if config_file and options.output and not options.dry_run:
+        _refuse_config_as_output(config_file, options)
 
     stats = _run(options, out)
     data = stats.to_dict()
     out.result(data, lambda: _render(stats, out), essential=[])  # --quiet: the file is the result
     _report_problems(stats, options, out)
+
+
+def _signature() -> inspect.Signature:
+    """`filter_command`'s parameters, one `typer.Option` per row of SETTINGS (typer reads the signature)."""
+    params = []
+    for s in SETTINGS:
+        if s.type is bool and s.negatable:
+            decls: tuple[str, ...] = (f"{s.flag}/--no-{s.flag[2:]}",)
+        else:
+            decls = (s.flag, s.short) if s.short else (s.flag,)
+        switch = s.type is bool and not s.negatable  # --dry-run, --no-redact: off unless given
+        kind = List[s.type] if s.many else s.type  # type: ignore[valid-type]
+        option = typer.Option(False if switch else None, *decls, metavar=s.metavar, help=s.help)
+        params.append(inspect.Parameter(s.key, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                        annotation=bool if switch else Optional[kind]))
+    return inspect.Signature(params, return_annotation=None)
+
+
+filter_command.__signature__ = _signature()  # type: ignore[attr-defined]
+
+
+def _refuse_config_as_output(config_file: str, options: Any) -> None:
+    """`-o` (or the val file, or the manifest) onto the `--config` file itself: refused like a trace DB."""
+    from pathlib import Path
+
+    from synth_cli.dataset.manifest import manifest_path
+    from synth_cli.dataset.writer import Protected, val_path
+
+    guard = Protected()
+    guard.add_input(config_file, "the --config file being read",
+                    hint="choose another --output; the settings file would be overwritten by the dataset")
+    guard.check(Path(options.output))
+    if options.val_fraction:
+        guard.check(val_path(options.output))
+    guard.check(manifest_path(options.output))
 
 
 def _run(options: Any, out: Any) -> Any:
@@ -205,7 +182,6 @@ def _render(stats: Any, out: Any) -> None:
     from rich.text import Text
 
     data = stats.to_dict()
-    console = out.console
     ex = data["examples"]
     verb = "Dry run: would write" if stats.dry_run else "Wrote"
     if stats.val_output:
@@ -215,7 +191,7 @@ def _render(stats: Any, out: Any) -> None:
         head = f"{verb} {fmt_int(ex['written'])} example(s) to {stats.output}"
     else:
         head = f"{verb} {fmt_int(ex['written'])} example(s)"
-    console.print(Text(f"{head}  ({stats.mode} mode, {fmt_duration(stats.elapsed_s)})", style="bold"))
+    out.print(Text(f"{head}  ({stats.mode} mode, {fmt_duration(stats.elapsed_s)})", style="bold"))
 
     rows: list[tuple[str, str]] = []
     for db in data["dbs"]:
@@ -273,9 +249,9 @@ def _render(stats: Any, out: Any) -> None:
             bar.append(kept, style="green")
             bar.append("░" * max(0, len(total) - len(kept)), style="dim")
             table.add_row(label, bar, f"{fmt_int(b['kept'])}/{fmt_int(b['sessions'])}")
-        console.print()
-        console.print(Text("Total reward per session  (█ kept, ░ dropped)", style="bold"))
-        console.print(table)
+        out.print()
+        out.print(Text("Total reward per session  (█ kept, ░ dropped)", style="bold"))
+        out.print(table)
 
     models = data["models"]
     if models:
@@ -286,9 +262,9 @@ def _render(stats: Any, out: Any) -> None:
         table.add_column(justify="right")
         for name, count in models.items():
             table.add_row(name, Text(_bar(count, top), style="cyan"), fmt_int(count))
-        console.print()
-        console.print(Text("Examples per model", style="bold"))
-        console.print(table)
+        out.print()
+        out.print(Text("Examples per model", style="bold"))
+        out.print(table)
 
 
 def _fmt_num(value: Any) -> str:

@@ -86,7 +86,7 @@ def man(
 
         pydoc.pager(text)
     else:
-        typer.echo(text, nl=False)
+        out.result(None, lambda: out.line(text.rstrip("\n")))  # --quiet too: the page is the result
 
 
 def _user_man_dir() -> Path:

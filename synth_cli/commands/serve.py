@@ -10,7 +10,7 @@ import typer
 
 from synth_cli import config
 from synth_cli.errors import SynthError, UsageError
-from synth_cli.output import get_output
+from synth_cli.output import fmt_usd, get_output
 
 DATA_DIR_VARS = ("SYNTH_DATA_DIR",)
 
@@ -162,7 +162,7 @@ def _announce(out, base_url: str, host: str, keys: list[str], key_source: str, d
         out.line(f"  API key:    {', '.join(shown)}  ({key_note})")
         out.line(f"  data dir:   {directory}")
         out.line(f"  simulation: {cfg.step_seconds:g} s per step" + (f", seed {cfg.seed}" if cfg.seed is not None else "")
-                 + f"; credit ${cfg.credit_usd:,.2f} per key" + (f"; faults: {', '.join(faults)}" if faults else ""))
+                 + f"; credit {fmt_usd(cfg.credit_usd)} per key" + (f"; faults: {', '.join(faults)}" if faults else ""))
         if not out.quiet:
             example_key = keys[0] if key_source == "default" else "<your key>"
             out.line(f"  try:        SYNTH_BASE_URL={base_url} SYNTH_API_KEY={example_key} "

@@ -17,7 +17,7 @@ from synth_cli.commands._options import api_key_option, base_url_option, provide
 
 from synth_cli.errors import DatasetError, SynthError, UsageError
 from synth_cli.commands import _sft_json as sft_json
-from synth_cli.output import Col, fmt_bytes, fmt_duration, fmt_float, fmt_int, fmt_time, get_output, write_line
+from synth_cli.output import Col, fmt_bytes, fmt_duration, fmt_float, fmt_int, fmt_time, get_output
 
 FILE_ID_RE = re.compile(r"^file-[A-Za-z0-9_\-]+$")
 DEFAULT_INTERVAL = 2.0
@@ -347,13 +347,12 @@ def submit(
     out = get_output()
     with Ctx(opts.pop("provider"), opts.pop("base_url"), opts.pop("api_key")) as ctx:
         job = _create(ctx, {**opts, "file": file, "validate": not opts["no_validate"]})
-        if out.json_mode:
-            out.json(sft_json.job(job))
-        elif out.quiet:
-            write_line(str(job.id))
-        else:
+
+        def human() -> None:
             out.line(f"created fine-tuning job {job.id} (model {job.model or opts['model']}, status {job.status})")
             out.line(f"follow it with: {ctx.resume(job.id)}")
+
+        out.result(sft_json.job(job), human, essential=[job.id])  # --quiet: the id, for $(...)
 
 
 def poll(

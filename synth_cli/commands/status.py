@@ -7,6 +7,7 @@ from typing import Any, List, Optional
 import typer
 
 from synth_cli.commands._inspect import db_option, fmt_ms, help_text
+from synth_cli.commands._options import api_key_option, base_url_option, provider_option
 from synth_cli.output import Col, fmt_bytes, fmt_int, fmt_usd, get_output
 
 
@@ -15,16 +16,9 @@ def status_command(
     root: Optional[str] = typer.Option(None, "--root", metavar="DIR", show_default=False,
                                        help="Directory of trace DBs (default: $SYNTH_TRACES_ROOT, else "
                                             "./synth_ai.db/dbs)."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", metavar="URL", show_default=False,
-                                           help="Backend base URL (else SYNTH_BACKEND_BASE_URL, SYNTH_BASE_URL, "
-                                                "http://127.0.0.1:8000/v1)."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", metavar="KEY", show_default=False,
-                                          help="API key (else SYNTH_BACKEND_API_KEY, SYNTH_API_KEY, the "
-                                               "provider's own OPENAI_API_KEY / TOGETHER_API_KEY, "
-                                               "DEFAULT_DEV_API_KEY)."),
-    provider: Optional[str] = typer.Option(None, "--provider", metavar="openai|together", show_default=False,
-                                           help="Training provider (else SYNTH_PROVIDER, else inferred from a "
-                                                "well-known base URL, else openai), as `sft` chooses it."),
+    base_url: Optional[str] = base_url_option(),
+    api_key: Optional[str] = api_key_option(),
+    provider: Optional[str] = provider_option(),
 ) -> None:
     """Trace DB totals and the backend (see HELP)."""
     from synth_cli import config

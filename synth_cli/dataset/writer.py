@@ -60,13 +60,28 @@ _HELD_SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGINT", "
 
 
 class Protected:
-    """Files an output must never be: trace DBs and their sidecars, by resolved path and by inode."""
+    """Files an output must never be: trace DBs and their sidecars, and the other inputs of the
+    run (`filter --config FILE`), by resolved path and by inode."""
+
+    HINT = "choose another --output; overwriting it would destroy recorded sessions"
 
     def __init__(self, db_files: Iterable[str | os.PathLike] = ()):
         self.paths: dict[str, str] = {}
         self.inodes: dict[tuple[int, int], str] = {}
+        self.hints: dict[str, str] = {}
         for db in db_files:
             self.add(db)
+
+    def add_input(self, path: str | os.PathLike, what: str, hint: str) -> None:
+        """Another file the run reads (`what`: "the --config file being read"), refused as an output."""
+        name = os.fspath(path)
+        self.paths[os.path.realpath(name)] = what
+        self.hints[what] = hint
+        try:
+            st = os.stat(name)
+        except OSError:
+            return
+        self.inodes[(st.st_dev, st.st_ino)] = what
 
     def add(self, db: str | os.PathLike) -> None:
         given = os.fspath(db)
@@ -96,8 +111,7 @@ class Protected:
             if st is not None:
                 what = self.inodes.get((st.st_dev, st.st_ino))
         if what is not None:
-            raise DatasetError(f"refusing to write {path}: it is {what}",
-                               hint="choose another --output; overwriting it would destroy recorded sessions")
+            raise DatasetError(f"refusing to write {path}: it is {what}", hint=self.hints.get(what, self.HINT))
 
 
 # --------------------------------------------------------------------------- temp files and journals

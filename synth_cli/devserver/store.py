@@ -408,9 +408,6 @@ class Store:
             self.idempotency_done(c, claim, 200, body.encode("utf-8"))
             return body
 
-    def get_job(self, owner: str, job_id: str) -> sqlite3.Row | None:
-        return self.conn().execute("SELECT * FROM jobs WHERE id = ? AND owner = ?", (job_id, owner)).fetchone()
-
     def job_exists(self, owner: str, job_id: str) -> bool:
         return self.conn().execute("SELECT 1 FROM jobs WHERE id = ? AND owner = ?", (job_id, owner)).fetchone() is not None
 

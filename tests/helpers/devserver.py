@@ -1,6 +1,6 @@
 """Start `synth-ai serve` for a test: a real subprocess on a free 127.0.0.1 port.
 
-    from tests._devserver import running_server      # or `import _devserver` (tests/ is on sys.path)
+    from helpers.devserver import running_server      # tests/ is on sys.path (pytest, conftest.py)
 
     with running_server(tmp_path, step_seconds=0.01) as srv:
         httpx.get(srv.base_url + "/fine_tuning/jobs", headers={"Authorization": f"Bearer {srv.api_key}"})

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CANDIDATES = (ROOT / "docs" / "openapi" / "openai-files-fine-tuning.openapi.yaml",
               ROOT.parent / "shared" / "api" / "openai-files-fine-tuning.openapi.yaml")
 TOGETHER = (ROOT / "docs" / "openapi" / "together-files-fine-tunes.openapi.yaml",

@@ -8,7 +8,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from helpers import FIXTURE_DB
+from . import FIXTURE_DB
 
 
 def copy_fixture(dest: Path) -> Path:

@@ -1,6 +1,6 @@
 """A small scriptable OpenAI-style fine-tuning API on 127.0.0.1, for client tests.
 
-The real local backend (`synth-ai serve`, tests/_devserver.py) is what the end-to-end tests use;
+The real local backend (`synth-ai serve`, tests/helpers/devserver.py) is what the end-to-end tests use;
 this one exists for what a real server cannot be asked to do on cue: fail exactly the next N
 requests with a chosen status and `Retry-After`, answer with an HTTP-date `Retry-After`, list
 events newest first like OpenAI does, or record every request's headers and body for contract
@@ -52,7 +52,6 @@ class FakeApi:
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
         self.files: dict[str, dict[str, Any]] = {}
-        self.file_sizes: dict[str, int] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
         self.events: dict[str, list[dict[str, Any]]] = {}
         self.idempotency: dict[str, tuple[int, Any]] = {}

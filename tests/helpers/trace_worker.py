@@ -1,5 +1,5 @@
 """A worker process that writes trace sessions with `SessionTracer`, for the many-writers tests
-and bench/remote.py: `python tests/_trace_worker.py TARGET WORKER SESSIONS [STEPS]`.
+and bench/remote.py: `python tests/helpers/trace_worker.py TARGET WORKER SESSIONS [STEPS]`.
 
 Session ids are derived from (worker, n), so a re-run writes the same sessions; every session
 has STEPS timesteps, each with a user message, one LLM call record (the whole conversation so
@@ -15,7 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 NAMESPACE = uuid.UUID("6f1c1f4e-9a55-4d5e-8c43-1f1d9a2b7c10")
 

@@ -3,7 +3,7 @@ tests and `bench/proxy.py`: real HTTP on 127.0.0.1, answers derived from the req
 
     with running_upstream() as up:          # a uvicorn thread in this process
         up.base_url                         # http://127.0.0.1:PORT
-    python tests/_upstream.py --port 9000   # a process of its own (the bench)
+    python tests/helpers/upstream.py --port 9000   # a process of its own (the bench)
 
 Behaviour, chosen by the request:
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _devserver import free_port
+from .devserver import free_port
 
 _CLI_ENV_PREFIXES = ("SYNTH_", "DEFAULT_DEV_API_KEY")
 

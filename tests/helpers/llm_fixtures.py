@@ -8,7 +8,7 @@ from typing import Any
 
 from synth_cli.tracing.models import LLMCallRecord, parse_datetime
 
-LLM_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "llm"
+LLM_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "llm"
 
 
 def fixture_names(prefix: str = "") -> list[str]:
