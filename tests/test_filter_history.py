@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from _filterdb import call, make_db, text
+from helpers.filterdb import call, make_db, text
 from helpers import FIXTURE_DB, ROOT, invoke
 from synth_cli.dataset import history as hist
 from synth_cli.dataset.history import History
