@@ -256,7 +256,10 @@ class Sink:
 
             self.redactor = Redactor(pii=opts.redact == "pii")
         self._rows = 0
-        self._tools_seen: list[tuple] = []  # (tools, their scrubbed JSON, what scrubbing found)
+        self._tools_seen: list[tuple] = []
+        #: SHA-256 of what each output file receives (for the manifest: no second read of the file)
+        self.train_sha = hashlib.sha256() if train is not None and not getattr(train, "through", False) else None
+        self.val_sha = hashlib.sha256() if val is not None and not getattr(val, "through", False) else None  # (tools, their scrubbed JSON, what scrubbing found)
 
     def tick(self) -> None:
         """One DB row read: report progress every PROGRESS_EVERY rows."""
@@ -408,18 +411,26 @@ class Sink:
             stats.duplicates += 1
             return
         stats.token_estimate += tokens
-        out = self.val if is_val else self.train
         if is_val:
             stats.val += 1
+            out, sha = self.val, self.val_sha
         else:
             stats.train += 1
+            out, sha = self.train, self.train_sha
         if out is not None:
             if type(line) is tuple:
                 out.write(line[0])
                 out.write(line[1])
+                if sha is not None:
+                    sha.update(line[0])
+                    sha.update(line[1])
             else:
                 out.write(line)
+                if sha is not None:
+                    sha.update(line)
             out.write(b"\n")
+            if sha is not None:
+                sha.update(b"\n")
         stats.examples += 1
         stats.messages += messages
         if tools:

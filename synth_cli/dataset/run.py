@@ -152,7 +152,7 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
                 stats.output = str(output) if output is not None else None
                 stats.val_output = str(val) if val is not None else None
                 if output is not None and train_file is not None and not train_file.through:
-                    _write_manifest(opts, stats, train_file, val_file, notice)
+                    _write_manifest(opts, stats, train_file, val_file, notice, sink)
     finally:
         for store in stores:
             store.close()
@@ -166,14 +166,18 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
 __all__ = ["run_filter"]
 
 
-def _write_manifest(opts: FilterOptions, stats: FilterStats, train_file, val_file, notice) -> None:
-    """The outputs are in place: record how they were made next to them (see dataset/manifest.py).
+def _write_manifest(opts: FilterOptions, stats: FilterStats, train_file, val_file, notice, sink: Sink) -> None:
+    """The outputs are in place: record how they were made next to them (see dataset/manifest.py),
+    with the SHA-256 of the bytes the sink wrote to each (no second read of the files).
     A manifest that cannot be written is a notice, not a failure (the dataset itself is fine)."""
     from synth_cli.dataset import manifest
 
-    outputs = [("train", train_file.target, stats.train)]
+    def sha(digest) -> str | None:
+        return digest.hexdigest() if digest is not None else None
+
+    outputs = [("train", train_file.target, stats.train, sha(sink.train_sha))]
     if val_file is not None:
-        outputs.append(("validation", val_file.target, stats.val))
+        outputs.append(("validation", val_file.target, stats.val, sha(sink.val_sha)))
     try:
         stats.manifest = str(manifest.write(opts, stats, outputs))
     except (OSError, DatasetError) as exc:
