@@ -95,13 +95,15 @@ class FastCall:
 class History:
     """One session's last call record's input messages and what was made of each (see the module)."""
 
-    __slots__ = ("raw", "text", "entries", "skips", "converted", "tool", "nonplain", "assistant", "head",
+    __slots__ = ("raw", "canon", "cut", "entries", "skips", "converted", "tool", "nonplain", "assistant", "head",
                  "hasher", "written", "count", "found", "image")
 
     def __init__(self) -> None:
         self.raw: list | None = None  # the last record's input_messages, parsed
-        #: their JSON text in the row, the array's items joined ("" none, None: not the row's text)
-        self.text: str | None = ""
+        #: their canonical JSON (orjson's), the array's items joined by "," (type-exact: 1, 1.0 and true differ)
+        self.canon = ""
+        #: the session's rows spell their messages that way (and the text has no key or escape): rows are cut
+        self.cut = True
         self._reset()
 
     def _reset(self) -> None:
@@ -124,8 +126,8 @@ class History:
     def parse(self, text: Any) -> Any:
         """`loads(text)` of a row of this session, cheaper when it repeats the last record's messages."""
         raw = self.raw
-        prefix = self.text
-        if raw and prefix and type(text) is str:
+        prefix = self.canon
+        if raw and prefix and self.cut and type(text) is str:
             # The key once (not before this place, not in the remembered text, not after it), no
             # ASCII spelled \u00XX outside the remembered text (which has none either).
             at = text.find(_KEY)
@@ -145,8 +147,10 @@ class History:
                         record["input_messages"] = messages = raw + tail
                         self.raw = messages
                         if tail:
-                            more = _remembered(dumps_bytes(tail)[1:-1].decode())
-                            self.text = None if more is None else prefix + "," + more
+                            more = dumps_bytes(tail)[1:-1].decode()
+                            self.canon = prefix + "," + more
+                            if not _cuttable(more):
+                                self.cut = False
                         return records
         records = loads(text)  # the whole row: raises what it raises
         record = records[0] if type(records) is list and len(records) == 1 else records
@@ -156,15 +160,17 @@ class History:
         return records
 
     def _take(self, messages: list, text: Any) -> None:
-        """A record parsed whole: its messages are the history now (its entries kept when they still apply)."""
-        old = self.raw
-        if not old or len(messages) < len(old) or messages[:len(old)] != old:
+        """A record parsed whole: its messages are the history now. The entries made for the last
+        record's stay when its messages begin this one's as the same JSON (values equal as Python
+        objects are not enough: 1, 1.0 and true compare equal, and are written differently)."""
+        canon = dumps_bytes(messages)[1:-1].decode()
+        old = self.canon
+        if not self.raw or not canon.startswith(old) or (len(canon) > len(old) and canon[len(old)] != ","):
             self._reset()
         self.raw = messages
-        if self.text is None or type(text) is not str:
-            return  # this session's rows are not written the way their messages parse back
-        joined = _remembered(dumps_bytes(messages)[1:-1].decode())
-        self.text = joined if joined and (_OPEN_ARRAY + joined) in text else None
+        self.canon = canon
+        if self.cut and not (canon and type(text) is str and _cuttable(canon) and (_OPEN_ARRAY + canon) in text):
+            self.cut = False  # this session's rows do not spell their messages as orjson does
 
     # ----------------------------------------------------------------- 2. converting
 
@@ -274,10 +280,10 @@ def _escaped_ascii(text: str, start: int, end: int) -> bool:
     return _ESCAPED_ASCII.search(text, start, end) is not None
 
 
-def _remembered(joined: str) -> str | None:
-    """The messages' text to look for in the next row, or None when it holds the key or an escape
+def _cuttable(joined: str) -> bool:
+    """Can the messages' text be looked for in the next row? Not when it holds the key or an escape
     (what :meth:`History.parse` relies on not being there)."""
-    return None if _KEY in joined or _escaped_ascii(joined, 0, len(joined)) else joined
+    return _KEY not in joined and not _escaped_ascii(joined, 0, len(joined))
 
 
 class Histories:
