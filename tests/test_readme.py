@@ -54,5 +54,7 @@ def test_relative_links_exist():
 def test_performance_figures_come_from_docs():
     perf = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
     section = README.split("## Performance", 1)[1].split("\n## ", 1)[0]
-    for figure in ("5.27 s", "4.62 s", "48.6 s", "0.34 s", "1.73", "1.13", "69 MB"):
-        assert figure in section and figure in perf, figure
+    figures = re.findall(r"\b\d[\d,]*(?:\.\d+)? ?(?:s|ms|MB|calls/s|records/s)\b", section)
+    assert len(figures) > 10, figures  # the table is there and has figures with units
+    for figure in figures:
+        assert figure in perf, f"README's performance figure {figure!r} is not in docs/performance.md"

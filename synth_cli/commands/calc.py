@@ -130,7 +130,8 @@ def _show_table(table) -> None:
                  usd(row.output), row.as_of or "–") for row in table.rows]
         out.table(["model", Col("provider", drop=2), ("input", "right"), Col("cached input", "right", drop=3),
                    ("output", "right"), Col("as of", drop=1)], rows)
-        out.line(f"USD per 1M tokens; {len(table.rows)} models from {table.path}")
+        source = "the bundled price list" if table.bundled else table.path  # --json has the bundled path
+        out.line(f"USD per 1M tokens; {len(table.rows)} models from {source}")
         out.line("sources and notes: `synth-ai calc --list --json`")
 
     out.result(data, human)

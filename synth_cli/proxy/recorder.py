@@ -152,13 +152,18 @@ class Recorder:
     """The queue and its writer thread."""
 
     def __init__(self, sink: TraceSink, *, idle_timeout: float, queue_size: int = DEFAULT_QUEUE_SIZE,
-                 notify: Callable[[str], None] | None = None):
+                 notify: Callable[[str], None] | None = None, stats: Stats | None = None,
+                 on_change: Callable[[], None] | None = None):
+        """`queue_size` 0: unbounded (the writer process, bounded by its parent); `on_change`: called
+        by the writer thread after it took items or wrote a session (the writer process reports)."""
         self.sink = sink
         self.idle_timeout = idle_timeout
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.queue_size = queue_size
         self.notify = notify or (lambda message: None)
-        self.stats = Stats()
+        self.stats = stats or Stats()
+        self.taken = 0  # items the writer thread took off the queue
+        self._on_change = on_change or (lambda: None)
         self.open: dict[str, SessionData] = {}
         self._thread = threading.Thread(target=self._run, name="synth-proxy-writer", daemon=True)
         self._dropped_warned = False
@@ -217,6 +222,11 @@ class Recorder:
             self._drain_now()
 
     def status(self) -> dict[str, Any]:
+        return {"queue": {"size": self.queue.qsize(), "max": self.queue_size}, **self.writer_status(),
+                "writer": {"process": None}}
+
+    def writer_status(self) -> dict[str, Any]:
+        """Everything of :meth:`status` but the queue (what the writer process reports)."""
         s = self.stats
         now = time.time()
         sessions: list[SessionData] = []
@@ -227,7 +237,6 @@ class Recorder:
             except RuntimeError:
                 continue
         return {
-            "queue": {"size": self.queue.qsize(), "max": self.queue_size},
             "calls": {"seen": s.calls_seen, "recorded": s.calls_recorded,
                       "pending": sum(x.calls for x in sessions), "dropped_queue_full": s.calls_dropped,
                       "spooled": s.calls_spooled, "spooled_by_tracer": s.calls_tracer_spooled, "lost": s.calls_lost,
@@ -254,6 +263,8 @@ class Recorder:
                 self._flush_all()
                 return
             if item is not None:
+                self.taken += 1
+                self._on_change()  # before handling it, which may wait for the DB
                 self._handle_safely(item)
                 # then let calls gather and take them in one go: fewer thread wake-ups and GIL
                 # hand-overs per call (measured: less CPU per call in the proxy process)
@@ -266,7 +277,10 @@ class Recorder:
                     if item is _STOP:
                         self._flush_all()
                         return
+                    self.taken += 1
+                    self._on_change()
                     self._handle_safely(item)
+                self._on_change()
             now = time.time()
             if now >= next_idle_check and self.queue.empty():
                 self._flush_idle(now)
@@ -279,6 +293,7 @@ class Recorder:
             except queue.Empty:
                 break
             if item is not _STOP:
+                self.taken += 1
                 self._handle_safely(item)
         self._flush_all()
 
@@ -341,6 +356,12 @@ class Recorder:
             self._flush(self.open.pop(sid))
 
     def _flush(self, session: SessionData) -> None:
+        try:
+            self._write_or_spool(session)
+        finally:
+            self._on_change()
+
+    def _write_or_spool(self, session: SessionData) -> None:
         from synth_cli.errors import TraceStoreError
 
         calls = session.calls

@@ -9,7 +9,8 @@ was written, or by an earlier run) is written as `<id>.2`, `<id>.3`, ... with
 
 A session the DB refuses is appended to the spool file (one JSON line per session) instead;
 :meth:`TraceSink.replay_spool` writes spooled sessions of the same DB at the next start and
-keeps the ones that still fail. Used by the writer thread only; never prints.
+keeps the ones that still fail. Used by one writer thread at a time (in the recording process;
+the proxy's own for the spool replay at start and if that process dies); never prints.
 """
 
 from __future__ import annotations

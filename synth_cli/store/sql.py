@@ -63,6 +63,11 @@ def calls_sql(schema: Schema, alias: str = "e") -> str | None:
             f"WHEN 'object' THEN 1 ELSE 0 END ELSE 0 END)")
 
 
+def _json_number(x: str, path: str) -> str:
+    """The value at `path` when it is a JSON number, else NULL (a string or a boolean is no cost)."""
+    return f"CASE WHEN json_type({x}, '{path}') IN ('integer', 'real') THEN json_extract({x}, '{path}') END"
+
+
 def cost_usd_sql(schema: Schema, alias: str = "e") -> str:
     """One event's cost in USD: the records' exact usage.cost_usd, else the cents column / 100."""
     cents = f"{alias}.cost_usd / 100.0" if schema.has("events", "cost_usd") else "NULL"
@@ -71,10 +76,10 @@ def cost_usd_sql(schema: Schema, alias: str = "e") -> str:
     x = f"{alias}.call_records"
     exact = (f"(CASE WHEN json_valid({x}) THEN CASE json_type({x}) "
              f"WHEN 'array' THEN CASE json_array_length({x}) WHEN 0 THEN NULL "
-             f"WHEN 1 THEN json_extract({x}, '$[0].usage.cost_usd') "
-             f"ELSE (SELECT SUM(CASE WHEN j.type = 'object' THEN json_extract(j.value, '$.usage.cost_usd') END) "
+             f"WHEN 1 THEN {_json_number(x, '$[0].usage.cost_usd')} "
+             f"ELSE (SELECT SUM(CASE WHEN j.type = 'object' THEN {_json_number('j.value', '$.usage.cost_usd')} END) "
              f"FROM json_each({x}) j) END "
-             f"WHEN 'object' THEN json_extract({x}, '$.usage.cost_usd') END END)")
+             f"WHEN 'object' THEN {_json_number(x, '$.usage.cost_usd')} END END)")
     return f"COALESCE({exact}, {cents})"
 
 
@@ -183,7 +188,8 @@ def session_figures_cte(schema: Schema, *, session_filter: str = "", exact_cost:
     term = col(schema, "events", "terminated", "e")
     model = col(schema, "events", "model_name", "e")
     cost = cost_usd_sql(schema) if exact_cost else "NULL"
-    records = "e.call_records IS NOT NULL" if schema.has_call_records else "0"
+    # typeof() reads the value's type from the row header; `IS NOT NULL` would load every blob
+    records = "typeof(e.call_records) <> 'null'" if schema.has_call_records else "0"
     where = f"WHERE {session_filter.format(alias='e')}" if session_filter else ""
     ev = f"""ev AS (
   SELECT e.session_id AS session_id, COUNT(*) AS events,

@@ -127,7 +127,26 @@ class LMCAISEvent(BaseEvent):
         if isinstance(records, LLMCallRecord):
             records = [records]
         records = list(records)
-        derived: dict[str, Any] = {
+        if len(records) == 1:  # the common case, spelled out: what the sums and firsts give for one record
+            r = records[0]
+            usage = r.usage
+            derived: dict[str, Any] = {
+                "model_name": r.model_name or "", "provider": r.provider or None,
+                "input_tokens": usage.input_tokens if usage else None,
+                "output_tokens": usage.output_tokens if usage else None,
+                "total_tokens": _total_tokens(r), "cost_usd": usage.cost_usd if usage else None,
+                "latency_ms": r.latency_ms, "span_id": r.span_id or None, "trace_id": r.trace_id or None,
+            }
+        else:
+            derived = cls._derive(records)
+        for key, value in kwargs.items():
+            if value is not None or key not in derived:
+                derived[key] = value
+        return cls(call_records=records, **derived)
+
+    @staticmethod
+    def _derive(records: list[LLMCallRecord]) -> dict[str, Any]:
+        return {
             "model_name": _first(r.model_name for r in records) or "",
             "provider": _first(r.provider for r in records),
             "input_tokens": _sum(r.usage.input_tokens if r.usage else None for r in records),
@@ -138,10 +157,6 @@ class LMCAISEvent(BaseEvent):
             "span_id": _first(r.span_id for r in records),
             "trace_id": _first(r.trace_id for r in records),
         }
-        for key, value in kwargs.items():
-            if value is not None or key not in derived:
-                derived[key] = value
-        return cls(call_records=records, **derived)
 
     def columns(self) -> dict[str, Any]:
         return {

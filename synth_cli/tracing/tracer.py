@@ -53,7 +53,7 @@ import threading
 import time
 import uuid
 import warnings as _warnings
-from contextlib import contextmanager
+from contextlib import ContextDecorator, contextmanager
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Sequence
 
@@ -70,7 +70,8 @@ from synth_cli.store.writer import (
     resolve_write_target,
 )
 from synth_cli.store.writers import open_writer
-from synth_cli.tracing.events import BaseEvent, LMCAISEvent, RuntimeEvent
+from synth_cli.tracing.encode import encode_records
+from synth_cli.tracing.events import BaseEvent, EnvironmentEvent, LMCAISEvent, RuntimeEvent, usd_to_cents
 from synth_cli.tracing.models import LLMCallRecord
 
 DEFAULT_TARGET = "synth_ai.db"
@@ -95,6 +96,8 @@ def _naive_utc(value: datetime | None) -> datetime:
 
 def _fmt_precise(value: datetime) -> str:
     """`DateTime` columns the published writer fills from Python: always with microseconds."""
+    if value.__class__ is datetime and value.year >= 1000 and value.tzinfo is None:
+        return value.isoformat(" ", "microseconds")  # the same text, several times faster
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
@@ -374,15 +377,10 @@ class SessionTracer:
             if self.durable == "timestep" and step is not None and self._step is None:
                 self._save(session, partial=True)
 
-    @contextmanager
     def timestep(self, step_id: str, turn_number: int | None = None,
-                 metadata: dict[str, Any] | None = None) -> Iterator[str]:
-        sid = self.start_timestep(step_id, turn_number, metadata)
-        try:
-            yield sid
-        finally:
-            if self._step is not None and self._step.step_id == sid:
-                self.end_timestep(sid)
+                 metadata: dict[str, Any] | None = None) -> "_TimestepBlock":
+        """`with tracer.timestep("step_0", turn_number=0) as step_id:` a timestep, ended when the block ends."""
+        return _TimestepBlock(self, step_id, turn_number, metadata)
 
     # -- recording ----------------------------------------------------------------------------
     def record_message(self, content: Any, message_type: str = "user", *, event_time: float | None = None,
@@ -430,21 +428,25 @@ class SessionTracer:
             message_time = time_record.message_time
             if message_time is None and step is not None:
                 message_time = step.turn_number
-            cols = event.columns()
-            call_records = None
-            if isinstance(event, LMCAISEvent) and event.call_records:
-                call_records = _json([_record_dict(r) for r in event.call_records])
-            terminated = cols.get("terminated")
-            truncated = cols.get("truncated")
-            row = (
-                event.event_type, event.system_instance_id or None, time_record.event_time, message_time,
-                _stamp(time.time()), cols.get("model_name"), cols.get("provider"), cols.get("input_tokens"),
-                cols.get("output_tokens"), cols.get("total_tokens"), cols.get("cost_usd"), cols.get("latency_ms"),
-                cols.get("span_id"), cols.get("trace_id"), call_records, cols.get("reward"),
-                None if terminated is None else int(terminated), None if truncated is None else int(truncated),
-                _json(cols.get("system_state_before")), _json(cols.get("system_state_after")), meta_json,
-                _json(event.event_metadata),
-            )
+            cls = event.__class__
+            if cls is LMCAISEvent or cls is EnvironmentEvent or cls is RuntimeEvent:
+                row = _event_row(event, cls, message_time, meta_json)  # the columns() of these, inline
+            else:
+                cols = event.columns()
+                call_records = None
+                if isinstance(event, LMCAISEvent) and event.call_records:
+                    call_records = encode_records(event.call_records, _json)
+                terminated = cols.get("terminated")
+                truncated = cols.get("truncated")
+                row = (
+                    event.event_type, event.system_instance_id or None, time_record.event_time, message_time,
+                    _stamp(time.time()), cols.get("model_name"), cols.get("provider"), cols.get("input_tokens"),
+                    cols.get("output_tokens"), cols.get("total_tokens"), cols.get("cost_usd"),
+                    cols.get("latency_ms"), cols.get("span_id"), cols.get("trace_id"), call_records,
+                    cols.get("reward"), None if terminated is None else int(terminated),
+                    None if truncated is None else int(truncated), _json(cols.get("system_state_before")),
+                    _json(cols.get("system_state_after")), meta_json, _json(event.event_metadata),
+                )
             session.events.append((step.step_id if step else None, row))
             return event
 
@@ -496,6 +498,29 @@ class SessionTracer:
         session.steps = []
         session.events = []
         session.messages = []
+
+
+class _TimestepBlock(ContextDecorator):
+    """What `SessionTracer.timestep()` returns: starts the step on entry, ends it on exit (also on
+    an exception, which then propagates). A small class rather than `@contextmanager`: one is
+    made per step, and a generator-based one costs several times more."""
+
+    __slots__ = ("_tracer", "_args", "_sid")
+
+    def __init__(self, tracer: "SessionTracer", step_id: str, turn_number: int | None,
+                 metadata: dict[str, Any] | None):
+        self._tracer = tracer
+        self._args = (step_id, turn_number, metadata)
+        self._sid: str | None = None
+
+    def __enter__(self) -> str:
+        self._sid = self._tracer.start_timestep(*self._args)
+        return self._sid
+
+    def __exit__(self, *exc: Any) -> None:
+        tracer, sid = self._tracer, self._sid
+        if tracer._step is not None and tracer._step.step_id == sid:
+            tracer.end_timestep(sid)
 
 
 class AsyncSessionTracer:
@@ -642,6 +667,37 @@ class AsyncSessionTracer:
         return block()
 
 
+def _event_row(event: Any, cls: type, message_time: int | None, meta_json: str | None) -> tuple:
+    """EVENT_COLUMNS of an exact LMCAISEvent / EnvironmentEvent / RuntimeEvent: what `columns()` gives, inline."""
+    model_name = provider = input_tokens = output_tokens = total_tokens = cost = latency = span_id = None
+    trace_id = call_records = reward = terminated = truncated = before = after = None
+    if cls is LMCAISEvent:
+        model_name = event.model_name or None
+        provider = event.provider
+        input_tokens = event.input_tokens
+        output_tokens = event.output_tokens
+        total_tokens = event.total_tokens
+        cost = usd_to_cents(event.cost_usd)
+        latency = event.latency_ms
+        span_id = event.span_id
+        trace_id = event.trace_id
+        before = event.system_state_before
+        after = event.system_state_after
+        if event.call_records:
+            call_records = encode_records(event.call_records, _json)
+    elif cls is EnvironmentEvent:
+        reward = None if event.reward is None else float(event.reward)
+        terminated = int(bool(event.terminated))
+        truncated = int(bool(event.truncated))
+        before = event.system_state_before
+        after = event.system_state_after
+    return (event.event_type, event.system_instance_id or None, event.time_record.event_time, message_time,
+            _stamp(time.time()), model_name, provider, input_tokens, output_tokens, total_tokens, cost, latency,
+            span_id, trace_id, call_records, reward, terminated, truncated,
+            None if before is None else _json(before), None if after is None else _json(after), meta_json,
+            None if event.event_metadata is None else _json(event.event_metadata))
+
+
 def _env_timeout() -> float:
     text = os.environ.get("SYNTH_TRACES_BUSY_TIMEOUT", "").strip()
     if not text:
@@ -653,14 +709,6 @@ def _env_timeout() -> float:
     if not (0 <= value < 1e6):
         raise TraceStoreError(f"SYNTH_TRACES_BUSY_TIMEOUT={text!r}: out of range (0 to 1e6 seconds)")
     return value
-
-
-def _record_dict(record: Any) -> Any:
-    if isinstance(record, LLMCallRecord):
-        return record.to_dict()
-    if isinstance(record, dict):
-        return LLMCallRecord.from_dict(record).to_dict()
-    raise TypeError(f"call_records holds a {type(record).__name__}, expected LLMCallRecord")
 
 
 __all__ = ["AsyncSessionTracer", "SessionTracer", "TraceWriteWarning", "resolve_write_target", "utcnow"]

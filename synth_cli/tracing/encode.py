@@ -1,0 +1,140 @@
+"""The `events.call_records` JSON of a tracer's records, with the message lists walked by orjson itself.
+
+Every call of an agent's session carries the whole conversation so far, so most of a record's
+JSON is its messages. `to_dict` converts each message and part in Python (a dict each, type
+checks, a list per `parts`) before orjson writes the result. :func:`encode_records` converts the
+record itself the same way but hands its message lists to orjson as the objects they are:
+orjson walks each list and calls back into Python once per message
+(`OPT_PASSTHROUGH_DATACLASS`), and that check returns the message's field dict without `extra`,
+its parts converted the same way in a plain loop. The text is byte for byte what
+``_json.dumps([r.to_dict() for r in records])`` gives; when the check refuses, the record takes
+the unchanged `to_dict` path. Why the two agree, for one list of messages:
+
+1. Every dataclass and every datetime orjson meets reaches the check (passthrough). A message is
+   taken as it is only when it is exactly an `LLMMessage` whose attributes are exactly its
+   fields in definition order (so `to_dict`, generated or generic, emits the same keys in the
+   same order), whose `extra` is empty (`to_dict` merges nothing) and whose `parts` is a list;
+   its parts likewise (exactly `LLMContentPart`, exactly the fields, empty `extra`), and any
+   other element of `parts` becomes what `to_dict` makes of it (`to_dict()` for a record, else
+   itself). Another message (tool calls in `extra`, say) is replaced by its own `to_dict()`.
+2. The messages checked must be exactly the list's elements (counted), and anything else that
+   reaches the check refuses the list: a part or a record where `to_dict` would not have
+   converted it (in a metadata dict, a tuple, a field), a datetime anywhere (`to_dict` formats
+   one as `str(dt)` in a field, where orjson writes ISO inside a dict), another dataclass, or
+   anything orjson cannot write itself.
+3. With no record and no datetime left inside their fields, `to_dict` of a message or part
+   taken as it is keeps every field value as it is (lists included) and converts `parts` part
+   by part: the dicts the check built, which orjson then writes as it would have written
+   `to_dict`'s output (no value left needs a different option or the default).
+
+Tests compare the two on the published fixtures and on odd records built to break each rule;
+the bench DB is identical before and after. Never prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from synth_cli._json import _default
+from synth_cli.tracing.models import LLMCallRecord, LLMContentPart, LLMMessage, _Record
+
+try:
+    import orjson as _orjson
+
+    _Fragment = getattr(_orjson, "Fragment", None)
+    _OPTIONS = _orjson.OPT_PASSTHROUGH_DATACLASS | _orjson.OPT_PASSTHROUGH_DATETIME
+except ImportError:  # pragma: no cover - orjson is a declared dependency
+    _orjson = None
+    _Fragment = None
+    _OPTIONS = 0
+
+_MESSAGE_ATTRS = tuple(f.name for f in dataclasses.fields(LLMMessage))
+_PART_ATTRS = tuple(f.name for f in dataclasses.fields(LLMContentPart))
+_RECORD_ATTRS = tuple(f.name for f in dataclasses.fields(LLMCallRecord))
+_MESSAGE_LISTS = ("input_messages", "output_messages", "outputs")
+
+class _Refused(Exception):
+    """A message list the fast path does not take (see the module docstring)."""
+
+
+def encode_records(records: list[Any], fallback: Callable[[list[Any]], str | None]) -> str | None:
+    """JSON text of `[r.to_dict() for r in records]` (dicts are parsed as `LLMCallRecord`s first).
+
+    `fallback(dicts)` serialises the plain dicts when the fast path does not apply.
+    """
+    records = [r if isinstance(r, LLMCallRecord) else _as_record(r) for r in records]
+    if _Fragment is not None:
+        try:
+            return _orjson.dumps([_payload(r) for r in records], default=_default).decode()
+        except (TypeError, _Refused):
+            pass  # something the fast path does not take: the unchanged path decides what to write
+    return fallback([r.to_dict() for r in records])
+
+
+def _payload(record: LLMCallRecord) -> Any:
+    """`record.to_dict()`, its message lists as JSON fragments written by orjson."""
+    d = record.__dict__
+    if record.__class__ is not LLMCallRecord or tuple(d) != _RECORD_ATTRS:
+        return record.to_dict()
+    extra = d["extra"]
+    if extra and not extra.keys().isdisjoint(_MESSAGE_LISTS):
+        return record.to_dict()
+    lists = [(name, d[name]) for name in _MESSAGE_LISTS if d[name].__class__ is list and d[name]]
+    if not lists:
+        return record.to_dict()
+    # to_dict of a copy whose message lists are empty (same keys, same order), then the lists
+    shallow = object.__new__(LLMCallRecord)
+    sd = shallow.__dict__
+    sd.update(d)
+    for name, _ in lists:
+        sd[name] = []
+    out = shallow.to_dict()
+    for name, messages in lists:
+        out[name] = _messages_fragment(messages)
+    return out
+
+
+def _messages_fragment(messages: list) -> Any:
+    """The JSON of `[m.to_dict() for m in messages]`, written by orjson (see the module docstring)."""
+    for message in messages:
+        if message.__class__ is not LLMMessage:
+            raise _Refused
+    seen = 0
+
+    def check(obj: Any) -> dict:  # every dataclass and datetime orjson meets comes here
+        nonlocal seen
+        if obj.__class__ is not LLMMessage:
+            raise _Refused  # a datetime, or a record where to_dict would not convert it
+        seen += 1
+        d = obj.__dict__
+        if tuple(d) != _MESSAGE_ATTRS or d["extra"] or d["parts"].__class__ is not list:
+            return obj.to_dict()  # e.g. an assistant message with tool calls in `extra`
+        out = d.copy()
+        del out["extra"]
+        parts = []
+        for part in d["parts"]:
+            if part.__class__ is LLMContentPart:
+                pd = part.__dict__
+                if tuple(pd) == _PART_ATTRS and not pd["extra"]:
+                    pd = pd.copy()
+                    del pd["extra"]
+                    parts.append(pd)
+                    continue
+            parts.append(part.to_dict() if isinstance(part, _Record) else part)
+        out["parts"] = parts
+        return out
+
+    data = _orjson.dumps(messages, default=check, option=_OPTIONS)
+    if seen != len(messages):
+        raise _Refused
+    return _Fragment(data)
+
+
+def _as_record(value: Any) -> LLMCallRecord:
+    if isinstance(value, dict):
+        return LLMCallRecord.from_dict(value)
+    raise TypeError(f"call_records holds a {type(value).__name__}, expected LLMCallRecord")
+
+
+__all__ = ["encode_records"]

@@ -1,0 +1,187 @@
+"""The tracer's call_records JSON (`synth_cli.tracing.encode`) is byte for byte what `to_dict` + orjson gives.
+
+The fast path hands message lists to orjson as objects; these tests compare its text with the
+unchanged path's on the published fixtures and on records built to trip every rule it relies on
+(subclasses, reordered or foreign attributes, non-empty `extra`, datetimes, records hidden in
+metadata, tuples, look-alike values such as 1 / 1.0 / True, "extra" as a user key), and check
+that the fast path is really taken for plain records (so the comparison is not vacuous).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+
+from helpers.llm_fixtures import build, fixture_names, load
+from synth_cli import _json
+from synth_cli.tracing import encode
+from synth_cli.tracing.models import LLMCallRecord, LLMContentPart, LLMMessage, LLMUsage, ToolCallSpec
+
+
+def _reference(records):
+    """What the tracer wrote before the fast path: each record's to_dict, serialised as one array."""
+    dicts = [r.to_dict() if isinstance(r, LLMCallRecord) else LLMCallRecord.from_dict(r).to_dict() for r in records]
+    try:
+        return _json.dumps(dicts)
+    except TypeError:
+        return json.dumps(dicts, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _fallback(dicts):
+    try:
+        return _json.dumps(dicts)
+    except TypeError:
+        return json.dumps(dicts, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _text(text, **kw):
+    return LLMMessage(role="user", parts=[LLMContentPart(type="text", text=text)], **kw)
+
+
+def _record(messages, **kw):
+    return LLMCallRecord(call_id="c", model_name="m", started_at=datetime(2025, 1, 2, 3, 4, 5, 6),
+                         input_messages=list(messages), output_messages=[_text("out")], **kw)
+
+
+def _odd_messages():
+    class Str(str):
+        pass
+
+    class Sub(LLMMessage):
+        pass
+
+    class SubPart(LLMContentPart):
+        pass
+
+    reordered = _text("reordered")
+    del reordered.name
+    reordered.name = None
+    foreign = _text("foreign")
+    foreign.note = "not a field"
+    part_reordered = _text("part reordered")
+    del part_reordered.parts[0].text
+    part_reordered.parts[0].text = "x"
+    no_extra = _text("no extra")
+    del no_extra.parts[0].extra
+    return {
+        "plain": _text("plain"),
+        "int width": LLMMessage(parts=[LLMContentPart(text="same", width=1)]),
+        "bool width": LLMMessage(parts=[LLMContentPart(text="same", width=True)]),
+        "float width": LLMMessage(parts=[LLMContentPart(text="same", width=1.0)]),
+        "metadata": _text("m", metadata={"k": 1, "extra": {}}),
+        "metadata record": _text("m", metadata={"u": LLMUsage(input_tokens=1)}),
+        "metadata part": _text("m", metadata={"p": LLMContentPart(text="hidden")}),
+        "metadata datetime": _text("m", metadata={"at": datetime(2025, 1, 1)}),
+        "metadata set": _text("m", metadata={"s": {1}}),
+        "message extra": _text("e", extra={"tool_calls": [{"id": "t1"}]}),
+        "message extra {}": _text("e", extra={}),
+        "part extra": LLMMessage(parts=[LLMContentPart(text="e", extra={"cache_control": {"type": "ephemeral"}})]),
+        "part data dict": LLMMessage(parts=[LLMContentPart(type="image", data={"detail": "low", "extra": {}})]),
+        "part data datetime": LLMMessage(parts=[LLMContentPart(data=datetime(2025, 1, 1))]),
+        "part data record": LLMMessage(parts=[LLMContentPart(data=ToolCallSpec(name="f"))]),
+        "part data list": LLMMessage(parts=[LLMContentPart(data=[LLMUsage(extra={"x": 1}), 2])]),
+        "part text datetime": LLMMessage(parts=[LLMContentPart(text=datetime(2025, 1, 1))]),
+        "role record": LLMMessage(role=LLMUsage(), parts=[]),
+        "role str subclass": LLMMessage(role=Str("user"), parts=[LLMContentPart(text="s")]),
+        "parts tuple": LLMMessage(parts=(LLMContentPart(text="t"),)),
+        "parts dicts": LLMMessage(parts=[{"type": "text", "text": "d", "extra": {}}]),
+        "parts empty": LLMMessage(parts=[]),
+        "part subclass": LLMMessage(parts=[SubPart(text="sub"), LLMContentPart(text="plain")]),
+        "part is a message": LLMMessage(parts=[_text("nested")]),
+        "part in a part": LLMMessage(parts=[LLMContentPart(data=LLMContentPart(text="inner"))]),
+        "message in metadata": _text("m", metadata={"quoted": _text("inner")}),
+        "subclass": Sub(role="user", parts=[LLMContentPart(text="sub")]),
+        "reordered": reordered,
+        "foreign attribute": foreign,
+        "part reordered": part_reordered,
+        "part without extra": no_extra,
+        "user value extra": _text("extra", name="extra"),
+        "unicode": _text('é ü 你好 \n\t"q" \\ \x00 ,"extra":{}}'),
+        "big int": LLMMessage(parts=[LLMContentPart(text="big", size_bytes=2**70)]),
+    }
+
+
+def test_published_fixtures_encode_as_before():
+    records = [build(load(name)) for name in fixture_names()]
+    records += [build(load(name), streamed=True) for name in fixture_names() if "stream" in load(name)]
+    assert records
+    for record in records:
+        assert encode.encode_records([record], _fallback) == _reference([record]), record.call_id
+    assert encode.encode_records(records, _fallback) == _reference(records)
+
+
+@pytest.mark.parametrize("name", sorted(_odd_messages()))
+def test_odd_messages_encode_as_before(name):
+    message = _odd_messages()[name]
+    plain = _text("plain")
+    for record in (_record([plain, message, plain]),
+                   LLMCallRecord(call_id="c", input_messages=[message], outputs=[message])):
+        assert encode.encode_records([record], _fallback) == _reference([record])
+    # several records and a dict record in one event
+    records = [_record([message]), _record([plain]).to_dict(), _record([plain, message])]
+    assert encode.encode_records(records, _fallback) == _reference(records)
+
+
+def test_odd_records_encode_as_before():
+    class SubRecord(LLMCallRecord):
+        pass
+
+    odd = LLMCallRecord.from_dict({"call_id": "odd", "model_name": "m", "unknown_top": 1, "input_messages": [
+        {"role": "user", "parts": [{"type": "text", "text": "hi", "unknown_part": [1, 2]}], "x": None}]})
+    odd.output_text = datetime(2025, 1, 2, 3, 4, 5)
+    clobber = _record([_text("a")])
+    clobber.extra = {"input_messages": "clobbered", "k": 1}
+    foreign = _record([_text("a")])
+    foreign.note = "not a field"
+    tupled = _record([])
+    tupled.input_messages = (_text("in a tuple"),)
+    for record in (odd, clobber, foreign, tupled, SubRecord(call_id="sub", input_messages=[_text("s")]),
+                   _record([_text("a")], metadata={"at": datetime(2025, 1, 1), "u": LLMUsage()}),
+                   LLMCallRecord(call_id="empty")):
+        assert encode.encode_records([record], _fallback) == _reference([record])
+
+
+def test_plain_messages_take_the_fast_path(monkeypatch):
+    """The comparison above is not vacuous: plain conversations are written by orjson directly."""
+    taken = []
+    original = encode._messages_fragment
+    monkeypatch.setattr(encode, "_messages_fragment", lambda messages: taken.append(len(messages))
+                        or original(messages))
+    record = _record([_text(f"turn {i}") for i in range(5)])
+    assert encode.encode_records([record], _fallback) == _reference([record])
+    assert taken == [5, 1]
+
+
+def test_a_mutated_message_is_written_as_it_is_now():
+    message = _text("before")
+    record = _record([message])
+    first = encode.encode_records([record], _fallback)
+    message.parts[0].text = "after"
+    message.parts.append(LLMContentPart(text="more"))
+    second = encode.encode_records([record], _fallback)
+    assert first != second and second == _reference([record]) and '"after"' in second
+
+
+def test_not_a_record_is_refused():
+    with pytest.raises(TypeError, match="expected LLMCallRecord"):
+        encode.encode_records(["nope"], _fallback)
+
+
+@pytest.mark.parametrize("usage", [None, LLMUsage(), LLMUsage(input_tokens=0, output_tokens=0, cost_usd=0.0),
+                                   LLMUsage(input_tokens=7, output_tokens=3, total_tokens=None, cost_usd=0.25)])
+@pytest.mark.parametrize("names", [("", None, "", None), ("m", "openai", "span", "trace"), (None, "", None, "")])
+def test_one_record_event_derives_what_the_general_rule_gives(usage, names):
+    """`LMCAISEvent.from_records` spells out the one-record case; it must agree with the sums and firsts."""
+    from synth_cli.tracing.events import LMCAISEvent
+
+    model, provider, span, trace = names
+    record = LLMCallRecord(call_id="c", model_name=model, provider=provider, span_id=span, trace_id=trace,
+                           usage=usage, latency_ms=None if usage is None else 12)
+    assert LMCAISEvent.from_records(record).__dict__ | {"time_record": None, "event_time": None} == \
+        LMCAISEvent(call_records=[record], **LMCAISEvent._derive([record])).__dict__ | {
+            "time_record": None, "event_time": None}
+    event = LMCAISEvent.from_records([record], cost_usd=None, latency_ms=99, metadata={"k": 1})
+    assert event.latency_ms == 99 and event.metadata == {"k": 1}
+    assert event.cost_usd == LMCAISEvent._derive([record])["cost_usd"]
