@@ -211,8 +211,15 @@ def max_rss(report: str) -> int:
 
 
 def _env() -> dict:
+    """The commands' environment: this checkout's code, no SYNTH_* settings, and compiled bytecode
+    kept (under bench/.cache/pycache) as an installed package has it: with PYTHONDONTWRITEBYTECODE
+    set (as in some sandboxes) every run would compile the CLI's modules again, a cost the floor,
+    which imports two C modules, does not pay and no installed synth-ai pays either (pip compiles
+    them at install). The warm-up round writes the cache (bench/startup.py does the same)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTH_")}
     env["PYTHONPATH"] = str(ROOT)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(CACHE / "pycache")
     return env
 
 

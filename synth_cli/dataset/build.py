@@ -22,9 +22,10 @@ from typing import Any, Callable
 
 from synth_cli._json import dumps_bytes, loads
 from synth_cli.dataset import convert as cv
+from synth_cli.dataset.history import FastCall, Histories
 from synth_cli.dataset.options import FilterOptions
 from synth_cli.store.selection import FILTER_ORDER, MAX_IN_LIST, scan_calls, scan_messages, select_sessions
-from synth_cli.dataset.validate import check_example, estimate_tokens
+from synth_cli.dataset.validate import check_example, check_tools, estimate_tokens
 from synth_cli.errors import DatasetError
 from synth_cli.store.reader import TraceStore
 
@@ -164,7 +165,7 @@ def reward_histogram(all_rewards: Counter, kept: Counter, *, max_bins: int = 12)
     return bins
 
 
-class _Stop(Exception):
+class LimitReached(Exception):
     """--limit reached."""
 
 
@@ -189,7 +190,7 @@ def val_sessions(session_ids: Any, fraction: float, seed: int) -> set[str]:
     return set(ranked[:n_val])
 
 
-class _Session:
+class KeptSession:
     __slots__ = ("session_id", "total_reward", "experiment_id", "is_val", "remaining", "merger", "history", "order")
 
     def __init__(self, session_id: str, total_reward: float, experiment_id: str | None, is_val: bool,
@@ -236,7 +237,7 @@ class DigestSet:
         return True
 
 
-class _Sink:
+class Sink:
     """Validates, de-duplicates, splits, counts and writes examples."""
 
     def __init__(self, opts: FilterOptions, stats: FilterStats, train: Any, val: Any):
@@ -255,6 +256,10 @@ class _Sink:
 
             self.redactor = Redactor(pii=opts.redact == "pii")
         self._rows = 0
+        self._tools_seen: list[tuple] = []
+        #: SHA-256 of what each output file receives (for the manifest: no second read of the file)
+        self.train_sha = hashlib.sha256() if train is not None and not getattr(train, "through", False) else None
+        self.val_sha = hashlib.sha256() if val is not None and not getattr(val, "through", False) else None  # (tools, their scrubbed JSON, what scrubbing found)
 
     def tick(self) -> None:
         """One DB row read: report progress every PROGRESS_EVERY rows."""
@@ -262,14 +267,14 @@ class _Sink:
         if self.on_progress is not None and self._rows % PROGRESS_EVERY == 0:
             self.on_progress(self.stats)
 
-    def _rows_seen(self, n: int) -> None:
+    def rows_seen(self, n: int) -> None:
         """`n` rows read by a worker: report progress at each PROGRESS_EVERY rows crossed."""
         before = self._rows
         self._rows += n
         if self.on_progress is not None and self._rows // PROGRESS_EVERY > before // PROGRESS_EVERY:
             self.on_progress(self.stats)
 
-    def reject(self, errors: list[str], session: _Session, call_id: str | None) -> None:
+    def reject(self, errors: list[str], session: KeptSession, call_id: str | None) -> None:
         """Count an invalid example (by reason, and named among the first few); --strict: fail."""
         stats = self.stats
         errors = [UNRESTORABLE if e in _UNANSWERED else e for e in errors]
@@ -282,15 +287,15 @@ class _Sink:
             raise DatasetError(f"session {session.session_id}: the example of call {call_id} is not valid "
                                f"({errors[0]})", hint="drop --strict to skip invalid examples")
 
-    def emit(self, example: dict, session: _Session, call_id: str | None, model: str | None) -> None:
+    def emit(self, example: dict, session: KeptSession, call_id: str | None, model: str | None) -> None:
         ready = self.prepare(example, session, call_id, model)
         if ready is not None:
             self.accept(ready)
 
-    def at_end(self, session: _Session) -> None:
+    def at_end(self, session: KeptSession) -> None:
         """The scan is over and `session`'s open conversation is being finished (workers: its place)."""
 
-    def prepare(self, example: dict, session: _Session, call_id: str | None, model: str | None
+    def prepare(self, example: dict, session: KeptSession, call_id: str | None, model: str | None
                 ) -> tuple | None:
         """Validate, scrub and serialise one example: what :meth:`accept` writes, or None (invalid).
 
@@ -313,6 +318,92 @@ class _Sink:
         tools = cv.final_has_tool_calls(example) if self.calls_mode else cv.has_tool_calls(example)
         return line, digest, tokens, session.is_val, len(example["messages"]), bool(tools), model
 
+    def emit_call(self, call: FastCall, session: KeptSession) -> None:
+        ready = self.prepare_call(call, session)
+        if ready is not None:
+            self.accept(ready)
+
+    def prepare_call(self, call: FastCall, session: KeptSession) -> tuple | None:
+        """:meth:`prepare` for a call converted through its session's history (calls mode): the same
+        result, from the history's messages checked, scrubbed and serialised once each.
+
+        The line is (the history's bytes, the rest), which written one after the other are the
+        bytes :meth:`prepare` writes; so are the digest, tokens and counts.
+        """
+        history = call.history
+        output = call.output
+        tools = call.tools
+        parallel = call.parallel
+        known = self._tools(tools) if tools else None  # (JSON, found, whether validation finds nothing)
+        if history.nonplain or (known is not None and not known[2]):
+            example: dict[str, Any] = {"messages": [*history.messages(), output]}
+            if tools:
+                example["tools"] = tools
+        else:  # the history's messages are plain and the tools valid: they add no reason
+            example = {"messages": [output]}
+        if parallel is not None:
+            example["parallel_tool_calls"] = parallel
+        errors = check_example(example, assistant=not history.nonplain and history.assistant)
+        if errors:
+            self.reject(errors, session, call.call_id)
+            return None
+        redactor = self.redactor
+        if redactor is None or redactor.clean((*history.unwritten(), output)):
+            history.extend_head(None)  # nothing new to scrub (one search for the new messages and the output)
+            found: tuple = ()
+        else:
+            history.extend_head(redactor)
+            output, found = redactor.message(output)  # type: ignore[arg-type]
+        if redactor is not None and (history.found or found or (known is not None and known[1])):
+            total = dict(history.found)
+            for kind, n in (*found, *(known[1] if known is not None else ())):
+                total[kind] = total.get(kind, 0) + n
+            redactor.count(total)
+        out = dumps_bytes(output)
+        if history.count:
+            out = b"," + out
+        if known is not None:
+            rest = out + b'],"tools":' + known[0]
+            if parallel is not None:
+                rest += b',"parallel_tool_calls":true}' if parallel else b',"parallel_tool_calls":false}'
+            else:
+                rest += b"}"
+        elif parallel is not None:
+            rest = out + (b'],"parallel_tool_calls":true}' if parallel else b'],"parallel_tool_calls":false}')
+        else:
+            rest = out + b"]}"
+        hasher = history.hasher.copy()
+        hasher.update(rest)
+        head = history.head
+        if history.image or b'"image_url"' in rest:
+            line = head + rest
+            tokens = estimate_tokens(line, loads(line))
+        else:
+            tokens = (len(head) + len(rest)) >> 2
+        if self.include_metadata:
+            meta = {"session_id": session.session_id, "call_id": call.call_id, "model": call.model,
+                    "total_reward": session.total_reward, "experiment_id": session.experiment_id}
+            rest = rest[:-1] + b',"metadata":' + dumps_bytes(meta) + b"}"
+        with_tools = bool(output.get("tool_calls") or output.get("function_call"))  # type: ignore[union-attr]
+        return ((head, rest), hasher.digest(), tokens, session.is_val, history.count + 1, with_tools,
+                call.model)
+
+    def _tools(self, tools: list) -> tuple[bytes, tuple, bool]:
+        """(JSON of the scrubbed tools, what scrubbing found, whether validating them finds nothing)
+        for the last few tools lists offered (agents offer the same few on every call)."""
+        for entry in self._tools_seen:
+            if entry[0] == tools:
+                return entry[1]
+        found: tuple = ()
+        scrubbed = tools
+        if self.redactor is not None:
+            scrubbed, found = self.redactor.found_in_tools(tools)
+        known = (dumps_bytes(scrubbed), found, not check_tools(tools))
+        if len(self._tools_seen) >= 4:
+            self._tools_seen.pop(0)
+        self._tools_seen.append((tools, known))
+        return known
+
     def accept(self, ready: tuple) -> None:
         line, digest, tokens, is_val, messages, tools, model = ready
         stats = self.stats
@@ -322,14 +413,24 @@ class _Sink:
         stats.token_estimate += tokens
         if is_val:
             stats.val += 1
-            if self.val is not None:
-                self.val.write(line)
-                self.val.write(b"\n")
+            out, sha = self.val, self.val_sha
         else:
             stats.train += 1
-            if self.train is not None:
-                self.train.write(line)
-                self.train.write(b"\n")
+            out, sha = self.train, self.train_sha
+        if out is not None:
+            if type(line) is tuple:
+                out.write(line[0])
+                out.write(line[1])
+                if sha is not None:
+                    sha.update(line[0])
+                    sha.update(line[1])
+            else:
+                out.write(line)
+                if sha is not None:
+                    sha.update(line)
+            out.write(b"\n")
+            if sha is not None:
+                sha.update(b"\n")
         stats.examples += 1
         stats.messages += messages
         if tools:
@@ -337,14 +438,14 @@ class _Sink:
         stats.models[model or "(unknown)"] += 1
         if self.limit is not None and stats.examples >= self.limit:
             stats.limit_reached = True
-            raise _Stop()
+            raise LimitReached()
 
 
 # --------------------------------------------------------------------------- one DB
 
 
-def _select(store: TraceStore, opts: FilterOptions, stats: FilterStats, fallback: bool) -> dict[str, _Session]:
-    kept: dict[str, _Session] = {}
+def select_kept(store: TraceStore, opts: FilterOptions, stats: FilterStats, fallback: bool) -> dict[str, KeptSession]:
+    kept: dict[str, KeptSession] = {}
     for row in select_sessions(store, opts, fallback=fallback):
         stats.sessions_scanned += 1
         stats.rewards[row.total_reward] += 1
@@ -358,7 +459,7 @@ def _select(store: TraceStore, opts: FilterOptions, stats: FilterStats, fallback
                 continue
         stats.sessions_kept += 1
         stats.rewards_kept[row.total_reward] += 1
-        kept[row.session_id] = _Session(row.session_id, row.total_reward, row.experiment_id, False, row.calls,
+        kept[row.session_id] = KeptSession(row.session_id, row.total_reward, row.experiment_id, False, row.calls,
                                         len(kept))
     return kept
 
@@ -380,7 +481,7 @@ def _unknown_schema(stats: FilterStats, opts: FilterOptions, session_id: str, ve
     stats.schema_versions[str(version)] += 1
 
 
-def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Sink, kept: dict[str, _Session],
+def convert_calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: Sink, kept: dict[str, KeptSession],
            rows: Any = None) -> None:
     """Convert the call records of the kept sessions (`rows`: the scan to use, else :func:`scan_calls`)."""
     sessions_mode = opts.mode == "sessions"
@@ -394,6 +495,7 @@ def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Si
     if rows is None:
         rows = scan_calls(store, ids)
     tick = sink.tick
+    histories = Histories()
     try:
         for row in rows:
             tick()
@@ -401,8 +503,9 @@ def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Si
             session = kept.get(session_id)
             if session is None:
                 continue
+            earlier = histories.get(session_id)  # what the session's last row held
             try:
-                records = loads(row[2])
+                records = earlier.parse(row[2])
                 if type(records) is dict:
                     records = [records]
                 elif type(records) is not list:
@@ -421,7 +524,10 @@ def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Si
                         dropped["outcome"] += 1
                         use = False
                     if use:
-                        converted.append(cv.convert_call(record, skipped))
+                        if not sessions_mode and earlier.owns(record):
+                            converted.append(earlier.call(record, skipped))
+                        else:
+                            converted.append(cv.convert_call(record, skipped))
                     elif record.get("output_tool_calls"):  # still the source of later histories' tool calls
                         output = cv.convert_output(record, len(record.get("input_messages") or ()), {})
                         if output is not None and output.get("tool_calls"):
@@ -430,6 +536,7 @@ def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Si
                             session.history.add(output)
             except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
                 _malformed(stats, opts, session_id, row[0], str(exc) or type(exc).__name__)
+                histories.drop(session_id)
                 converted = []
             for call in converted:
                 history = session.history
@@ -461,11 +568,14 @@ def _calls(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Si
                     done = merger.add(call, (call.call_id, call.model))
                     if done is not None:
                         sink.emit(done[0], session, *done[1])
+                elif type(call) is FastCall:
+                    sink.emit_call(call, session)
                 else:
                     sink.emit(cv.example_of(call), session, call.call_id, call.model)  # type: ignore[arg-type]
             session.remaining -= 1
             stats.rows_done += 1
             if session.remaining <= 0:
+                histories.drop(session_id)
                 session.history = None
                 if sink.redactor is not None:
                     sink.redactor.forget(session_id)
@@ -520,25 +630,25 @@ def _message_conversation(rows: list[tuple], skipped: dict[str, int]) -> list[di
                     out.append({"role": "assistant", "tool_calls": [call]})
                 pending.append(call_id)
             else:
-                cv._skip(skipped, "tool_use")
+                cv.count_skipped(skipped, "tool_use")
         elif kind == "tool_result":
             if pending:
                 out.append({"role": "tool", "tool_call_id": pending.pop(0), "content": text})
             else:
-                cv._skip(skipped, "tool_result")
+                cv.count_skipped(skipped, "tool_result")
         else:
-            cv._skip(skipped, f"message_type:{kind}")
+            cv.count_skipped(skipped, f"message_type:{kind}")
     return out
 
 
-def _messages(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: _Sink,
-              kept: dict[str, _Session]) -> None:
+def convert_messages(store: TraceStore, opts: FilterOptions, stats: FilterStats, sink: Sink,
+              kept: dict[str, KeptSession]) -> None:
     if not kept:
         return
     ids = list(kept) if len(kept) <= MAX_IN_LIST and stats.sessions_dropped else None
     pending: dict[str, list[tuple]] = {}
 
-    def flush(session: _Session) -> None:
+    def flush(session: KeptSession) -> None:
         rows = pending.pop(session.session_id, [])
         rows.sort(key=lambda r: (r[0], r[1]))  # (step, id)
         conversation = _message_conversation([(r[1], r[2], r[3]) for r in rows], stats.skipped)

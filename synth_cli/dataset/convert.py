@@ -45,7 +45,7 @@ SUCCESS_OUTCOMES = (None, "", "success")
 Skipped = MutableMapping[str, int]
 
 
-def _skip(skipped: Skipped, kind: str, n: int = 1) -> None:
+def count_skipped(skipped: Skipped, kind: str, n: int = 1) -> None:
     skipped[kind] = skipped.get(kind, 0) + n
 
 
@@ -97,7 +97,7 @@ def convert_content(parts: Any, role: str, skipped: Skipped) -> str | list | Non
             out.append({"type": "text", "text": part})
             continue
         if not isinstance(part, dict):
-            _skip(skipped, "unknown_part")
+            count_skipped(skipped, "unknown_part")
             continue
         kind = part.get("type")
         if kind in TEXT_TYPES:
@@ -105,15 +105,15 @@ def convert_content(parts: Any, role: str, skipped: Skipped) -> str | list | Non
             out.append({"type": "text", "text": text if isinstance(text, str) else ""})
         elif kind in IMAGE_TYPES:
             if role != "user":
-                _skip(skipped, f"image_in_{role}_message")
+                count_skipped(skipped, f"image_in_{role}_message")
                 continue
             image = _image_url(part)
             if image is None:
-                _skip(skipped, "image_without_data")
+                count_skipped(skipped, "image_without_data")
             else:
                 out.append(image)
         else:
-            _skip(skipped, str(kind or "unknown_part"))
+            count_skipped(skipped, str(kind or "unknown_part"))
     if not out:
         return None
     if len(out) == 1 and out[0]["type"] == "text":
@@ -174,7 +174,7 @@ def convert_message(m: dict, index: int, skipped: Skipped) -> dict | None:
     if role not in ROLES:
         alias = ROLE_ALIASES.get(role)  # type: ignore[arg-type]
         if alias is None:
-            _skip(skipped, f"role:{role}")
+            count_skipped(skipped, f"role:{role}")
             return None
         role = alias
     parts = m.get("parts")
@@ -205,10 +205,10 @@ def convert_output(record: dict, index: int, skipped: Skipped) -> dict | None:
             break
     extra = len(outputs) - (1 if first is not None else 0)
     if extra > 0:
-        _skip(skipped, "output_message", extra)
+        count_skipped(skipped, "output_message", extra)
     choices = record.get("outputs")
     if choices and len(choices) > 1:
-        _skip(skipped, "extra_choice", len(choices) - 1)
+        count_skipped(skipped, "extra_choice", len(choices) - 1)
     out: dict[str, Any] = {"role": "assistant"}
     content: Any = None
     if first is not None:
@@ -313,11 +313,36 @@ def call_succeeded(record: dict) -> bool:
     return record.get("outcome") in SUCCESS_OUTCOMES
 
 
-_PLAIN_ROLES = frozenset(("system", "user", "assistant"))
+PLAIN_ROLES = frozenset(("system", "user", "assistant"))
 
 
 def convert_inputs(record: dict, skipped: Skipped) -> list[dict]:
     return _convert_inputs(record, skipped)[0]
+
+
+def convert_input(m: Any, index: int, skipped: Skipped) -> dict | None:
+    """One input message (at position `index` of the call's `input_messages`) as `convert_inputs`
+    converts it: None when its role has no equivalent; TypeError when it is not an object.
+
+    Pure: the same message at the same position always gives an equal result and the same
+    counts in `skipped` (which is what lets :mod:`synth_cli.dataset.history` convert each
+    history message of a session once).
+    """
+    # Fast path of convert_message: a system/user/assistant message with one text part, no
+    # name and no tool calls (nearly every history message of an agent trace).
+    try:
+        role = m["role"]
+        parts = m["parts"]
+        if role in PLAIN_ROLES and len(parts) == 1 and not m.get("name") and not m.get("tool_calls"):
+            part = parts[0]
+            if part["type"] == "text":
+                text = part["text"]
+                return {"role": role, "content": text if type(text) is str else ""}
+    except (KeyError, TypeError, IndexError):
+        pass  # not the common shape: the general converter decides
+    if type(m) is not dict:
+        raise TypeError("input message is not an object")
+    return convert_message(m, index, skipped)
 
 
 def _convert_inputs(record: dict, skipped: Skipped) -> tuple[list[dict], bool]:
@@ -328,24 +353,8 @@ def _convert_inputs(record: dict, skipped: Skipped) -> tuple[list[dict], bool]:
     tool = False
     out = []
     append = out.append
-    plain = _PLAIN_ROLES
     for i, m in enumerate(messages):
-        # Inlined fast path of convert_message: a system/user/assistant message with one text
-        # part, no name and no tool calls (nearly every history message of an agent trace).
-        try:
-            role = m["role"]
-            parts = m["parts"]
-            if role in plain and len(parts) == 1 and not m.get("name") and not m.get("tool_calls"):
-                part = parts[0]
-                if part["type"] == "text":
-                    text = part["text"]
-                    append({"role": role, "content": text if type(text) is str else ""})
-                    continue
-        except (KeyError, TypeError, IndexError):
-            pass  # not the common shape: the general converter decides
-        if type(m) is not dict:
-            raise TypeError("input message is not an object")
-        converted = convert_message(m, i, skipped)
+        converted = convert_input(m, i, skipped)
         if converted is not None:
             append(converted)
             if converted["role"] == "tool":
@@ -636,6 +645,7 @@ __all__ = [
     "call_succeeded",
     "convert_call",
     "convert_content",
+    "convert_input",
     "convert_message",
     "convert_output",
     "convert_record",

@@ -87,8 +87,9 @@ def settings_of(opts: Any) -> dict[str, Any]:
     return settings
 
 
-def build(opts: Any, stats: Any, outputs: list[tuple[str, Path, int]]) -> dict[str, Any]:
-    """The manifest document; `outputs`: (role, path, examples) of each file written."""
+def build(opts: Any, stats: Any, outputs: list[tuple]) -> dict[str, Any]:
+    """The manifest document; `outputs`: (role, path, examples[, sha256 of what was written]) of each
+    file written (a file whose sha256 is not given is read to compute it)."""
     from synth_cli import __version__
 
     return {
@@ -100,12 +101,12 @@ def build(opts: Any, stats: Any, outputs: list[tuple[str, Path, int]]) -> dict[s
         "counts": {"sessions_scanned": stats.sessions_scanned, "sessions_kept": stats.sessions_kept,
                    "calls_used": stats.calls_used, "examples": stats.examples, "train": stats.train,
                    "val": stats.val},
-        "files": [{"role": role, "name": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size,
-                   "examples": examples} for role, path, examples in outputs],
+        "files": [{"role": role, "name": path.name, "sha256": (known[0] if known and known[0] else sha256_of(path)),
+                   "bytes": path.stat().st_size, "examples": examples} for role, path, examples, *known in outputs],
     }
 
 
-def write(opts: Any, stats: Any, outputs: list[tuple[str, Path, int]]) -> Path:
+def write(opts: Any, stats: Any, outputs: list[tuple]) -> Path:
     """Write the manifest next to the first output; returns its path."""
     from synth_cli.dataset.writer import write_small_file
 

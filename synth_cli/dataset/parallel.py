@@ -3,13 +3,13 @@
 The parent has run the session query (:func:`synth_cli.store.selection.select_sessions`);
 each worker, forked from it, reads the rows of every N-th kept session through a
 connection of its own (:func:`synth_cli.store.selection.scan_calls_of`), parses and
-converts them, validates, scrubs and serialises each example (`_Sink.prepare`), and
+converts them, validates, scrubs and serialises each example (`Sink.prepare`), and
 sends the prepared examples back in batches, each tagged with the id of the row that
 produced it. A session lives in one worker, so everything kept per session (tool-call
 history, the open conversation, the redactor's memory) is what the single process keeps.
 
 The parent merges the workers' streams by that tag, which restores the single-process
-order exactly, and de-duplicates, splits, counts and writes (`_Sink.accept`): the output
+order exactly, and de-duplicates, splits, counts and writes (`Sink.accept`): the output
 bytes are those of `--workers 1`. The counters each worker kept are added up at the end;
 the lists that name the first few cases (invalid examples, malformed rows) are merged by
 the same tag. Used without `--limit` and `--strict` (whose stopping point depends on the
@@ -90,7 +90,7 @@ def _work(index: int, count: int, store: Any, opts: Any, kept: dict, fd: int, sp
                 sink.key = (row[0], 0)
                 yield row
 
-        build._calls(store, opts, stats, sink, mine, rows=tagged())
+        build.convert_calls(store, opts, stats, sink, mine, rows=tagged())
         sink.flush()
         sink.file.close()
         if sink.redactor is not None:
@@ -111,12 +111,12 @@ def _work(index: int, count: int, store: Any, opts: Any, kept: dict, fd: int, sp
 
 
 class _WorkerSink:
-    """A worker's end of `_Sink`: prepares examples and sends them, tagged, in batches."""
+    """A worker's end of `Sink`: prepares examples and sends them, tagged, in batches."""
 
     def __new__(cls, opts: Any, stats: Any, send: Any, prefix: str):
         from synth_cli.dataset import build
 
-        class WorkerSink(build._Sink):
+        class WorkerSink(build.Sink):
             def __init__(self) -> None:
                 super().__init__(opts, stats, None, None)
                 self.key: tuple = (0, 0)
@@ -135,15 +135,20 @@ class _WorkerSink:
             def at_end(self, session: Any) -> None:
                 self.key = (_END, session.order)
 
-            def emit(self, example: dict, session: Any, call_id: Any, model: Any) -> None:
-                ready = self.prepare(example, session, call_id, model)
-                if ready is not None:
-                    line = ready[0]
+            def accept(self, ready: tuple) -> None:
+                """A prepared example goes to the spool and the batch (the parent accepts it)."""
+                line = ready[0]
+                if type(line) is tuple:  # (the history's bytes, the rest): Sink.prepare_call
+                    self.file.write(line[0])
+                    self.file.write(line[1])
+                    size = len(line[0]) + len(line[1])
+                else:
                     self.file.write(line)
-                    self.batch.append((self.key, (len(line), *ready[1:])))
-                    self.size += len(line)
-                    if self.size >= BATCH_BYTES or len(self.batch) >= BATCH:
-                        self.flush()
+                    size = len(line)
+                self.batch.append((self.key, (size, *ready[1:])))
+                self.size += size
+                if self.size >= BATCH_BYTES or len(self.batch) >= BATCH:
+                    self.flush()
 
             def flush(self) -> None:
                 calls = self.stats.calls_scanned
@@ -232,7 +237,7 @@ def run_parallel(store: Any, opts: Any, stats: Any, sink: Any, kept: dict, worke
                     if kind == "batch":
                         _, rows, calls, seg, offset, entries = message
                         stats.calls_scanned += calls  # as they are read, for the progress line
-                        sink._rows_seen(rows)
+                        sink.rows_seen(rows)
                         if seg != segment:
                             if seg_fd >= 0:
                                 os.close(seg_fd)

@@ -257,6 +257,11 @@ class Redactor:
             return False
         return True
 
+    def clean(self, messages: Any, tools: Any = None) -> bool:
+        """True when no string of `messages` (and `tools`) can hold what this redactor replaces
+        (one cheap search; False says only that one may)."""
+        return self._clean(messages, tools)
+
     def text(self, text: str) -> str:
         """`text` with its secrets replaced (counted in :attr:`counts`)."""
         return self._cached(0, text)
@@ -307,31 +312,8 @@ class Redactor:
                 self._clean_tools.append(tools)
             self._keep(session, messages, tools)
             return False
-        text = self.text
         for m in todo:
-            content = m.get("content")
-            if type(content) is str:
-                if content:
-                    new = text(content)
-                    if new is not content:
-                        m["content"] = new
-            elif type(content) is list:
-                for part in content:  # image parts are never looked at
-                    if type(part) is dict and part.get("type") == "text" and isinstance(part.get("text"), str):
-                        new = text(part["text"])
-                        if new is not part["text"]:
-                            part["text"] = new
-            if len(m) == 2:
-                continue
-            name = m.get("name")
-            if isinstance(name, str) and name:
-                m["name"] = text(name)
-            calls = m.get("tool_calls")
-            if calls:
-                m["tool_calls"] = [self._call(c) for c in calls]  # new dicts: the originals may be shared
-            fc = m.get("function_call")
-            if isinstance(fc, dict):
-                m["function_call"] = self._function(fc)
+            self._scrub(m)
         if not tools_clean:
             example["tools"] = self.value(tools)
         if self._touched:
@@ -340,6 +322,77 @@ class Redactor:
         else:
             self._keep(session, messages, tools)
         return self._touched
+
+    def _scrub(self, m: dict) -> None:
+        """Scrub one message in place: its content (text parts), name, tool calls, function call."""
+        text = self.text
+        content = m.get("content")
+        if type(content) is str:
+            if content:
+                new = text(content)
+                if new is not content:
+                    m["content"] = new
+        elif type(content) is list:
+            for part in content:  # image parts are never looked at
+                if type(part) is dict and part.get("type") == "text" and isinstance(part.get("text"), str):
+                    new = text(part["text"])
+                    if new is not part["text"]:
+                        part["text"] = new
+        if len(m) == 2:
+            return
+        name = m.get("name")
+        if isinstance(name, str) and name:
+            m["name"] = text(name)
+        calls = m.get("tool_calls")
+        if calls:
+            m["tool_calls"] = [self._call(c) for c in calls]  # new dicts: the originals may be shared
+        fc = m.get("function_call")
+        if isinstance(fc, dict):
+            m["function_call"] = self._function(fc)
+
+    def message(self, m: dict) -> tuple[dict, tuple]:
+        """One message scrubbed, without counting it: (`m`, or a scrubbed copy, and what was found in it as
+        (kind, count) pairs, () when nothing). `m` itself is never changed.
+
+        What :meth:`example` finds in an example is what this finds in its messages and
+        :meth:`found_in_tools` in its tools, added up: each string is scrubbed on its own, so
+        :mod:`synth_cli.dataset.history` scrubs each history message of a session once and
+        counts it with every example that holds it (:meth:`count`).
+        """
+        if self._clean((m,), None):
+            return m, ()
+        copy = dict(m)
+        content = copy.get("content")
+        if type(content) is list:  # text parts are scrubbed in place: copy them
+            copy["content"] = [dict(p) if type(p) is dict else p for p in content]
+        saved, self.counts = self.counts, Counter()
+        try:
+            self._scrub(copy)
+            found = tuple(self.counts.items())
+        finally:
+            self.counts = saved
+        return (copy, found) if found else (m, ())
+
+    def found_in_tools(self, tools: Any) -> tuple[Any, tuple]:
+        """The tools offered, scrubbed, without counting them: (tools or a scrubbed copy, (kind, count) pairs)."""
+        if not tools or self._clean((), tools):
+            return tools, ()
+        saved, self.counts = self.counts, Counter()
+        try:
+            new = self.value(tools)
+            found = tuple(self.counts.items())
+        finally:
+            self.counts = saved
+        return (new, found) if found else (tools, ())
+
+    def count(self, found: Any) -> None:
+        """One example (scrubbed through :meth:`message` / :meth:`found_in_tools`) held `found`
+        ((kind, count) pairs, or a mapping): counted as :meth:`example` counts what it replaces."""
+        if found:
+            counts = self.counts
+            for kind, n in (found.items() if hasattr(found, "items") else found):
+                counts[kind] += n
+            self.examples += 1
 
     def _keep(self, session: Any, messages: list, tools: Any) -> None:
         """Remember a clean example's inputs (all messages but the last) for the session's next one."""

@@ -18,17 +18,17 @@ from synth_cli.store.reader import TraceStore, open_stores
 from synth_cli.dataset.build import (
     KNOWN_SCHEMA,
     FilterStats,
-    _calls,
-    _messages,
-    _select,
-    _Session,
-    _Sink,
-    _Stop,
+    KeptSession,
+    LimitReached,
+    Sink,
+    convert_calls,
+    convert_messages,
+    select_kept,
     val_sessions,
 )
 
 
-def _workers_for(opts: FilterOptions, store: TraceStore, kept: dict[str, _Session]) -> int:
+def _workers_for(opts: FilterOptions, store: TraceStore, kept: dict[str, KeptSession]) -> int:
     """How many processes scan this DB: `--workers` (default: the CPUs, for a DB big enough to gain).
 
     One process when `--limit` or `--strict` decide where to stop (that depends on the global
@@ -93,7 +93,7 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
             val_file = files.open(val) if val is not None else None
             for text in files.notices:
                 notice(text)
-            sink = _Sink(opts, stats, train_file, val_file)
+            sink = Sink(opts, stats, train_file, val_file)
             sink.on_progress = on_progress
             try:
                 selections = []
@@ -107,7 +107,7 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
                     if fallback:
                         notice(f"{store.label}: no events.call_records (earlier tracing_v3 schema); building "
                                "examples from the messages table (text only, no tools)")
-                    selections.append((store, fallback, _select(store, opts, stats, fallback)))
+                    selections.append((store, fallback, select_kept(store, opts, stats, fallback)))
                 if opts.val_fraction > 0:  # 2. the split, over every DB's kept sessions
                     val_ids = val_sessions((sid for _, _, kept in selections for sid in kept), opts.val_fraction,
                                            opts.seed)
@@ -119,7 +119,7 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
                     on_progress(stats)
                 for store, fallback, kept in selections:  # 3. one streamed scan per DB
                     if fallback:
-                        _messages(store, opts, stats, sink, kept)
+                        convert_messages(store, opts, stats, sink, kept)
                     else:
                         workers = _workers_for(opts, store, kept)
                         if workers > 1:
@@ -127,8 +127,8 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
 
                             if run_parallel(store, opts, stats, sink, kept, workers):
                                 continue
-                        _calls(store, opts, stats, sink, kept)
-            except _Stop:
+                        convert_calls(store, opts, stats, sink, kept)
+            except LimitReached:
                 pass
             if sink.redactor is not None:
                 stats.redaction = sink.redactor.summary()
@@ -152,7 +152,7 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
                 stats.output = str(output) if output is not None else None
                 stats.val_output = str(val) if val is not None else None
                 if output is not None and train_file is not None and not train_file.through:
-                    _write_manifest(opts, stats, train_file, val_file, notice)
+                    _write_manifest(opts, stats, train_file, val_file, notice, sink)
     finally:
         for store in stores:
             store.close()
@@ -166,14 +166,18 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
 __all__ = ["run_filter"]
 
 
-def _write_manifest(opts: FilterOptions, stats: FilterStats, train_file, val_file, notice) -> None:
-    """The outputs are in place: record how they were made next to them (see dataset/manifest.py).
+def _write_manifest(opts: FilterOptions, stats: FilterStats, train_file, val_file, notice, sink: Sink) -> None:
+    """The outputs are in place: record how they were made next to them (see dataset/manifest.py),
+    with the SHA-256 of the bytes the sink wrote to each (no second read of the files).
     A manifest that cannot be written is a notice, not a failure (the dataset itself is fine)."""
     from synth_cli.dataset import manifest
 
-    outputs = [("train", train_file.target, stats.train)]
+    def sha(digest) -> str | None:
+        return digest.hexdigest() if digest is not None else None
+
+    outputs = [("train", train_file.target, stats.train, sha(sink.train_sha))]
     if val_file is not None:
-        outputs.append(("validation", val_file.target, stats.val))
+        outputs.append(("validation", val_file.target, stats.val, sha(sink.val_sha)))
     try:
         stats.manifest = str(manifest.write(opts, stats, outputs))
     except (OSError, DatasetError) as exc:

@@ -141,8 +141,22 @@ def _check_tools(tools: Any, errors: list[str]) -> None:
             errors.append("tools[].function.description must be a string")
 
 
-def check_example(obj: Any) -> list[str]:
-    """Reasons why one parsed line is not a valid chat fine-tuning example ([] when valid)."""
+def check_tools(tools: Any) -> list[str]:
+    """What :func:`check_example` says of an example's `tools` (its reasons in their order)."""
+    errors: list[str] = []
+    _check_tools(tools, errors)
+    return errors
+
+
+def check_example(obj: Any, *, assistant: bool = False) -> list[str]:
+    """Reasons why one parsed line is not a valid chat fine-tuning example ([] when valid).
+
+    For a caller that checked the example's first messages already (:mod:`synth_cli.dataset.history`
+    checks each history message of a session once): `obj["messages"]` holds the rest, the
+    first ones were each a plain `{"role", "content": str}` system/user/assistant message
+    (which adds no reason and no tool call id), and `assistant` says whether one of them was an
+    assistant's. The reasons are then those of the whole example.
+    """
     if type(obj) is not dict:
         return ["line is not a JSON object"]
     messages = obj.get("messages")
@@ -156,7 +170,6 @@ def check_example(obj: Any) -> list[str]:
     if "tools" in obj:
         _check_tools(obj["tools"], errors)
     seen_ids: set = set()
-    assistant = False
     for m in messages:
         if type(m) is not dict:
             errors.append("message is not an object")
@@ -475,5 +488,5 @@ def validate_file(path: str | os.PathLike, target: Target | None = None) -> Vali
 
 
 __all__ = ["ALLOWED_KEYS", "ALLOWED_ROLES", "CONTEXT_LIMITS", "DEFAULT_CONTEXT_LIMIT", "IMAGE_TOKENS", "MIN_EXAMPLES",
-           "Target", "ValidationReport", "check_example", "context_limit", "estimate_tokens", "target_for",
+           "Target", "ValidationReport", "check_example", "check_tools", "context_limit", "estimate_tokens", "target_for",
            "validate_file", "validate_lines"]
