@@ -40,6 +40,21 @@ class ProxyHandle:
     def status(self) -> dict[str, Any]:
         return httpx.get(self.url + "/synth/status", timeout=10).json()
 
+    def settled_status(self, timeout: float = 10) -> dict[str, Any]:
+        """/synth/status once the recording process has taken every call sent so far: it records
+        off the request path, so right after an answer its report may not hold that call yet."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if status["queue"]["size"] == 0:
+                time.sleep(0.1)  # the report that follows the last take
+                return self.status()
+            if time.monotonic() > deadline:
+                return status
+            time.sleep(0.05)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
