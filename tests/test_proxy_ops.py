@@ -49,7 +49,7 @@ def test_sessions_by_header_path_prefix_and_default_per_client(tmp_path, upstrea
         assert _chat(px.url + "/s/p-2", headers={"X-Synth-Session-Id": "ignored"}).status_code == 200
         assert _chat(px.url).status_code == 200
         assert _chat(px.url).status_code == 200
-        status = px.settled_status()
+        status = px.wait_idle()
         opened = {s["session_id"]: s["calls"] for s in status["sessions"]["open_list"]}
         default = [sid for sid in opened if sid.startswith("proxy-")]
         assert len(default) == 1 and opened[default[0]] == 2 and default[0].endswith("-127.0.0.1-1")

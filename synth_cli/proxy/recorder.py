@@ -148,32 +148,18 @@ def build_record(kind: str, request_body: bytes, status: int, content_type: str 
     return record
 
 
-class Recorder:
-    """The queue and its writer thread."""
+class RequestPath:
+    """What the request path hands a recorder: a call, an environment event, a session's end. Each
+    returns False (and counts it) when the item could not be queued; never blocks. Subclasses give
+    `_put(item) -> bool`, `stats`, `queue_size`, `notify` and `_dropped_warned`."""
 
-    def __init__(self, sink: TraceSink, *, idle_timeout: float, queue_size: int = DEFAULT_QUEUE_SIZE,
-                 notify: Callable[[str], None] | None = None, stats: Stats | None = None,
-                 on_change: Callable[[], None] | None = None):
-        """`queue_size` 0: unbounded (the writer process, bounded by its parent); `on_change`: called
-        by the writer thread after it took items or wrote a session (the writer process reports)."""
-        self.sink = sink
-        self.idle_timeout = idle_timeout
-        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self.queue_size = queue_size
-        self.notify = notify or (lambda message: None)
-        self.stats = stats or Stats()
-        self.taken = 0  # items the writer thread took off the queue
-        self._on_change = on_change or (lambda: None)
-        self.open: dict[str, SessionData] = {}
-        self._thread = threading.Thread(target=self._run, name="synth-proxy-writer", daemon=True)
-        self._dropped_warned = False
-        self._spool_warned = False
-        self._stopped = False
-        self._failed_at = 0.0
+    stats: "Stats"
+    queue_size: int
+    notify: Callable[[str], None]
+    _dropped_warned: bool
 
-    # -- the request path (event loop) -----------------------------------------------------------
-    def start(self) -> None:
-        self._thread.start()
+    def _put(self, item: tuple) -> bool:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
 
     def call(self, route: Route, kind: str, request_body: bytes, status: int, content_type: str | None,
              content_encoding: str | None, body: bytes, started: float, completed: float,
@@ -200,6 +186,34 @@ class Recorder:
         if not ok:
             self.stats.events_dropped += 1
         return ok
+
+
+class Recorder(RequestPath):
+    """The queue and its writer thread."""
+
+    def __init__(self, sink: TraceSink, *, idle_timeout: float, queue_size: int = DEFAULT_QUEUE_SIZE,
+                 notify: Callable[[str], None] | None = None, stats: Stats | None = None,
+                 on_change: Callable[[], None] | None = None):
+        """`queue_size` 0: unbounded (the writer process, bounded by its parent); `on_change`: called
+        by the writer thread after it took items or wrote a session (the writer process reports)."""
+        self.sink = sink
+        self.idle_timeout = idle_timeout
+        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        self.notify = notify or (lambda message: None)
+        self.stats = stats or Stats()
+        self.taken = 0  # items the writer thread took off the queue
+        self._on_change = on_change or (lambda: None)
+        self.open: dict[str, SessionData] = {}
+        self._thread = threading.Thread(target=self._run, name="synth-proxy-writer", daemon=True)
+        self._dropped_warned = False
+        self._spool_warned = False
+        self._stopped = False
+        self._failed_at = 0.0
+
+    # -- the request path (event loop) -----------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
 
     def _put(self, item: tuple) -> bool:
         if self._stopped:

@@ -31,8 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, fields
 from typing import Any
 
-from synth_cli.proxy.headers import Route
-from synth_cli.proxy.recorder import DEFAULT_QUEUE_SIZE, Recorder, Stats
+from synth_cli.proxy.recorder import DEFAULT_QUEUE_SIZE, Recorder, RequestPath, Stats
 from synth_cli.proxy.sink import TraceSink
 
 #: the feeder sends what gathered this often (one pickle and one pipe write per batch).
@@ -62,7 +61,7 @@ def _read_exact(stream, n: int) -> bytes | None:
     return data if data is not None and len(data) == n else None
 
 
-class WriterProcess:
+class WriterProcess(RequestPath):
     """The parent's end: what :class:`.server.ProxyApp` calls, like a :class:`.recorder.Recorder`."""
 
     def __init__(self, sink: TraceSink, db: str | None, spool: str, *, idle_timeout: float,
@@ -125,32 +124,6 @@ class WriterProcess:
         return self._proc.pid if self._proc is not None and self._fallback is None else None
 
     # -- the request path (event loop) ---------------------------------------------------------------
-    def call(self, route: Route, kind: str, request_body: bytes, status: int, content_type: str | None,
-             content_encoding: str | None, body: bytes, started: float, completed: float,
-             incomplete: bool = False, failure: str | None = None) -> bool:
-        self.stats.calls_seen += 1
-        ok = self._put(("call", route, kind, request_body, status, content_type, content_encoding, body, started,
-                        completed, incomplete, failure))
-        if not ok:
-            self.stats.calls_dropped += 1
-            if not self._dropped_warned:
-                self._dropped_warned = True
-                self.notify(f"the record queue is full ({self.queue_size} items): calls are passed through but "
-                            "not recorded (see /synth/status; raise --queue-size)")
-        return ok
-
-    def event(self, route: Route, payload: dict[str, Any]) -> bool:
-        ok = self._put(("environment", route, payload, time.time()))
-        if not ok:
-            self.stats.events_dropped += 1
-        return ok
-
-    def end(self, route: Route, payload: dict[str, Any] | None) -> bool:
-        ok = self._put(("end", route, payload, time.time()))
-        if not ok:
-            self.stats.events_dropped += 1
-        return ok
-
     def _put(self, item: tuple) -> bool:
         if self._stopping:
             return False

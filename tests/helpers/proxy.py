@@ -40,21 +40,6 @@ class ProxyHandle:
     def status(self) -> dict[str, Any]:
         return httpx.get(self.url + "/synth/status", timeout=10).json()
 
-    def settled_status(self, timeout: float = 10) -> dict[str, Any]:
-        """/synth/status once the recording process has taken every call sent so far: it records
-        off the request path, so right after an answer its report may not hold that call yet."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.status()
-            if status["queue"]["size"] == 0:
-                time.sleep(0.1)  # the report that follows the last take
-                return self.status()
-            if time.monotonic() > deadline:
-                return status
-            time.sleep(0.05)
-
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -70,13 +55,24 @@ class ProxyHandle:
         return self.proc.returncode
 
     def wait_idle(self, timeout: float = 30) -> dict[str, Any]:
-        """Until the queue is empty; returns the status."""
+        """The status once the recording process has taken every call sent so far and reported what
+        it made of them. It records off the request path and counts an item as taken before it
+        handles it, so the first report with an empty queue may not hold that item's outcome yet:
+        wait for two reports in a row that agree."""
         deadline = time.monotonic() + timeout
+        previous = None
         while True:
             status = self.status()
-            if status["queue"]["size"] == 0 or time.monotonic() > deadline:
+            if status["queue"]["size"] == 0:
+                sessions = {k: v for k, v in status["sessions"].items() if k != "open_list"}
+                opened = [(x["session_id"], x["calls"]) for x in status["sessions"].get("open_list", [])]
+                figures = (status["calls"], sessions, opened)
+                if figures == previous:
+                    return status
+                previous = figures
+            if time.monotonic() > deadline:
                 return status
-            time.sleep(0.02)
+            time.sleep(0.06)
 
 
 def spawn_proxy(upstream: str, db: str | os.PathLike, log_path: Path, *extra: str,
