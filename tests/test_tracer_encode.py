@@ -185,3 +185,21 @@ def test_one_record_event_derives_what_the_general_rule_gives(usage, names):
     event = LMCAISEvent.from_records([record], cost_usd=None, latency_ms=99, metadata={"k": 1})
     assert event.latency_ms == 99 and event.metadata == {"k": 1}
     assert event.cost_usd == LMCAISEvent._derive([record])["cost_usd"]
+
+
+def test_generated_to_dict_is_the_generic_one_for_odd_instances():
+    """encode's fast path writes fields in definition order: to_dict must too, whatever the instance's attributes."""
+    from synth_cli.tracing.models import _Record
+
+    for name, message in _odd_messages().items():
+        for obj in [message, *(p for p in getattr(message, "parts", ()) if isinstance(p, _Record))]:
+            try:
+                generic = _Record.to_dict(obj)
+            except AttributeError:
+                continue
+            assert list(obj.to_dict().items()) == list(generic.items()), name
+    record = _record([_text("a")])
+    del record.model_name
+    record.model_name = "re-set last"
+    assert list(record.to_dict()) == list(_Record.to_dict(record))
+    assert encode.encode_records([record], _fallback) == _reference([record])

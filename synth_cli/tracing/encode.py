@@ -11,12 +11,18 @@ its parts converted the same way in a plain loop. The text is byte for byte what
 the unchanged `to_dict` path. Why the two agree, for one list of messages:
 
 1. Every dataclass and every datetime orjson meets reaches the check (passthrough). A message is
-   taken as it is only when it is exactly an `LLMMessage` whose attributes are exactly its
-   fields in definition order (so `to_dict`, generated or generic, emits the same keys in the
-   same order), whose `extra` is empty (`to_dict` merges nothing) and whose `parts` is a list;
-   its parts likewise (exactly `LLMContentPart`, exactly the fields, empty `extra`), and any
-   other element of `parts` becomes what `to_dict` makes of it (`to_dict()` for a record, else
-   itself). Another message (tool calls in `extra`, say) is replaced by its own `to_dict()`.
+   taken as it is only when it is exactly an `LLMMessage` whose `extra` is empty (`to_dict`
+   merges nothing) and whose `parts` is a list; its parts likewise (exactly `LLMContentPart`,
+   empty `extra`), and any other element of `parts` becomes what `to_dict` makes of it
+   (`to_dict()` for a record, else itself). Another message (tool calls in `extra`, say) is
+   replaced by its own `to_dict()`. The fields are read with one `operator.attrgetter` (what
+   the generic `to_dict` does with `getattr`, class defaults included) and written in
+   definition order, which is `to_dict`'s order for every instance: the generated `to_dict`
+   copies `__dict__` only when its keys are exactly the fields in that order and otherwise
+   is the generic one (attributes added, deleted or re-set out of order change nothing here).
+   So no instance's `__dict__` is read: on Python 3.11+ that would create a dict per message
+   and part, kept by the agent's objects (allocation and garbage-collector work); a field
+   missing altogether (no class default) sends the message to `to_dict`.
 2. The messages checked must be exactly the list's elements (counted), and anything else that
    reaches the check refuses the list: a part or a record where `to_dict` would not have
    converted it (in a metadata dict, a tuple, a field), a datetime anywhere (`to_dict` formats
@@ -34,6 +40,7 @@ the bench DB is identical before and after. Never prints.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from typing import Any, Callable
 
 from synth_cli._json import _default
@@ -54,6 +61,17 @@ _PART_ATTRS = tuple(f.name for f in dataclasses.fields(LLMContentPart))
 _RECORD_ATTRS = tuple(f.name for f in dataclasses.fields(LLMCallRecord))
 _MESSAGE_LISTS = ("input_messages", "output_messages", "outputs")
 
+# The check below unpacks these and writes the dicts' keys out: it must follow the models.
+if _MESSAGE_ATTRS != ("role", "parts", "name", "tool_call_id", "metadata", "extra") or _PART_ATTRS != (
+        "type", "text", "data", "mime_type", "uri", "base64_data", "size_bytes", "sha256", "width", "height",
+        "duration_ms", "sample_rate", "channels", "language", "extra"):  # pragma: no cover
+    raise ImportError("synth_cli.tracing.encode: update the message check for the changed LLMMessage / "
+                      "LLMContentPart fields")
+#: `getattr` of every field, in one call, without materialising the instance's `__dict__`.
+_message_values = operator.attrgetter(*_MESSAGE_ATTRS)
+_part_values = operator.attrgetter(*_PART_ATTRS)
+_record_values = operator.attrgetter(*_RECORD_ATTRS)
+
 class _Refused(Exception):
     """A message list the fast path does not take (see the module docstring)."""
 
@@ -73,10 +91,17 @@ def encode_records(records: list[Any], fallback: Callable[[list[Any]], str | Non
 
 
 def _payload(record: LLMCallRecord) -> Any:
-    """`record.to_dict()`, its message lists as JSON fragments written by orjson."""
-    d = record.__dict__
-    if record.__class__ is not LLMCallRecord or tuple(d) != _RECORD_ATTRS:
+    """`record.to_dict()`, its message lists as JSON fragments written by orjson.
+
+    The fields are read as `to_dict` reads them (`getattr`, see rule 1) into a copy whose
+    attributes are exactly the fields in order, so its generated `to_dict` is the generic one."""
+    if record.__class__ is not LLMCallRecord:
         return record.to_dict()
+    try:
+        values = _record_values(record)
+    except AttributeError:
+        return record.to_dict()
+    d = dict(zip(_RECORD_ATTRS, values))  # what to_dict reads (getattr), without the instance's __dict__
     extra = d["extra"]
     if extra and not extra.keys().isdisjoint(_MESSAGE_LISTS):
         return record.to_dict()
@@ -107,23 +132,31 @@ def _messages_fragment(messages: list) -> Any:
         if obj.__class__ is not LLMMessage:
             raise _Refused  # a datetime, or a record where to_dict would not convert it
         seen += 1
-        d = obj.__dict__
-        if tuple(d) != _MESSAGE_ATTRS or d["extra"] or d["parts"].__class__ is not list:
+        try:
+            role, parts, name, tool_call_id, metadata, extra = _message_values(obj)
+        except AttributeError:
+            return obj.to_dict()  # a field deleted from the instance (no class default): to_dict decides
+        if extra or parts.__class__ is not list:
             return obj.to_dict()  # e.g. an assistant message with tool calls in `extra`
-        out = d.copy()
-        del out["extra"]
-        parts = []
-        for part in d["parts"]:
+        converted = []
+        for part in parts:
             if part.__class__ is LLMContentPart:
-                pd = part.__dict__
-                if tuple(pd) == _PART_ATTRS and not pd["extra"]:
-                    pd = pd.copy()
-                    del pd["extra"]
-                    parts.append(pd)
+                try:
+                    (type_, text, data, mime_type, uri, base64_data, size_bytes, sha256, width, height,
+                     duration_ms, sample_rate, channels, language, part_extra) = _part_values(part)
+                except AttributeError:
+                    converted.append(part.to_dict())
                     continue
-            parts.append(part.to_dict() if isinstance(part, _Record) else part)
-        out["parts"] = parts
-        return out
+                if not part_extra:
+                    converted.append({
+                        "type": type_, "text": text, "data": data, "mime_type": mime_type, "uri": uri,
+                        "base64_data": base64_data, "size_bytes": size_bytes, "sha256": sha256,
+                        "width": width, "height": height, "duration_ms": duration_ms,
+                        "sample_rate": sample_rate, "channels": channels, "language": language})
+                    continue
+            converted.append(part.to_dict() if isinstance(part, _Record) else part)
+        return {"role": role, "parts": converted, "name": name, "tool_call_id": tool_call_id,
+                "metadata": metadata}
 
     data = _orjson.dumps(messages, default=check, option=_OPTIONS)
     if seen != len(messages):

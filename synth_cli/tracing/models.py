@@ -307,10 +307,12 @@ def _compile_to_dict(cls: type) -> None:
     """Give `cls` a generated `to_dict` with the generic one's output, key for key, several times faster.
 
     The generic method loops over the fields with three `isinstance` checks each. The generated
-    one copies the instance `__dict__` (fields in definition order), checks in one pass that
-    the fields declared as plain scalars or dicts hold plain values, and converts only the
-    fields declared as records, lists or datetimes; anything unusual (a subclass, an attribute
-    added or removed, a record where a string was declared) takes the generic method. The
+    one copies the instance `__dict__` when its keys are exactly the fields in definition order,
+    checks in one pass that the fields declared as plain scalars or dicts hold plain values, and
+    converts only the fields declared as records, lists or datetimes; anything unusual (a
+    subclass, an attribute added, removed or re-set out of order, a record where a string was
+    declared) takes the generic method, so the two always agree key for key (the fast path of
+    :mod:`synth_cli.tracing.encode` relies on that). The
     tracer serialises every call record through it: the hot path.
     """
     fields = [f for f in dataclasses.fields(cls) if f.name != "extra"]
@@ -319,7 +321,7 @@ def _compile_to_dict(cls: type) -> None:
     lines = [
         "def to_dict(self):",
         "    d = self.__dict__",
-        f"    if self.__class__ is not cls or len(d) != {len(fields) + 1}:",
+        "    if self.__class__ is not cls or tuple(d) != names:",
         "        return generic(self)",
     ]
     if plain:
@@ -338,6 +340,7 @@ def _compile_to_dict(cls: type) -> None:
 
     namespace: dict[str, Any] = {
         "plain_types": _PLAIN, "convert": _convert, "cls": cls, "generic": _Record.to_dict, "Record": _Record,
+        "names": tuple(f.name for f in dataclasses.fields(cls)),
         "getter": (lambda d, _n=plain[0]: (d[_n],)) if len(plain) == 1 else operator.itemgetter(*plain)}
     exec(compile("\n".join(lines) + "\n", f"<{cls.__name__}.to_dict>", "exec"), namespace)
     cls.to_dict = namespace["to_dict"]  # type: ignore[attr-defined]
