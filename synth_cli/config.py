@@ -296,6 +296,36 @@ def base_url(flag_value: str | None = None, flag_name: str = "--base-url") -> Se
     return Setting(normalize_base_url(setting.value, f"base URL from {setting.source}"), setting.source)
 
 
+def env_number(name: str, default: float, *, high: float | None, unit: str,
+               error: type[Exception] = UsageError) -> float:
+    """A number of `unit` from the environment variable `name` (0 to `high`, None: no bound), else `default`.
+
+    A value that is not a number, not finite or out of range is `error` (one line naming the variable).
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    return check_number(name, raw, high=high, unit=unit, error=error)
+
+
+def check_number(name: str, raw: object, *, high: float | None, unit: str,
+                 error: type[Exception] = UsageError) -> float:
+    """`raw` (text or a number) as a float from 0 to `high` `unit`; `error` naming `name` otherwise."""
+    import math
+
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise error(f"{name}={raw!r}: not a number of {unit}") from None
+    if not math.isfinite(value) or value < 0 or (high is not None and value > high):
+        if high is None:
+            bounds = f"at least 0 {unit}"
+        else:
+            bounds = f"0 to {high:,.0f} {unit}" if float(high).is_integer() else f"0 to {high:g} {unit}"
+        raise error(f"{name}={raw!r}: out of range ({bounds})")
+    return value
+
+
 def debug_enabled() -> bool:
     return os.environ.get("SYNTH_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
 

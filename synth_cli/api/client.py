@@ -162,22 +162,11 @@ def _reason(status: int) -> str:
 
 def connect_retry_seconds(value: float | None = None) -> float:
     """Seconds to keep retrying refused connections: the argument, else SYNTH_CONNECT_RETRY_SECONDS, else 15."""
-    import math
-    import os
-
-    from synth_cli.errors import UsageError
+    from synth_cli.config import check_number, env_number
 
     if value is None:
-        raw = os.environ.get(CONNECT_RETRY_VAR, "").strip()
-        if not raw:
-            return DEFAULT_CONNECT_RETRY_SECONDS
-        try:
-            value = float(raw)
-        except ValueError:
-            raise UsageError(f"{CONNECT_RETRY_VAR}={raw!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0 or value > 86400:
-        raise UsageError(f"{CONNECT_RETRY_VAR}: {value!r} must be between 0 and 86400 seconds")
-    return float(value)
+        return env_number(CONNECT_RETRY_VAR, DEFAULT_CONNECT_RETRY_SECONDS, high=86400, unit="seconds")
+    return check_number(CONNECT_RETRY_VAR, value, high=86400, unit="seconds")
 
 
 class ApiClient:

@@ -8,8 +8,6 @@ never a prompt), and checks the provider's own estimate after the upload where i
 
 from __future__ import annotations
 
-import math
-import os
 import sys
 from typing import Any
 
@@ -71,16 +69,9 @@ def render(check) -> None:
 
 
 def _confirm_above() -> float:
-    raw = os.environ.get(CONFIRM_VAR, "").strip()
-    if not raw:
-        return DEFAULT_CONFIRM_ABOVE
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"{CONFIRM_VAR}={raw!r} is not an amount in USD") from None
-    if not math.isfinite(value) or value < 0:
-        raise UsageError(f"{CONFIRM_VAR}={raw!r} must be a finite amount >= 0")
-    return value
+    from synth_cli.config import env_number
+
+    return env_number(CONFIRM_VAR, DEFAULT_CONFIRM_ABOVE, high=None, unit="USD")
 
 
 def _interactive() -> bool:

@@ -700,16 +700,9 @@ def _event_row(event: Any, cls: type, message_time: int | None, meta_json: str |
 
 
 def _env_timeout() -> float:
-    text = os.environ.get("SYNTH_TRACES_BUSY_TIMEOUT", "").strip()
-    if not text:
-        return BUSY_TIMEOUT_S
-    try:
-        value = float(text)
-    except ValueError:
-        raise TraceStoreError(f"SYNTH_TRACES_BUSY_TIMEOUT={text!r}: not a number of seconds") from None
-    if not (0 <= value < 1e6):
-        raise TraceStoreError(f"SYNTH_TRACES_BUSY_TIMEOUT={text!r}: out of range (0 to 1e6 seconds)")
-    return value
+    from synth_cli.config import env_number
+
+    return env_number("SYNTH_TRACES_BUSY_TIMEOUT", BUSY_TIMEOUT_S, high=1e6, unit="seconds", error=TraceStoreError)
 
 
 __all__ = ["AsyncSessionTracer", "SessionTracer", "TraceWriteWarning", "resolve_write_target", "utcnow"]
