@@ -10,11 +10,32 @@ figure is that of the largest process of its tree.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 
 TIME = "/usr/bin/time"
+
+
+def log(msg: str) -> None:
+    """Progress on stderr (the benches print their JSON summary on stdout)."""
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (the benches talk to loopback only)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(report: str) -> float:
+    """User + system seconds of the whole process tree in a `/usr/bin/time -v` report."""
+    return sum(float(line.rsplit(":", 1)[1]) for line in report.splitlines()
+               if "User time (seconds)" in line or "System time (seconds)" in line)
 
 
 def max_rss_bytes(report: str) -> int:
@@ -42,9 +63,15 @@ class Timed:
         except OSError:
             pass
 
-    def rss_bytes(self) -> int:
+    def text(self) -> str:
         with open(self.report) as fh:
-            return max_rss_bytes(fh.read())
+            return fh.read()
+
+    def rss_bytes(self) -> int:
+        return max_rss_bytes(self.text())
+
+    def cpu_s(self) -> float:
+        return cpu_seconds(self.text())
 
     def rss_mb(self) -> float:
         return self.rss_bytes() / 2**20

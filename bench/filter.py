@@ -41,6 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _measure import Timed, log
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache"
 DB_VERSION = 4  # bump when the generated shape changes
@@ -57,11 +59,6 @@ TOOLS = [{"type": "function", "function": {
     "name": "interact", "description": "Take actions",
     "parameters": {"type": "object", "properties": {"actions": {"type": "array", "items": {"type": "string"}},
                                                     "reasoning": {"type": "string"}}, "required": ["actions"]}}}]
-
-
-def log(msg: str) -> None:
-    sys.stderr.write(msg + "\n")
-    sys.stderr.flush()
 
 
 # --------------------------------------------------------------------------- the DB
@@ -181,33 +178,17 @@ CPU: dict[int, float] = {}  # id(cmd) → CPU seconds (user + sys, the whole tre
 def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, int]:
     """(wall seconds, peak RSS bytes, exit status) of one child process; its CPU time goes to CPU[id(cmd)].
 
-    The peak RSS is `/usr/bin/time -v`'s "Maximum resident set size": `time` is a small process
-    that forks the command, so the figure cannot include this (bench) process's pages, which a
-    child forked from here inherits in its own ru_maxrss. For a command with worker processes it
-    is the largest process of the tree (each worker counts the pages it shares with its parent).
+    Under `/usr/bin/time -v` (bench/_measure.py), so the peak RSS cannot include this (bench)
+    process's pages; for a command with worker processes it is the largest process of the tree.
     """
-    with tempfile.NamedTemporaryFile("r", prefix="bench-time-", suffix=".txt") as report:
+    with Timed(cmd) as timed:
         started = time.perf_counter()
-        proc = subprocess.run([TIME, "-v", "-o", report.name, *cmd], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, env=env)
+        proc = subprocess.run(timed.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         wall = time.perf_counter() - started
-        text = report.read()
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()}")
-    CPU[id(cmd)] = sum(float(line.rsplit(":", 1)[1]) for line in text.splitlines()
-                       if "User time (seconds)" in line or "System time (seconds)" in line)
-    return wall, max_rss(text), proc.returncode
-
-
-TIME = "/usr/bin/time"
-
-
-def max_rss(report: str) -> int:
-    """Bytes of "Maximum resident set size (kbytes)" in a `/usr/bin/time -v` report."""
-    for line in report.splitlines():
-        if "Maximum resident set size" in line:
-            return int(line.rsplit(":", 1)[1]) * 1024
-    raise SystemExit(f"no peak RSS in the /usr/bin/time report: {report!r}")
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()}")
+        CPU[id(cmd)] = timed.cpu_s()
+        return wall, timed.rss_bytes(), proc.returncode
 
 
 def _env() -> dict:

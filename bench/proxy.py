@@ -38,7 +38,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -47,20 +46,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from _measure import free_port, log
+
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-bench-proxy-key-0123456789"
 TARGETS = {"added_p50_ms": 2.0, "added_p99_ms": 10.0, "ttfb_added_p50_ms": 2.0, "calls_per_s": 500.0}
-
-
-def log(msg: str) -> None:
-    sys.stderr.write(msg + "\n")
-    sys.stderr.flush()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _request(port: int, *, stream: bool, session: str | None = None) -> bytes:

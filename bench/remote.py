@@ -35,17 +35,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from _measure import log, run
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
 SCAN_SQL = "SELECT id, call_records FROM events WHERE event_type = 'cais' AND call_records IS NOT NULL"
 PAGE = 200
-
-
-def log(msg: str) -> None:
-    sys.stderr.write(msg + "\n")
-    sys.stderr.flush()
 
 
 def _env() -> dict:
@@ -55,18 +52,11 @@ def _env() -> dict:
 
 
 def measured(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
-    """(wall seconds, peak RSS MB) of one child, its RSS from /usr/bin/time -v."""
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
-        started = time.perf_counter()
-        proc = subprocess.run(["/usr/bin/time", "-v", "-o", report.name, *cmd], check=False,
-                              stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, env=env or _env())
-        wall = time.perf_counter() - started
-        if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
-        text = report.read()
-    kb = next(int(line.split(":")[1]) for line in text.splitlines() if "Maximum resident set size" in line)
-    return wall, round(kb / 1024, 1)
+    """(wall seconds, peak RSS MB) of one child, its RSS from /usr/bin/time -v (bench/_measure.py)."""
+    wall, rss, proc = run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or _env())
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
+    return wall, round(rss / 2**20, 1)
 
 
 def interleaved(commands: dict[str, list[str]], runs: int) -> dict[str, dict]:

@@ -39,21 +39,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from _measure import free_port, log
+
 ROOT = Path(__file__).resolve().parents[1]
 DEV_KEY = "sk-synth-bench-key"
 RATIO_TARGET = 0.5
 P99_TARGET_MS = 10.0
-
-
-def log(msg: str) -> None:
-    sys.stderr.write(msg + "\n")
-    sys.stderr.flush()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- the floor app (a child)

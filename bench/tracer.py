@@ -38,13 +38,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _measure import TIME, log, max_rss_bytes
+
 ROOT = Path(__file__).resolve().parents[1]
-TIME = "/usr/bin/time"
-
-
-def log(msg: str) -> None:
-    sys.stderr.write(msg + "\n")
-    sys.stderr.flush()
 
 
 # --------------------------------------------------------------------------- input
@@ -189,9 +185,7 @@ def run_writers(kind: str, writers: int, args, db: Path, src: Path | None, work:
         if proc.returncode != 0:
             raise SystemExit(f"a {kind} writer failed (exit {proc.returncode})")
         results.append(json.loads(out))
-        for line in timing.read_text().splitlines():
-            if "Maximum resident set size" in line:
-                peaks.append(int(line.rsplit(":", 1)[1]) * 1024)
+        peaks.append(max_rss_bytes(timing.read_text()))
     records = sum(r["records"] for r in results)
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
     cpu = sum(r["cpu"] for r in results)

@@ -27,7 +27,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,14 +34,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from _measure import free_port, log
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache"
 DEV_KEY = "sk-synth-local-dev-key"
-
-
-def log(msg: str) -> None:
-    sys.stderr.write(msg + "\n")
-    sys.stderr.flush()
 
 
 def make_jsonl(path: Path, size_bytes: int, seed: int = 0) -> None:
@@ -67,12 +63,6 @@ def make_jsonl(path: Path, size_bytes: int, seed: int = 0) -> None:
             fh.write(block)
             written += len(block.encode())
     os.replace(tmp, path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(data_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
