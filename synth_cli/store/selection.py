@@ -33,6 +33,9 @@ MAX_IN_LIST = 500
 
 @dataclass(slots=True)
 class SessionRow:
+    """One session's figures; those no filter of the query tests (achievements, cost, tokens,
+    models) are not computed and read 0 / None."""
+
     session_id: str
     created_at: str | None
     experiment_id: str | None
@@ -66,7 +69,21 @@ def session_query(store: TraceStore, opts: FilterOptions, *, fallback: bool = Fa
     # of every call record, so it is read only when --max-cost needs it.
     # LLM calls are not needed here (the scan counts the records it parses): without them the
     # query reads no blob at all unless --max-cost asks for the exact cost.
-    figures = session_figures_cte(schema, exact_cost=opts.max_cost is not None, llm_calls=False)
+    # Only the figures the filter reads are computed (each costs a lookup of every event row):
+    # the reward (the stats' histogram), the record count (where a session's rows end), and
+    # the achievements, tokens, cost and models only when a filter tests them.
+    only = {"reward", "record_events"}
+    if opts.min_achievements is not None:
+        only.add("last_env_id")
+    if opts.max_tokens is not None:
+        only.add("total_tokens")
+    if opts.max_cost is not None:
+        only.add("cost_usd")
+    if fallback and opts.models:
+        only.add("models")
+    figures = session_figures_cte(schema, exact_cost=opts.max_cost is not None, llm_calls=False, only=only)
+    achievements = achievements_sql(schema, "le") if "last_env_id" in only else "0"
+    last_env = "LEFT JOIN events le ON le.id = ev.last_env_id" if "last_env_id" in only else ""
 
     params: list[Any] = []
     checks: list[tuple[str, str]] = []
@@ -121,10 +138,10 @@ b AS (
          {exp_name} AS experiment_name, {s_meta} AS metadata,
          COALESCE(ev.reward, 0) AS total_reward, COALESCE(ev.cost_usd, 0) AS cost_usd,
          COALESCE(ev.total_tokens, 0) AS tokens, {calls_col} AS calls, ev.models AS models,
-         {achievements_sql(schema, "le")} AS achievements
+         {achievements} AS achievements
   FROM session_traces s
   LEFT JOIN ev ON ev.session_id = s.session_id
-  LEFT JOIN events le ON le.id = ev.last_env_id
+  {last_env}
   LEFT JOIN msg ON msg.session_id = s.session_id
   {exp_join}
 )
