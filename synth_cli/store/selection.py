@@ -84,6 +84,7 @@ def session_query(store: TraceStore, opts: FilterOptions, *, fallback: bool = Fa
     figures = session_figures_cte(schema, exact_cost=opts.max_cost is not None, llm_calls=False, only=only)
     achievements = achievements_sql(schema, "le") if "last_env_id" in only else "0"
     last_env = "LEFT JOIN events le ON le.id = ev.last_env_id" if "last_env_id" in only else ""
+    msg_join = "LEFT JOIN msg ON msg.session_id = s.session_id" if "msg." in calls_col else ""
 
     params: list[Any] = []
     checks: list[tuple[str, str]] = []
@@ -142,7 +143,7 @@ b AS (
   FROM session_traces s
   LEFT JOIN ev ON ev.session_id = s.session_id
   {last_env}
-  LEFT JOIN msg ON msg.session_id = s.session_id
+  {msg_join}
   {exp_join}
 )
 SELECT b.session_id, b.created_at, b.experiment_id, b.total_reward, b.achievements, b.cost_usd, b.tokens,
