@@ -144,9 +144,10 @@ def test_merge_writes_runs_of_one_worker_in_key_order() -> None:
 
     def batch(items):  # (row id, text, is_val); the digest is the text's (equal texts: duplicates)
         data = b"".join(text.encode() + b"\n" for _, text, _ in items)
-        entries = [((row, 0), (len(text) + 1, DigestSet.digest(text.encode()), 1, is_val, 2, False, "m"))
-                   for row, text, is_val in items]
-        return entries, memoryview(data)
+        columns = ([row for row, _, _ in items], [len(text) + 1 for _, text, _ in items],
+                   b"".join(DigestSet.digest(text.encode()) for _, text, _ in items), [1] * len(items),
+                   [2 << 2 | (2 if is_val else 0) | (row % 2) for row, _, is_val in items], ["m"] * len(items))
+        return columns, memoryview(data)
 
     a = [batch([(1, "a1", False), (2, "a2", False), (5, "a5", False)]), batch([(6, "a6", True), (9, "a9", False)])]
     b = [batch([(3, "b3", False), (4, "a2", False), (7, "b7", False), (8, "b8", False)])]
@@ -157,4 +158,5 @@ def test_merge_writes_runs_of_one_worker_in_key_order() -> None:
     assert train.writes == [b"a1\na2\n", b"b3\n", b"a5\n", b"b7\nb8\n", b"a9\n"]
     assert val.writes == [b"a6\n"]
     assert (stats.examples, stats.train, stats.val, stats.duplicates) == (8, 7, 1, 1)
+    assert (stats.messages, stats.with_tool_calls, stats.token_estimate) == (16, 5, 8)  # odd rows: tool calls
     assert sink.train_sha.hexdigest() == __import__("hashlib").sha256(b"".join(train.writes)).hexdigest()

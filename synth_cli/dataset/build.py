@@ -404,44 +404,47 @@ class Sink:
         self._tools_seen.append((tools, known))
         return known
 
-    def accept_run(self, data: Any, entries: list, lo: int, hi: int, at: int) -> int:
-        """:meth:`accept` for `entries[lo:hi]` (each `(key, (size, digest, tokens, is_val, messages,
-        tools, model))`), whose lines, each with its newline, lie one after the other in `data`
+    def accept_run(self, data: Any, columns: tuple, lo: int, hi: int, at: int) -> int:
+        """:meth:`accept` for the entries `lo:hi` of a batch of `filter --workers N` (`columns`: tags,
+        line sizes, 12-byte digests end to end, token estimates, messages << 2 | is_val << 1 | has
+        tool calls, models), whose lines, each with its newline, lie one after the other in `data`
         from offset `at`: consecutive lines kept for one file are written (and hashed) as one
-        range. Returns the offset after the last. The parent of `filter --workers N` uses it."""
+        range. Returns the offset after the last. No --limit here (one process reads then)."""
+        _, sizes, digests, all_tokens, flags, names = columns
         stats = self.stats
         add = self.seen.add
         models = stats.models
         start = at  # the range not yet written
         target = None  # which file it goes to (True: validation)
-        tokens = examples = messages = tools = 0
+        tokens = examples = messages = tools = val = 0
         for i in range(lo, hi):
-            size, digest, n_tokens, is_val, n_messages, with_tools, model = entries[i][1]
-            if not add(digest):
+            size = sizes[i]
+            if not add(digests[12 * i:12 * i + 12]):
                 stats.duplicates += 1
                 if at > start:
                     self._write_range(data[start:at], target)
                 at += size
                 start = at
                 continue
+            flag = flags[i]
+            is_val = flag & 2 == 2
             if is_val is not target:
                 if at > start:
                     self._write_range(data[start:at], target)
                     start = at
                 target = is_val
             if is_val:
-                stats.val += 1
-            else:
-                stats.train += 1
+                val += 1
             at += size
-            tokens += n_tokens
+            tokens += all_tokens[i]
             examples += 1
-            messages += n_messages
-            if with_tools:
-                tools += 1
-            models[model or "(unknown)"] += 1
+            messages += flag >> 2
+            tools += flag & 1
+            models[names[i] or "(unknown)"] += 1
         if at > start:
             self._write_range(data[start:at], target)
+        stats.val += val
+        stats.train += examples - val
         stats.token_estimate += tokens
         stats.examples += examples
         stats.messages += messages

@@ -38,7 +38,8 @@ BATCH_BYTES = 512 << 10
 SEGMENT = 32 << 20
 #: without an explicit --workers, fewer call-record events than this are read by one process.
 AUTO_MIN_ROWS = 2000
-_END = float("inf")
+#: the tags of sessions finished after the scan (sessions mode): above every row id, in session order.
+_END = 1 << 64
 
 
 def default_workers() -> int:
@@ -96,7 +97,7 @@ def _work(index: int, count: int, store: Any, opts: Any, kept: dict, fd: int, sp
 
         def tagged() -> Iterator[Any]:
             for row in scan_calls_of(store, mine):
-                sink.key = (row[0], 0)
+                sink.key = row[0]
                 yield row
 
         build.convert_calls(store, opts, stats, sink, mine, rows=tagged())
@@ -147,8 +148,17 @@ class _WorkerSink:
         class WorkerSink(build.Sink):
             def __init__(self) -> None:
                 super().__init__(opts, stats, None, None)
-                self.key: tuple = (0, 0)
-                self.batch: list = []
+                self.key = 0
+                # the batch, a column per field (a few C-level lists pickle and unpickle much faster
+                # than a tuple per example): tags, line sizes, digests end to end, token estimates,
+                # messages << 2 | is_val << 1 | has tool calls, models (one str object per name)
+                self.keys: list[int] = []
+                self.sizes: list[int] = []
+                self.digests = bytearray()
+                self.tokens: list[int] = []
+                self.flags: list[int] = []
+                self.models: list = []
+                self.names: dict = {}
                 self.rows = 0
                 self.calls_sent = 0
                 self.size = 0
@@ -161,7 +171,7 @@ class _WorkerSink:
                 self.rows += 1
 
             def at_end(self, session: Any) -> None:
-                self.key = (_END, session.order)
+                self.key = _END + session.order
 
             def accept(self, ready: tuple) -> None:
                 """A prepared example goes to the spool and the batch (the parent accepts it)."""
@@ -175,22 +185,29 @@ class _WorkerSink:
                     write(line)
                     size = len(line) + 1
                 write(b"\n")  # the lines of a batch lie end to end, as the output has them
-                self.batch.append((self.key, (size, *ready[1:])))
+                _, digest, tokens, is_val, messages, tools, model = ready
+                self.keys.append(self.key)
+                self.sizes.append(size)
+                self.digests += digest
+                self.tokens.append(tokens)
+                self.flags.append(messages << 2 | (2 if is_val else 0) | (1 if tools else 0))
+                self.models.append(self.names.setdefault(model, model))
                 self.size += size
-                if self.size >= BATCH_BYTES or len(self.batch) >= BATCH:
+                if self.size >= BATCH_BYTES or len(self.keys) >= BATCH:
                     self.flush()
 
             def flush(self) -> None:
                 calls = self.stats.calls_scanned
                 self.file.flush()
-                self.send(("batch", self.rows, calls - self.calls_sent, self.segment, self.offset, self.batch))
+                self.send(("batch", self.rows, calls - self.calls_sent, self.segment, self.offset, self.size,
+                           (self.keys, self.sizes, bytes(self.digests), self.tokens, self.flags, self.models)))
                 self.offset += self.size
                 if self.offset >= SEGMENT:
                     self.file.close()
                     self.segment += 1
                     self.offset = 0
                     self.file = open(f"{prefix}{self.segment}", "wb", buffering=1 << 20)  # noqa: SIM115 - closed by the worker when done
-                self.batch = []
+                self.keys, self.sizes, self.digests, self.tokens, self.flags, self.models = [], [], bytearray(), [], [], []
                 self.rows = 0
                 self.size = 0
                 self.calls_sent = calls
@@ -262,17 +279,17 @@ def run_parallel(store: Any, opts: Any, stats: Any, sink: Any, kept: dict | None
             return False
 
         def stream(index: int, messages: Iterator[Any]) -> Iterator[Any]:
-            """Worker `index`'s batches: (entries, their lines end to end)."""
+            """Worker `index`'s batches: (their columns, their lines end to end)."""
             segment, seg_fd = -1, -1
             message: Any = None
             try:
                 for message in messages:
                     kind = message[0]
                     if kind == "batch":
-                        _, rows, calls, seg, offset, entries = message
+                        _, rows, calls, seg, offset, total, columns = message
                         stats.calls_scanned += calls  # as they are read, for the progress line
                         sink.rows_seen(rows)
-                        if not entries:
+                        if not columns[0]:
                             continue
                         if seg != segment:
                             if seg_fd >= 0:
@@ -280,8 +297,7 @@ def run_parallel(store: Any, opts: Any, stats: Any, sink: Any, kept: dict | None
                                 os.unlink(os.path.join(spool, f"w{index}-{segment}"))
                             segment = seg
                             seg_fd = os.open(os.path.join(spool, f"w{index}-{segment}"), os.O_RDONLY)
-                        total = sum(e[1][0] for e in entries)
-                        yield entries, memoryview(os.pread(seg_fd, total, offset))
+                        yield columns, memoryview(os.pread(seg_fd, total, offset))
                     elif kind == "done":
                         finals.append(message[1])
                         return
@@ -332,43 +348,42 @@ def run_parallel(store: Any, opts: Any, stats: Any, sink: Any, kept: dict | None
 
 
 def _merge(streams: list, sink: Any) -> None:
-    """Accept the entries of every stream in key order, a run at a time.
+    """Accept the entries of every stream in tag order, a run at a time.
 
-    Each stream yields batches `(entries, data)` sorted by key (the row id), whose lines lie
-    end to end in `data`. The stream with the smallest next key gives every entry below the
-    others' next keys in one `sink.accept_run` (the keys of two workers never tie), so
-    consecutive lines of one worker are written as one range.
+    Each stream yields batches `(columns, data)` sorted by tag (the row id; `columns[0]` are the
+    tags), whose lines lie end to end in `data`. The stream with the smallest next tag gives
+    every entry below the others' next tags in one `sink.accept_run` (the tags of two workers
+    never tie), so consecutive lines of one worker are written as one range.
     """
-    heads: list[list] = []  # per live stream: [entries, data, position, offset, stream]
+    heads: list[list] = []  # per live stream: [columns, data, position, offset, stream]
     for it in streams:
-        for entries, data in it:
-            heads.append([entries, data, 0, 0, it])
+        for columns, data in it:
+            heads.append([columns, data, 0, 0, it])
             break
     accept_run = sink.accept_run
+    bisect_left = bisect.bisect_left
     while heads:
         if len(heads) == 1:
             head = heads[0]
             bound = None
         else:
-            heads.sort(key=lambda h: h[0][h[2]][0])
+            heads.sort(key=lambda h: h[0][0][h[2]])
             head = heads[0]
-            bound = heads[1][0][heads[1][2]][0]
-        entries, data, pos, offset, it = head
-        end = len(entries)
-        if bound is not None and entries[-1][0] > bound:
-            end = bisect.bisect_left(entries, bound, pos, end, key=_first)
-        head[3] = accept_run(data, entries, pos, end, offset)
+            other = heads[1]
+            bound = other[0][0][other[2]]
+        columns, data, pos, offset, it = head
+        keys = columns[0]
+        end = len(keys)
+        if bound is not None and keys[-1] > bound:
+            end = bisect_left(keys, bound, pos, end)
+        head[3] = accept_run(data, columns, pos, end, offset)
         head[2] = end
-        if end == len(entries):
-            for entries, data in it:
-                head[:4] = [entries, data, 0, 0]
+        if end == len(keys):
+            for columns, data in it:
+                head[:4] = [columns, data, 0, 0]
                 break
             else:
                 heads.remove(head)
-
-
-def _first(entry: tuple) -> Any:
-    return entry[0]
 
 
 def _merge_stats(stats: Any, finals: list, sink: Any) -> None:
