@@ -264,3 +264,97 @@ def test_reader_import_stays_cheap():
 
 def test_error_is_a_trace_store_error():
     assert issubclass(LibsqlError, TraceStoreError)
+
+
+# --------------------------------------------------------------------------- Protobuf reads
+
+
+def test_protobuf_reads_give_the_values_of_json(sqld_url):
+    """`read` (Hrana's Protobuf encoding, used by scans) and `execute` (JSON) agree on every kind of value."""
+    client = LibsqlClient(sqld_url)
+    values = [None, 0, -1, 2 ** 62 + 1, -(2 ** 63), 2 ** 63 - 1, 1.5, -0.25, 1e300, "héllo\n\"quoted\" \\ ✓", "",
+              "x" * 5000, b"\x00\xffbin", b"", True, float("nan")]
+    sql = "SELECT " + ", ".join(f"?{i + 1} AS c{i}" for i in range(len(values))) + ", " + \
+          ", ".join(f"typeof(?{i + 1})" for i in range(len(values)))
+    try:
+        pb, js = client.read(sql, values), client.execute(sql, values)
+        empty = client.read("SELECT 1 AS one WHERE 0")
+        assert client._protobuf  # sqld has the endpoint: no fallback happened
+    finally:
+        client.close()
+    assert list(pb.rows[0]) == list(js.rows[0])
+    assert list(pb.rows[0])[:len(values)] == [None, 0, -1, 2 ** 62 + 1, -(2 ** 63), 2 ** 63 - 1, 1.5, -0.25, 1e300,
+                                              "héllo\n\"quoted\" \\ ✓", "", "x" * 5000, b"\x00\xffbin", b"", 1,
+                                              None]
+    assert pb.columns == js.columns and pb.rows[0]["c3"] == 2 ** 62 + 1
+    assert empty.rows == [] and empty.columns == ("one",)
+
+
+def test_protobuf_read_error_is_the_servers_message(sqld_url):
+    client = LibsqlClient(sqld_url)
+    try:
+        with pytest.raises(LibsqlError) as info:
+            client.read("SELECT no_such_column FROM session_traces")
+    finally:
+        client.close()
+    assert info.value.message.startswith(f"{sqld_url}: SQL input error: no such column: no_such_column")
+    assert info.value.code == "SQL_INPUT_ERROR"
+
+
+class _JsonOnly(_Canned):
+    """A server without the Protobuf endpoint (404 there); its JSON endpoint answers one row."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.path.startswith("/v3-protobuf/"):
+            self.send_response(404)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
+        body = (b'{"baton": null, "base_url": null, "results": [{"type": "ok", "response": {"type": "execute", '
+                b'"result": {"cols": [{"name": "v"}], "rows": [[{"type": "text", "value": "json"}]], '
+                b'"affected_row_count": 0}}}, {"type": "ok", "response": {"type": "close"}}]}')
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_protobuf_falls_back_to_json_on_a_server_without_it():
+    server, url = _serve(_JsonOnly)
+    try:
+        client = LibsqlClient(url)
+        first, second = client.read("SELECT 'json' AS v"), client.read("SELECT 'json' AS v")
+        client.close()
+    finally:
+        server.shutdown()
+    assert [tuple(r) for r in first.rows] == [("json",)] == [tuple(r) for r in second.rows]
+    assert client._protobuf is False
+
+
+@pytest.mark.parametrize("body", [b"\xff\xff\xff", b"\x1a\x05\x0a\x03\x12\x01", b"<html>hi</html>"])
+def test_a_garbled_protobuf_answer_is_one_clear_error(body):
+    handler = type("H", (_Canned,), {"status": 200, "ctype": "application/x-protobuf", "body": body})
+    server, url = _serve(handler)
+    try:
+        client = LibsqlClient(url)
+        with pytest.raises(LibsqlError) as info:
+            client.read("SELECT 1")
+        client.close()
+    finally:
+        server.shutdown()
+    assert info.value.code == "HRANA_PROTO_ERROR"
+    assert info.value.message.startswith(f"{url}: the server") and "\n" not in info.value.message
+
+
+def test_plain_http_clients_load_no_certificates_and_verify_any_tls():
+    """An http:// client gets a TLS context with no CA (nothing to load, nothing it could verify);
+    https:// clients share one verifying context per process."""
+    import ssl
+
+    from synth_cli.store import libsql
+
+    plain, a, b = libsql._tls_context(False), libsql._tls_context(True), libsql._tls_context(True)
+    assert plain.verify_mode == ssl.CERT_REQUIRED and plain.check_hostname and plain.cert_store_stats()["x509_ca"] == 0
+    assert a is b and a.verify_mode == ssl.CERT_REQUIRED and a.check_hostname

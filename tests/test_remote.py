@@ -85,7 +85,7 @@ def test_keyset_scan_pages_through_the_fixture(sqld_url):
 
     with TraceStore.open(sqld_url) as remote, TraceStore.open(FIXTURE_DIR) as local:
         executed: list[str] = []
-        original = remote._execute
+        original = remote._read  # a scan's pages (Protobuf encoding)
 
         def counting(sql, params=()):
             executed.append(sql)
@@ -93,7 +93,7 @@ def test_keyset_scan_pages_through_the_fixture(sqld_url):
             assert len(result.rows) <= 7
             return result
 
-        remote._execute = counting
+        remote._read = counting
         sql = "SELECT id, session_id, event_type FROM events WHERE event_type != ?"
         rows = [tuple(r) for r in remote.scan(sql, ["none"], key="id", page_size=7)]
         expected = [tuple(r) for r in local.scan(sql, ["none"], key="id")]

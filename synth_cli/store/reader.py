@@ -356,6 +356,15 @@ class RemoteTraceStore(TraceStore):
         self._client = None
         self._token = server.url_token or libsql_auth_token()
 
+    def reopen(self) -> "RemoteTraceStore":
+        """A new store for the same server with a client of its own (made on first use): for a
+        worker process, which must never use a connection made before it was forked."""
+        other = object.__new__(RemoteTraceStore)
+        TraceStore.__init__(other, self.target, self.label)
+        other.url, other._token, other._client = self.url, self._token, None
+        other._schema = self._schema
+        return other
+
     @property
     def client(self):
         if self._client is None:
@@ -366,6 +375,9 @@ class RemoteTraceStore(TraceStore):
 
     def _execute(self, sql: str, params: Sequence[Any] = ()):
         return self.client.execute(sql, list(params))
+
+    def _read(self, sql: str, params: Sequence[Any] = ()):
+        return self.client.read(sql, list(params))
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
         return iter(self._execute(sql, params).rows)
@@ -385,9 +397,9 @@ class RemoteTraceStore(TraceStore):
             while True:
                 try:
                     if last is None:
-                        result = self._execute(first, [*params, limit])
+                        result = self._read(first, [*params, limit])
                     else:
-                        result = self._execute(following, [*params, last, limit])
+                        result = self._read(following, [*params, last, limit])
                     break
                 except LibsqlError as exc:
                     if exc.code != "RESPONSE_TOO_LARGE":
