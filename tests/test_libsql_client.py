@@ -245,7 +245,8 @@ def test_scan_left_early_stops_cleanly(sqld_url):
 
 
 def test_reader_import_stays_cheap():
-    """Opening the reader module imports neither httpx nor the libSQL client; a remote target does."""
+    """Opening the reader module imports neither httpx nor the libSQL client; a server on this machine
+    over http:// is spoken to without httpx (http.client); any other server gets httpx."""
     code = ("import sys\n"
             "import synth_cli.store.reader as r\n"
             "before = [m for m in ('httpx', 'synth_cli.store.libsql') if m in sys.modules]\n"
@@ -255,11 +256,36 @@ def test_reader_import_stays_cheap():
             "    s.rows('SELECT 1')\n"
             "except Exception as exc:\n"
             "    err = type(exc).__name__\n"
-            "print(before, 'httpx' in sys.modules, err)\n")
+            "loopback = 'httpx' in sys.modules\n"
+            "from synth_cli.store.libsql import LibsqlClient\n"
+            "LibsqlClient('https://db.example.com')._http\n"  # made, not connected
+            "print(before, loopback, 'httpx' in sys.modules, err)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
                           check=False)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["[]", "True", "LibsqlError"]
+    assert proc.stdout.split() == ["[]", "False", "True", "LibsqlError"]
+
+
+def test_loopback_connections_are_kept_alive_and_stale_ones_dropped(sqld_url):
+    """One connection serves request after request; one the server closed while idle is replaced
+    (never a failed request); a server that went away is a clean network error."""
+    client = LibsqlClient(sqld_url)
+    try:
+        for _ in range(3):
+            assert client.read("SELECT 1").rows[0][0] == 1 and client.execute("SELECT 2").rows[0][0] == 2
+        [conn] = client._loopback._idle  # every request went over the same kept-alive connection
+        conn.sock.shutdown(2)  # as if the server had closed it while idle
+        assert client.execute("SELECT 3").rows[0][0] == 3
+        assert client._loopback._idle[0] is not conn
+    finally:
+        client.close()
+    server, url = _serve(_Canned)
+    server.shutdown()
+    server.server_close()
+    dead = LibsqlClient(url)
+    with pytest.raises(LibsqlError) as info:
+        dead.read("SELECT 1")
+    assert info.value.code == "NETWORK" and "connection refused" in info.value.message
 
 
 def test_error_is_a_trace_store_error():

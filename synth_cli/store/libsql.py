@@ -230,7 +230,6 @@ def decode_result(raw: dict[str, Any]) -> Result:
     return Result(columns, rows, int(raw.get("affected_row_count") or 0), int(rowid) if rowid is not None else None)
 
 
-_PB_HEADERS = {"content-type": "application/x-protobuf"}
 _TRANSIENT_CODES = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_PROTOCOL")
 
 
@@ -453,29 +452,135 @@ def _tls_context(https: bool) -> Any:
 
 
 
-class LibsqlClient:
-    """Statements and batches against one libSQL server over HTTP. Thread-safe (httpx.Client is).
+class _Loopback:
+    """HTTP/1.1 to a plain-http server on this machine through the standard library's http.client.
 
-    `token` is the bearer token (None: none sent); `url_token` in the URL wins over it.
+    httpx costs ~2x the client CPU of a page here (its h11 parser takes the answer in 64 KB
+    pieces; http.client reads a Content-Length body in one C-level loop), and its import alone
+    is ~0.1 s of a command's start. Keep-alive connections are pooled (thread-safe: a scan's
+    prefetch thread and its caller each take one); an idle one the server has closed is dropped
+    before use, and a request is never re-sent (a write may have happened).
+    """
+
+    def __init__(self, server: "ServerURL", headers: dict[str, str], timeout: float):
+        import threading
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(server.http_url)
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.headers = headers
+        self.timeout = timeout
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+
+    def serves(self, url: str) -> bool:
+        return url.startswith(self.origin + "/")
+
+    def _take(self) -> Any:
+        import http.client
+        import select
+
+        with self._lock:
+            while self._idle:
+                conn = self._idle.pop()
+                sock = conn.sock
+                if sock is not None and not select.select([sock], [], [], 0)[0]:
+                    return conn
+                conn.close()  # closed by the server while idle (or sent something unasked)
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+
+    def post(self, url: str, body: bytes, content_type: str) -> tuple[int, bytes, str]:
+        """(status, body, content type) of one POST; OSError / http.client.HTTPException when the
+        server cannot be reached or drops the connection."""
+        import http.client
+
+        conn = self._take()
+        try:
+            conn.request("POST", url[len(self.origin):], body=body,
+                         headers={**self.headers, "content-type": content_type})
+            resp = conn.getresponse()
+            content = resp.read()
+        except BaseException:
+            conn.close()
+            raise
+        encoding = (resp.getheader("content-encoding") or "identity").lower()
+        if encoding in ("gzip", "deflate"):  # asked for identity, but a proxy may compress anyway
+            import zlib
+
+            try:
+                content = zlib.decompress(content, 31 if encoding == "gzip" else 15)
+            except zlib.error as exc:
+                conn.close()
+                raise http.client.HTTPException(f"an answer that does not decompress ({exc})") from None
+        if resp.will_close:
+            conn.close()
+        else:
+            with self._lock:
+                self._idle.append(conn)
+        return resp.status, content, resp.getheader("content-type") or ""
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+class LibsqlClient:
+    """Statements and batches against one libSQL server over HTTP. Thread-safe.
+
+    `token` is the bearer token (None: none sent); `url_token` in the URL wins over it. A
+    plain-http server on this machine is spoken to through http.client (:class:`_Loopback`);
+    any other (TLS, another host, a `base_url` elsewhere) through httpx, made on first use.
     """
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = READ_TIMEOUT_S):
-        import httpx
-
         self.server = parse_url(url)
         self.label = self.server.label
         self.token = self.server.url_token or token
-        headers = {"content-type": "application/json", "user-agent": "synth-ai"}
+        headers = {"user-agent": "synth-ai"}
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
         if self.server.loopback:
             headers["accept-encoding"] = "identity"
-        self._httpx = httpx
-        self._http = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_S),
-                                  verify=_tls_context(self.server.http_url.startswith("https:")))
+        self._headers = headers
+        self._timeout = timeout
+        self._httpx: Any = None
+        self._httpx_client: Any = None
+        self._loopback = (_Loopback(self.server, headers, timeout)
+                          if self.server.loopback and self.server.http_url.startswith("http:") else None)
         self._version = "v3"
         self._protobuf = True
         self.last_nbytes = 0
+
+    @property
+    def _http(self) -> Any:
+        """The httpx client (servers elsewhere, TLS), made on first use."""
+        if self._httpx_client is None:
+            import httpx
+
+            self._httpx = httpx
+            self._httpx_client = httpx.Client(
+                headers=self._headers, timeout=httpx.Timeout(self._timeout, connect=CONNECT_TIMEOUT_S),
+                verify=_tls_context(self.server.http_url.startswith("https:")))
+        return self._httpx_client
+
+    def _post(self, url: str, body: bytes, content_type: str) -> tuple[int, bytes, str]:
+        """(status, body, content type) of a POST; LibsqlError when the server is not reached."""
+        if self._loopback is not None and self._loopback.serves(url):
+            import http.client
+
+            try:
+                return self._loopback.post(url, body, content_type)
+            except (OSError, http.client.HTTPException) as exc:
+                raise self._network_error(exc) from exc
+        client = self._http
+        try:
+            resp = client.post(url, content=body, headers={"content-type": content_type})
+        except self._httpx.HTTPError as exc:
+            raise self._network_error(exc) from exc
+        return resp.status_code, resp.content, resp.headers.get("content-type", "")
 
     # -- transport ----------------------------------------------------------------------------
     def pipeline(self, requests: list[dict[str, Any]], *, baton: str | None = None,
@@ -487,16 +592,12 @@ class LibsqlClient:
         body = _json.dumps_bytes({"baton": baton, "requests": requests})
         while True:
             url = f"{base_url or self.server.http_url}/{self._version}/pipeline"
-            try:
-                resp = self._http.post(url, content=body)
-            except self._httpx.HTTPError as exc:
-                raise self._network_error(exc) from exc
-            if resp.status_code == 404 and self._version == "v3" and baton is None:
+            status, content, _ = self._post(url, body, "application/json")
+            if status == 404 and self._version == "v3" and baton is None:
                 self._version = "v2"  # a server older than Hrana 3: same JSON, v2 endpoint
                 continue
-            if resp.status_code != 200:
-                raise self._http_error(resp)
-            content = resp.content
+            if status != 200:
+                raise self._http_error(status, content)
             self.last_nbytes = len(content)
             try:
                 decoded = _json.loads(content)
@@ -540,17 +641,13 @@ class LibsqlClient:
         if not self._protobuf:
             return self.execute(sql, args)
         body = pb_pipeline(sql, args)
-        url = f"{self.server.http_url}/v3-protobuf/pipeline"
-        try:
-            resp = self._http.post(url, content=body, headers=_PB_HEADERS)
-        except self._httpx.HTTPError as exc:
-            raise self._network_error(exc) from exc
-        if resp.status_code in (404, 405, 415):  # no Protobuf here (an older server): JSON from now on
+        status, content, _ = self._post(f"{self.server.http_url}/v3-protobuf/pipeline", body,
+                                        "application/x-protobuf")
+        if status in (404, 405, 415):  # no Protobuf here (an older server): JSON from now on
             self._protobuf = False
             return self.execute(sql, args)
-        if resp.status_code != 200:
-            raise self._http_error(resp)
-        content = resp.content
+        if status != 200:
+            raise self._http_error(status, content)
         self.last_nbytes = len(content)
         return pb_decode_execute(content, self.label)
 
@@ -599,7 +696,10 @@ class LibsqlClient:
         import contextlib
 
         with contextlib.suppress(Exception):  # closing a dead connection is not an error
-            self._http.close()
+            if self._loopback is not None:
+                self._loopback.close()
+            if self._httpx_client is not None:
+                self._httpx_client.close()
 
     # -- errors -----------------------------------------------------------------------------------
     def _network_error(self, exc: Exception) -> LibsqlError:
@@ -608,23 +708,19 @@ class LibsqlClient:
 
         reason = _network_reason(exc)
         if reason is None:
-            if isinstance(exc, self._httpx.TimeoutException):
+            if self._httpx is not None and isinstance(exc, self._httpx.TimeoutException):
                 reason = "timed out"
             else:
                 reason = redact(str(exc) or type(exc).__name__)
         return LibsqlError(f"{self.label}: cannot reach the libSQL server ({reason})", code="NETWORK",
                            transient=True, hint="check the URL and that the server is running")
 
-    def _http_error(self, resp: Any) -> LibsqlError:
+    def _http_error(self, status: int, content: bytes) -> LibsqlError:
         from synth_cli import _json
         from synth_cli.config import redact
 
-        status = resp.status_code
         detail = ""
-        try:
-            text = resp.text.strip()
-        except Exception:  # noqa: BLE001 - undecodable body
-            text = ""
+        text = content.decode("utf-8", "replace").strip()
         if text:
             try:
                 data = _json.loads(text)
