@@ -217,6 +217,7 @@ class Result:
     affected_row_count: int = 0
     last_insert_rowid: int | None = None
     nbytes: int = 0  # size of the HTTP answer it came in (for callers that size their pages)
+    encoding: str = "json"  # or "protobuf"
 
 
 def decode_result(raw: dict[str, Any]) -> Result:
@@ -426,7 +427,7 @@ def pb_decode_execute(content: bytes, label: str) -> Result:
     except (_PbError, IndexError, struct.error) as exc:
         raise LibsqlError(f"{label}: the server's answer is not a Hrana Protobuf answer ({exc})",
                           code="HRANA_PROTO_ERROR", hint="is this URL a libSQL server (sqld, Turso)?") from None
-    return Result(tuple(columns), rows, affected, rowid, len(content))
+    return Result(tuple(columns), rows, affected, rowid, len(content), "protobuf")
 
 
 # --------------------------------------------------------------------------- the client

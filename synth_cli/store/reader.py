@@ -32,8 +32,11 @@ from synth_cli.store.locate import (
 
 REQUIRED_TABLES = ("session_traces", "events")
 DEFAULT_PAGE_SIZE = 500
-#: A remote scan sizes its pages to about this many bytes of answer (see RemoteTraceStore.scan).
+#: A remote scan sizes its pages to about this many bytes of answer (see RemoteTraceStore.scan):
+#: in JSON, whose parse briefly takes ~13x an answer's size...
 SCAN_PAGE_BYTES = 1 << 20
+#: ... and in Protobuf, parsed in place (fewer, larger pages: sqld's CPU per page is mostly per request).
+SCAN_PAGE_BYTES_PROTOBUF = 4 << 20
 #: ... starting with at most this many rows, before the row size is known.
 FIRST_PAGE_ROWS = 64
 
@@ -384,9 +387,9 @@ class RemoteTraceStore(TraceStore):
 
     def scan(self, sql: str, params: Sequence[Any] = (), *, key: str, page_size: int = DEFAULT_PAGE_SIZE
              ) -> Iterator[Any]:
-        """Keyset pages of at most `page_size` rows and about SCAN_PAGE_BYTES each (rows of big
-        blobs make shorter pages: parsing an answer briefly takes ~13x its size), the next page
-        fetched while the caller works on this one."""
+        """Keyset pages of at most `page_size` rows and about SCAN_PAGE_BYTES (JSON: parsing an
+        answer briefly takes ~13x its size) or SCAN_PAGE_BYTES_PROTOBUF each (rows of big blobs
+        make shorter pages), the next page fetched while the caller works on this one."""
         first = f"SELECT * FROM ({sql}) ORDER BY {key} LIMIT ?"
         following = f"SELECT * FROM ({sql}) WHERE {key} > ? ORDER BY {key} LIMIT ?"
 
@@ -410,7 +413,8 @@ class RemoteTraceStore(TraceStore):
                     limit = max(1, limit // 2)
             rows = result.rows
             per_row = (getattr(result, "nbytes", 0) or 0) / max(1, len(rows))
-            following_limit = page_size if per_row <= 0 else max(1, min(page_size, int(SCAN_PAGE_BYTES // per_row)))
+            budget = SCAN_PAGE_BYTES_PROTOBUF if getattr(result, "encoding", "json") == "protobuf" else SCAN_PAGE_BYTES
+            following_limit = page_size if per_row <= 0 else max(1, min(page_size, int(budget // per_row)))
             return rows, limit, following_limit
 
         rows, limit, next_limit = fetch(None, min(page_size, FIRST_PAGE_ROWS))

@@ -25,8 +25,8 @@ from synth_cli.store.sql import COST_PRECISION, achievements_sql, session_figure
 #: order in which session filters are tried; a dropped session is counted under the first that fails.
 FILTER_ORDER = ("experiment", "since", "until", "where", "min_reward", "max_reward", "min_achievements",
                 "max_cost", "max_tokens")
-#: events blobs are large (~10 KB each): smaller pages keep a remote scan's memory flat.
-CALL_PAGE_SIZE = 200
+#: rows per page of a remote scan at most; pages are bounded by their bytes first (reader.SCAN_PAGE_BYTES*).
+CALL_PAGE_SIZE = 1000
 #: above this many kept sessions the scan filters in Python instead of `session_id IN (…)`.
 MAX_IN_LIST = 500
 
