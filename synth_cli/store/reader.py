@@ -376,6 +376,25 @@ class RemoteTraceStore(TraceStore):
             self._client = LibsqlClient(self.url, self._token)
         return self._client
 
+    @property
+    def schema(self) -> Schema:
+        """Every table's columns in one round trip (`pragma_table_info`), not one per table."""
+        if self._schema is None:
+            from synth_cli.store.libsql import LibsqlError
+
+            try:
+                rows = self.rows("SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p "
+                                 "WHERE m.type IN ('table', 'view') ORDER BY m.name, p.cid")
+            except LibsqlError as exc:
+                if exc.code == "NETWORK" or exc.status is not None:
+                    raise
+                return TraceStore.schema.fget(self)  # e.g. a view that no longer compiles: the same error as before
+            columns: dict[str, list[str]] = {}
+            for table, column in rows:
+                columns.setdefault(table, []).append(column)
+            self._schema = Schema({table: tuple(cols) for table, cols in columns.items()})
+        return self._schema
+
     def _execute(self, sql: str, params: Sequence[Any] = ()):
         return self.client.execute(sql, list(params))
 
