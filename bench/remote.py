@@ -275,7 +275,7 @@ def bench_transport(args) -> dict:
             commands = {"sqlite3 (local file, floor)": [py, me, "--child", "sqlite3", str(db_file)],
                         "httpx+orjson, identity": [py, me, "--child", "synth", url],
                         "httpx+orjson, gzip": [py, me, "--child", "synth-gzip", url],
-                        "httpx+orjson, identity, prefetch": [py, me, "--child", "synth-prefetch", url]}
+                        "RemoteTraceStore.scan (http.client, Protobuf, prefetch)": [py, me, "--child", "synth-prefetch", url]}
             for label, python, module, variant in (
                     ("libsql-client 0.3 (aiohttp, gzip)", args.libsql_client_python or py, "libsql_client",
                      "libsql-client"),
