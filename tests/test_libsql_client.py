@@ -224,12 +224,15 @@ def test_scan_shrinks_pages_under_the_servers_response_limit(tmp_path):
         with TraceStore.open(url) as remote, TraceStore.open(FIXTURE_DIR) as local:
             rows = [tuple(r) for r in remote.scan(sql, key="id", page_size=200)]
             expected = [tuple(r) for r in local.scan(sql, key="id")]
-        out, local_out = tmp_path / "out.jsonl", tmp_path / "local.jsonl"
+        out, local_out, out2 = tmp_path / "out.jsonl", tmp_path / "local.jsonl", tmp_path / "out2.jsonl"
         filtered = invoke("filter", "--db", url, "-o", out)
+        two = invoke("filter", "--db", url, "-o", out2, "--workers", "2")  # each worker shrinks its own pages
     assert len(rows) == 240 and rows == expected
     assert filtered.exit_code == 0, filtered.output
+    assert two.exit_code == 0, two.output
     assert invoke("filter", "--db", FIXTURE_DIR, "-o", local_out).exit_code == 0
-    assert out.read_bytes() == local_out.read_bytes() and len(out.read_bytes().splitlines()) == 240
+    assert out.read_bytes() == local_out.read_bytes() == out2.read_bytes()
+    assert len(out.read_bytes().splitlines()) == 240
 
 
 def test_scan_left_early_stops_cleanly(sqld_url):
