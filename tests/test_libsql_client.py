@@ -192,6 +192,7 @@ def _serve(handler):
     (200, "text/html", b"<html>hi</html>", "the server's answer is not Hrana JSON", False),
 ])
 def test_a_server_that_is_not_libsql(status, ctype, body, expected, transient):
+    """`execute` (JSON) and the CLI (whose reads are Protobuf, JSON on a 404) name what went wrong."""
     handler = type("H", (_Canned,), {"status": status, "ctype": ctype, "body": body})
     server, url = _serve(handler)
     try:
@@ -205,6 +206,8 @@ def test_a_server_that_is_not_libsql(status, ctype, body, expected, transient):
     assert info.value.message.startswith(f"{url}: {expected}")
     assert info.value.transient is transient
     assert result.exit_code == 1 and result.stdout == ""
+    if status == 200:  # read in Protobuf first: not JSON, not Protobuf either
+        expected = "the server's answer is not a Hrana Protobuf answer"
     assert result.stderr.splitlines()[0].startswith(f"error: {url}: {expected}")
     assert "Traceback" not in result.stderr
 
