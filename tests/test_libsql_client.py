@@ -390,3 +390,29 @@ def test_plain_http_clients_load_no_certificates_and_verify_any_tls():
     plain, a, b = libsql._tls_context(False), libsql._tls_context(True), libsql._tls_context(True)
     assert plain.verify_mode == ssl.CERT_REQUIRED and plain.check_hostname and plain.cert_store_stats()["x509_ca"] == 0
     assert a is b and a.verify_mode == ssl.CERT_REQUIRED and a.check_hostname
+
+
+def test_a_forked_process_never_uses_the_parents_connection(sqld_url):
+    import os
+
+    client = LibsqlClient(sqld_url)
+    try:
+        assert client.execute("SELECT 1").rows[0][0] == 1
+        [inherited] = client._loopback._idle
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: a request of its own, on a connection of its own
+            ok = False
+            try:
+                ok = client.read("SELECT 2").rows[0][0] == 2 and inherited not in client._loopback._idle
+            finally:
+                os.write(write, b"1" if ok else b"0")
+                os._exit(0)
+        os.close(write)
+        answer = os.read(read, 1)
+        os.waitpid(pid, 0)
+        os.close(read)
+        assert answer == b"1"
+        assert client.execute("SELECT 3").rows[0][0] == 3 and client._loopback._idle == [inherited]
+    finally:
+        client.close()

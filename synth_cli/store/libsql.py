@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 import struct
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
@@ -474,6 +475,7 @@ class _Loopback:
         self.timeout = timeout
         self._idle: list[Any] = []
         self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     def serves(self, url: str) -> bool:
         return url.startswith(self.origin + "/")
@@ -482,6 +484,10 @@ class _Loopback:
         import http.client
         import select
 
+        if self._pid != os.getpid():  # forked: the idle sockets are the parent's, never ours to use
+            import threading
+
+            self._idle, self._lock, self._pid = [], threading.Lock(), os.getpid()
         with self._lock:
             while self._idle:
                 conn = self._idle.pop()
