@@ -325,7 +325,7 @@ def _pb_read_varint(buf: Any, i: int) -> tuple[int, int]:
 
 def _pb_fields(buf: Any, i: int, end: int) -> Iterator[tuple[int, int, int]]:
     """(field number, start, end) of each length-delimited field of the message in buf[i:end]; a
-    varint field yields (number, value, -1); fixed-size fields are skipped over."""
+    varint field yields (number, value, -1), a fixed-size one (number, start, -8 or -4)."""
     while i < end:
         tag, i = _pb_read_varint(buf, i)
         wire = tag & 7
@@ -339,8 +339,10 @@ def _pb_fields(buf: Any, i: int, end: int) -> Iterator[tuple[int, int, int]]:
             value, i = _pb_read_varint(buf, i)
             yield tag >> 3, value, -1
         elif wire == 1:
+            yield tag >> 3, i, -8
             i += 8
         elif wire == 5:
+            yield tag >> 3, i, -4
             i += 4
         else:
             raise _PbError(f"wire type {wire}")
@@ -368,11 +370,41 @@ def _pb_value(buf: Any, i: int, end: int) -> Any:
     for field, a, b in _pb_fields(buf, i, end):  # a field order or encoding we did not expect
         if field == 4 and b >= 0:
             return str(buf[a:b], "utf-8", "replace")
-        if field == 2 and b < 0:
+        if field == 2 and b == -1:
             return (a >> 1) ^ -(a & 1)
+        if field == 3 and b == -8:
+            return struct.unpack_from("<d", buf, a)[0]
         if field == 5 and b >= 0:
             return bytes(buf[a:b])
+        if field == 1 and b >= 0:
+            return None
     raise _PbError("a value of unknown type")
+
+
+def _pb_row(buf: Any, i: int, end: int) -> tuple:
+    """The values of a `Row` message in buf[i:end]: the usual one-byte tags read inline (text first),
+    anything else through the general readers."""
+    values: list[Any] = []
+    append = values.append
+    varint = _pb_read_varint
+    while i < end:
+        if buf[i] != 0x0A:  # not `values` (field 1, length-delimited) in one byte: the general way
+            return tuple([*values, *(_pb_value(buf, a, b) for f, a, b in _pb_fields(buf, i, end) if f == 1 and b >= 0)])
+        n, i = varint(buf, i + 1)
+        j = i + n
+        if j > end:
+            raise _PbError("field runs past its message")
+        if j > i and buf[i] == 0x22:  # text
+            m, k = varint(buf, i + 1)
+            if k + m != j:
+                raise _PbError("a text value runs past its message")
+            append(str(buf[k:j], "utf-8", "replace"))
+        else:
+            append(_pb_value(buf, i, j))
+        i = j
+    if i != end:
+        raise _PbError("message runs past its end")
+    return tuple(values)
 
 
 def _pb_text_field(buf: Any, i: int, end: int, number: int) -> str | None:
@@ -412,18 +444,17 @@ def pb_decode_execute(content: bytes, label: str) -> Result:
         rows: list[Row] = []
         index: dict[str, int] = {}
         affected, rowid = 0, None
-        value, fields = _pb_value, _pb_fields
-        for field, x, y in fields(buf, *result):  # StmtResult
+        row, append = _pb_row, rows.append
+        for field, x, y in _pb_fields(buf, *result):  # StmtResult
             if field == 2 and y >= 0:  # Row {values = 1}
-                rows.append(Row(tuple([value(buf, p, q) for f, p, q in fields(buf, x, y) if f == 1 and q >= 0]),
-                                index))
+                append(Row(row(buf, x, y), index))
             elif field == 1 and y >= 0:  # Col {name = 1}
                 name = _pb_text_field(buf, x, y, 1) or ""
                 index.setdefault(name, len(columns))
                 columns.append(name)
-            elif field == 3 and y < 0:
+            elif field == 3 and y == -1:
                 affected = x
-            elif field == 4 and y < 0:
+            elif field == 4 and y == -1:
                 rowid = (x >> 1) ^ -(x & 1)
     except (_PbError, IndexError, struct.error) as exc:
         raise LibsqlError(f"{label}: the server's answer is not a Hrana Protobuf answer ({exc})",
