@@ -492,7 +492,9 @@ class _Loopback:
     pieces; http.client reads a Content-Length body in one C-level loop), and its import alone
     is ~0.1 s of a command's start. Keep-alive connections are pooled (thread-safe: a scan's
     prefetch thread and its caller each take one); an idle one the server has closed is dropped
-    before use, and a request is never re-sent (a write may have happened).
+    before use, and a request is never re-sent (a write may have happened). Only for this
+    machine: a server elsewhere may sit behind an HTTP proxy named in the environment
+    (`HTTP_PROXY`, `NO_PROXY`), which httpx honours and this class does not.
     """
 
     def __init__(self, server: "ServerURL", headers: dict[str, str], timeout: float):
