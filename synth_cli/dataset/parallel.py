@@ -1,13 +1,14 @@
-"""`filter --workers N`: the session query and the call-record scan of one local DB split over N
-worker processes.
+"""`filter --workers N`: the session query and the call-record scan of one DB split over N worker
+processes.
 
-Each worker, forked from the parent, takes every N-th session (in session id order), runs the
-session query for those sessions only (:func:`synth_cli.store.selection.select_sessions` with a
-shard) and reports what it counted (sessions scanned, kept, dropped, rewards); so the query runs on
-every core and no worker waits for the others' sessions. When the parent has already selected
-(a --val-fraction split needs every kept session first, or several DBs), the workers take every
-N-th kept session instead. A worker reads the rows of its sessions through a connection of its
-own (:func:`synth_cli.store.selection.scan_calls_of`), parses and converts them, validates, scrubs
+For a local file each worker, forked from the parent, takes every N-th session (in session id
+order), runs the session query for those sessions only (:func:`synth_cli.store.selection.select_sessions`
+with a shard) and reports what it counted (sessions scanned, kept, dropped, rewards); so the
+query runs on every core and no worker waits for the others' sessions. When the parent has
+already selected (a libSQL server, a --val-fraction split that needs every kept session first,
+or several DBs), the workers take every N-th kept session instead. A worker reads the rows of
+its sessions through a connection (or libSQL client) of its own
+(:func:`synth_cli.store.selection.scan_calls_of`), parses and converts them, validates, scrubs
 and serialises each example (`Sink.prepare`), writes the lines to spool files and sends what the
 parent needs of each example in batches, each tagged with the id of the row that produced it.
 A session lives in one worker, so everything kept per session (tool-call history, the open
@@ -18,7 +19,7 @@ exactly, and de-duplicates, splits, counts and writes (`Sink.accept_run`: consec
 one worker go out as one range): the output bytes are those of `--workers 1`. The counters each
 worker kept are added up at the end; the lists that name the first few cases (invalid examples,
 malformed rows) are merged by the same tag. Used without `--limit` and `--strict` (whose stopping
-point depends on the global order) and for local files only. Nothing here prints.
+point depends on the global order), for local files and libSQL servers. Nothing here prints.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def _workers_for(opts: FilterOptions, store: TraceStore, kept: dict[str, KeptSes
     """How many processes scan this DB: `--workers` (default: the CPUs, for a DB big enough to gain).
 
     One process when `--limit` or `--strict` decide where to stop (that depends on the global
-    order), for a libSQL server (its reads are paged requests, not CPU) and for one session.
+    order), for a store that cannot `reopen()` in a worker and for one session.
     """
     from synth_cli.dataset.parallel import AUTO_MIN_ROWS, default_workers
 
@@ -50,13 +50,15 @@ def _workers_selecting(opts: FilterOptions, stores: list[TraceStore]) -> int:
     """How many processes run the session query and the scan of one local DB together (each for its
     share of the sessions), or 1 when the parent selects first (:func:`_workers_for` then decides).
 
-    Only for one DB with call records and no --val-fraction (whose split needs every kept session
-    before any example is placed); the same rules as :func:`_workers_for`, on the DB's sizes.
+    Only for one local DB with call records (a worker's share is a temporary table on its own
+    connection; a libSQL server is selected by the parent) and no --val-fraction (whose split
+    needs every kept session before any example is placed); the same rules as
+    :func:`_workers_for`, on the DB's sizes.
     """
     if len(stores) != 1 or opts.val_fraction > 0 or opts.limit is not None or opts.strict:
         return 1
     store = stores[0]
-    if not hasattr(store, "reopen") or not store.schema.has_call_records:
+    if store.kind != "sqlite" or not hasattr(store, "reopen") or not store.schema.has_call_records:
         return 1
     from synth_cli.dataset.parallel import AUTO_MIN_ROWS, default_workers
     from synth_cli.store.selection import db_sizes
