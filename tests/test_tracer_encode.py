@@ -103,25 +103,123 @@ def _odd_messages():
     }
 
 
-def test_published_fixtures_encode_as_before():
+# encode_records without a cache, with a new one, and with one that already holds look-alikes
+CACHES = ["none", "new", "warm"]
+
+
+def _cache(kind):
+    if kind == "none":
+        return None
+    cache = {}
+    if kind == "warm":  # messages that share a (role, type, text) key with others, or look like them
+        encode.encode_records([_record([_text("plain"), _text("same"), _text("m"), _text("e"), _text("s"),
+                                        LLMMessage(role="assistant", parts=[LLMContentPart(text="plain")])])],
+                              _fallback, cache)
+        assert cache
+    return cache
+
+
+@pytest.mark.parametrize("cache", CACHES)
+def test_published_fixtures_encode_as_before(cache):
+    cache = _cache(cache)
     records = [build(load(name)) for name in fixture_names()]
     records += [build(load(name), streamed=True) for name in fixture_names() if "stream" in load(name)]
     assert records
     for record in records:
-        assert encode.encode_records([record], _fallback) == _reference([record]), record.call_id
-    assert encode.encode_records(records, _fallback) == _reference(records)
+        assert encode.encode_records([record], _fallback, cache) == _reference([record]), record.call_id
+    assert encode.encode_records(records, _fallback, cache) == _reference(records)
 
 
+@pytest.mark.parametrize("cache", CACHES)
 @pytest.mark.parametrize("name", sorted(_odd_messages()))
-def test_odd_messages_encode_as_before(name):
+def test_odd_messages_encode_as_before(name, cache):
+    cache = _cache(cache)
     message = _odd_messages()[name]
     plain = _text("plain")
     for record in (_record([plain, message, plain]),
                    LLMCallRecord(call_id="c", input_messages=[message], outputs=[message])):
-        assert encode.encode_records([record], _fallback) == _reference([record])
+        assert encode.encode_records([record], _fallback, cache) == _reference([record])
     # several records and a dict record in one event
     records = [_record([message]), _record([plain]).to_dict(), _record([plain, message])]
-    assert encode.encode_records(records, _fallback) == _reference(records)
+    assert encode.encode_records(records, _fallback, cache) == _reference(records)
+    # and again, now that the cache may hold this message
+    assert encode.encode_records(records, _fallback, cache) == _reference(records)
+
+
+def test_the_cache_writes_plain_messages_without_converting_them(monkeypatch):
+    """A session's calls resend its conversation: the second call writes the repeated messages from the cache."""
+    cache = {}
+    history = [_text(f"turn {i}") for i in range(4)]
+    first = _record(history)
+    assert encode.encode_records([first], _fallback, cache) == _reference([first])
+    assert len(cache) == 5  # four turns and the output
+    converted = []
+    original = encode._messages_json
+    monkeypatch.setattr(encode, "_messages_json", lambda messages: converted.append(messages) or original(messages))
+    tool_reply = LLMMessage(role="assistant", parts=[LLMContentPart(text="x")], extra={"tool_calls": [{"id": "t"}]})
+    second = _record([_text(f"turn {i}") for i in range(4)] + [tool_reply, _text("turn 4")])
+    assert encode.encode_records([second], _fallback, cache) == _reference([second])
+    assert converted == [[tool_reply]]  # only the message that is not plain text
+    assert len(cache) == 6
+
+
+def test_the_cache_is_keyed_by_content_not_identity():
+    cache = {}
+    message = _text("before")
+    record = _record([message])
+    first = encode.encode_records([record], _fallback, cache)
+    message.parts[0].text = "after"
+    second = encode.encode_records([record], _fallback, cache)
+    message.role = "system"
+    third = encode.encode_records([record], _fallback, cache)
+    message.parts[0].width = 0
+    fourth = encode.encode_records([record], _fallback, cache)
+    message.parts[0].width = None
+    message.metadata["k"] = 1
+    fifth = encode.encode_records([record], _fallback, cache)
+    assert len({first, second, third, fourth, fifth}) == 5
+    assert fifth == _reference([record]) and '"after"' in second and '"system"' in third and '"width":0' in fourth
+
+
+@pytest.mark.parametrize("odd", ["str role", "str text", "str type", "width False", "name", "tool call id",
+                                 "metadata None", "two parts"])
+def test_look_alikes_of_a_cached_message_are_written_as_they_are(odd):
+    class Str(str):
+        def __eq__(self, other):
+            return True
+
+        __hash__ = str.__hash__
+
+    cache = _cache("warm")
+    part = LLMContentPart(text="plain")
+    message = LLMMessage(role="user", parts=[part])
+    if odd == "str role":
+        message.role = Str("user")
+    elif odd == "str text":
+        part.text = Str("plain")
+    elif odd == "str type":
+        part.type = Str("text")
+    elif odd == "width False":
+        part.width = False
+    elif odd == "name":
+        message.name = "plain"
+    elif odd == "tool call id":
+        message.tool_call_id = "t"
+    elif odd == "metadata None":
+        message.metadata = None
+    else:
+        message.parts.append(LLMContentPart(text="plain"))
+    record = _record([_text("plain"), message])
+    assert encode.encode_records([record], _fallback, cache) == _reference([record])
+
+
+def test_a_full_cache_starts_again(monkeypatch):
+    monkeypatch.setattr(encode, "CACHE_ENTRIES", 3)
+    cache = {}
+    for n in range(5):
+        record = _record([_text(f"m{n}-{i}") for i in range(n + 2)])
+        assert encode.encode_records([record], _fallback, cache) == _reference([record])
+        assert len(cache) <= 3
 
 
 def test_odd_records_encode_as_before():

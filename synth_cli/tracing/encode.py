@@ -33,6 +33,18 @@ the unchanged `to_dict` path. Why the two agree, for one list of messages:
    by part: the dicts the check built, which orjson then writes as it would have written
    `to_dict`'s output (no value left needs a different option or the default).
 
+4. With a cache (the tracer keeps one per session: every call of a session resends the
+   conversation so far, so most of its messages were written before), a plain text message is
+   not converted at all: exactly an `LLMMessage` with `name` and `tool_call_id` None, `metadata`
+   an empty dict, an empty `extra` and `parts` a list of one part that is exactly an
+   `LLMContentPart` whose `type` and `text` are exactly `str`, whose other fields are all None
+   (their types checked, not compared with `==`) and whose `extra` is empty. What rule 3 writes
+   for such a message is fixed by `(role, type, text)`, three exact strings, so the cache maps
+   that key to the JSON orjson wrote the first time (a `Fragment`; the list becomes a list of
+   fragments, which orjson writes as it writes the list). Any other message is written as in
+   rule 1-3 on its own (a one-element list, its brackets cut off). Content is the key, never
+   identity: a message changed between two calls is written as it is now.
+
 Tests compare the two on the published fixtures and on odd records built to break each rule;
 the bench DB is identical before and after. Never prints.
 """
@@ -71,26 +83,33 @@ if _MESSAGE_ATTRS != ("role", "parts", "name", "tool_call_id", "metadata", "extr
 _message_values = operator.attrgetter(*_MESSAGE_ATTRS)
 _part_values = operator.attrgetter(*_PART_ATTRS)
 _record_values = operator.attrgetter(*_RECORD_ATTRS)
+#: The types of a plain text part's other fields (`data` ... `language`): None only.
+_ONLY_NONE = frozenset({type(None)})
+#: Plain text messages a cache holds at most (then it starts again).
+CACHE_ENTRIES = 4096
 
 class _Refused(Exception):
     """A message list the fast path does not take (see the module docstring)."""
 
 
-def encode_records(records: list[Any], fallback: Callable[[list[Any]], str | None]) -> str | None:
+def encode_records(records: list[Any], fallback: Callable[[list[Any]], str | None],
+                   cache: dict | None = None) -> str | None:
     """JSON text of `[r.to_dict() for r in records]` (dicts are parsed as `LLMCallRecord`s first).
 
-    `fallback(dicts)` serialises the plain dicts when the fast path does not apply.
+    `fallback(dicts)` serialises the plain dicts when the fast path does not apply. `cache`
+    (a dict the caller keeps, e.g. per session) remembers the JSON of plain text messages
+    (rule 4 of the module docstring); None: no cache.
     """
     records = [r if isinstance(r, LLMCallRecord) else _as_record(r) for r in records]
     if _Fragment is not None:
         try:
-            return _orjson.dumps([_payload(r) for r in records], default=_default).decode()
+            return _orjson.dumps([_payload(r, cache) for r in records], default=_default).decode()
         except (TypeError, _Refused):
             pass  # something the fast path does not take: the unchanged path decides what to write
     return fallback([r.to_dict() for r in records])
 
 
-def _payload(record: LLMCallRecord) -> Any:
+def _payload(record: LLMCallRecord, cache: dict | None = None) -> Any:
     """`record.to_dict()`, its message lists as JSON fragments written by orjson.
 
     The fields are read as `to_dict` reads them (`getattr`, see rule 1) into a copy whose
@@ -116,8 +135,45 @@ def _payload(record: LLMCallRecord) -> Any:
         sd[name] = []
     out = shallow.to_dict()
     for name, messages in lists:
-        out[name] = _messages_fragment(messages)
+        out[name] = _messages_fragment(messages) if cache is None else _cached_fragment(messages, cache)
     return out
+
+
+def _cached_fragment(messages: list, cache: dict) -> Any:
+    """`_messages_fragment(messages)`, plain text messages' JSON taken from `cache` (rule 4)."""
+    chunks = []
+    for message in messages:
+        if message.__class__ is not LLMMessage:
+            raise _Refused
+        try:
+            role, parts, name, tool_call_id, metadata, extra = _message_values(message)
+        except AttributeError:  # a field deleted from the instance: as `_messages_fragment` does
+            chunks.append(_Fragment(_messages_json([message])[1:-1]))
+            continue
+        if (name is None and tool_call_id is None and parts.__class__ is list and len(parts) == 1
+                and role.__class__ is str and metadata.__class__ is dict and not metadata and not extra):
+            part = parts[0]
+            if part.__class__ is LLMContentPart:
+                try:
+                    values = _part_values(part)
+                except AttributeError:
+                    values = None
+                if (values is not None and values[0].__class__ is str and values[1].__class__ is str
+                        and _ONLY_NONE.issuperset(map(type, values[2:14])) and not values[14]):
+                    key = (role, values[0], values[1])
+                    data = cache.get(key)
+                    if data is None:
+                        if len(cache) >= CACHE_ENTRIES:
+                            cache.clear()
+                        data = cache[key] = _Fragment(_orjson.dumps({"role": role, "parts": [{
+                            "type": values[0], "text": values[1], "data": None, "mime_type": None, "uri": None,
+                            "base64_data": None, "size_bytes": None, "sha256": None, "width": None,
+                            "height": None, "duration_ms": None, "sample_rate": None, "channels": None,
+                            "language": None}], "name": None, "tool_call_id": None, "metadata": {}}))
+                    chunks.append(data)
+                    continue
+        chunks.append(_Fragment(_messages_json([message])[1:-1]))  # `[...]` of one message: its JSON
+    return chunks  # orjson writes a list of fragments as `[a,b,...]`, as it writes the messages' list
 
 
 def _messages_fragment(messages: list) -> Any:
@@ -125,6 +181,11 @@ def _messages_fragment(messages: list) -> Any:
     for message in messages:
         if message.__class__ is not LLMMessage:
             raise _Refused
+    return _Fragment(_messages_json(messages))
+
+
+def _messages_json(messages: list) -> bytes:
+    """`_messages_fragment`'s bytes; every element is exactly an `LLMMessage` (checked by the caller)."""
     seen = 0
 
     def check(obj: Any) -> dict:  # every dataclass and datetime orjson meets comes here
@@ -161,7 +222,7 @@ def _messages_fragment(messages: list) -> Any:
     data = _orjson.dumps(messages, default=check, option=_OPTIONS)
     if seen != len(messages):
         raise _Refused
-    return _Fragment(data)
+    return data
 
 
 def _as_record(value: Any) -> LLMCallRecord:

@@ -182,6 +182,7 @@ class _Session:
         self.written = (0, 0, 0)   # timesteps, events, messages already written (durable mode)
         self.units = 0             # batches handed to the writer (durable mode)
         self.spooled = False       # once a unit is spooled, the rest follow it there (order)
+        self.json_cache: dict = {}  # the JSON of plain text messages seen in this session (tracing.encode)
 
     def batch(self, partial: bool) -> SessionBatch:
         steps, events, messages = self.written
@@ -430,12 +431,12 @@ class SessionTracer:
                 message_time = step.turn_number
             cls = event.__class__
             if cls is LMCAISEvent or cls is EnvironmentEvent or cls is RuntimeEvent:
-                row = _event_row(event, cls, message_time, meta_json)  # the columns() of these, inline
+                row = _event_row(event, cls, message_time, meta_json, session.json_cache)  # columns(), inline
             else:
                 cols = event.columns()
                 call_records = None
                 if isinstance(event, LMCAISEvent) and event.call_records:
-                    call_records = encode_records(event.call_records, _json)
+                    call_records = encode_records(event.call_records, _json, session.json_cache)
                 terminated = cols.get("terminated")
                 truncated = cols.get("truncated")
                 row = (
@@ -668,7 +669,7 @@ class AsyncSessionTracer:
         return block()
 
 
-def _event_row(event: Any, cls: type, message_time: int | None, meta_json: str | None) -> tuple:
+def _event_row(event: Any, cls: type, message_time: int | None, meta_json: str | None, cache: dict) -> tuple:
     """EVENT_COLUMNS of an exact LMCAISEvent / EnvironmentEvent / RuntimeEvent: what `columns()` gives, inline."""
     model_name = provider = input_tokens = output_tokens = total_tokens = cost = latency = span_id = None
     trace_id = call_records = reward = terminated = truncated = before = after = None
@@ -685,7 +686,7 @@ def _event_row(event: Any, cls: type, message_time: int | None, meta_json: str |
         before = event.system_state_before
         after = event.system_state_after
         if event.call_records:
-            call_records = encode_records(event.call_records, _json)
+            call_records = encode_records(event.call_records, _json, cache)
     elif cls is EnvironmentEvent:
         reward = None if event.reward is None else float(event.reward)
         terminated = int(bool(event.terminated))
