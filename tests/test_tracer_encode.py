@@ -301,3 +301,31 @@ def test_generated_to_dict_is_the_generic_one_for_odd_instances():
     record.model_name = "re-set last"
     assert list(record.to_dict()) == list(_Record.to_dict(record))
     assert encode.encode_records([record], _fallback) == _reference([record])
+
+
+def test_the_record_dict_keeping_messages_is_to_dict_but_the_message_lists():
+    from synth_cli.tracing.models import record_dict_keeping_messages
+
+    records = [build(load(name)) for name in fixture_names()]
+    records.append(_record([_text("a"), _text("b")], metadata={"k": [1]}, usage=LLMUsage(input_tokens=1),
+                           output_tool_calls=[ToolCallSpec(name="f", arguments={"x": 1})]))
+    empty = _record([])
+    empty.output_messages = []
+    records.append(empty)
+    for record in records:
+        kept = record_dict_keeping_messages(record)
+        full = record.to_dict()
+        assert list(kept) == list(full), record.call_id
+        for key, value in full.items():
+            if key in ("input_messages", "output_messages", "outputs") and getattr(record, key):
+                assert kept[key] is getattr(record, key)  # left as the record's own list
+            else:
+                assert kept[key] == value, key
+    odd = _record([_text("a")])
+    odd.call_id = datetime(2025, 1, 1)  # a datetime where a string is declared: the generic method decides
+    missing = _record([_text("a")])
+    del missing.extra
+    sub = type("Sub", (LLMCallRecord,), {})(call_id="s", input_messages=[_text("a")])
+    for record in (odd, missing, sub):
+        assert record_dict_keeping_messages(record) is None
+        assert encode.encode_records([record], _fallback, {}) == _reference([record])

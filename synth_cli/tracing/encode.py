@@ -17,12 +17,13 @@ the unchanged `to_dict` path. Why the two agree, for one list of messages:
    (`to_dict()` for a record, else itself). Another message (tool calls in `extra`, say) is
    replaced by its own `to_dict()`. The fields are read with one `operator.attrgetter` (what
    the generic `to_dict` does with `getattr`, class defaults included) and written in
-   definition order, which is `to_dict`'s order for every instance: the generated `to_dict`
-   copies `__dict__` only when its keys are exactly the fields in that order and otherwise
-   is the generic one (attributes added, deleted or re-set out of order change nothing here).
-   So no instance's `__dict__` is read: on Python 3.11+ that would create a dict per message
-   and part, kept by the agent's objects (allocation and garbage-collector work); a field
-   missing altogether (no class default) sends the message to `to_dict`.
+   definition order, which is `to_dict`'s order for every instance (the generated `to_dict`
+   reads and writes them the same way; attributes added, deleted or re-set out of order
+   change nothing). So no instance's `__dict__` is read: on Python 3.11+ that would create a
+   dict per message and part, kept by the agent's objects (allocation and garbage-collector
+   work); a field missing altogether (no class default) sends the message to `to_dict`. The
+   record itself is the dict its generated `to_dict` builds, message lists left out
+   (`models.record_dict_keeping_messages`).
 2. The messages checked must be exactly the list's elements (counted), and anything else that
    reaches the check refuses the list: a part or a record where `to_dict` would not have
    converted it (in a metadata dict, a tuple, a field), a datetime anywhere (`to_dict` formats
@@ -56,7 +57,7 @@ import operator
 from typing import Any, Callable
 
 from synth_cli._json import _default
-from synth_cli.tracing.models import LLMCallRecord, LLMContentPart, LLMMessage, _Record
+from synth_cli.tracing.models import LLMCallRecord, LLMContentPart, LLMMessage, _Record, record_dict_keeping_messages
 
 try:
     import orjson as _orjson
@@ -70,7 +71,6 @@ except ImportError:  # pragma: no cover - orjson is a declared dependency
 
 _MESSAGE_ATTRS = tuple(f.name for f in dataclasses.fields(LLMMessage))
 _PART_ATTRS = tuple(f.name for f in dataclasses.fields(LLMContentPart))
-_RECORD_ATTRS = tuple(f.name for f in dataclasses.fields(LLMCallRecord))
 _MESSAGE_LISTS = ("input_messages", "output_messages", "outputs")
 
 # The check below unpacks these and writes the dicts' keys out: it must follow the models.
@@ -82,7 +82,6 @@ if _MESSAGE_ATTRS != ("role", "parts", "name", "tool_call_id", "metadata", "extr
 #: `getattr` of every field, in one call, without materialising the instance's `__dict__`.
 _message_values = operator.attrgetter(*_MESSAGE_ATTRS)
 _part_values = operator.attrgetter(*_PART_ATTRS)
-_record_values = operator.attrgetter(*_RECORD_ATTRS)
 #: The types of a plain text part's other fields (`data` ... `language`): None only.
 _ONLY_NONE = frozenset({type(None)})
 #: Plain text messages a cache holds at most (then it starts again).
@@ -112,30 +111,18 @@ def encode_records(records: list[Any], fallback: Callable[[list[Any]], str | Non
 def _payload(record: LLMCallRecord, cache: dict | None = None) -> Any:
     """`record.to_dict()`, its message lists as JSON fragments written by orjson.
 
-    The fields are read as `to_dict` reads them (`getattr`, see rule 1) into a copy whose
-    attributes are exactly the fields in order, so its generated `to_dict` is the generic one."""
-    if record.__class__ is not LLMCallRecord:
+    The record's dict is what its generated `to_dict` builds (fields read with `getattr`, see
+    rule 1), with the non-empty message lists left to be written here."""
+    out = record_dict_keeping_messages(record)
+    if out is None:  # a subclass, a missing field, a record where a string was declared...
         return record.to_dict()
-    try:
-        values = _record_values(record)
-    except AttributeError:
-        return record.to_dict()
-    d = dict(zip(_RECORD_ATTRS, values))  # what to_dict reads (getattr), without the instance's __dict__
-    extra = d["extra"]
+    extra = record.extra
     if extra and not extra.keys().isdisjoint(_MESSAGE_LISTS):
-        return record.to_dict()
-    lists = [(name, d[name]) for name in _MESSAGE_LISTS if d[name].__class__ is list and d[name]]
-    if not lists:
-        return record.to_dict()
-    # to_dict of a copy whose message lists are empty (same keys, same order), then the lists
-    shallow = object.__new__(LLMCallRecord)
-    sd = shallow.__dict__
-    sd.update(d)
-    for name, _ in lists:
-        sd[name] = []
-    out = shallow.to_dict()
-    for name, messages in lists:
-        out[name] = _messages_fragment(messages) if cache is None else _cached_fragment(messages, cache)
+        return record.to_dict()  # `extra` would replace a message list
+    for name in _MESSAGE_LISTS:
+        messages = out[name]
+        if messages.__class__ is list and messages:
+            out[name] = _messages_fragment(messages) if cache is None else _cached_fragment(messages, cache)
     return out
 
 
