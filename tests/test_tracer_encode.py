@@ -329,3 +329,33 @@ def test_the_record_dict_keeping_messages_is_to_dict_but_the_message_lists():
     for record in (odd, missing, sub):
         assert record_dict_keeping_messages(record) is None
         assert encode.encode_records([record], _fallback, {}) == _reference([record])
+
+
+@pytest.mark.parametrize("usage", [None, LLMUsage(), LLMUsage(input_tokens=7, output_tokens=3, cost_usd=0.25)])
+@pytest.mark.parametrize("explicit", [{}, {"cost_usd": 0.5, "span_id": "s", "trace_id": "t"},
+                                      {"cost_usd": 0.0, "span_id": "", "trace_id": None, "metadata": {"k": 1},
+                                       "event_metadata": [1], "system_state_before": {"a": 1},
+                                       "system_state_after": {"b": 2}, "message_time": 3}])
+def test_for_call_is_from_records_of_one_record(usage, explicit):
+    """The tracer's record_llm_call builds its event with `for_call`: the same event as from_records."""
+    from synth_cli.tracing.events import LMCAISEvent
+
+    for names in (("m", "openai", "span", "trace"), ("", None, "", None)):
+        model, provider, span, trace = names
+        record = LLMCallRecord(call_id="c", model_name=model, provider=provider, span_id=span, trace_id=trace,
+                               usage=usage, latency_ms=12)
+        kwargs = {"system_instance_id": "agent", "event_time": 1.5, **explicit}
+        assert LMCAISEvent.for_call(record, **kwargs).__dict__ == LMCAISEvent.from_records([record], **kwargs).__dict__
+
+
+def test_record_llm_call_of_one_record_is_the_event_of_from_records(tmp_path):
+    from synth_cli.tracing.events import LMCAISEvent
+    from synth_cli.tracing.tracer import SessionTracer
+
+    record = LLMCallRecord(call_id="c", model_name="m", usage=LLMUsage(input_tokens=1, cost_usd=0.1), latency_ms=5)
+    with SessionTracer(tmp_path / "t.db") as tracer, tracer.session():
+        event = tracer.record_llm_call(record, system_instance_id="a", span_id="sp", event_time=2.0,
+                                       metadata={"k": 1})
+    expected = LMCAISEvent.from_records([record], system_instance_id="a", span_id="sp", event_time=2.0,
+                                        metadata={"k": 1})
+    assert event.__class__ is LMCAISEvent and event.__dict__ == expected.__dict__

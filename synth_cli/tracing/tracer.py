@@ -54,7 +54,7 @@ import time
 import uuid
 import warnings as _warnings
 from contextlib import ContextDecorator, contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator, Sequence
 
 from synth_cli._json import dumps as _fast_dumps
@@ -81,9 +81,13 @@ DURABILITY = ("session", "timestep")
 # --------------------------------------------------------------------------- helpers
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
 def utcnow() -> datetime:
-    """Naive UTC, the form the published package stores."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    """Naive UTC, the form the published package stores: `datetime.now(timezone.utc)` without its
+    tzinfo (the same microseconds, truncated from the same clock), in a third of the time."""
+    return _EPOCH + timedelta(microseconds=time.time_ns() // 1000)
 
 
 def _naive_utc(value: datetime | None) -> datetime:
@@ -416,20 +420,24 @@ class SessionTracer:
         with self._lock:
             session = self._require_session()
             step = self._step
-            meta = event.stored_metadata() if isinstance(event, RuntimeEvent) else event.metadata
-            if step is not None:  # step_id first, as the published writer orders it
+            cls = event.__class__
+            if cls is RuntimeEvent and step is not None and not event.metadata:  # stored_metadata(), inline
+                step.num_events += 1
+                meta_json = _json({"step_id": step.step_id, "actions": list(event.actions)})
+            elif step is not None:  # step_id first, as the published writer orders it
+                meta = event.stored_metadata() if isinstance(event, RuntimeEvent) else event.metadata
                 step.num_events += 1
                 if meta:
                     meta_json = _json({"step_id": step.step_id, **{k: v for k, v in meta.items() if k != "step_id"}})
                 else:
                     meta_json = step.meta_json
             else:
+                meta = event.stored_metadata() if isinstance(event, RuntimeEvent) else event.metadata
                 meta_json = _json(dict(meta or {}))
             time_record = event.time_record
             message_time = time_record.message_time
             if message_time is None and step is not None:
                 message_time = step.turn_number
-            cls = event.__class__
             if cls is LMCAISEvent or cls is EnvironmentEvent or cls is RuntimeEvent:
                 row = _event_row(event, cls, message_time, meta_json, session.json_cache)  # columns(), inline
             else:
@@ -464,7 +472,15 @@ class SessionTracer:
         (see :meth:`LMCAISEvent.from_records`); `cost_usd` (USD) overrides the summed
         record costs and is stored in cents.
         """
-        records = [record] if isinstance(record, (LLMCallRecord, dict)) else list(record)
+        if isinstance(record, LLMCallRecord):  # one record: the derivation of from_records, spelled out
+            event = LMCAISEvent.for_call(
+                record, system_instance_id=system_instance_id, cost_usd=cost_usd, metadata=dict(metadata or {}),
+                event_metadata=event_metadata, span_id=span_id, trace_id=trace_id,
+                system_state_before=system_state_before, system_state_after=system_state_after,
+                event_time=event_time, message_time=message_time)
+            self.record_event(event)
+            return event
+        records = [record] if isinstance(record, dict) else list(record)
         records = [LLMCallRecord.from_dict(r) if isinstance(r, dict) else r for r in records]
         for r in records:
             if not isinstance(r, LLMCallRecord):
