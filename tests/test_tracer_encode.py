@@ -182,13 +182,34 @@ def test_the_cache_is_keyed_by_content_not_identity():
 
 
 @pytest.mark.parametrize("odd", ["str role", "str text", "str type", "width False", "name", "tool call id",
-                                 "metadata None", "two parts"])
+                                 "metadata None", "two parts", "equals None", "raises on ==", "enum None",
+                                 "null fragment", "width 0", "data {}"])
 def test_look_alikes_of_a_cached_message_are_written_as_they_are(odd):
+    import enum
+
+    import orjson
+
     class Str(str):
         def __eq__(self, other):
             return True
 
         __hash__ = str.__hash__
+
+    class EqualsNone:  # claims to be None when compared
+        def __eq__(self, other):
+            return other is None or NotImplemented
+
+        __hash__ = None
+
+    class Ambiguous:  # like a numpy array: no truth value, no plain ==
+        def __eq__(self, other):
+            raise ValueError("ambiguous")
+
+        def __bool__(self):
+            raise ValueError("ambiguous")
+
+    class Nothing(enum.Enum):
+        NONE = None
 
     cache = _cache("warm")
     part = LLMContentPart(text="plain")
@@ -207,6 +228,18 @@ def test_look_alikes_of_a_cached_message_are_written_as_they_are(odd):
         message.tool_call_id = "t"
     elif odd == "metadata None":
         message.metadata = None
+    elif odd == "equals None":
+        part.data = EqualsNone()
+    elif odd == "raises on ==":
+        part.mime_type = Ambiguous()
+    elif odd == "enum None":
+        part.width = Nothing.NONE
+    elif odd == "null fragment":
+        part.language = orjson.Fragment(b"null")
+    elif odd == "width 0":
+        part.width = 0
+    elif odd == "data {}":
+        part.data = {}
     else:
         message.parts.append(LLMContentPart(text="plain"))
     record = _record([_text("plain"), message])
