@@ -246,6 +246,16 @@ def test_busy_timeout_from_the_environment_is_checked(monkeypatch, tmp_path, val
     assert not (tmp_path / "t.db").exists()
 
 
+@pytest.mark.parametrize("value", [None, "", "  ", "2.5"])
+def test_busy_timeout_from_the_environment_or_the_default(monkeypatch, tmp_path, value):
+    if value is None:
+        monkeypatch.delenv("SYNTH_TRACES_BUSY_TIMEOUT", raising=False)
+    else:
+        monkeypatch.setenv("SYNTH_TRACES_BUSY_TIMEOUT", value)
+    with SessionTracer(tmp_path / "t.db") as tracer:
+        assert tracer._writer.busy_timeout == (2.5 if value == "2.5" else 30.0)
+
+
 def test_a_db_that_refuses_writes_spools_at_once(tmp_path):
     """Not a lock (e.g. the file became read-only): no retries to wait through, the session is spooled."""
     path = tmp_path / "readonly.db"
