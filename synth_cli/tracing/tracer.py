@@ -167,7 +167,7 @@ class _Step:
     def row(self) -> tuple:  # STEP_COLUMNS
         return (self.step_id, self.step_index, self.turn_number, _fmt_precise(self.started_at),
                 None if self.completed_at is None else _fmt_precise(self.completed_at),
-                self.num_events, self.num_messages, _json(self.metadata))
+                self.num_events, self.num_messages, "{}" if not self.metadata else _json(self.metadata))
 
 
 class _Session:
