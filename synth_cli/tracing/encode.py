@@ -38,12 +38,11 @@ the unchanged `to_dict` path. Why the two agree, for one list of messages:
    conversation so far, so most of its messages were written before), a plain text message is
    not converted at all: exactly an `LLMMessage` with `name` and `tool_call_id` None, `metadata`
    an empty dict, an empty `extra` and `parts` a list of one part that is exactly an
-   `LLMContentPart` whose `type` and `text` are exactly `str`, whose `extra` is empty and whose
-   other twelve fields orjson writes as `null` (checked by writing them: only None, or what rule
-   3 would write as `null` too, does; nothing is compared with `==`, which a value could answer
-   as it likes). What rule 3 writes for such a message is fixed by `(role, type, text)`, three
-   exact strings, so the cache maps
-   that key to the JSON orjson wrote the first time (a `Fragment`; the list becomes a list of
+   `LLMContentPart` whose `text` is exactly a `str`, whose `extra` is empty and whose `type` and
+   twelve other fields orjson writes as `"text"` and `null`s (checked by writing them: only what
+   rule 3 would write the same way does; nothing is compared with `==`, which a value could
+   answer as it likes). What rule 3 writes for such a message is fixed by `(role, text)`, two
+   exact strings, so the cache maps that key to the JSON orjson wrote the first time (a `Fragment`; the list becomes a list of
    fragments, which orjson writes as it writes the list). Any other message is written as in
    rule 1-3 on its own (a one-element list, its brackets cut off). Content is the key, never
    identity: a message changed between two calls is written as it is now.
@@ -84,10 +83,11 @@ if _MESSAGE_ATTRS != ("role", "parts", "name", "tool_call_id", "metadata", "extr
 #: `getattr` of every field, in one call, without materialising the instance's `__dict__`.
 _message_values = operator.attrgetter(*_MESSAGE_ATTRS)
 _part_values = operator.attrgetter(*_PART_ATTRS)
-#: A plain text part's key fields, and its other fields (`data` ... `language`), which must write as null.
-_part_key_values = operator.attrgetter("type", "text", "extra")
-_part_other_values = operator.attrgetter(*_PART_ATTRS[2:14])
-_NULLS = b"[" + b",".join([b"null"] * 12) + b"]"
+#: A plain text part's key fields, and its other fields (`type`, `data` ... `language`), which must
+#: write as `"text"` and twelve nulls.
+_part_key_values = operator.attrgetter("text", "extra")
+_part_other_values = operator.attrgetter(_PART_ATTRS[0], *_PART_ATTRS[2:14])
+_TEXT_NULLS = b'["text",' + b",".join([b"null"] * 12) + b"]"
 #: Plain text messages a cache holds at most (then it starts again).
 CACHE_ENTRIES = 4096
 
@@ -146,19 +146,19 @@ def _cached_fragment(messages: list, cache: dict) -> Any:
             part = parts[0]
             if part.__class__ is LLMContentPart:
                 try:
-                    type_, text, part_extra = _part_key_values(part)
-                    plain = (type_.__class__ is str and text.__class__ is str and not part_extra
-                             and _orjson.dumps(_part_other_values(part)) == _NULLS)
+                    text, part_extra = _part_key_values(part)
+                    plain = (text.__class__ is str and not part_extra
+                             and _orjson.dumps(_part_other_values(part)) == _TEXT_NULLS)
                 except (AttributeError, TypeError):  # a missing field; a value orjson cannot write
                     plain = False
                 if plain:
-                    key = (role, type_, text)
+                    key = (role, text)
                     data = cache.get(key)
                     if data is None:
                         if len(cache) >= CACHE_ENTRIES:
                             cache.clear()
                         data = cache[key] = _Fragment(_orjson.dumps({"role": role, "parts": [{
-                            "type": type_, "text": text, "data": None, "mime_type": None, "uri": None,
+                            "type": "text", "text": text, "data": None, "mime_type": None, "uri": None,
                             "base64_data": None, "size_bytes": None, "sha256": None, "width": None,
                             "height": None, "duration_ms": None, "sample_rate": None, "channels": None,
                             "language": None}], "name": None, "tool_call_id": None, "metadata": {}}))
