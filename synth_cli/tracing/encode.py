@@ -42,10 +42,11 @@ the unchanged `to_dict` path. Why the two agree, for one list of messages:
    twelve other fields orjson writes as `"text"` and `null`s (checked by writing them: only what
    rule 3 would write the same way does; nothing is compared with `==`, which a value could
    answer as it likes). What rule 3 writes for such a message is fixed by `(role, text)`, two
-   exact strings, so the cache maps that key to the JSON orjson wrote the first time (a `Fragment`; the list becomes a list of
-   fragments, which orjson writes as it writes the list). Any other message is written as in
-   rule 1-3 on its own (a one-element list, its brackets cut off). Content is the key, never
-   identity: a message changed between two calls is written as it is now.
+   exact strings, so the cache maps that key to the JSON orjson wrote the first time (a
+   `Fragment`; the list becomes a list of fragments, which orjson writes as it writes the
+   list). Any other message is written as in rules 1-3 on its own (a one-element list, its
+   brackets cut off). Content is the key, never identity: a message changed between two calls
+   is written as it is now.
 
 Tests compare the two on the published fixtures and on odd records built to break each rule;
 the bench DB is identical before and after. Never prints.
