@@ -392,3 +392,17 @@ def test_record_llm_call_of_one_record_is_the_event_of_from_records(tmp_path):
     expected = LMCAISEvent.from_records([record], system_instance_id="a", span_id="sp", event_time=2.0,
                                         metadata={"k": 1})
     assert event.__class__ is LMCAISEvent and event.__dict__ == expected.__dict__
+
+
+@pytest.mark.parametrize("text", ["", "plain", 'é ü 你好 \n\t"q" \\ \x00 \x1f \u2028 ,"extra":{}}', "😀" * 3, "x" * 5000])
+@pytest.mark.parametrize("role", ["user", "", 'a"b\\'])
+def test_a_cached_message_is_the_json_of_its_dict(role, text):
+    """The cache writes a plain message's JSON around its two strings: the bytes orjson writes for its dict."""
+    import orjson
+
+    cache = {}
+    chunks = encode._cached_fragment([LLMMessage(role=role, parts=[LLMContentPart(text=text)])], cache)
+    assert orjson.dumps(chunks) == b"[" + orjson.dumps(encode._plain_message(role, text)) + b"]"
+    message = LLMMessage(role=role, parts=[LLMContentPart(text=text)])
+    assert orjson.dumps(chunks) == _json.dumps([message.to_dict()]).encode()
+    assert encode._cached_fragment([message], cache) == chunks  # the second time, from the cache

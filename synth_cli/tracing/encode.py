@@ -89,6 +89,22 @@ _part_values = operator.attrgetter(*_PART_ATTRS)
 _part_key_values = operator.attrgetter("text", "extra")
 _part_other_values = operator.attrgetter(_PART_ATTRS[0], *_PART_ATTRS[2:14])
 _TEXT_NULLS = b'["text",' + b",".join([b"null"] * 12) + b"]"
+
+
+def _plain_message(role: str, text: str) -> dict:
+    """The dict rule 3 makes of a plain text message (rule 4)."""
+    return {"role": role, "parts": [{
+        "type": "text", "text": text, "data": None, "mime_type": None, "uri": None, "base64_data": None,
+        "size_bytes": None, "sha256": None, "width": None, "height": None, "duration_ms": None,
+        "sample_rate": None, "channels": None, "language": None}], "name": None, "tool_call_id": None,
+        "metadata": {}}
+
+
+#: orjson's JSON of `_plain_message(role, text)` around its two strings: the JSON of a plain text
+#: message is HEAD + dumps(role) + MID + dumps(text) + TAIL (orjson writes a string the same way
+#: alone and inside a dict; the two empty strings are the first two `""` of the sample).
+_PLAIN_HEAD, _PLAIN_MID, _PLAIN_TAIL = (
+    _orjson.dumps(_plain_message("", "")).split(b'""', 2) if _orjson is not None else (b"", b"", b""))
 #: Plain text messages a cache holds at most (then it starts again).
 CACHE_ENTRIES = 4096
 
@@ -158,11 +174,9 @@ def _cached_fragment(messages: list, cache: dict) -> Any:
                     if data is None:
                         if len(cache) >= CACHE_ENTRIES:
                             cache.clear()
-                        data = cache[key] = _Fragment(_orjson.dumps({"role": role, "parts": [{
-                            "type": "text", "text": text, "data": None, "mime_type": None, "uri": None,
-                            "base64_data": None, "size_bytes": None, "sha256": None, "width": None,
-                            "height": None, "duration_ms": None, "sample_rate": None, "channels": None,
-                            "language": None}], "name": None, "tool_call_id": None, "metadata": {}}))
+                        # what orjson writes for the message's dict (rule 3), its two strings written alone
+                        data = cache[key] = _Fragment(b"".join((_PLAIN_HEAD, _orjson.dumps(role), _PLAIN_MID,
+                                                                _orjson.dumps(text), _PLAIN_TAIL)))
                     chunks.append(data)
                     continue
         chunks.append(_Fragment(_messages_json([message])[1:-1]))  # `[...]` of one message: its JSON
