@@ -12,7 +12,11 @@ wrote) bulk-inserted over the same protocol, 500 rows per transaction.
 `read` and `transport` use the DB bench/filter.py builds (shaped like the fixture; by default
 1,200 sessions x 20 steps = 24,000 call records, cached in bench/.cache/), served by a real
 sqld (tests/helpers/sqld.py) from a private copy. Every command runs as its own process, candidate
-and floor alternating, --runs times each after a warm-up; the figures are medians. Peak memory
+and floor alternating, --runs times each after a warm-up; the figures are medians. `read` also
+reports each command's CPU time (user + system of its whole process tree, /usr/bin/time -v) and
+the server's (sqld's own, from /proc), the ratios by wall and by CPU (client + server against the
+local filter's), and the load average while it ran; `--compare CHECKOUT` adds the same remote
+filter run from another checkout (e.g. a `git worktree` of main), side by side. Peak memory
 is each child's own maximum RSS as `/usr/bin/time -v` reports it (GNU time waits for the child
 and reads its rusage; the parent's size is not in it). Prints a JSON summary on stdout,
 progress on stderr.
@@ -88,34 +92,102 @@ def served_copy(db_dir: Path, work: Path):
 # --------------------------------------------------------------------------- read
 
 
+def _server_pid(url: str) -> int | None:
+    """The pid of the sqld listening on `url`'s port (its CPU time is read from /proc)."""
+    listen = "127.0.0.1:" + url.rsplit(":", 1)[1]
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and listen.encode() in (proc / "cmdline").read_bytes():
+                return int(proc.name)
+        except OSError:
+            pass
+    return None
+
+
+def _cpu_of(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _timed(argv: list[str], env: dict, cwd: str, server: int | None) -> tuple[float, float, float, float]:
+    """(wall s, client CPU s of the whole process tree, server CPU s, peak RSS MB) of one command."""
+    from _measure import Timed
+
+    with Timed(argv) as t:
+        before = _cpu_of(server)
+        started = time.perf_counter()
+        proc = subprocess.run(t.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd)
+        wall = time.perf_counter() - started
+        server_cpu = _cpu_of(server) - before
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
+        return wall, t.cpu_s(), server_cpu, round(t.rss_mb(), 1)
+
+
 def bench_read(args) -> dict:
     from filter import ensure_db
 
     db_dir = ensure_db(args.sessions, args.steps)
     db_file = db_dir / "dbs" / "default" / "data"
     work = Path(tempfile.mkdtemp(prefix="bench-remote-"))
+    loads = [os.getloadavg()[0]]
     try:
         with served_copy(db_dir, work) as url:
+            server = _server_pid(url)
             py = sys.executable
-            commands = {
-                "local": [py, "-m", "synth_cli", "filter", "--db", str(db_file), "--mode", "calls", "-o",
-                          str(work / "local.jsonl"), "--quiet"],
-                "remote": [py, "-m", "synth_cli", "filter", "--db", url, "--mode", "calls", "-o",
-                           str(work / "remote.jsonl"), "--quiet"],
+            flt = ["-m", "synth_cli", "filter", "--mode", "calls", "--quiet"]
+            commands = {  # name: (argv, env, cwd, output)
+                "local": ([py, *flt, "--db", str(db_file), "-o", str(work / "local.jsonl")], _env(), str(ROOT),
+                          work / "local.jsonl"),
+                "remote": ([py, *flt, "--db", url, "-o", str(work / "remote.jsonl")], _env(), str(ROOT),
+                           work / "remote.jsonl"),
             }
-            log(f"filter: local file vs {url} ({args.runs} runs each)")
-            result = interleaved(commands, args.runs)
-        same = (work / "local.jsonl").read_bytes() == (work / "remote.jsonl").read_bytes()
-        with open(work / "local.jsonl", "rb") as fh:
-            examples = sum(1 for _ in fh)
+            if args.compare:  # the same remote filter from another checkout (e.g. `git worktree add … main`)
+                other = str(Path(args.compare).resolve())
+                commands["remote (compare)"] = ([py, *flt, "--db", url, "-o", str(work / "compare.jsonl")],
+                                                {**_env(), "PYTHONPATH": other}, other, work / "compare.jsonl")
+            log(f"filter: local file vs {url} ({args.runs} runs each, interleaved after a warm-up)")
+            names = list(commands)
+            for name in names:
+                argv, env, cwd, _ = commands[name]
+                _timed(argv, env, cwd, server)
+            figures: dict[str, list[tuple[float, float, float, float]]] = {n: [] for n in names}
+            for i in range(args.runs):
+                for name in (names if i % 2 == 0 else names[::-1]):
+                    argv, env, cwd, _ = commands[name]
+                    fig = _timed(argv, env, cwd, server)
+                    figures[name].append(fig)
+                    loads.append(os.getloadavg()[0])
+                    log(f"  run {i + 1} {name}: {fig[0]:.2f}s wall, {fig[1]:.2f}s CPU (+ {fig[2]:.2f}s sqld), "
+                        f"{fig[3]:.0f} MB")
+        local_bytes = commands["local"][3].read_bytes()
+        same = {name: commands[name][3].read_bytes() == local_bytes for name in names if name != "local"}
+        examples = local_bytes.count(b"\n")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    ratio = round(result["remote"]["median_wall_s"] / result["local"]["median_wall_s"], 2)
+
+    def med(name: str, i: int) -> float:
+        return round(statistics.median(f[i] for f in figures[name]), 3)
+
+    result = {name: {"median_wall_s": med(name, 0), "min_wall_s": round(min(f[0] for f in figures[name]), 3),
+                     "median_cpu_s": med(name, 1), "median_server_cpu_s": med(name, 2),
+                     "peak_rss_mb": max(f[3] for f in figures[name])} for name in names}
+    local = result["local"]
+    for name in names[1:]:
+        fig = result[name]
+        fig["ratio_wall"] = round(fig["median_wall_s"] / local["median_wall_s"], 2)
+        fig["ratio_cpu_client_and_server"] = round((fig["median_cpu_s"] + fig["median_server_cpu_s"])
+                                                   / local["median_cpu_s"], 2)
+    ratio = result["remote"]["ratio_wall"]
     return {"bench": "filter --mode calls over http:// (sqld on 127.0.0.1) vs the local file",
             "sessions": args.sessions, "steps": args.steps, "examples": examples, "identical_output": same,
-            "runs": args.runs, "cpus": os.cpu_count(), **result, "ratio_remote_to_local": ratio,
+            "runs": args.runs, "cpus": os.cpu_count(),
+            "load_average": {"min": round(min(loads), 2), "max": round(max(loads), 2)},
+            **result, "ratio_remote_to_local": ratio,
             "targets": {"ratio_max": 1.5, "peak_rss_mb_max": 80,
-                        "met": ratio <= 1.5 and result["remote"]["peak_rss_mb"] <= 80}}
+                        "met": ratio <= 1.5 and result["remote"]["peak_rss_mb"] <= 80 and all(same.values())}}
 
 
 # --------------------------------------------------------------------------- transport
@@ -136,6 +208,8 @@ def child_read(variant: str, target: str) -> int:
         from synth_cli.store.libsql import LibsqlClient
 
         client = LibsqlClient(target)
+        if variant in ("synth", "synth-gzip"):
+            client._loopback = None  # these two measure httpx (pages of JSON)
         if variant == "synth-gzip":
             client._http.headers["accept-encoding"] = "gzip"
         if variant == "synth-prefetch":
@@ -201,7 +275,7 @@ def bench_transport(args) -> dict:
             commands = {"sqlite3 (local file, floor)": [py, me, "--child", "sqlite3", str(db_file)],
                         "httpx+orjson, identity": [py, me, "--child", "synth", url],
                         "httpx+orjson, gzip": [py, me, "--child", "synth-gzip", url],
-                        "httpx+orjson, identity, prefetch": [py, me, "--child", "synth-prefetch", url]}
+                        "RemoteTraceStore.scan (http.client, Protobuf, prefetch)": [py, me, "--child", "synth-prefetch", url]}
             for label, python, module, variant in (
                     ("libsql-client 0.3 (aiohttp, gzip)", args.libsql_client_python or py, "libsql_client",
                      "libsql-client"),
@@ -307,6 +381,7 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=1200)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--compare", metavar="CHECKOUT", help="read: also run the remote filter from this checkout")
     ap.add_argument("--libsql-client-python", metavar="PYTHON", help="a Python that can import libsql_client")
     ap.add_argument("--libsql-python", metavar="PYTHON", help="a Python that can import libsql (and orjson)")
     ap.add_argument("--write-sessions", type=int, default=400, help="write: sessions in all (8 writers: /8 each)")

@@ -192,6 +192,7 @@ def _serve(handler):
     (200, "text/html", b"<html>hi</html>", "the server's answer is not Hrana JSON", False),
 ])
 def test_a_server_that_is_not_libsql(status, ctype, body, expected, transient):
+    """`execute` (JSON) and the CLI (whose reads are Protobuf, JSON on a 404) name what went wrong."""
     handler = type("H", (_Canned,), {"status": status, "ctype": ctype, "body": body})
     server, url = _serve(handler)
     try:
@@ -205,6 +206,8 @@ def test_a_server_that_is_not_libsql(status, ctype, body, expected, transient):
     assert info.value.message.startswith(f"{url}: {expected}")
     assert info.value.transient is transient
     assert result.exit_code == 1 and result.stdout == ""
+    if status == 200:  # read in Protobuf first: not JSON, not Protobuf either
+        expected = "the server's answer is not a Hrana Protobuf answer"
     assert result.stderr.splitlines()[0].startswith(f"error: {url}: {expected}")
     assert "Traceback" not in result.stderr
 
@@ -224,12 +227,15 @@ def test_scan_shrinks_pages_under_the_servers_response_limit(tmp_path):
         with TraceStore.open(url) as remote, TraceStore.open(FIXTURE_DIR) as local:
             rows = [tuple(r) for r in remote.scan(sql, key="id", page_size=200)]
             expected = [tuple(r) for r in local.scan(sql, key="id")]
-        out, local_out = tmp_path / "out.jsonl", tmp_path / "local.jsonl"
+        out, local_out, out2 = tmp_path / "out.jsonl", tmp_path / "local.jsonl", tmp_path / "out2.jsonl"
         filtered = invoke("filter", "--db", url, "-o", out)
+        two = invoke("filter", "--db", url, "-o", out2, "--workers", "2")  # each worker shrinks its own pages
     assert len(rows) == 240 and rows == expected
     assert filtered.exit_code == 0, filtered.output
+    assert two.exit_code == 0, two.output
     assert invoke("filter", "--db", FIXTURE_DIR, "-o", local_out).exit_code == 0
-    assert out.read_bytes() == local_out.read_bytes() and len(out.read_bytes().splitlines()) == 240
+    assert out.read_bytes() == local_out.read_bytes() == out2.read_bytes()
+    assert len(out.read_bytes().splitlines()) == 240
 
 
 def test_scan_left_early_stops_cleanly(sqld_url):
@@ -245,7 +251,8 @@ def test_scan_left_early_stops_cleanly(sqld_url):
 
 
 def test_reader_import_stays_cheap():
-    """Opening the reader module imports neither httpx nor the libSQL client; a remote target does."""
+    """Opening the reader module imports neither httpx nor the libSQL client; a server on this machine
+    over http:// is spoken to without httpx (http.client); any other server gets httpx."""
     code = ("import sys\n"
             "import synth_cli.store.reader as r\n"
             "before = [m for m in ('httpx', 'synth_cli.store.libsql') if m in sys.modules]\n"
@@ -255,12 +262,185 @@ def test_reader_import_stays_cheap():
             "    s.rows('SELECT 1')\n"
             "except Exception as exc:\n"
             "    err = type(exc).__name__\n"
-            "print(before, 'httpx' in sys.modules, err)\n")
+            "loopback = 'httpx' in sys.modules\n"
+            "from synth_cli.store.libsql import LibsqlClient\n"
+            "LibsqlClient('https://db.example.com')._http\n"  # made, not connected
+            "print(before, loopback, 'httpx' in sys.modules, err)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
                           check=False)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["[]", "True", "LibsqlError"]
+    assert proc.stdout.split() == ["[]", "False", "True", "LibsqlError"]
+
+
+def test_loopback_connections_are_kept_alive_and_stale_ones_dropped(sqld_url):
+    """One connection serves request after request; one the server closed while idle is replaced
+    (never a failed request); a server that went away is a clean network error."""
+    client = LibsqlClient(sqld_url)
+    try:
+        for _ in range(3):
+            assert client.read("SELECT 1").rows[0][0] == 1 and client.execute("SELECT 2").rows[0][0] == 2
+        [conn] = client._loopback._idle  # every request went over the same kept-alive connection
+        conn.sock.shutdown(2)  # as if the server had closed it while idle
+        assert client.execute("SELECT 3").rows[0][0] == 3
+        assert client._loopback._idle[0] is not conn
+    finally:
+        client.close()
+    server, url = _serve(_Canned)
+    server.shutdown()
+    server.server_close()
+    dead = LibsqlClient(url)
+    with pytest.raises(LibsqlError) as info:
+        dead.read("SELECT 1")
+    assert info.value.code == "NETWORK" and "connection refused" in info.value.message
 
 
 def test_error_is_a_trace_store_error():
     assert issubclass(LibsqlError, TraceStoreError)
+
+
+# --------------------------------------------------------------------------- Protobuf reads
+
+
+def test_protobuf_reads_give_the_values_of_json(sqld_url):
+    """`read` (Hrana's Protobuf encoding, used by scans) and `execute` (JSON) agree on every kind of value."""
+    client = LibsqlClient(sqld_url)
+    values = [None, 0, -1, 2 ** 62 + 1, -(2 ** 63), 2 ** 63 - 1, 1.5, -0.25, 1e300, "héllo\n\"quoted\" \\ ✓", "",
+              "x" * 5000, b"\x00\xffbin", b"", True, float("nan")]
+    sql = "SELECT " + ", ".join(f"?{i + 1} AS c{i}" for i in range(len(values))) + ", " + \
+          ", ".join(f"typeof(?{i + 1})" for i in range(len(values)))
+    try:
+        pb, js = client.read(sql, values), client.execute(sql, values)
+        empty = client.read("SELECT 1 AS one WHERE 0")
+        assert client._protobuf  # sqld has the endpoint: no fallback happened
+    finally:
+        client.close()
+    assert list(pb.rows[0]) == list(js.rows[0])
+    assert list(pb.rows[0])[:len(values)] == [None, 0, -1, 2 ** 62 + 1, -(2 ** 63), 2 ** 63 - 1, 1.5, -0.25, 1e300,
+                                              "héllo\n\"quoted\" \\ ✓", "", "x" * 5000, b"\x00\xffbin", b"", 1,
+                                              None]
+    assert pb.columns == js.columns and pb.rows[0]["c3"] == 2 ** 62 + 1
+    assert empty.rows == [] and empty.columns == ("one",)
+
+
+def test_protobuf_read_error_is_the_servers_message(sqld_url):
+    client = LibsqlClient(sqld_url)
+    try:
+        with pytest.raises(LibsqlError) as info:
+            client.read("SELECT no_such_column FROM session_traces")
+    finally:
+        client.close()
+    assert info.value.message.startswith(f"{sqld_url}: SQL input error: no such column: no_such_column")
+    assert info.value.code == "SQL_INPUT_ERROR"
+
+
+class _JsonOnly(_Canned):
+    """A server without the Protobuf endpoint (404 there); its JSON endpoint answers one row."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.path.startswith("/v3-protobuf/"):
+            self.send_response(404)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
+        body = (b'{"baton": null, "base_url": null, "results": [{"type": "ok", "response": {"type": "execute", '
+                b'"result": {"cols": [{"name": "v"}], "rows": [[{"type": "text", "value": "json"}]], '
+                b'"affected_row_count": 0}}}, {"type": "ok", "response": {"type": "close"}}]}')
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_protobuf_falls_back_to_json_on_a_server_without_it():
+    server, url = _serve(_JsonOnly)
+    try:
+        client = LibsqlClient(url)
+        first, second = client.read("SELECT 'json' AS v"), client.read("SELECT 'json' AS v")
+        client.close()
+    finally:
+        server.shutdown()
+    assert [tuple(r) for r in first.rows] == [("json",)] == [tuple(r) for r in second.rows]
+    assert client._protobuf is False
+
+
+@pytest.mark.parametrize("body", [b"\xff\xff\xff", b"\x1a\x05\x0a\x03\x12\x01", b"<html>hi</html>"])
+def test_a_garbled_protobuf_answer_is_one_clear_error(body):
+    handler = type("H", (_Canned,), {"status": 200, "ctype": "application/x-protobuf", "body": body})
+    server, url = _serve(handler)
+    try:
+        client = LibsqlClient(url)
+        with pytest.raises(LibsqlError) as info:
+            client.read("SELECT 1")
+        client.close()
+    finally:
+        server.shutdown()
+    assert info.value.code == "HRANA_PROTO_ERROR"
+    assert info.value.message.startswith(f"{url}: the server") and "\n" not in info.value.message
+
+
+def test_plain_http_clients_load_no_certificates_and_verify_any_tls():
+    """An http:// client gets a TLS context with no CA (nothing to load, nothing it could verify);
+    https:// clients share one verifying context per process."""
+    import ssl
+
+    from synth_cli.store import libsql
+
+    plain, a, b = libsql._tls_context(False), libsql._tls_context(True), libsql._tls_context(True)
+    assert plain.verify_mode == ssl.CERT_REQUIRED and plain.check_hostname and plain.cert_store_stats()["x509_ca"] == 0
+    assert a is b and a.verify_mode == ssl.CERT_REQUIRED and a.check_hostname
+
+
+def test_a_forked_process_never_uses_the_parents_connection(sqld_url):
+    import os
+
+    client = LibsqlClient(sqld_url)
+    try:
+        assert client.execute("SELECT 1").rows[0][0] == 1
+        [inherited] = client._loopback._idle
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: a request of its own, on a connection of its own
+            ok = False
+            try:
+                ok = client.read("SELECT 2").rows[0][0] == 2 and inherited not in client._loopback._idle
+            finally:
+                os.write(write, b"1" if ok else b"0")
+                os._exit(0)
+        os.close(write)
+        answer = os.read(read, 1)
+        os.waitpid(pid, 0)
+        os.close(read)
+        assert answer == b"1"
+        assert client.execute("SELECT 3").rows[0][0] == 3 and client._loopback._idle == [inherited]
+    finally:
+        client.close()
+
+
+def test_protobuf_answers_with_fields_we_do_not_know_still_decode():
+    """Unknown fields are skipped (the spec's forward compatibility), values in any order of encoding."""
+    import struct
+
+    from synth_cli.store.libsql import _pb_bytes, _pb_varint, pb_decode_execute
+
+    text = _pb_bytes(4, "héllo".encode())
+    integer = b"\x10" + _pb_varint(5)  # zigzag 5 -> -3
+    double = b"\x19" + struct.pack("<d", 2.5)
+    blob = _pb_bytes(5, b"\x00\x01")
+    null = _pb_bytes(1, b"")
+    unknown_varint = _pb_varint(7 << 3) + _pb_varint(300)
+    plain_row = b"".join(_pb_bytes(1, v) for v in (text, integer, double, blob, null))
+    odd_row = unknown_varint + b"".join(_pb_bytes(1, v) for v in (text, integer)) + _pb_bytes(9, b"xyz") + \
+        _pb_bytes(1, unknown_varint + double)  # an unknown field inside a value too
+    result = (_pb_bytes(1, _pb_bytes(1, b"a")) + _pb_bytes(2, plain_row) + _pb_bytes(2, odd_row)
+              + _pb_bytes(5, b"future") + b"\x18\x02")  # affected_row_count = 2
+    execute = _pb_bytes(1, _pb_bytes(2, _pb_bytes(1, result)))
+    close = _pb_bytes(1, _pb_bytes(1, b""))
+    answer = _pb_bytes(1, b"baton?") + _pb_bytes(3, execute) + _pb_bytes(3, close) + _pb_bytes(12, b"later")
+    decoded = pb_decode_execute(answer, "srv")
+    assert decoded.columns == ("a",) and decoded.affected_row_count == 2 and decoded.encoding == "protobuf"
+    assert [tuple(r) for r in decoded.rows] == [("héllo", -3, 2.5, b"\x00\x01", None), ("héllo", -3, 2.5)]
+    with pytest.raises(LibsqlError) as info:
+        pb_decode_execute(answer[:-3], "srv")  # cut short
+    assert info.value.code == "HRANA_PROTO_ERROR"

@@ -85,7 +85,7 @@ def test_keyset_scan_pages_through_the_fixture(sqld_url):
 
     with TraceStore.open(sqld_url) as remote, TraceStore.open(FIXTURE_DIR) as local:
         executed: list[str] = []
-        original = remote._execute
+        original = remote._read  # a scan's pages (Protobuf encoding)
 
         def counting(sql, params=()):
             executed.append(sql)
@@ -93,7 +93,7 @@ def test_keyset_scan_pages_through_the_fixture(sqld_url):
             assert len(result.rows) <= 7
             return result
 
-        remote._execute = counting
+        remote._read = counting
         sql = "SELECT id, session_id, event_type FROM events WHERE event_type != ?"
         rows = [tuple(r) for r in remote.scan(sql, ["none"], key="id", page_size=7)]
         expected = [tuple(r) for r in local.scan(sql, ["none"], key="id")]
@@ -180,3 +180,31 @@ def test_auth_token_from_libsql_or_turso_env(tmp_path, monkeypatch):
         "(HTTP 401: Unauthorized: `The JWT is invalid`)",
         "hint: check the authToken in the URL"]
     assert token not in in_url.output + wrong_in_url.output
+
+
+def test_schema_in_one_query_is_the_local_schema(sqld_url):
+    from synth_cli.store.reader import TraceStore
+
+    with TraceStore.open(sqld_url) as remote, TraceStore.open(FIXTURE_DIR) as local:
+        assert remote.schema.columns == local.schema.columns
+        assert list(remote.schema.columns) == list(local.schema.columns)
+
+
+def test_a_view_that_no_longer_compiles_fails_as_on_the_file(tmp_path):
+    """The one-query schema falls back to a query per table, which fails as it always did."""
+    import shutil
+    import sqlite3
+
+    if _sqld.sqld_binary() is None:
+        pytest.skip(_sqld.install_error())
+    served = tmp_path / "broken.db"
+    shutil.copytree(FIXTURE_DIR, served)
+    conn = sqlite3.connect(served / "dbs" / "default" / "data")
+    conn.executescript("CREATE TABLE gone (x); CREATE VIEW broken AS SELECT x FROM gone; DROP TABLE gone;")
+    conn.close()
+    with _sqld.running_sqld(served) as url:
+        remote = invoke("traces", "--db", url)
+    local = invoke("traces", "--db", served)
+    for result in (remote, local):
+        assert result.exit_code == 1 and "Traceback" not in result.stderr
+        assert result.stderr.startswith("error: ") and "no such table: main.gone" in result.stderr, result.stderr

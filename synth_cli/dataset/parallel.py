@@ -1,8 +1,8 @@
-"""`filter --workers N`: the call-record scan of one local DB split over N worker processes.
+"""`filter --workers N`: the call-record scan of one DB split over N worker processes.
 
 The parent has run the session query (:func:`synth_cli.store.selection.select_sessions`);
 each worker, forked from it, reads the rows of every N-th kept session through a
-connection of its own (:func:`synth_cli.store.selection.scan_calls_of`), parses and
+connection (or libSQL client) of its own (:func:`synth_cli.store.selection.scan_calls_of`), parses and
 converts them, validates, scrubs and serialises each example (`Sink.prepare`), and
 sends the prepared examples back in batches, each tagged with the id of the row that
 produced it. A session lives in one worker, so everything kept per session (tool-call
@@ -13,7 +13,7 @@ order exactly, and de-duplicates, splits, counts and writes (`Sink.accept`): the
 bytes are those of `--workers 1`. The counters each worker kept are added up at the end;
 the lists that name the first few cases (invalid examples, malformed rows) are merged by
 the same tag. Used without `--limit` and `--strict` (whose stopping point depends on the
-global order) and for local files only. Nothing here prints.
+global order), for local files and libSQL servers. Nothing here prints.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def _workers_for(opts: FilterOptions, store: TraceStore, kept: dict[str, KeptSes
     """How many processes scan this DB: `--workers` (default: the CPUs, for a DB big enough to gain).
 
     One process when `--limit` or `--strict` decide where to stop (that depends on the global
-    order), for a libSQL server (its reads are paged requests, not CPU) and for one session.
+    order), for a store that cannot `reopen()` in a worker and for one session.
     """
     from synth_cli.dataset.parallel import AUTO_MIN_ROWS, default_workers
 

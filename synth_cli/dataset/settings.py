@@ -278,7 +278,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dry_run", bool, "Compute everything, write nothing.", config=False, annotation="bool", default=False),
     Setting("strict", bool, "Malformed call records and invalid examples are errors.", negatable=True,
             annotation="bool", default=False),
-    Setting("workers", int, "Processes converting a local DB's call records (default: the CPU count; 1 for small "
+    Setting("workers", int, "Processes converting a DB's call records (default: the CPU count; 1 for small "
             "DBs, --limit or --strict). Output is identical whatever N.", metavar="N",
             parse=_at_least(1, integer=True)),
 )

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import base64
 import math
+import os
+import struct
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -216,6 +218,7 @@ class Result:
     affected_row_count: int = 0
     last_insert_rowid: int | None = None
     nbytes: int = 0  # size of the HTTP answer it came in (for callers that size their pages)
+    encoding: str = "json"  # or "protobuf"
 
 
 def decode_result(raw: dict[str, Any]) -> Result:
@@ -241,30 +244,383 @@ def _sql_error(label: str, err: dict[str, Any] | None) -> LibsqlError:
     return LibsqlError(f"{label}: {message}", code=code, transient=transient)
 
 
+# --------------------------------------------------------------------------- Protobuf (large reads)
+#
+# Hrana 3's other encoding (`POST /v3-protobuf/pipeline`, the schema in the spec's appendix).
+# Only what a read needs is implemented: a pipeline [execute, close] out, and its answer back.
+# Text travels as raw UTF-8 instead of escaped JSON strings, which on call-record blobs halves
+# the server's CPU time per page (docs/performance.md, "libSQL servers").
+
+_PB_NULL = b"\x0a\x00"  # Value.null (field 1, an empty message)
+
+
+def _pb_varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _pb_bytes(field: int, payload: bytes) -> bytes:
+    return _pb_varint(field << 3 | 2) + _pb_varint(len(payload)) + payload
+
+
+def _pb_text(value: str) -> bytes:
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates (a non-UTF-8 argument): valid text that matches nothing stored
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace").encode("utf-8")
+
+
+def pb_encode_value(value: Any) -> bytes:
+    """A Python value as a Hrana `Value` message (the same mapping as :func:`encode_value`)."""
+    if value is None:
+        return _PB_NULL
+    if isinstance(value, str):
+        return _pb_bytes(4, _pb_text(value))
+    if isinstance(value, int):
+        value = int(value)
+        if not _MIN_INT <= value <= _MAX_INT:
+            raise OverflowError(f"{value} does not fit a SQLite integer (64-bit signed)")
+        return b"\x10" + _pb_varint(((value << 1) ^ (value >> 63)) & 0xFFFFFFFFFFFFFFFF)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return _PB_NULL
+        if math.isinf(value):
+            raise ValueError("infinite floats cannot be sent to a libSQL server")
+        return b"\x19" + struct.pack("<d", value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _pb_bytes(5, bytes(value))
+    raise TypeError(f"cannot send a {type(value).__name__} to a libSQL server")
+
+
+def pb_pipeline(sql: str, args: Sequence[Any]) -> bytes:
+    """PipelineReqBody {requests: [execute {stmt {sql, args}}, close]} on a new stream (no baton)."""
+    stmt_msg = _pb_bytes(1, _pb_text(sql)) + b"".join(_pb_bytes(3, pb_encode_value(a)) for a in args)
+    return _pb_bytes(2, _pb_bytes(2, _pb_bytes(1, stmt_msg))) + _pb_bytes(2, _pb_bytes(1, b""))
+
+
+class _PbError(ValueError):
+    pass
+
+
+def _pb_read_varint(buf: Any, i: int) -> tuple[int, int]:
+    b = buf[i]
+    if b < 0x80:
+        return b, i + 1
+    result, shift = b & 0x7F, 7
+    i += 1
+    while True:
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, i
+        shift += 7
+        if shift > 63:
+            raise _PbError("varint too long")
+
+
+def _pb_fields(buf: Any, i: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(field number, start, end) of each length-delimited field of the message in buf[i:end]; a
+    varint field yields (number, value, -1), a fixed-size one (number, start, -8 or -4)."""
+    while i < end:
+        tag, i = _pb_read_varint(buf, i)
+        wire = tag & 7
+        if wire == 2:
+            n, i = _pb_read_varint(buf, i)
+            if i + n > end:
+                raise _PbError("field runs past its message")
+            yield tag >> 3, i, i + n
+            i += n
+        elif wire == 0:
+            value, i = _pb_read_varint(buf, i)
+            yield tag >> 3, value, -1
+        elif wire == 1:
+            yield tag >> 3, i, -8
+            i += 8
+        elif wire == 5:
+            yield tag >> 3, i, -4
+            i += 4
+        else:
+            raise _PbError(f"wire type {wire}")
+    if i != end:
+        raise _PbError("message runs past its end")
+
+
+def _pb_value(buf: Any, i: int, end: int) -> Any:
+    if i == end:
+        return None
+    tag = buf[i]
+    if tag == 0x22:  # text
+        n, i = _pb_read_varint(buf, i + 1)
+        return str(buf[i:i + n], "utf-8", "replace")
+    if tag == 0x10:  # integer (sint64, zigzag)
+        v, _ = _pb_read_varint(buf, i + 1)
+        return (v >> 1) ^ -(v & 1)
+    if tag == 0x0A:  # null
+        return None
+    if tag == 0x19:  # float (double)
+        return struct.unpack_from("<d", buf, i + 1)[0]
+    if tag == 0x2A:  # blob
+        n, i = _pb_read_varint(buf, i + 1)
+        return bytes(buf[i:i + n])
+    for field, a, b in _pb_fields(buf, i, end):  # a field order or encoding we did not expect
+        if field == 4 and b >= 0:
+            return str(buf[a:b], "utf-8", "replace")
+        if field == 2 and b == -1:
+            return (a >> 1) ^ -(a & 1)
+        if field == 3 and b == -8:
+            return struct.unpack_from("<d", buf, a)[0]
+        if field == 5 and b >= 0:
+            return bytes(buf[a:b])
+        if field == 1 and b >= 0:
+            return None
+    raise _PbError("a value of unknown type")
+
+
+def _pb_row(buf: Any, i: int, end: int) -> tuple:
+    """The values of a `Row` message in buf[i:end]: the usual one-byte tags read inline (text first),
+    anything else through the general readers."""
+    values: list[Any] = []
+    append = values.append
+    varint = _pb_read_varint
+    while i < end:
+        if buf[i] != 0x0A:  # not `values` (field 1, length-delimited) in one byte: the general way
+            return tuple([*values, *(_pb_value(buf, a, b) for f, a, b in _pb_fields(buf, i, end) if f == 1 and b >= 0)])
+        n, i = varint(buf, i + 1)
+        j = i + n
+        if j > end:
+            raise _PbError("field runs past its message")
+        if j > i and buf[i] == 0x22:  # text
+            m, k = varint(buf, i + 1)
+            if k + m != j:
+                raise _PbError("a text value runs past its message")
+            append(str(buf[k:j], "utf-8", "replace"))
+        else:
+            append(_pb_value(buf, i, j))
+        i = j
+    if i != end:
+        raise _PbError("message runs past its end")
+    return tuple(values)
+
+
+def _pb_text_field(buf: Any, i: int, end: int, number: int) -> str | None:
+    for field, a, b in _pb_fields(buf, i, end):
+        if field == number and b >= 0:
+            return str(buf[a:b], "utf-8", "replace")
+    return None
+
+
+def pb_decode_execute(content: bytes, label: str) -> Result:
+    """The `execute` result of a PipelineRespBody for [execute, close]; a failed statement raises."""
+    buf = memoryview(content)
+    try:
+        results = [(a, b) for field, a, b in _pb_fields(buf, 0, len(buf)) if field == 3 and b >= 0]
+        if len(results) != 2:
+            raise LibsqlError(f"{label}: the server answered {len(results)} results for 2 requests",
+                              code="HRANA_PROTO_ERROR")
+        a, b = results[0]
+        response = None
+        for field, x, y in _pb_fields(buf, a, b):  # StreamResult {ok = 1 | error = 2}
+            if field == 2 and y >= 0:
+                raise _sql_error(label, {"message": _pb_text_field(buf, x, y, 1),
+                                         "code": _pb_text_field(buf, x, y, 2)})
+            if field == 1 and y >= 0:
+                response = (x, y)
+        if response is None:
+            raise _PbError("no response")
+        result = None
+        for field, x, y in _pb_fields(buf, *response):  # StreamResponse {execute = 2}
+            if field == 2 and y >= 0:
+                for f2, x2, y2 in _pb_fields(buf, x, y):  # ExecuteStreamResp {result = 1}
+                    if f2 == 1 and y2 >= 0:
+                        result = (x2, y2)
+        if result is None:
+            raise _PbError("no execute result")
+        columns: list[str] = []
+        rows: list[Row] = []
+        index: dict[str, int] = {}
+        affected, rowid = 0, None
+        row, append = _pb_row, rows.append
+        for field, x, y in _pb_fields(buf, *result):  # StmtResult
+            if field == 2 and y >= 0:  # Row {values = 1}
+                append(Row(row(buf, x, y), index))
+            elif field == 1 and y >= 0:  # Col {name = 1}
+                name = _pb_text_field(buf, x, y, 1) or ""
+                index.setdefault(name, len(columns))
+                columns.append(name)
+            elif field == 3 and y == -1:
+                affected = x
+            elif field == 4 and y == -1:
+                rowid = (x >> 1) ^ -(x & 1)
+    except (_PbError, IndexError, struct.error) as exc:
+        raise LibsqlError(f"{label}: the server's answer is not a Hrana Protobuf answer ({exc})",
+                          code="HRANA_PROTO_ERROR", hint="is this URL a libSQL server (sqld, Turso)?") from None
+    return Result(tuple(columns), rows, affected, rowid, len(content), "protobuf")
+
+
 # --------------------------------------------------------------------------- the client
+
+_TLS: list[Any] = []
+
+
+def _tls_context(https: bool) -> Any:
+    """The TLS settings of a client. httpx.Client() builds and loads a CA store each time (~0.1-0.2 s of
+    CPU): an https client takes the one verifying context of this process (made once; a filter worker
+    forked from the parent inherits it), a plain http client one that loads no CA at all (so it can
+    verify nothing: a server sending it to https:// gets an error, never an unverified connection)."""
+    import ssl
+
+    if not https:
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if not _TLS:
+        import httpx
+
+        _TLS.append(httpx.create_ssl_context())
+    return _TLS[0]
+
+
+
+
+class _Loopback:
+    """HTTP/1.1 to a plain-http server on this machine through the standard library's http.client.
+
+    httpx costs ~2x the client CPU of a page here (its h11 parser takes the answer in 64 KB
+    pieces; http.client reads a Content-Length body in one C-level loop), and its import alone
+    is ~0.1 s of a command's start. Keep-alive connections are pooled (thread-safe: a scan's
+    prefetch thread and its caller each take one); an idle one the server has closed is dropped
+    before use, and a request is never re-sent (a write may have happened). Only for this
+    machine: a server elsewhere may sit behind an HTTP proxy named in the environment
+    (`HTTP_PROXY`, `NO_PROXY`), which httpx honours and this class does not.
+    """
+
+    def __init__(self, server: "ServerURL", headers: dict[str, str], timeout: float):
+        import threading
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(server.http_url)
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.headers = headers
+        self.timeout = timeout
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def serves(self, url: str) -> bool:
+        return url.startswith(self.origin + "/")
+
+    def _take(self) -> Any:
+        import http.client
+        import select
+
+        if self._pid != os.getpid():  # forked: the idle sockets are the parent's, never ours to use
+            import threading
+
+            self._idle, self._lock, self._pid = [], threading.Lock(), os.getpid()
+        with self._lock:
+            while self._idle:
+                conn = self._idle.pop()
+                sock = conn.sock
+                if sock is not None and not select.select([sock], [], [], 0)[0]:
+                    return conn
+                conn.close()  # closed by the server while idle (or sent something unasked)
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+
+    def post(self, url: str, body: bytes, content_type: str) -> tuple[int, bytes, str]:
+        """(status, body, content type) of one POST; OSError / http.client.HTTPException when the
+        server cannot be reached or drops the connection."""
+        import http.client
+
+        conn = self._take()
+        try:
+            conn.request("POST", url[len(self.origin):], body=body,
+                         headers={**self.headers, "content-type": content_type})
+            resp = conn.getresponse()
+            content = resp.read()
+        except BaseException:
+            conn.close()
+            raise
+        encoding = (resp.getheader("content-encoding") or "identity").lower()
+        if encoding in ("gzip", "deflate"):  # asked for identity, but a proxy may compress anyway
+            import zlib
+
+            try:
+                content = zlib.decompress(content, 31 if encoding == "gzip" else 15)
+            except zlib.error as exc:
+                conn.close()
+                raise http.client.HTTPException(f"an answer that does not decompress ({exc})") from None
+        if resp.will_close:
+            conn.close()
+        else:
+            with self._lock:
+                self._idle.append(conn)
+        return resp.status, content, resp.getheader("content-type") or ""
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
 
 class LibsqlClient:
-    """Statements and batches against one libSQL server over HTTP. Thread-safe (httpx.Client is).
+    """Statements and batches against one libSQL server over HTTP. Thread-safe.
 
-    `token` is the bearer token (None: none sent); `url_token` in the URL wins over it.
+    `token` is the bearer token (None: none sent); `url_token` in the URL wins over it. A
+    plain-http server on this machine is spoken to through http.client (:class:`_Loopback`);
+    any other (TLS, another host, a `base_url` elsewhere) through httpx, made on first use.
     """
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = READ_TIMEOUT_S):
-        import httpx
-
         self.server = parse_url(url)
         self.label = self.server.label
         self.token = self.server.url_token or token
-        headers = {"content-type": "application/json", "user-agent": "synth-ai"}
+        headers = {"user-agent": "synth-ai"}
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
         if self.server.loopback:
             headers["accept-encoding"] = "identity"
-        self._httpx = httpx
-        self._http = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_S))
+        self._headers = headers
+        self._timeout = timeout
+        self._httpx: Any = None
+        self._httpx_client: Any = None
+        self._loopback = (_Loopback(self.server, headers, timeout)
+                          if self.server.loopback and self.server.http_url.startswith("http:") else None)
         self._version = "v3"
+        self._protobuf = True
         self.last_nbytes = 0
+
+    @property
+    def _http(self) -> Any:
+        """The httpx client (servers elsewhere, TLS), made on first use."""
+        if self._httpx_client is None:
+            import httpx
+
+            self._httpx = httpx
+            self._httpx_client = httpx.Client(
+                headers=self._headers, timeout=httpx.Timeout(self._timeout, connect=CONNECT_TIMEOUT_S),
+                verify=_tls_context(self.server.http_url.startswith("https:")))
+        return self._httpx_client
+
+    def _post(self, url: str, body: bytes, content_type: str) -> tuple[int, bytes, str]:
+        """(status, body, content type) of a POST; LibsqlError when the server is not reached."""
+        if self._loopback is not None and self._loopback.serves(url):
+            import http.client
+
+            try:
+                return self._loopback.post(url, body, content_type)
+            except (OSError, http.client.HTTPException) as exc:
+                raise self._network_error(exc) from exc
+        client = self._http
+        try:
+            resp = client.post(url, content=body, headers={"content-type": content_type})
+        except self._httpx.HTTPError as exc:
+            raise self._network_error(exc) from exc
+        return resp.status_code, resp.content, resp.headers.get("content-type", "")
 
     # -- transport ----------------------------------------------------------------------------
     def pipeline(self, requests: list[dict[str, Any]], *, baton: str | None = None,
@@ -276,16 +632,12 @@ class LibsqlClient:
         body = _json.dumps_bytes({"baton": baton, "requests": requests})
         while True:
             url = f"{base_url or self.server.http_url}/{self._version}/pipeline"
-            try:
-                resp = self._http.post(url, content=body)
-            except self._httpx.HTTPError as exc:
-                raise self._network_error(exc) from exc
-            if resp.status_code == 404 and self._version == "v3" and baton is None:
+            status, content, _ = self._post(url, body, "application/json")
+            if status == 404 and self._version == "v3" and baton is None:
                 self._version = "v2"  # a server older than Hrana 3: same JSON, v2 endpoint
                 continue
-            if resp.status_code != 200:
-                raise self._http_error(resp)
-            content = resp.content
+            if status != 200:
+                raise self._http_error(status, content)
             self.last_nbytes = len(content)
             try:
                 decoded = _json.loads(content)
@@ -322,6 +674,22 @@ class LibsqlClient:
         result = decode_result(response["result"])
         result.nbytes = response.get("_nbytes", 0)
         return result
+
+    def read(self, sql: str, args: Sequence[Any] = ()) -> Result:
+        """:meth:`execute` for a read whose answer may be large (a scan's pages): in Hrana's Protobuf
+        encoding, where text is not escaped; in JSON when the server has no Protobuf endpoint."""
+        if not self._protobuf:
+            return self.execute(sql, args)
+        body = pb_pipeline(sql, args)
+        status, content, _ = self._post(f"{self.server.http_url}/v3-protobuf/pipeline", body,
+                                        "application/x-protobuf")
+        if status in (404, 405, 415):  # no Protobuf here (an older server): JSON from now on
+            self._protobuf = False
+            return self.execute(sql, args)
+        if status != 200:
+            raise self._http_error(status, content)
+        self.last_nbytes = len(content)
+        return pb_decode_execute(content, self.label)
 
     def batch(self, steps: list[dict[str, Any]]) -> list[tuple[Result | None, LibsqlError | None]]:
         """Run a Hrana batch (`steps`: [{"stmt", "condition"?}]); per step (result, error), both None
@@ -368,7 +736,10 @@ class LibsqlClient:
         import contextlib
 
         with contextlib.suppress(Exception):  # closing a dead connection is not an error
-            self._http.close()
+            if self._loopback is not None:
+                self._loopback.close()
+            if self._httpx_client is not None:
+                self._httpx_client.close()
 
     # -- errors -----------------------------------------------------------------------------------
     def _network_error(self, exc: Exception) -> LibsqlError:
@@ -377,23 +748,19 @@ class LibsqlClient:
 
         reason = _network_reason(exc)
         if reason is None:
-            if isinstance(exc, self._httpx.TimeoutException):
+            if self._httpx is not None and isinstance(exc, self._httpx.TimeoutException):
                 reason = "timed out"
             else:
                 reason = redact(str(exc) or type(exc).__name__)
         return LibsqlError(f"{self.label}: cannot reach the libSQL server ({reason})", code="NETWORK",
                            transient=True, hint="check the URL and that the server is running")
 
-    def _http_error(self, resp: Any) -> LibsqlError:
+    def _http_error(self, status: int, content: bytes) -> LibsqlError:
         from synth_cli import _json
         from synth_cli.config import redact
 
-        status = resp.status_code
         detail = ""
-        try:
-            text = resp.text.strip()
-        except Exception:  # noqa: BLE001 - undecodable body
-            text = ""
+        text = content.decode("utf-8", "replace").strip()
         if text:
             try:
                 data = _json.loads(text)
@@ -476,4 +843,4 @@ class Stream:
         self.baton = None
 
 __all__ = ["LibsqlClient", "LibsqlError", "Result", "Row", "ServerURL", "Stream", "decode_value", "encode_value",
-           "parse_url", "stmt"]
+           "parse_url", "pb_decode_execute", "pb_encode_value", "pb_pipeline", "stmt"]

@@ -25,8 +25,8 @@ from synth_cli.store.sql import COST_PRECISION, achievements_sql, session_figure
 #: order in which session filters are tried; a dropped session is counted under the first that fails.
 FILTER_ORDER = ("experiment", "since", "until", "where", "min_reward", "max_reward", "min_achievements",
                 "max_cost", "max_tokens")
-#: events blobs are large (~10 KB each): smaller pages keep a remote scan's memory flat.
-CALL_PAGE_SIZE = 200
+#: rows per page of a remote scan at most; pages are bounded by their bytes first (reader.SCAN_PAGE_BYTES*).
+CALL_PAGE_SIZE = 1000
 #: above this many kept sessions the scan filters in Python instead of `session_id IN (…)`.
 MAX_IN_LIST = 500
 
@@ -158,12 +158,20 @@ def scan_calls(store: TraceStore, session_ids: list[str] | None = None) -> Itera
 
 
 def scan_calls_of(store: TraceStore, session_ids: Any) -> Iterator[Any]:
-    """`scan_calls` for a worker process: rows of these sessions only, in id order, read through a
-    connection of the worker's own (`store.reopen()`, a local store) and a temporary table of the ids.
+    """`scan_calls` for a worker process: rows (id, session_id, call_records) of these sessions only,
+    in id order, read through a client or connection of the worker's own (`store.reopen()`).
 
-    The session test is `+session_id` (no index), so SQLite walks the events in id order and skips
-    the others' rows without reading their blobs; nothing is sorted.
+    A local store gets a temporary table of the ids; a libSQL server gets them as one JSON
+    parameter of every keyset page (`json_each`: no temporary table on a read connection).
+    Either way the session test is `+session_id` (no index), so SQLite walks the events in id
+    order and skips the others' rows without reading their blobs; nothing is sorted.
     """
+    if store.kind == "libsql":
+        return _scan_calls_of_remote(store, session_ids)
+    return _scan_calls_of_local(store, session_ids)
+
+
+def _scan_calls_of_local(store: TraceStore, session_ids: Any) -> Iterator[Any]:
     import sqlite3
 
     own = store.reopen()  # type: ignore[attr-defined]
@@ -178,6 +186,24 @@ def scan_calls_of(store: TraceStore, session_ids: Any) -> Iterator[Any]:
         from synth_cli.store.locate import _sqlite_error
 
         raise _sqlite_error(store.path, exc) from exc  # type: ignore[attr-defined]
+    finally:
+        own.close()
+
+
+def _scan_calls_of_remote(store: TraceStore, session_ids: Any) -> Iterator[Any]:
+    ids = list(session_ids)
+    sql = "SELECT id, session_id, call_records FROM events WHERE event_type = 'cais' AND call_records IS NOT NULL"
+    if all(type(sid) in (str, int) for sid in ids):  # what JSON holds exactly (any number of them)
+        from synth_cli import _json
+
+        sql += " AND +session_id IN (SELECT value FROM json_each(?))"
+        params: list[Any] = [_json.dumps(ids)]
+    else:  # odd ids (blobs, floats): as parameters of their own
+        sql += f" AND +session_id IN ({', '.join('?' for _ in ids)})"
+        params = ids
+    own = store.reopen()  # type: ignore[attr-defined]
+    try:
+        yield from own.scan(sql, params, key="id", page_size=CALL_PAGE_SIZE)
     finally:
         own.close()
 
