@@ -287,3 +287,34 @@ def test_sidecars_of_a_db_read_through_a_symlink(tmp_path):
         assert "refusing to write" in line
     assert (tmp_path / "real" / "t.db-wal").read_bytes() == before
     conn.close()
+
+
+def test_a_long_write_is_synced_while_it_runs_and_the_syncer_stops_before_close(tmp_path, monkeypatch) -> None:
+    """The output's data goes to disk while it is written (the fsync at the end finds little left),
+    through the temp file's own descriptor, and never after that descriptor is closed."""
+    from synth_cli.dataset import writer
+
+    synced: list[int] = []
+    first = threading.Event()
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        real(fd)
+        synced.append(fd)
+        first.set()
+
+    monkeypatch.setattr(writer, "SYNC_EVERY", 0.01)
+    monkeypatch.setattr(writer.os, "fdatasync", fdatasync)
+    target = tmp_path / "out.jsonl"
+    with writer.AtomicFiles() as files:
+        out = files.open(target)
+        fd = out._fh.fileno()
+        out.write(b'{"a":1}\n' * 1000)
+        out._fh.flush()
+        assert first.wait(30)  # a sync ran while the file was open
+        files.commit()
+    after = len(synced)
+    assert set(synced) == {fd}
+    assert target.read_bytes() == b'{"a":1}\n' * 1000
+    threading.Event().wait(0.05)
+    assert len(synced) == after  # stopped with the file

@@ -404,6 +404,60 @@ class Sink:
         self._tools_seen.append((tools, known))
         return known
 
+    def accept_run(self, data: Any, columns: tuple, lo: int, hi: int, at: int) -> int:
+        """:meth:`accept` for the entries `lo:hi` of a batch of `filter --workers N` (`columns`: tags,
+        line sizes, 12-byte digests end to end, token estimates, messages << 2 | is_val << 1 | has
+        tool calls, models), whose lines, each with its newline, lie one after the other in `data`
+        from offset `at`: consecutive lines kept for one file are written (and hashed) as one
+        range. Returns the offset after the last. No --limit here (one process reads then)."""
+        _, sizes, digests, all_tokens, flags, names = columns
+        stats = self.stats
+        add = self.seen.add
+        models = stats.models
+        start = at  # the range not yet written
+        target = None  # which file it goes to (True: validation)
+        tokens = examples = messages = tools = val = 0
+        for i in range(lo, hi):
+            size = sizes[i]
+            if not add(digests[12 * i:12 * i + 12]):
+                stats.duplicates += 1
+                if at > start:
+                    self._write_range(data[start:at], target)
+                at += size
+                start = at
+                continue
+            flag = flags[i]
+            is_val = flag & 2 == 2
+            if is_val is not target:
+                if at > start:
+                    self._write_range(data[start:at], target)
+                    start = at
+                target = is_val
+            if is_val:
+                val += 1
+            at += size
+            tokens += all_tokens[i]
+            examples += 1
+            messages += flag >> 2
+            tools += flag & 1
+            models[names[i] or "(unknown)"] += 1
+        if at > start:
+            self._write_range(data[start:at], target)
+        stats.val += val
+        stats.train += examples - val
+        stats.token_estimate += tokens
+        stats.examples += examples
+        stats.messages += messages
+        stats.with_tool_calls += tools
+        return at
+
+    def _write_range(self, data: Any, is_val: bool | None) -> None:
+        out, sha = (self.val, self.val_sha) if is_val else (self.train, self.train_sha)
+        if out is not None:
+            out.write(data)
+            if sha is not None:
+                sha.update(data)
+
     def accept(self, ready: tuple) -> None:
         line, digest, tokens, is_val, messages, tools, model = ready
         stats = self.stats
@@ -444,9 +498,15 @@ class Sink:
 # --------------------------------------------------------------------------- one DB
 
 
-def select_kept(store: TraceStore, opts: FilterOptions, stats: FilterStats, fallback: bool) -> dict[str, KeptSession]:
+def select_kept(store: TraceStore, opts: FilterOptions, stats: FilterStats, fallback: bool,
+                shard: list[str] | None = None, order: dict[str, int] | None = None) -> dict[str, KeptSession]:
+    """The sessions the filters keep (counted in `stats`), in session id order.
+
+    `shard`/`order` (a worker of `filter --workers N`): only these sessions, each placed by
+    `order` (its place among all the DB's sessions) instead of its place among those kept.
+    """
     kept: dict[str, KeptSession] = {}
-    for row in select_sessions(store, opts, fallback=fallback):
+    for row in select_sessions(store, opts, fallback=fallback, shard=shard):
         stats.sessions_scanned += 1
         stats.rewards[row.total_reward] += 1
         if row.dropped_by is not None:
@@ -460,7 +520,7 @@ def select_kept(store: TraceStore, opts: FilterOptions, stats: FilterStats, fall
         stats.sessions_kept += 1
         stats.rewards_kept[row.total_reward] += 1
         kept[row.session_id] = KeptSession(row.session_id, row.total_reward, row.experiment_id, False, row.calls,
-                                        len(kept))
+                                           len(kept) if order is None else order[row.session_id])
     return kept
 
 

@@ -1,24 +1,31 @@
-"""`filter --workers N`: the call-record scan of one DB split over N worker processes.
+"""`filter --workers N`: the session query and the call-record scan of one DB split over N worker
+processes.
 
-The parent has run the session query (:func:`synth_cli.store.selection.select_sessions`);
-each worker, forked from it, reads the rows of every N-th kept session through a
-connection (or libSQL client) of its own (:func:`synth_cli.store.selection.scan_calls_of`), parses and
-converts them, validates, scrubs and serialises each example (`Sink.prepare`), and
-sends the prepared examples back in batches, each tagged with the id of the row that
-produced it. A session lives in one worker, so everything kept per session (tool-call
-history, the open conversation, the redactor's memory) is what the single process keeps.
+For a local file each worker, forked from the parent, takes every N-th session (in session id
+order), runs the session query for those sessions only (:func:`synth_cli.store.selection.select_sessions`
+with a shard) and reports what it counted (sessions scanned, kept, dropped, rewards); so the
+query runs on every core and no worker waits for the others' sessions. When the parent has
+already selected (a libSQL server, a --val-fraction split that needs every kept session first,
+or several DBs), the workers take every N-th kept session instead. A worker reads the rows of
+its sessions through a connection (or libSQL client) of its own
+(:func:`synth_cli.store.selection.scan_calls_of`), parses and converts them, validates, scrubs
+and serialises each example (`Sink.prepare`), writes the lines to spool files and sends what the
+parent needs of each example in batches, each tagged with the id of the row that produced it.
+A session lives in one worker, so everything kept per session (tool-call history, the open
+conversation, the redactor's memory) is what the single process keeps.
 
-The parent merges the workers' streams by that tag, which restores the single-process
-order exactly, and de-duplicates, splits, counts and writes (`Sink.accept`): the output
-bytes are those of `--workers 1`. The counters each worker kept are added up at the end;
-the lists that name the first few cases (invalid examples, malformed rows) are merged by
-the same tag. Used without `--limit` and `--strict` (whose stopping point depends on the
-global order), for local files and libSQL servers. Nothing here prints.
+The parent merges the workers' streams by that tag, which restores the single-process order
+exactly, and de-duplicates, splits, counts and writes (`Sink.accept_run`: consecutive lines of
+one worker go out as one range): the output bytes are those of `--workers 1`. The counters each
+worker kept are added up at the end; the lists that name the first few cases (invalid examples,
+malformed rows) are merged by the same tag. Used without `--limit` and `--strict` (whose stopping
+point depends on the global order), for local files and libSQL servers. Nothing here prints.
 """
 
 from __future__ import annotations
 
-import heapq
+import bisect
+import itertools
 import os
 import pickle
 from typing import Any, Iterator
@@ -32,7 +39,8 @@ BATCH_BYTES = 512 << 10
 SEGMENT = 32 << 20
 #: without an explicit --workers, fewer call-record events than this are read by one process.
 AUTO_MIN_ROWS = 2000
-_END = float("inf")
+#: the tags of sessions finished after the scan (sessions mode): above every row id, in session order.
+_END = 1 << 64
 
 
 def default_workers() -> int:
@@ -79,7 +87,10 @@ def _work(index: int, count: int, store: Any, opts: Any, kept: dict, fd: int, sp
         out.flush()
 
     try:
-        mine = {sid: s for sid, s in kept.items() if s.order % count == index}
+        if kept is None:  # no session query yet: this worker selects its own share of the sessions
+            mine = _select_share(index, count, store, opts, send)
+        else:
+            mine = {sid: s for sid, s in kept.items() if s.order % count == index}
         stats = build.FilterStats(mode=opts.mode)
         sink = _WorkerSink(opts, stats, send, os.path.join(spool, f"w{index}-"))
         stats.invalid_examples = _Keyed(sink)  # type: ignore[assignment]
@@ -87,7 +98,7 @@ def _work(index: int, count: int, store: Any, opts: Any, kept: dict, fd: int, sp
 
         def tagged() -> Iterator[Any]:
             for row in scan_calls_of(store, mine):
-                sink.key = (row[0], 0)
+                sink.key = row[0]
                 yield row
 
         build.convert_calls(store, opts, stats, sink, mine, rows=tagged())
@@ -110,6 +121,25 @@ def _work(index: int, count: int, store: Any, opts: Any, kept: dict, fd: int, sp
             pass
 
 
+def _select_share(index: int, count: int, store: Any, opts: Any, send: Any) -> dict:
+    """Worker `index`'s share of the sessions (every `count`-th in id order), selected by the session
+    query for these sessions only; what the parent's stats need of it is sent as ("selected", …)."""
+    from synth_cli.dataset import build
+    from synth_cli.store.selection import session_ids
+
+    own = store.reopen()
+    try:
+        share = session_ids(own)[index::count]
+        order = {sid: index + i * count for i, sid in enumerate(share)}  # the place among all sessions
+        picked = build.FilterStats(mode=opts.mode)
+        mine = build.select_kept(own, opts, picked, False, shard=share, order=order)
+    finally:
+        own.close()
+    send(("selected", picked.sessions_scanned, picked.sessions_kept, picked.dropped_by, picked.rewards,
+          picked.rewards_kept, sum(s.remaining for s in mine.values())))
+    return mine
+
+
 class _WorkerSink:
     """A worker's end of `Sink`: prepares examples and sends them, tagged, in batches."""
 
@@ -119,8 +149,17 @@ class _WorkerSink:
         class WorkerSink(build.Sink):
             def __init__(self) -> None:
                 super().__init__(opts, stats, None, None)
-                self.key: tuple = (0, 0)
-                self.batch: list = []
+                self.key = 0
+                # the batch, a column per field (a few C-level lists pickle and unpickle much faster
+                # than a tuple per example): tags, line sizes, digests end to end, token estimates,
+                # messages << 2 | is_val << 1 | has tool calls, models (one str object per name)
+                self.keys: list[int] = []
+                self.sizes: list[int] = []
+                self.digests = bytearray()
+                self.tokens: list[int] = []
+                self.flags: list[int] = []
+                self.models: list = []
+                self.names: dict = {}
                 self.rows = 0
                 self.calls_sent = 0
                 self.size = 0
@@ -133,34 +172,43 @@ class _WorkerSink:
                 self.rows += 1
 
             def at_end(self, session: Any) -> None:
-                self.key = (_END, session.order)
+                self.key = _END + session.order
 
             def accept(self, ready: tuple) -> None:
                 """A prepared example goes to the spool and the batch (the parent accepts it)."""
                 line = ready[0]
+                write = self.file.write
                 if type(line) is tuple:  # (the history's bytes, the rest): Sink.prepare_call
-                    self.file.write(line[0])
-                    self.file.write(line[1])
-                    size = len(line[0]) + len(line[1])
+                    write(line[0])
+                    write(line[1])
+                    size = len(line[0]) + len(line[1]) + 1
                 else:
-                    self.file.write(line)
-                    size = len(line)
-                self.batch.append((self.key, (size, *ready[1:])))
+                    write(line)
+                    size = len(line) + 1
+                write(b"\n")  # the lines of a batch lie end to end, as the output has them
+                _, digest, tokens, is_val, messages, tools, model = ready
+                self.keys.append(self.key)
+                self.sizes.append(size)
+                self.digests += digest
+                self.tokens.append(tokens)
+                self.flags.append(messages << 2 | (2 if is_val else 0) | (1 if tools else 0))
+                self.models.append(self.names.setdefault(model, model))
                 self.size += size
-                if self.size >= BATCH_BYTES or len(self.batch) >= BATCH:
+                if self.size >= BATCH_BYTES or len(self.keys) >= BATCH:
                     self.flush()
 
             def flush(self) -> None:
                 calls = self.stats.calls_scanned
                 self.file.flush()
-                self.send(("batch", self.rows, calls - self.calls_sent, self.segment, self.offset, self.batch))
+                self.send(("batch", self.rows, calls - self.calls_sent, self.segment, self.offset, self.size,
+                           (self.keys, self.sizes, bytes(self.digests), self.tokens, self.flags, self.models)))
                 self.offset += self.size
                 if self.offset >= SEGMENT:
                     self.file.close()
                     self.segment += 1
                     self.offset = 0
                     self.file = open(f"{prefix}{self.segment}", "wb", buffering=1 << 20)  # noqa: SIM115 - closed by the worker when done
-                self.batch = []
+                self.keys, self.sizes, self.digests, self.tokens, self.flags, self.models = [], [], bytearray(), [], [], []
                 self.rows = 0
                 self.size = 0
                 self.calls_sent = calls
@@ -195,9 +243,12 @@ def _messages(fd: int) -> Iterator[Any]:
             yield pickle.loads(fh.read(size))
 
 
-def run_parallel(store: Any, opts: Any, stats: Any, sink: Any, kept: dict, workers: int) -> bool:
+def run_parallel(store: Any, opts: Any, stats: Any, sink: Any, kept: dict | None, workers: int) -> bool:
     """Scan `store` for `kept` with `workers` processes; the parent's `sink` accepts every example in order.
 
+    `kept` None: no session query has run; each worker runs it for its own share of the sessions
+    (so the query runs on every core, and each worker starts converting as soon as its share is
+    known) and the parent adds up what it counted (sessions scanned, kept, dropped, rewards).
     False (nothing done) when the workers cannot be started: the caller then reads in one process.
     """
     import multiprocessing
@@ -228,28 +279,26 @@ def run_parallel(store: Any, opts: Any, stats: Any, sink: Any, kept: dict, worke
         except OSError:  # no more processes or file descriptors: nothing accepted yet, one process then
             return False
 
-        def stream(index: int, fd: int) -> Iterator[Any]:
+        def stream(index: int, messages: Iterator[Any]) -> Iterator[Any]:
+            """Worker `index`'s batches: (their columns, their lines end to end)."""
             segment, seg_fd = -1, -1
             message: Any = None
             try:
-                for message in _messages(fd):
+                for message in messages:
                     kind = message[0]
                     if kind == "batch":
-                        _, rows, calls, seg, offset, entries = message
+                        _, rows, calls, seg, offset, total, columns = message
                         stats.calls_scanned += calls  # as they are read, for the progress line
                         sink.rows_seen(rows)
+                        if not columns[0]:
+                            continue
                         if seg != segment:
                             if seg_fd >= 0:
                                 os.close(seg_fd)
                                 os.unlink(os.path.join(spool, f"w{index}-{segment}"))
                             segment = seg
                             seg_fd = os.open(os.path.join(spool, f"w{index}-{segment}"), os.O_RDONLY)
-                        total = sum(e[1][0] for e in entries)
-                        data = memoryview(os.pread(seg_fd, total, offset))
-                        at = 0
-                        for key, (size, *rest) in entries:
-                            yield key, (data[at:at + size], *rest)
-                            at += size
+                        yield columns, memoryview(os.pread(seg_fd, total, offset))
                     elif kind == "done":
                         finals.append(message[1])
                         return
@@ -267,11 +316,25 @@ def run_parallel(store: Any, opts: Any, stats: Any, sink: Any, kept: dict, worke
                 raise DatasetError(f"a filter worker failed ({text})", hint="retry with --workers 1")
             raise DatasetError("a filter worker ended without finishing", hint="retry with --workers 1")
 
-        streams = [stream(i, fd) for i, fd in enumerate(reads)]
+        inputs = [_messages(fd) for fd in reads]
         reads = []  # the streams own (and close) them now
-        accept = sink.accept
-        for _key, ready in heapq.merge(*streams, key=lambda item: item[0]):
-            accept(ready)
+        if kept is None:  # each worker's first message: its share of the sessions, selected
+            for i, messages in enumerate(inputs):
+                first = next(messages, None)
+                if first is not None and first[0] == "selected":
+                    _, scanned, kept_n, dropped_by, rewards, rewards_kept, rows = first
+                    stats.sessions_scanned += scanned
+                    stats.sessions_kept += kept_n
+                    stats.dropped_by.update(dropped_by)
+                    stats.rewards.update(rewards)
+                    stats.rewards_kept.update(rewards_kept)
+                    stats.rows_total += rows
+                elif first is not None:  # an error: the stream reports it
+                    inputs[i] = itertools.chain([first], messages)
+            if sink.on_progress is not None:  # the total is known now: the bar can show it and an ETA
+                sink.on_progress(stats)
+        streams = [stream(i, messages) for i, messages in enumerate(inputs)]
+        _merge(streams, sink)
         finished = len(finals) == len(procs)
     finally:
         for fd in reads:
@@ -283,6 +346,45 @@ def run_parallel(store: Any, opts: Any, stats: Any, sink: Any, kept: dict, worke
         shutil.rmtree(spool, ignore_errors=True)
     _merge_stats(stats, finals, sink)
     return True
+
+
+def _merge(streams: list, sink: Any) -> None:
+    """Accept the entries of every stream in tag order, a run at a time.
+
+    Each stream yields batches `(columns, data)` sorted by tag (the row id; `columns[0]` are the
+    tags), whose lines lie end to end in `data`. The stream with the smallest next tag gives
+    every entry below the others' next tags in one `sink.accept_run` (the tags of two workers
+    never tie), so consecutive lines of one worker are written as one range.
+    """
+    heads: list[list] = []  # per live stream: [columns, data, position, offset, stream]
+    for it in streams:
+        for columns, data in it:
+            heads.append([columns, data, 0, 0, it])
+            break
+    accept_run = sink.accept_run
+    bisect_left = bisect.bisect_left
+    while heads:
+        if len(heads) == 1:
+            head = heads[0]
+            bound = None
+        else:
+            heads.sort(key=lambda h: h[0][0][h[2]])
+            head = heads[0]
+            other = heads[1]
+            bound = other[0][0][other[2]]
+        columns, data, pos, offset, it = head
+        keys = columns[0]
+        end = len(keys)
+        if bound is not None and keys[-1] > bound:
+            end = bisect_left(keys, bound, pos, end)
+        head[3] = accept_run(data, columns, pos, end, offset)
+        head[2] = end
+        if end == len(keys):
+            for columns, data in it:
+                head[:4] = [columns, data, 0, 0]
+                break
+            else:
+                heads.remove(head)
 
 
 def _merge_stats(stats: Any, finals: list, sink: Any) -> None:

@@ -46,6 +46,48 @@ def _workers_for(opts: FilterOptions, store: TraceStore, kept: dict[str, KeptSes
 
 
 
+def _workers_selecting(opts: FilterOptions, stores: list[TraceStore]) -> int:
+    """How many processes run the session query and the scan of one local DB together (each for its
+    share of the sessions), or 1 when the parent selects first (:func:`_workers_for` then decides).
+
+    Only for one local DB with call records (a worker's share is a temporary table on its own
+    connection; a libSQL server is selected by the parent) and no --val-fraction (whose split
+    needs every kept session before any example is placed); the same rules as
+    :func:`_workers_for`, on the DB's sizes.
+    """
+    if len(stores) != 1 or opts.val_fraction > 0 or opts.limit is not None or opts.strict:
+        return 1
+    store = stores[0]
+    if store.kind != "sqlite" or not hasattr(store, "reopen") or not store.schema.has_call_records:
+        return 1
+    from synth_cli.dataset.parallel import AUTO_MIN_ROWS, default_workers
+    from synth_cli.store.selection import db_sizes
+
+    sessions, calls = db_sizes(store)
+    if sessions < 2:
+        return 1
+    if opts.workers is not None:
+        return min(opts.workers, sessions)
+    if calls < AUTO_MIN_ROWS:
+        return 1
+    return min(default_workers(), sessions)
+
+
+def _convert_in_workers(opts: FilterOptions, stores: list[TraceStore], stats: FilterStats, sink: Sink) -> bool:
+    """Select and convert in worker processes (see :func:`_workers_selecting`); False: nothing done."""
+    workers = _workers_selecting(opts, stores)
+    if workers <= 1:
+        return False
+    from synth_cli.dataset.parallel import run_parallel
+
+    store = stores[0]
+    stats.dbs.append({"db": store.label, "kind": store.kind, "source": "call_records"})
+    if run_parallel(store, opts, stats, sink, None, workers):
+        return True
+    stats.dbs.pop()  # the workers could not start: the usual way, in this process
+    return False
+
+
 def _check_paths(opts: FilterOptions, stores: list[TraceStore]) -> tuple[Path | None, Path | None, Protected]:
     """The outputs to write and what they must never be: every local DB read, with its -wal/-shm/-journal."""
     protected = Protected(store.path for store in stores if getattr(store, "path", None) is not None)
@@ -97,7 +139,11 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
             sink.on_progress = on_progress
             try:
                 selections = []
-                for store in stores:  # 1. one session query per DB
+                if _convert_in_workers(opts, stores, stats, sink):
+                    stores_left: list[TraceStore] = []
+                else:
+                    stores_left = stores
+                for store in stores_left:  # 1. one session query per DB
                     fallback = not store.schema.has_call_records
                     if fallback and not store.schema.has("messages", "content"):
                         raise DatasetError(f"{store.label}: neither events.call_records nor a messages table",
@@ -114,9 +160,10 @@ def run_filter(opts: FilterOptions, *, on_notice: Callable[[str], None] | None =
                     for _, _, kept in selections:
                         for sid, session in kept.items():
                             session.is_val = sid in val_ids
-                stats.rows_total = sum(s.remaining for _, _, kept in selections for s in kept.values())
-                if on_progress is not None:  # the total is known now: the bar can show it and an ETA
-                    on_progress(stats)
+                if selections:
+                    stats.rows_total = sum(s.remaining for _, _, kept in selections for s in kept.values())
+                    if on_progress is not None:  # the total is known now: the bar can show it and an ETA
+                        on_progress(stats)
                 for store, fallback, kept in selections:  # 3. one streamed scan per DB
                     if fallback:
                         convert_messages(store, opts, stats, sink, kept)

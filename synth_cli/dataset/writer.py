@@ -47,6 +47,8 @@ from typing import Any, BinaryIO
 from synth_cli.errors import DatasetError
 
 BUFFER_SIZE = 1 << 20
+#: seconds between two syncs of an output being written (see _Syncer)
+SYNC_EVERY = 0.5
 TEMP_SUFFIX = ".synth-tmp"
 JOURNAL_SUFFIX = ".synth-commit"
 #: the files next to a SQLite DB that belong to it.
@@ -336,6 +338,7 @@ class AtomicFile:
         self._tmp = tmp
         self._fh = os.fdopen(fd, "wb", buffering=BUFFER_SIZE)
         self.write = self._fh.write  # bytes in, no per-line bookkeeping on the hot path
+        self._syncer: _Syncer | None = _Syncer(fd)
 
     def _open_through(self, st: os.stat_result, through_ok: bool) -> None:
         mode = st.st_mode
@@ -362,10 +365,16 @@ class AtomicFile:
         self._fh = os.fdopen(fd, "wb", buffering=BUFFER_SIZE)
         self.write = self._fh.write
 
+    def _stop_syncer(self) -> None:
+        syncer, self._syncer = getattr(self, "_syncer", None), None
+        if syncer is not None:
+            syncer.stop()
+
     def finish(self) -> None:
         """Everything on disk (flush, fsync, mode); the rename is the caller's."""
         if self._fh is None:
             return
+        self._stop_syncer()
         fh, self._fh = self._fh, None
         try:
             fh.flush()
@@ -394,6 +403,7 @@ class AtomicFile:
         AtomicFiles.commit_files([self])
 
     def abort(self) -> None:
+        self._stop_syncer()
         if self._fh is not None:
             _close_quietly(self._fh)
             self._fh = None
@@ -403,6 +413,32 @@ class AtomicFile:
             except OSError:
                 pass
             self._tmp = None
+
+
+class _Syncer:
+    """Writes a temp output's data to disk while it is being written (`fdatasync` every
+    SYNC_EVERY seconds, in a thread that waits on the disk, not the CPU), so the fsync before
+    the rename finds little left: an 858 MB output took 0.25 s to fsync at the end, when
+    nothing else runs. A small output is finished before the first sync. The thread is
+    stopped before the file is closed, so it never touches another file's descriptor; a
+    failing sync ends it quietly (`finish` fsyncs and reports)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="synth-output-sync", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.wait(SYNC_EVERY):
+            try:
+                os.fdatasync(self.fd)
+            except OSError:
+                return
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
 
 
 def _close_quietly(fh: BinaryIO) -> None:

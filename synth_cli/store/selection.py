@@ -33,6 +33,9 @@ MAX_IN_LIST = 500
 
 @dataclass(slots=True)
 class SessionRow:
+    """One session's figures; those no filter of the query tests (achievements, cost, tokens,
+    models) are not computed and read 0 / None."""
+
     session_id: str
     created_at: str | None
     experiment_id: str | None
@@ -51,8 +54,12 @@ def json_path(key: str) -> str:
     return "$" + "".join('."' + s.replace('"', '""') + '"' for s in segments)
 
 
-def session_query(store: TraceStore, opts: FilterOptions, *, fallback: bool = False) -> tuple[str, list[Any]]:
-    """The one-pass session query (see module doc) and its parameters."""
+def session_query(store: TraceStore, opts: FilterOptions, *, fallback: bool = False, shard: bool = False
+                  ) -> tuple[str, list[Any]]:
+    """The one-pass session query (see module doc) and its parameters.
+
+    `shard`: only the sessions whose ids the connection's `temp.shard` table holds (a worker's share).
+    """
     schema = store.schema
     has_messages = schema.has("messages", "session_id")
     calls_col = "COALESCE(msg.messages, 0)" if fallback and has_messages else "COALESCE(ev.record_events, 0)"
@@ -66,7 +73,25 @@ def session_query(store: TraceStore, opts: FilterOptions, *, fallback: bool = Fa
     # of every call record, so it is read only when --max-cost needs it.
     # LLM calls are not needed here (the scan counts the records it parses): without them the
     # query reads no blob at all unless --max-cost asks for the exact cost.
-    figures = session_figures_cte(schema, exact_cost=opts.max_cost is not None, llm_calls=False)
+    # Only the figures the filter reads are computed (each costs a lookup of every event row):
+    # the reward (the stats' histogram), the record count (where a session's rows end), and
+    # the achievements, tokens, cost and models only when a filter tests them.
+    only = {"reward", "record_events"}
+    if opts.min_achievements is not None:
+        only.add("last_env_id")
+    if opts.max_tokens is not None:
+        only.add("total_tokens")
+    if opts.max_cost is not None:
+        only.add("cost_usd")
+    if fallback and opts.models:
+        only.add("models")
+    in_shard = "{alias}.session_id IN (SELECT session_id FROM temp.shard)" if shard else ""
+    figures = session_figures_cte(schema, exact_cost=opts.max_cost is not None, llm_calls=False, only=only,
+                                  session_filter=in_shard)
+    shard_where = "WHERE " + in_shard.format(alias="s") if shard else ""
+    achievements = achievements_sql(schema, "le") if "last_env_id" in only else "0"
+    last_env = "LEFT JOIN events le ON le.id = ev.last_env_id" if "last_env_id" in only else ""
+    msg_join = "LEFT JOIN msg ON msg.session_id = s.session_id" if "msg." in calls_col else ""
 
     params: list[Any] = []
     checks: list[tuple[str, str]] = []
@@ -121,12 +146,13 @@ b AS (
          {exp_name} AS experiment_name, {s_meta} AS metadata,
          COALESCE(ev.reward, 0) AS total_reward, COALESCE(ev.cost_usd, 0) AS cost_usd,
          COALESCE(ev.total_tokens, 0) AS tokens, {calls_col} AS calls, ev.models AS models,
-         {achievements_sql(schema, "le")} AS achievements
+         {achievements} AS achievements
   FROM session_traces s
   LEFT JOIN ev ON ev.session_id = s.session_id
-  LEFT JOIN events le ON le.id = ev.last_env_id
-  LEFT JOIN msg ON msg.session_id = s.session_id
+  {last_env}
+  {msg_join}
   {exp_join}
+  {shard_where}
 )
 SELECT b.session_id, b.created_at, b.experiment_id, b.total_reward, b.achievements, b.cost_usd, b.tokens,
        b.calls, b.models, {dropped} AS dropped_by
@@ -134,13 +160,49 @@ FROM b ORDER BY b.session_id"""
     return sql, params
 
 
-def select_sessions(store: TraceStore, opts: FilterOptions, *, fallback: bool = False) -> Iterator[SessionRow]:
-    sql, params = session_query(store, opts, fallback=fallback)
+def select_sessions(store: TraceStore, opts: FilterOptions, *, fallback: bool = False,
+                    shard: list[str] | None = None) -> Iterator[SessionRow]:
+    """Every session's figures and the filter that drops it, in session id order.
+
+    `shard` (a local store of a worker's own, `reopen()`): only these sessions, through a
+    temporary table of their ids (SQLite then looks up their events by the session index).
+    """
+    if shard is not None:
+        _fill_shard(store, shard)
+    sql, params = session_query(store, opts, fallback=fallback, shard=shard is not None)
     for r in store.rows(sql, params):
         yield SessionRow(
             session_id=r[0], created_at=r[1], experiment_id=r[2], total_reward=float(r[3] or 0),
             achievements=int(r[4] or 0), cost_usd=float(r[5] or 0), tokens=int(r[6] or 0), calls=int(r[7] or 0),
             models=r[8], dropped_by=r[9])
+
+
+def _fill_shard(store: TraceStore, session_ids: Any) -> None:
+    """`temp.shard`: these session ids, on this (a worker's own) connection."""
+    import sqlite3
+
+    try:
+        store.conn.execute("CREATE TEMP TABLE IF NOT EXISTS shard (session_id TEXT PRIMARY KEY) WITHOUT ROWID")  # type: ignore[attr-defined]
+        store.conn.execute("DELETE FROM temp.shard")  # type: ignore[attr-defined]
+        store.conn.executemany("INSERT OR IGNORE INTO temp.shard VALUES (?)",  # type: ignore[attr-defined]
+                               ((sid,) for sid in session_ids))
+    except sqlite3.DatabaseError as exc:
+        from synth_cli.store.locate import _sqlite_error
+
+        raise _sqlite_error(store.path, exc) from exc  # type: ignore[attr-defined]
+
+
+def session_ids(store: TraceStore) -> list[str]:
+    """Every session's id, in the order of :func:`select_sessions` (how workers share the sessions out)."""
+    return [r[0] for r in store.rows("SELECT session_id FROM session_traces ORDER BY session_id")]
+
+
+def db_sizes(store: TraceStore) -> tuple[int, int]:
+    """(sessions, `cais` events) of the DB, by its indexes (no event row read); the events are at
+    least as many as hold call records, the rows a filter reads."""
+    sessions = store.scalar("SELECT COUNT(*) FROM session_traces")
+    calls = store.scalar("SELECT COUNT(*) FROM events WHERE event_type = 'cais'")
+    return int(sessions or 0), int(calls or 0)
 
 
 def scan_calls(store: TraceStore, session_ids: list[str] | None = None) -> Iterator[Any]:
@@ -176,8 +238,7 @@ def _scan_calls_of_local(store: TraceStore, session_ids: Any) -> Iterator[Any]:
 
     own = store.reopen()  # type: ignore[attr-defined]
     try:
-        own.conn.execute("CREATE TEMP TABLE shard (session_id TEXT PRIMARY KEY) WITHOUT ROWID")
-        own.conn.executemany("INSERT OR IGNORE INTO temp.shard VALUES (?)", ((sid,) for sid in session_ids))
+        _fill_shard(own, session_ids)
         own.conn.row_factory = None
         yield from own.rows("SELECT id, session_id, call_records FROM events "
                             "WHERE event_type = 'cais' AND call_records IS NOT NULL "
@@ -231,5 +292,5 @@ def scan_messages(store: TraceStore, session_ids: list[str] | None = None) -> It
     return store.scan(sql, params, key="id")
 
 
-__all__ = ["FILTER_ORDER", "SessionRow", "json_path", "scan_calls", "scan_calls_of", "scan_messages", "select_sessions",
-           "session_query"]
+__all__ = ["FILTER_ORDER", "SessionRow", "db_sizes", "json_path", "scan_calls", "scan_calls_of", "scan_messages",
+           "select_sessions", "session_ids", "session_query"]

@@ -164,7 +164,7 @@ def achievements_sql(schema: Schema, alias: str = "le") -> str:
 
 
 def session_figures_cte(schema: Schema, *, session_filter: str = "", exact_cost: bool = True,
-                        llm_calls: bool = True) -> str:
+                        llm_calls: bool = True, only: set[str] | frozenset[str] | None = None) -> str:
     """THE per-session figures, as the CTE bodies `ev` (events) and `msg` (messages per session).
 
     Every command that reports or filters by a session's reward, cost, tokens or LLM calls
@@ -181,6 +181,9 @@ def session_figures_cte(schema: Schema, *, session_filter: str = "", exact_cost:
       `last_env_id` (the last environment event, whose state gives the achievements).
 
     `session_filter` restricts both to some sessions; `{alias}` in it names the table alias.
+    `only` (a set of those names) computes just these columns of `ev` and leaves the others
+    NULL: each column an event row is read for costs a lookup of that row (`filter` needs the
+    reward and the record count of 720,000 events in 0.48 s where all the figures take 0.9 s).
     """
     inp, out, total = tokens_sql(schema)
     calls = calls_sql(schema) if llm_calls else None
@@ -191,20 +194,27 @@ def session_figures_cte(schema: Schema, *, session_filter: str = "", exact_cost:
     # typeof() reads the value's type from the row header; `IS NOT NULL` would load every blob
     records = "typeof(e.call_records) <> 'null'" if schema.has_call_records else "0"
     where = f"WHERE {session_filter.format(alias='e')}" if session_filter else ""
+    figures = [
+        ("events", "COUNT(*)"),
+        ("lm_events", "SUM(CASE WHEN e.event_type = 'cais' THEN 1 ELSE 0 END)"),
+        ("llm_calls", f"SUM(CASE WHEN e.event_type = 'cais' THEN {calls or 'NULL'} END)"),
+        ("record_events", f"SUM(CASE WHEN e.event_type = 'cais' AND {records} THEN 1 ELSE 0 END)"),
+        ("input_tokens", f"SUM(CASE WHEN e.event_type = 'cais' THEN {inp} END)"),
+        ("output_tokens", f"SUM(CASE WHEN e.event_type = 'cais' THEN {out} END)"),
+        ("total_tokens", f"SUM(CASE WHEN e.event_type = 'cais' THEN {total} END)"),
+        ("cost_usd", f"SUM(CASE WHEN e.event_type = 'cais' THEN {cost} END)"),
+        ("reward", f"SUM({reward_sql(schema)})"),
+        ("terminated", f"MAX(CASE WHEN e.event_type = 'environment' THEN {term} END)"),
+        ("models", f"GROUP_CONCAT(DISTINCT CASE WHEN e.event_type = 'cais' THEN {model} END)"),
+        ("first_event", f"MIN({created})"),
+        ("last_event", f"MAX({created})"),
+        ("last_env_id", "MAX(CASE WHEN e.event_type = 'environment' THEN e.id END)"),
+    ]
+    columns = ",\n         ".join(f"{expr if only is None or name in only else 'NULL'} AS {name}"
+                                   for name, expr in figures)
     ev = f"""ev AS (
-  SELECT e.session_id AS session_id, COUNT(*) AS events,
-         SUM(CASE WHEN e.event_type = 'cais' THEN 1 ELSE 0 END) AS lm_events,
-         SUM(CASE WHEN e.event_type = 'cais' THEN {calls or 'NULL'} END) AS llm_calls,
-         SUM(CASE WHEN e.event_type = 'cais' AND {records} THEN 1 ELSE 0 END) AS record_events,
-         SUM(CASE WHEN e.event_type = 'cais' THEN {inp} END) AS input_tokens,
-         SUM(CASE WHEN e.event_type = 'cais' THEN {out} END) AS output_tokens,
-         SUM(CASE WHEN e.event_type = 'cais' THEN {total} END) AS total_tokens,
-         SUM(CASE WHEN e.event_type = 'cais' THEN {cost} END) AS cost_usd,
-         SUM({reward_sql(schema)}) AS reward,
-         MAX(CASE WHEN e.event_type = 'environment' THEN {term} END) AS terminated,
-         GROUP_CONCAT(DISTINCT CASE WHEN e.event_type = 'cais' THEN {model} END) AS models,
-         MIN({created}) AS first_event, MAX({created}) AS last_event,
-         MAX(CASE WHEN e.event_type = 'environment' THEN e.id END) AS last_env_id
+  SELECT e.session_id AS session_id,
+         {columns}
   FROM events e {where} GROUP BY e.session_id)"""
     if has(schema, "messages"):
         msg_where = f"WHERE {session_filter.format(alias='m')}" if session_filter else ""
