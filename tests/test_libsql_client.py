@@ -432,15 +432,15 @@ def test_protobuf_answers_with_fields_we_do_not_know_still_decode():
     unknown_varint = _pb_varint(7 << 3) + _pb_varint(300)
     plain_row = b"".join(_pb_bytes(1, v) for v in (text, integer, double, blob, null))
     odd_row = unknown_varint + b"".join(_pb_bytes(1, v) for v in (text, integer)) + _pb_bytes(9, b"xyz") + \
-        _pb_bytes(1, unknown_varint + double)  # an unknown field inside a value too
-    result = (_pb_bytes(1, _pb_bytes(1, b"a")) + _pb_bytes(2, plain_row) + _pb_bytes(2, odd_row)
+        _pb_bytes(1, unknown_varint + double) + _pb_bytes(1, blob) + _pb_bytes(1, null)  # an unknown field inside a value too
+    result = (b"".join(_pb_bytes(1, _pb_bytes(1, name)) for name in (b"a", b"b", b"c", b"d", b"e")) + _pb_bytes(2, plain_row) + _pb_bytes(2, odd_row)
               + _pb_bytes(5, b"future") + b"\x18\x02")  # affected_row_count = 2
     execute = _pb_bytes(1, _pb_bytes(2, _pb_bytes(1, result)))
     close = _pb_bytes(1, _pb_bytes(1, b""))
     answer = _pb_bytes(1, b"baton?") + _pb_bytes(3, execute) + _pb_bytes(3, close) + _pb_bytes(12, b"later")
     decoded = pb_decode_execute(answer, "srv")
-    assert decoded.columns == ("a",) and decoded.affected_row_count == 2 and decoded.encoding == "protobuf"
-    assert [tuple(r) for r in decoded.rows] == [("héllo", -3, 2.5, b"\x00\x01", None), ("héllo", -3, 2.5)]
+    assert decoded.columns == ("a", "b", "c", "d", "e") and decoded.affected_row_count == 2 and decoded.encoding == "protobuf"
+    assert [tuple(r) for r in decoded.rows] == [("héllo", -3, 2.5, b"\x00\x01", None)] * 2
     with pytest.raises(LibsqlError) as info:
         pb_decode_execute(answer[:-3], "srv")  # cut short
     assert info.value.code == "HRANA_PROTO_ERROR"

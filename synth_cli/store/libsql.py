@@ -228,6 +228,8 @@ def decode_result(raw: dict[str, Any]) -> Result:
         index.setdefault(name, i)
     dec = decode_value
     rows = [Row(tuple([dec(v) for v in r]), index) for r in raw.get("rows", ())]
+    if any(len(row) != len(columns) for row in rows):
+        raise ValueError(f"a row whose values do not match its {len(columns)} columns")
     rowid = raw.get("last_insert_rowid")
     return Result(columns, rows, int(raw.get("affected_row_count") or 0), int(rowid) if rowid is not None else None)
 
@@ -445,9 +447,12 @@ def pb_decode_execute(content: bytes, label: str) -> Result:
         index: dict[str, int] = {}
         affected, rowid = 0, None
         row, append = _pb_row, rows.append
-        for field, x, y in _pb_fields(buf, *result):  # StmtResult
+        for field, x, y in _pb_fields(buf, *result):  # StmtResult (cols before rows: fields in number order)
             if field == 2 and y >= 0:  # Row {values = 1}
-                append(Row(row(buf, x, y), index))
+                values = row(buf, x, y)
+                if len(values) != len(columns):
+                    raise _PbError(f"a row of {len(values)} values for {len(columns)} columns")
+                append(Row(values, index))
             elif field == 1 and y >= 0:  # Col {name = 1}
                 name = _pb_text_field(buf, x, y, 1) or ""
                 index.setdefault(name, len(columns))
@@ -492,7 +497,8 @@ class _Loopback:
     pieces; http.client reads a Content-Length body in one C-level loop), and its import alone
     is ~0.1 s of a command's start. Keep-alive connections are pooled (thread-safe: a scan's
     prefetch thread and its caller each take one); an idle one the server has closed is dropped
-    before use, and a request is never re-sent (a write may have happened). Only for this
+    before use; one it closes just as a request goes out loses that request, which is sent again
+    only when it is a read (a write may have happened). Only for this
     machine: a server elsewhere may sit behind an HTTP proxy named in the environment
     (`HTTP_PROXY`, `NO_PROXY`), which httpx honours and this class does not.
     """
@@ -513,7 +519,8 @@ class _Loopback:
     def serves(self, url: str) -> bool:
         return url.startswith(self.origin + "/")
 
-    def _take(self) -> Any:
+    def _take(self) -> tuple[Any, bool]:
+        """(a connection, whether it served requests before: an idle one from the pool)."""
         import http.client
         import select
 
@@ -526,24 +533,32 @@ class _Loopback:
                 conn = self._idle.pop()
                 sock = conn.sock
                 if sock is not None and not select.select([sock], [], [], 0)[0]:
-                    return conn
+                    return conn, True
                 conn.close()  # closed by the server while idle (or sent something unasked)
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout), False
 
-    def post(self, url: str, body: bytes, content_type: str) -> tuple[int, bytes, str]:
+    def post(self, url: str, body: bytes, content_type: str, *, read_only: bool = False) -> tuple[int, bytes, str]:
         """(status, body, content type) of one POST; OSError / http.client.HTTPException when the
-        server cannot be reached or drops the connection."""
+        server cannot be reached or drops the connection. A `read_only` request that an idle
+        connection lost (the server closed it as the request went out: no answer, or a reset) is
+        sent once more on a new connection; anything else never is."""
         import http.client
 
-        conn = self._take()
-        try:
-            conn.request("POST", url[len(self.origin):], body=body,
-                         headers={**self.headers, "content-type": content_type})
-            resp = conn.getresponse()
-            content = resp.read()
-        except BaseException:
-            conn.close()
-            raise
+        while True:
+            conn, reused = self._take()
+            try:
+                conn.request("POST", url[len(self.origin):], body=body,
+                             headers={**self.headers, "content-type": content_type})
+                resp = conn.getresponse()
+                content = resp.read()
+                break
+            except (BrokenPipeError, ConnectionResetError):  # RemoteDisconnected included
+                conn.close()
+                if not (reused and read_only):
+                    raise
+            except BaseException:
+                conn.close()
+                raise
         encoding = (resp.getheader("content-encoding") or "identity").lower()
         if encoding in ("gzip", "deflate"):  # asked for identity, but a proxy may compress anyway
             import zlib
@@ -575,7 +590,7 @@ class LibsqlClient:
     any other (TLS, another host, a `base_url` elsewhere) through httpx, made on first use.
     """
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = READ_TIMEOUT_S):
+    def __init__(self, url: str, token: str | None = None, *, timeout: float | None = None):
         self.server = parse_url(url)
         self.label = self.server.label
         self.token = self.server.url_token or token
@@ -585,10 +600,10 @@ class LibsqlClient:
         if self.server.loopback:
             headers["accept-encoding"] = "identity"
         self._headers = headers
-        self._timeout = timeout
+        self._timeout = READ_TIMEOUT_S if timeout is None else timeout  # seconds without a byte from the server
         self._httpx: Any = None
         self._httpx_client: Any = None
-        self._loopback = (_Loopback(self.server, headers, timeout)
+        self._loopback = (_Loopback(self.server, headers, self._timeout)
                           if self.server.loopback and self.server.http_url.startswith("http:") else None)
         self._version = "v3"
         self._protobuf = True
@@ -606,13 +621,13 @@ class LibsqlClient:
                 verify=_tls_context(self.server.http_url.startswith("https:")))
         return self._httpx_client
 
-    def _post(self, url: str, body: bytes, content_type: str) -> tuple[int, bytes, str]:
+    def _post(self, url: str, body: bytes, content_type: str, read_only: bool = False) -> tuple[int, bytes, str]:
         """(status, body, content type) of a POST; LibsqlError when the server is not reached."""
         if self._loopback is not None and self._loopback.serves(url):
             import http.client
 
             try:
-                return self._loopback.post(url, body, content_type)
+                return self._loopback.post(url, body, content_type, read_only=read_only)
             except (OSError, http.client.HTTPException) as exc:
                 raise self._network_error(exc) from exc
         client = self._http
@@ -624,15 +639,15 @@ class LibsqlClient:
 
     # -- transport ----------------------------------------------------------------------------
     def pipeline(self, requests: list[dict[str, Any]], *, baton: str | None = None,
-                 base_url: str | None = None) -> dict[str, Any]:
+                 base_url: str | None = None, read_only: bool = False) -> dict[str, Any]:
         """POST one pipeline; returns the decoded body ({baton, base_url, results}); its size in
-        bytes is in `self.last_nbytes`."""
+        bytes is in `self.last_nbytes`. `read_only`: the requests change nothing (may be re-sent)."""
         from synth_cli import _json
 
         body = _json.dumps_bytes({"baton": baton, "requests": requests})
         while True:
             url = f"{base_url or self.server.http_url}/{self._version}/pipeline"
-            status, content, _ = self._post(url, body, "application/json")
+            status, content, _ = self._post(url, body, "application/json", read_only)
             if status == 404 and self._version == "v3" and baton is None:
                 self._version = "v2"  # a server older than Hrana 3: same JSON, v2 endpoint
                 continue
@@ -651,41 +666,47 @@ class LibsqlClient:
             decoded["_nbytes"] = len(content)  # per answer: safe with a prefetching thread
             return decoded
 
-    def _results(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _results(self, requests: list[dict[str, Any]], read_only: bool = False) -> list[dict[str, Any]]:
         """Run `requests` on a new stream closed in the same round trip; the response of each, or raise
         (the answer's size in bytes goes into the first response as `_nbytes`)."""
-        body = self.pipeline([*requests, {"type": "close"}])
+        body = self.pipeline([*requests, {"type": "close"}], read_only=read_only)
         results = body.get("results")
         if not isinstance(results, list) or len(results) != len(requests) + 1:
             raise LibsqlError(f"{self.label}: the server answered {len(results or ())} results for "
                               f"{len(requests) + 1} requests", code="HRANA_PROTO_ERROR")
         out = []
-        for res in results[:-1]:
-            if res.get("type") != "ok":
-                raise _sql_error(self.label, res.get("error"))
-            out.append(res["response"])
+        try:
+            for res in results[:-1]:
+                if res.get("type") != "ok":
+                    raise _sql_error(self.label, res.get("error"))
+                out.append(dict(res["response"]))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise self._proto_error(exc) from None
         if out:
             out[0]["_nbytes"] = body.get("_nbytes", 0)
         return out
 
     # -- statements -----------------------------------------------------------------------------
-    def execute(self, sql: str, args: Sequence[Any] = ()) -> Result:
-        [response] = self._results([{"type": "execute", "stmt": stmt(sql, args)}])
-        result = decode_result(response["result"])
+    def execute(self, sql: str, args: Sequence[Any] = (), *, read_only: bool = False) -> Result:
+        """One statement; `read_only` when it changes nothing (a request lost with a stale
+        connection may then be sent again)."""
+        [response] = self._results([{"type": "execute", "stmt": stmt(sql, args)}], read_only)
+        result = self._decode(response.get("result"))
         result.nbytes = response.get("_nbytes", 0)
         return result
 
     def read(self, sql: str, args: Sequence[Any] = ()) -> Result:
         """:meth:`execute` for a read whose answer may be large (a scan's pages): in Hrana's Protobuf
-        encoding, where text is not escaped; in JSON when the server has no Protobuf endpoint."""
+        encoding, where text is not escaped; in JSON when the server has no Protobuf endpoint. Never
+        for a write: a request lost with a stale connection is sent again."""
         if not self._protobuf:
-            return self.execute(sql, args)
+            return self.execute(sql, args, read_only=True)
         body = pb_pipeline(sql, args)
         status, content, _ = self._post(f"{self.server.http_url}/v3-protobuf/pipeline", body,
-                                        "application/x-protobuf")
+                                        "application/x-protobuf", True)
         if status in (404, 405, 415):  # no Protobuf here (an older server): JSON from now on
             self._protobuf = False
-            return self.execute(sql, args)
+            return self.execute(sql, args, read_only=True)
         if status != 200:
             raise self._http_error(status, content)
         self.last_nbytes = len(content)
@@ -695,12 +716,15 @@ class LibsqlClient:
         """Run a Hrana batch (`steps`: [{"stmt", "condition"?}]); per step (result, error), both None
         when its condition skipped it."""
         [response] = self._results([{"type": "batch", "batch": {"steps": steps}}])
-        raw = response["result"]
-        results, errors = raw.get("step_results") or [], raw.get("step_errors") or []
+        raw = response.get("result")
+        try:
+            results, errors = raw.get("step_results") or [], raw.get("step_errors") or []
+        except AttributeError as exc:
+            raise self._proto_error(exc) from None
         if len(results) != len(steps) or len(errors) != len(steps):
             raise LibsqlError(f"{self.label}: the server answered a batch of {len(steps)} steps with "
                               f"{len(results)} results", code="HRANA_PROTO_ERROR")
-        return [(decode_result(r) if r is not None else None, _sql_error(self.label, e) if e is not None else None)
+        return [(self._decode(r) if r is not None else None, _sql_error(self.label, e) if e is not None else None)
                 for r, e in zip(results, errors)]
 
     def transaction(self, statements: list[dict[str, Any]], *, begin: str = "BEGIN IMMEDIATE"
@@ -742,6 +766,18 @@ class LibsqlClient:
                 self._httpx_client.close()
 
     # -- errors -----------------------------------------------------------------------------------
+    def _decode(self, raw: Any) -> Result:
+        """:func:`decode_result`; a result that is not Hrana's shape is a LibsqlError naming the server."""
+        try:
+            return decode_result(raw)
+        except (AttributeError, KeyError, TypeError, ValueError, LibsqlError) as exc:  # LibsqlError: a value's type
+            raise self._proto_error(exc) from None
+
+    def _proto_error(self, exc: Exception) -> LibsqlError:
+        detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, (KeyError, TypeError)) else str(exc)
+        return LibsqlError(f"{self.label}: the server's answer is not a Hrana pipeline answer ({detail})",
+                           code="HRANA_PROTO_ERROR", hint="is this URL a libSQL server (sqld, Turso)?")
+
     def _network_error(self, exc: Exception) -> LibsqlError:
         from synth_cli.config import redact
         from synth_cli.store.locate import _network_reason
@@ -821,7 +857,7 @@ class Stream:
         [res] = self.send([{"type": "execute", "stmt": stmt(sql, args)}])
         if res.get("type") != "ok":
             raise _sql_error(self.client.label, res.get("error"))
-        return decode_result(res["response"]["result"])
+        return self.client._decode(res["response"]["result"])
 
     def execute_many(self, statements: list[dict[str, Any]]) -> list[Result]:
         """Several statements in one round trip; the first failure raises (the rest still ran)."""
@@ -830,7 +866,7 @@ class Stream:
         for res in results:
             if res.get("type") != "ok":
                 raise _sql_error(self.client.label, res.get("error"))
-            out.append(decode_result(res["response"]["result"]))
+            out.append(self.client._decode(res["response"]["result"]))
         return out
 
     def close(self) -> None:

@@ -396,7 +396,7 @@ class RemoteTraceStore(TraceStore):
         return self._schema
 
     def _execute(self, sql: str, params: Sequence[Any] = ()):
-        return self.client.execute(sql, list(params))
+        return self.client.execute(sql, list(params), read_only=True)
 
     def _read(self, sql: str, params: Sequence[Any] = ()):
         """A read in Hrana's Protobuf encoding (JSON on a server without it): values parsed in place."""
