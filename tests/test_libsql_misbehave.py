@@ -100,12 +100,6 @@ def _short_row(answer, real):
     return True
 
 
-def _same_page(answer, real):
-    """Ignores `WHERE id > ?`: the first page again and again (a scan must not loop on it)."""
-    status, ctype, body = real()
-    return _fixed(response(status, body, ctype))(answer, real)
-
-
 def _json_only(json_behaviour):
     """No Protobuf endpoint (404 there, so the client reads in JSON): the JSON endpoint answers `json_behaviour`."""
     return {"protobuf": _fixed(response(404, b"")), "json": json_behaviour}
@@ -233,13 +227,34 @@ def test_token_never_shown_with_debug(sqld_url, monkeypatch):
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_redirect_to_another_local_server_is_not_followed(tmp_path, sqld_url, workers):
-    with BadServer(sqld_url) as other:
-        target = BadServer(sqld_url)
-        redirect = _fixed(response(307, b"", extra=f"location: {other}/v3-protobuf/pipeline\r\n"))
+    other = BadServer(sqld_url)
+    with other as other_url:
+        redirect = _fixed(response(307, b"", extra=f"location: {other_url}/v3-protobuf/pipeline\r\n"))
         with BadServer(sqld_url, lambda path, body: redirect if _is_page(path, body) else None) as url:
             result = invoke("filter", "--db", url, "-o", tmp_path / "out.jsonl", "--workers", workers)
     _check_failure(result, url, "answered HTTP 307")
-    assert target.requests == []
+    assert other.requests == []
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_server_that_ignores_the_keyset_fails_cleanly(tmp_path, sqld_url, workers):
+    """Every following page answered with a first page again: an error, not a scan that never ends."""
+    first: list[tuple] = []
+
+    def same_page(answer, real):
+        if not first:
+            first.append(real())
+        answer(response(*first[0][:1], first[0][2], first[0][1]))
+        return True
+
+    def misbehave(path, body):
+        return same_page if _is_page(path, body) else None
+
+    out = tmp_path / "out" / "train.jsonl"
+    out.parent.mkdir()
+    with BadServer(sqld_url, misbehave) as url:
+        result = invoke("filter", "--db", url, "-o", out, "--workers", workers)
+    _check_failure(result, url, "a page of rows that does not follow the previous one", out)
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
