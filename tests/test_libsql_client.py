@@ -444,3 +444,24 @@ def test_protobuf_answers_with_fields_we_do_not_know_still_decode():
     with pytest.raises(LibsqlError) as info:
         pb_decode_execute(answer[:-3], "srv")  # cut short
     assert info.value.code == "HRANA_PROTO_ERROR"
+
+
+@pytest.mark.parametrize("value", [
+    b"\x2a\x05ab",  # a blob of 5 bytes in a value of 4
+    b"\x22\x05ab",  # text, the same (after a first value, so the general reader has it)
+    b"\x19\x00\x00\x00\x00",  # a double of 4 bytes
+    b"\x10\xff",  # an integer whose varint goes on past the value
+    b"\x0a\x05",  # a null message of 5 bytes in a value of 2
+], ids=["blob", "text", "double", "integer", "null"])
+def test_a_protobuf_value_running_past_its_end_is_an_error(value):
+    """Within the answer, but past its own value: never read as part of the next value."""
+    from synth_cli.store.libsql import _pb_bytes, _pb_varint, pb_decode_execute
+
+    first = b"\x10" + _pb_varint(2)
+    row = _pb_bytes(1, first) + _pb_bytes(1, value) + _pb_bytes(1, _pb_bytes(4, b"next value, 5+ bytes"))
+    cols = b"".join(_pb_bytes(1, _pb_bytes(1, name)) for name in (b"a", b"b", b"c"))
+    execute = _pb_bytes(1, _pb_bytes(2, _pb_bytes(1, cols + _pb_bytes(2, row))))
+    answer = _pb_bytes(3, execute) + _pb_bytes(3, _pb_bytes(1, _pb_bytes(1, b"")))
+    with pytest.raises(LibsqlError) as info:
+        print(pb_decode_execute(answer, "srv").rows)
+    assert info.value.code == "HRANA_PROTO_ERROR" and "not a Hrana Protobuf answer" in info.value.message

@@ -339,11 +339,17 @@ def _pb_fields(buf: Any, i: int, end: int) -> Iterator[tuple[int, int, int]]:
             i += n
         elif wire == 0:
             value, i = _pb_read_varint(buf, i)
+            if i > end:
+                raise _PbError("field runs past its message")
             yield tag >> 3, value, -1
         elif wire == 1:
+            if i + 8 > end:
+                raise _PbError("field runs past its message")
             yield tag >> 3, i, -8
             i += 8
         elif wire == 5:
+            if i + 4 > end:
+                raise _PbError("field runs past its message")
             yield tag >> 3, i, -4
             i += 4
         else:
@@ -353,22 +359,29 @@ def _pb_fields(buf: Any, i: int, end: int) -> Iterator[tuple[int, int, int]]:
 
 
 def _pb_value(buf: Any, i: int, end: int) -> Any:
+    """The `Value` message in buf[i:end]: one field in its usual encoding read inline when it fills
+    the message exactly, anything else (or a field running past the message: an error) the general way."""
     if i == end:
         return None
     tag = buf[i]
     if tag == 0x22:  # text
-        n, i = _pb_read_varint(buf, i + 1)
-        return str(buf[i:i + n], "utf-8", "replace")
-    if tag == 0x10:  # integer (sint64, zigzag)
-        v, _ = _pb_read_varint(buf, i + 1)
-        return (v >> 1) ^ -(v & 1)
-    if tag == 0x0A:  # null
-        return None
-    if tag == 0x19:  # float (double)
-        return struct.unpack_from("<d", buf, i + 1)[0]
-    if tag == 0x2A:  # blob
-        n, i = _pb_read_varint(buf, i + 1)
-        return bytes(buf[i:i + n])
+        n, k = _pb_read_varint(buf, i + 1)
+        if k + n == end:
+            return str(buf[k:end], "utf-8", "replace")
+    elif tag == 0x10:  # integer (sint64, zigzag)
+        v, k = _pb_read_varint(buf, i + 1)
+        if k == end:
+            return (v >> 1) ^ -(v & 1)
+    elif tag == 0x0A:  # null (an empty message)
+        if i + 2 == end and buf[i + 1] == 0:
+            return None
+    elif tag == 0x19:  # float (double)
+        if i + 9 == end:
+            return struct.unpack_from("<d", buf, i + 1)[0]
+    elif tag == 0x2A:  # blob
+        n, k = _pb_read_varint(buf, i + 1)
+        if k + n == end:
+            return bytes(buf[k:end])
     for field, a, b in _pb_fields(buf, i, end):  # a field order or encoding we did not expect
         if field == 4 and b >= 0:
             return str(buf[a:b], "utf-8", "replace")
@@ -396,11 +409,15 @@ def _pb_row(buf: Any, i: int, end: int) -> tuple:
         j = i + n
         if j > end:
             raise _PbError("field runs past its message")
-        if j > i and buf[i] == 0x22:  # text
+        tag = buf[i] if j > i else 0
+        if tag == 0x22:  # text
             m, k = varint(buf, i + 1)
             if k + m != j:
                 raise _PbError("a text value runs past its message")
             append(str(buf[k:j], "utf-8", "replace"))
+        elif tag == 0x10:  # integer (sint64, zigzag)
+            v, k = varint(buf, i + 1)
+            append((v >> 1) ^ -(v & 1) if k == j else _pb_value(buf, i, j))
         else:
             append(_pb_value(buf, i, j))
         i = j
@@ -447,16 +464,18 @@ def pb_decode_execute(content: bytes, label: str) -> Result:
         index: dict[str, int] = {}
         affected, rowid = 0, None
         row, append = _pb_row, rows.append
+        width = 0
         for field, x, y in _pb_fields(buf, *result):  # StmtResult (cols before rows: fields in number order)
             if field == 2 and y >= 0:  # Row {values = 1}
                 values = row(buf, x, y)
-                if len(values) != len(columns):
-                    raise _PbError(f"a row of {len(values)} values for {len(columns)} columns")
+                if len(values) != width:
+                    raise _PbError(f"a row of {len(values)} values for {width} columns")
                 append(Row(values, index))
             elif field == 1 and y >= 0:  # Col {name = 1}
                 name = _pb_text_field(buf, x, y, 1) or ""
                 index.setdefault(name, len(columns))
                 columns.append(name)
+                width = len(columns)
             elif field == 3 and y == -1:
                 affected = x
             elif field == 4 and y == -1:
