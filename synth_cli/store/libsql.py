@@ -40,6 +40,8 @@ from synth_cli.errors import TraceStoreError
 _MIN_INT, _MAX_INT = -(2 ** 63), 2 ** 63 - 1
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 60.0
+#: the largest answer taken (pages are ~4 MB; sqld refuses answers over 10 MB unless told otherwise).
+MAX_ANSWER_BYTES = 256 << 20
 
 
 class LibsqlError(TraceStoreError):
@@ -569,7 +571,11 @@ class _Loopback:
                 conn.request("POST", url[len(self.origin):], body=body,
                              headers={**self.headers, "content-type": content_type})
                 resp = conn.getresponse()
-                content = resp.read()
+                if resp.length is not None and resp.length > MAX_ANSWER_BYTES:
+                    raise http.client.HTTPException(f"an answer of {resp.length:,} bytes announced")
+                content = resp.read() if resp.length is not None else resp.read(MAX_ANSWER_BYTES + 1)
+                if len(content) > MAX_ANSWER_BYTES:
+                    raise http.client.HTTPException(f"an answer of more than {MAX_ANSWER_BYTES:,} bytes")
                 break
             except (BrokenPipeError, ConnectionResetError):  # RemoteDisconnected included
                 conn.close()
@@ -806,7 +812,18 @@ class LibsqlClient:
             if self._httpx is not None and isinstance(exc, self._httpx.TimeoutException):
                 reason = "timed out"
             else:
-                reason = redact(str(exc) or type(exc).__name__)
+                import http.client
+
+                reason = redact(str(exc).strip() or type(exc).__name__)
+                if isinstance(exc, http.client.IncompleteRead):
+                    reason = f"{len(exc.partial):,} bytes read" + (f", {exc.expected:,} more expected"
+                                                                    if exc.expected is not None else "")
+                    return LibsqlError(f"{self.label}: the libSQL server's answer was cut short ({reason})",
+                                       code="NETWORK", transient=True)
+                if isinstance(exc, http.client.HTTPException) and not isinstance(exc, ConnectionError):
+                    return LibsqlError(f"{self.label}: the libSQL server's answer is not usable HTTP ({reason})",
+                                       code="NETWORK", transient=True,
+                                       hint="is this URL a libSQL server (sqld, Turso)?")
         return LibsqlError(f"{self.label}: cannot reach the libSQL server ({reason})", code="NETWORK",
                            transient=True, hint="check the URL and that the server is running")
 
