@@ -251,6 +251,20 @@ def test_redirect_to_another_local_server_is_not_followed(tmp_path, sqld_url, wo
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_page_without_its_key_column_fails_cleanly(tmp_path, sqld_url, workers):
+    def renamed(answer, real):
+        status, ctype, body = real()
+        answer(response(status, body.replace(b"\x0a\x02id", b"\x0a\x02ix"), ctype))  # Col {name: "id"} -> "ix"
+        return True
+
+    out = tmp_path / "out" / "train.jsonl"
+    out.parent.mkdir()
+    with BadServer(sqld_url, lambda path, body: renamed if _is_page(path, body) else None) as url:
+        result = invoke("filter", "--db", url, "-o", out, "--workers", workers)
+    _check_failure(result, url, "the server answered a page without its 'id' column", out)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_server_that_ignores_the_keyset_fails_cleanly(tmp_path, sqld_url, workers):
     """Every following page answered with a first page again: an error, not a scan that never ends."""
     first: list[tuple] = []

@@ -444,6 +444,9 @@ class RemoteTraceStore(TraceStore):
                                           code=exc.code, hint="raise sqld's --max-response-size") from exc
                     limit = max(1, limit // 2)
             rows = result.rows
+            if rows and key not in result.columns:
+                raise LibsqlError(f"{self.label}: the server answered a page without its {key!r} column",
+                                  code="HRANA_PROTO_ERROR", hint="is this URL a libSQL server (sqld, Turso)?")
             if last is not None and rows and not _after(rows[0][key], last):
                 raise LibsqlError(f"{self.label}: the server answered a page of rows that does not follow the "
                                   f"previous one ({key} {rows[0][key]!r} after {last!r})", code="HRANA_PROTO_ERROR",
