@@ -60,6 +60,13 @@ def _hang(answer, real):
     return False
 
 
+def _stalls_mid_body(answer, real):
+    status, ctype, body = real()
+    answer(f"HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+           + body[:len(body) // 2])
+    return _hang(answer, real)
+
+
 def _truncated(answer, real):
     status, ctype, body = real()
     answer(f"HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {len(body) + 100}\r\n\r\n".encode()
@@ -120,6 +127,7 @@ def _json_error(status: int, message: str, extra: str = ""):
 FAILURES = {
     # name: (behaviour, what the error line says)
     "hang": (_hang, "timed out"),
+    "stalls-mid-body": (_stalls_mid_body, "timed out"),
     "garbage": (_fixed(response(200, b"\xff\xfe\x00garbage")), "not a Hrana"),
     "truncated": (_truncated, "the libSQL server's answer was cut short ("),
     "bad-chunk": (_fixed(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", False),
