@@ -43,6 +43,7 @@ def local_out(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def short_timeout(monkeypatch):
     monkeypatch.setattr(libsql, "READ_TIMEOUT_S", 1.0)  # forked workers inherit it
+    monkeypatch.setattr(libsql, "MAX_ANSWER_BYTES", 4 << 20)  # the fixture's pages are well under 1 MB
 
 
 # --------------------------------------------------------------------------- behaviours
@@ -88,6 +89,13 @@ def _gzipped(answer, real):
     status, ctype, body = real()
     answer(response(status, gzip.compress(body), ctype, "content-encoding: gzip\r\n"))
     return True
+
+
+def _close_delimited(answer, real):
+    """HTTP/1.0 style: no length, the body ends when the connection does."""
+    status, ctype, body = real()
+    answer(f"HTTP/1.0 {status} X\r\ncontent-type: {ctype}\r\n\r\n".encode() + body)
+    return False
 
 
 def _then_close(extra: str):
@@ -142,6 +150,10 @@ FAILURES = {
     "html-200": (_fixed(response(200, b"<html><body>Welcome</body></html>", "text/html")), "not a Hrana"),
     "bad-gzip": (_fixed(response(200, b"not gzip at all", extra="content-encoding: gzip\r\n")),
                  "does not decompress"),
+    "gzip-truncated": (_fixed(response(200, gzip.compress(b"x" * 1000)[:-12], extra="content-encoding: gzip\r\n")),
+                       "an answer that does not decompress (truncated)"),
+    "gzip-bomb": (_fixed(response(200, gzip.compress(bytes(5 << 20)), extra="content-encoding: gzip\r\n")),
+                  "an answer that does not decompress (more than 4,194,304 bytes once decompressed)"),
     "length-past-end": (_fixed(response(200, b"\x1a\xff\xff\xff\x0f\x00")), "not a Hrana"),
     "empty-200": (_fixed(response(200, b"")), "answered 0 results for 2 requests"),
     "negative-length": (_fixed(response(200, b"\x1a" + b"\xff" * 9 + b"\x01")), "not a Hrana"),
@@ -166,6 +178,7 @@ SUCCESSES = {
     "chunked": _chunked,
     "gzip-unasked": _gzipped,
     "connection-close": _then_close("connection: close\r\n"),
+    "close-delimited": _close_delimited,
     "closed-silently": _then_close(""),
 }
 

@@ -588,11 +588,16 @@ class _Loopback:
         if encoding in ("gzip", "deflate"):  # asked for identity, but a proxy may compress anyway
             import zlib
 
+            inflate = zlib.decompressobj(31 if encoding == "gzip" else 15)
             try:
-                content = zlib.decompress(content, 31 if encoding == "gzip" else 15)
+                content = inflate.decompress(content, MAX_ANSWER_BYTES + 1)  # a small bomb stays small
+                problem = ("more than {:,} bytes once decompressed".format(MAX_ANSWER_BYTES)
+                           if len(content) > MAX_ANSWER_BYTES else None if inflate.eof else "truncated")
             except zlib.error as exc:
+                problem = str(exc)
+            if problem:
                 conn.close()
-                raise http.client.HTTPException(f"an answer that does not decompress ({exc})") from None
+                raise http.client.HTTPException(f"an answer that does not decompress ({problem})")
         if resp.will_close:
             conn.close()
         else:
