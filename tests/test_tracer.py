@@ -420,3 +420,14 @@ def test_generated_to_dict_matches_the_generic_one_key_for_key():
         for message in record.input_messages:
             assert list(message.to_dict()) == list(_generic_to_dict(message))
     assert odd.to_dict()["unknown_top"] == 1 and odd.to_dict()["output_text"] == "2025-01-02 03:04:05"
+
+
+def test_utcnow_is_naive_utc_now():
+    from datetime import timezone
+
+    from synth_cli.tracing.tracer import utcnow
+
+    before = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = utcnow()
+    after = datetime.now(timezone.utc).replace(tzinfo=None)
+    assert now.__class__ is datetime and now.tzinfo is None and before <= now <= after

@@ -103,25 +103,156 @@ def _odd_messages():
     }
 
 
-def test_published_fixtures_encode_as_before():
+# encode_records without a cache, with a new one, and with one that already holds look-alikes
+CACHES = ["none", "new", "warm"]
+
+
+def _cache(kind):
+    if kind == "none":
+        return None
+    cache = {}
+    if kind == "warm":  # messages that share a (role, type, text) key with others, or look like them
+        encode.encode_records([_record([_text("plain"), _text("same"), _text("m"), _text("e"), _text("s"),
+                                        LLMMessage(role="assistant", parts=[LLMContentPart(text="plain")])])],
+                              _fallback, cache)
+        assert cache
+    return cache
+
+
+@pytest.mark.parametrize("cache", CACHES)
+def test_published_fixtures_encode_as_before(cache):
+    cache = _cache(cache)
     records = [build(load(name)) for name in fixture_names()]
     records += [build(load(name), streamed=True) for name in fixture_names() if "stream" in load(name)]
     assert records
     for record in records:
-        assert encode.encode_records([record], _fallback) == _reference([record]), record.call_id
-    assert encode.encode_records(records, _fallback) == _reference(records)
+        assert encode.encode_records([record], _fallback, cache) == _reference([record]), record.call_id
+    assert encode.encode_records(records, _fallback, cache) == _reference(records)
 
 
+@pytest.mark.parametrize("cache", CACHES)
 @pytest.mark.parametrize("name", sorted(_odd_messages()))
-def test_odd_messages_encode_as_before(name):
+def test_odd_messages_encode_as_before(name, cache):
+    cache = _cache(cache)
     message = _odd_messages()[name]
     plain = _text("plain")
     for record in (_record([plain, message, plain]),
                    LLMCallRecord(call_id="c", input_messages=[message], outputs=[message])):
-        assert encode.encode_records([record], _fallback) == _reference([record])
+        assert encode.encode_records([record], _fallback, cache) == _reference([record])
     # several records and a dict record in one event
     records = [_record([message]), _record([plain]).to_dict(), _record([plain, message])]
-    assert encode.encode_records(records, _fallback) == _reference(records)
+    assert encode.encode_records(records, _fallback, cache) == _reference(records)
+    # and again, now that the cache may hold this message
+    assert encode.encode_records(records, _fallback, cache) == _reference(records)
+
+
+def test_the_cache_writes_plain_messages_without_converting_them(monkeypatch):
+    """A session's calls resend its conversation: the second call writes the repeated messages from the cache."""
+    cache = {}
+    history = [_text(f"turn {i}") for i in range(4)]
+    first = _record(history)
+    assert encode.encode_records([first], _fallback, cache) == _reference([first])
+    assert len(cache) == 5  # four turns and the output
+    converted = []
+    original = encode._messages_json
+    monkeypatch.setattr(encode, "_messages_json", lambda messages: converted.append(messages) or original(messages))
+    tool_reply = LLMMessage(role="assistant", parts=[LLMContentPart(text="x")], extra={"tool_calls": [{"id": "t"}]})
+    second = _record([_text(f"turn {i}") for i in range(4)] + [tool_reply, _text("turn 4")])
+    assert encode.encode_records([second], _fallback, cache) == _reference([second])
+    assert converted == [[tool_reply]]  # only the message that is not plain text
+    assert len(cache) == 6
+
+
+def test_the_cache_is_keyed_by_content_not_identity():
+    cache = {}
+    message = _text("before")
+    record = _record([message])
+    first = encode.encode_records([record], _fallback, cache)
+    message.parts[0].text = "after"
+    second = encode.encode_records([record], _fallback, cache)
+    message.role = "system"
+    third = encode.encode_records([record], _fallback, cache)
+    message.parts[0].width = 0
+    fourth = encode.encode_records([record], _fallback, cache)
+    message.parts[0].width = None
+    message.metadata["k"] = 1
+    fifth = encode.encode_records([record], _fallback, cache)
+    assert len({first, second, third, fourth, fifth}) == 5
+    assert fifth == _reference([record]) and '"after"' in second and '"system"' in third and '"width":0' in fourth
+
+
+@pytest.mark.parametrize("odd", ["str role", "str text", "str type", "width False", "name", "tool call id",
+                                 "metadata None", "two parts", "equals None", "raises on ==", "enum None",
+                                 "null fragment", "width 0", "data {}"])
+def test_look_alikes_of_a_cached_message_are_written_as_they_are(odd):
+    import enum
+
+    import orjson
+
+    class Str(str):
+        def __eq__(self, other):
+            return True
+
+        __hash__ = str.__hash__
+
+    class EqualsNone:  # claims to be None when compared
+        def __eq__(self, other):
+            return other is None or NotImplemented
+
+        __hash__ = None
+
+    class Ambiguous:  # like a numpy array: no truth value, no plain ==
+        def __eq__(self, other):
+            raise ValueError("ambiguous")
+
+        def __bool__(self):
+            raise ValueError("ambiguous")
+
+    class Nothing(enum.Enum):
+        NONE = None
+
+    cache = _cache("warm")
+    part = LLMContentPart(text="plain")
+    message = LLMMessage(role="user", parts=[part])
+    if odd == "str role":
+        message.role = Str("user")
+    elif odd == "str text":
+        part.text = Str("plain")
+    elif odd == "str type":
+        part.type = Str("text")
+    elif odd == "width False":
+        part.width = False
+    elif odd == "name":
+        message.name = "plain"
+    elif odd == "tool call id":
+        message.tool_call_id = "t"
+    elif odd == "metadata None":
+        message.metadata = None
+    elif odd == "equals None":
+        part.data = EqualsNone()
+    elif odd == "raises on ==":
+        part.mime_type = Ambiguous()
+    elif odd == "enum None":
+        part.width = Nothing.NONE
+    elif odd == "null fragment":
+        part.language = orjson.Fragment(b"null")
+    elif odd == "width 0":
+        part.width = 0
+    elif odd == "data {}":
+        part.data = {}
+    else:
+        message.parts.append(LLMContentPart(text="plain"))
+    record = _record([_text("plain"), message])
+    assert encode.encode_records([record], _fallback, cache) == _reference([record])
+
+
+def test_a_full_cache_starts_again(monkeypatch):
+    monkeypatch.setattr(encode, "CACHE_ENTRIES", 3)
+    cache = {}
+    for n in range(5):
+        record = _record([_text(f"m{n}-{i}") for i in range(n + 2)])
+        assert encode.encode_records([record], _fallback, cache) == _reference([record])
+        assert len(cache) <= 3
 
 
 def test_odd_records_encode_as_before():
@@ -203,3 +334,75 @@ def test_generated_to_dict_is_the_generic_one_for_odd_instances():
     record.model_name = "re-set last"
     assert list(record.to_dict()) == list(_Record.to_dict(record))
     assert encode.encode_records([record], _fallback) == _reference([record])
+
+
+def test_the_record_dict_keeping_messages_is_to_dict_but_the_message_lists():
+    from synth_cli.tracing.models import record_dict_keeping_messages
+
+    records = [build(load(name)) for name in fixture_names()]
+    records.append(_record([_text("a"), _text("b")], metadata={"k": [1]}, usage=LLMUsage(input_tokens=1),
+                           output_tool_calls=[ToolCallSpec(name="f", arguments={"x": 1})]))
+    empty = _record([])
+    empty.output_messages = []
+    records.append(empty)
+    for record in records:
+        kept = record_dict_keeping_messages(record)
+        full = record.to_dict()
+        assert list(kept) == list(full), record.call_id
+        for key, value in full.items():
+            if key in ("input_messages", "output_messages", "outputs") and getattr(record, key):
+                assert kept[key] is getattr(record, key)  # left as the record's own list
+            else:
+                assert kept[key] == value, key
+    odd = _record([_text("a")])
+    odd.call_id = datetime(2025, 1, 1)  # a datetime where a string is declared: the generic method decides
+    missing = _record([_text("a")])
+    del missing.extra
+    sub = type("Sub", (LLMCallRecord,), {})(call_id="s", input_messages=[_text("a")])
+    for record in (odd, missing, sub):
+        assert record_dict_keeping_messages(record) is None
+        assert encode.encode_records([record], _fallback, {}) == _reference([record])
+
+
+@pytest.mark.parametrize("usage", [None, LLMUsage(), LLMUsage(input_tokens=7, output_tokens=3, cost_usd=0.25)])
+@pytest.mark.parametrize("explicit", [{}, {"cost_usd": 0.5, "span_id": "s", "trace_id": "t"},
+                                      {"cost_usd": 0.0, "span_id": "", "trace_id": None, "metadata": {"k": 1},
+                                       "event_metadata": [1], "system_state_before": {"a": 1},
+                                       "system_state_after": {"b": 2}, "message_time": 3}])
+def test_for_call_is_from_records_of_one_record(usage, explicit):
+    """The tracer's record_llm_call builds its event with `for_call`: the same event as from_records."""
+    from synth_cli.tracing.events import LMCAISEvent
+
+    for names in (("m", "openai", "span", "trace"), ("", None, "", None)):
+        model, provider, span, trace = names
+        record = LLMCallRecord(call_id="c", model_name=model, provider=provider, span_id=span, trace_id=trace,
+                               usage=usage, latency_ms=12)
+        kwargs = {"system_instance_id": "agent", "event_time": 1.5, **explicit}
+        assert LMCAISEvent.for_call(record, **kwargs).__dict__ == LMCAISEvent.from_records([record], **kwargs).__dict__
+
+
+def test_record_llm_call_of_one_record_is_the_event_of_from_records(tmp_path):
+    from synth_cli.tracing.events import LMCAISEvent
+    from synth_cli.tracing.tracer import SessionTracer
+
+    record = LLMCallRecord(call_id="c", model_name="m", usage=LLMUsage(input_tokens=1, cost_usd=0.1), latency_ms=5)
+    with SessionTracer(tmp_path / "t.db") as tracer, tracer.session():
+        event = tracer.record_llm_call(record, system_instance_id="a", span_id="sp", event_time=2.0,
+                                       metadata={"k": 1})
+    expected = LMCAISEvent.from_records([record], system_instance_id="a", span_id="sp", event_time=2.0,
+                                        metadata={"k": 1})
+    assert event.__class__ is LMCAISEvent and event.__dict__ == expected.__dict__
+
+
+@pytest.mark.parametrize("text", ["", "plain", 'é ü 你好 \n\t"q" \\ \x00 \x1f \u2028 ,"extra":{}}', "😀" * 3, "x" * 5000])
+@pytest.mark.parametrize("role", ["user", "", 'a"b\\'])
+def test_a_cached_message_is_the_json_of_its_dict(role, text):
+    """The cache writes a plain message's JSON around its two strings: the bytes orjson writes for its dict."""
+    import orjson
+
+    cache = {}
+    chunks = encode._cached_fragment([LLMMessage(role=role, parts=[LLMContentPart(text=text)])], cache)
+    assert orjson.dumps(chunks) == b"[" + orjson.dumps(encode._plain_message(role, text)) + b"]"
+    message = LLMMessage(role=role, parts=[LLMContentPart(text=text)])
+    assert orjson.dumps(chunks) == _json.dumps([message.to_dict()]).encode()
+    assert encode._cached_fragment([message], cache) == chunks  # the second time, from the cache

@@ -246,6 +246,16 @@ def test_busy_timeout_from_the_environment_is_checked(monkeypatch, tmp_path, val
     assert not (tmp_path / "t.db").exists()
 
 
+@pytest.mark.parametrize("value", [None, "", "  ", "2.5"])
+def test_busy_timeout_from_the_environment_or_the_default(monkeypatch, tmp_path, value):
+    if value is None:
+        monkeypatch.delenv("SYNTH_TRACES_BUSY_TIMEOUT", raising=False)
+    else:
+        monkeypatch.setenv("SYNTH_TRACES_BUSY_TIMEOUT", value)
+    with SessionTracer(tmp_path / "t.db") as tracer:
+        assert tracer._writer.busy_timeout == (2.5 if value == "2.5" else 30.0)
+
+
 def test_a_db_that_refuses_writes_spools_at_once(tmp_path):
     """Not a lock (e.g. the file became read-only): no retries to wait through, the session is spooled."""
     path = tmp_path / "readonly.db"
@@ -261,3 +271,39 @@ def test_a_db_that_refuses_writes_spools_at_once(tmp_path):
         warnings.simplefilter("ignore")
         SessionTracer(path).close()
     assert _count(path) == 1 and not (tmp_path / "readonly.db.spool").exists()
+
+
+def test_a_session_whose_experiment_is_gone_is_refused_whole(tmp_path):
+    """The writer checks the session's experiment itself (no `PRAGMA foreign_keys`): a session naming
+    an experiment deleted after it started is refused as the foreign key refused it, and nothing of it
+    is written (not the session, its steps, events or messages)."""
+    from synth_cli.store.writer import WriteError
+
+    db = tmp_path / "t.db"
+    with SessionTracer(db) as tracer:
+        tracer.create_experiment("exp_1", "run")
+        tracer.start_session("s1", experiment_id="exp_1")
+        with tracer.timestep("step_0", turn_number=0):
+            tracer.record_message("hello", "user")
+            tracer.record_event(EnvironmentEvent(system_instance_id="env", reward=1.0))
+        conn = sqlite3.connect(db)
+        conn.execute("DELETE FROM experiments")
+        conn.commit()
+        conn.close()
+        with pytest.raises(WriteError, match=r"write refused \(FOREIGN KEY constraint failed\)") as info:
+            tracer.end_session()
+        assert info.value.integrity
+        with tracer.session("s2"):  # the tracer goes on; a session without an experiment is written
+            tracer.record_message("again", "user")
+    for table, expected in (("session_traces", 1), ("session_timesteps", 0), ("events", 0), ("messages", 1)):
+        assert _count(db, table) == expected, table
+    writer = open_writer(db)
+    try:  # a batch naming an experiment the DB never had (e.g. replayed from a spool) likewise
+        with pytest.raises(WriteError, match="FOREIGN KEY") as info:
+            writer.write(SessionBatch("s3", "2026-01-01 00:00:00.000000", "{}", "exp_nope", 0, 0, 0))
+        assert info.value.integrity
+        assert writer.write(SessionBatch("s4", "2026-01-01 00:00:00.000000", "{}", "exp_new", 0, 0, 0,
+                                         experiment=("exp_new", "n", None, None, None, None, None)))
+    finally:
+        writer.close()
+    assert _count(db) == 2

@@ -17,12 +17,13 @@ the unchanged `to_dict` path. Why the two agree, for one list of messages:
    (`to_dict()` for a record, else itself). Another message (tool calls in `extra`, say) is
    replaced by its own `to_dict()`. The fields are read with one `operator.attrgetter` (what
    the generic `to_dict` does with `getattr`, class defaults included) and written in
-   definition order, which is `to_dict`'s order for every instance: the generated `to_dict`
-   copies `__dict__` only when its keys are exactly the fields in that order and otherwise
-   is the generic one (attributes added, deleted or re-set out of order change nothing here).
-   So no instance's `__dict__` is read: on Python 3.11+ that would create a dict per message
-   and part, kept by the agent's objects (allocation and garbage-collector work); a field
-   missing altogether (no class default) sends the message to `to_dict`.
+   definition order, which is `to_dict`'s order for every instance (the generated `to_dict`
+   reads and writes them the same way; attributes added, deleted or re-set out of order
+   change nothing). So no instance's `__dict__` is read: on Python 3.11+ that would create a
+   dict per message and part, kept by the agent's objects (allocation and garbage-collector
+   work); a field missing altogether (no class default) sends the message to `to_dict`. The
+   record itself is the dict its generated `to_dict` builds, message lists left out
+   (`models.record_dict_keeping_messages`).
 2. The messages checked must be exactly the list's elements (counted), and anything else that
    reaches the check refuses the list: a part or a record where `to_dict` would not have
    converted it (in a metadata dict, a tuple, a field), a datetime anywhere (`to_dict` formats
@@ -32,6 +33,20 @@ the unchanged `to_dict` path. Why the two agree, for one list of messages:
    taken as it is keeps every field value as it is (lists included) and converts `parts` part
    by part: the dicts the check built, which orjson then writes as it would have written
    `to_dict`'s output (no value left needs a different option or the default).
+
+4. With a cache (the tracer keeps one per session: every call of a session resends the
+   conversation so far, so most of its messages were written before), a plain text message is
+   not converted at all: exactly an `LLMMessage` with `name` and `tool_call_id` None, `metadata`
+   an empty dict, an empty `extra` and `parts` a list of one part that is exactly an
+   `LLMContentPart` whose `text` is exactly a `str`, whose `extra` is empty and whose `type` and
+   twelve other fields orjson writes as `"text"` and `null`s (checked by writing them: only what
+   rule 3 would write the same way does; nothing is compared with `==`, which a value could
+   answer as it likes). What rule 3 writes for such a message is fixed by `(role, text)`, two
+   exact strings, so the cache maps that key to the JSON orjson wrote the first time (a
+   `Fragment`; the list becomes a list of fragments, which orjson writes as it writes the
+   list). Any other message is written as in rules 1-3 on its own (a one-element list, its
+   brackets cut off). Content is the key, never identity: a message changed between two calls
+   is written as it is now.
 
 Tests compare the two on the published fixtures and on odd records built to break each rule;
 the bench DB is identical before and after. Never prints.
@@ -44,7 +59,7 @@ import operator
 from typing import Any, Callable
 
 from synth_cli._json import _default
-from synth_cli.tracing.models import LLMCallRecord, LLMContentPart, LLMMessage, _Record
+from synth_cli.tracing.models import LLMCallRecord, LLMContentPart, LLMMessage, _Record, record_dict_keeping_messages
 
 try:
     import orjson as _orjson
@@ -58,7 +73,6 @@ except ImportError:  # pragma: no cover - orjson is a declared dependency
 
 _MESSAGE_ATTRS = tuple(f.name for f in dataclasses.fields(LLMMessage))
 _PART_ATTRS = tuple(f.name for f in dataclasses.fields(LLMContentPart))
-_RECORD_ATTRS = tuple(f.name for f in dataclasses.fields(LLMCallRecord))
 _MESSAGE_LISTS = ("input_messages", "output_messages", "outputs")
 
 # The check below unpacks these and writes the dicts' keys out: it must follow the models.
@@ -70,54 +84,103 @@ if _MESSAGE_ATTRS != ("role", "parts", "name", "tool_call_id", "metadata", "extr
 #: `getattr` of every field, in one call, without materialising the instance's `__dict__`.
 _message_values = operator.attrgetter(*_MESSAGE_ATTRS)
 _part_values = operator.attrgetter(*_PART_ATTRS)
-_record_values = operator.attrgetter(*_RECORD_ATTRS)
+#: A plain text part's key fields, and its other fields (`type`, `data` ... `language`), which must
+#: write as `"text"` and twelve nulls.
+_part_key_values = operator.attrgetter("text", "extra")
+_part_other_values = operator.attrgetter(_PART_ATTRS[0], *_PART_ATTRS[2:14])
+_TEXT_NULLS = b'["text",' + b",".join([b"null"] * 12) + b"]"
+
+
+def _plain_message(role: str, text: str) -> dict:
+    """The dict rule 3 makes of a plain text message (rule 4)."""
+    return {"role": role, "parts": [{
+        "type": "text", "text": text, "data": None, "mime_type": None, "uri": None, "base64_data": None,
+        "size_bytes": None, "sha256": None, "width": None, "height": None, "duration_ms": None,
+        "sample_rate": None, "channels": None, "language": None}], "name": None, "tool_call_id": None,
+        "metadata": {}}
+
+
+#: orjson's JSON of `_plain_message(role, text)` around its two strings: the JSON of a plain text
+#: message is HEAD + dumps(role) + MID + dumps(text) + TAIL (orjson writes a string the same way
+#: alone and inside a dict; the two empty strings are the first two `""` of the sample).
+_PLAIN_HEAD, _PLAIN_MID, _PLAIN_TAIL = (
+    _orjson.dumps(_plain_message("", "")).split(b'""', 2) if _orjson is not None else (b"", b"", b""))
+#: Plain text messages a cache holds at most (then it starts again).
+CACHE_ENTRIES = 4096
 
 class _Refused(Exception):
     """A message list the fast path does not take (see the module docstring)."""
 
 
-def encode_records(records: list[Any], fallback: Callable[[list[Any]], str | None]) -> str | None:
+def encode_records(records: list[Any], fallback: Callable[[list[Any]], str | None],
+                   cache: dict | None = None) -> str | None:
     """JSON text of `[r.to_dict() for r in records]` (dicts are parsed as `LLMCallRecord`s first).
 
-    `fallback(dicts)` serialises the plain dicts when the fast path does not apply.
+    `fallback(dicts)` serialises the plain dicts when the fast path does not apply. `cache`
+    (a dict the caller keeps, e.g. per session) remembers the JSON of plain text messages
+    (rule 4 of the module docstring); None: no cache.
     """
     records = [r if isinstance(r, LLMCallRecord) else _as_record(r) for r in records]
     if _Fragment is not None:
         try:
-            return _orjson.dumps([_payload(r) for r in records], default=_default).decode()
+            return _orjson.dumps([_payload(r, cache) for r in records], default=_default).decode()
         except (TypeError, _Refused):
             pass  # something the fast path does not take: the unchanged path decides what to write
     return fallback([r.to_dict() for r in records])
 
 
-def _payload(record: LLMCallRecord) -> Any:
+def _payload(record: LLMCallRecord, cache: dict | None = None) -> Any:
     """`record.to_dict()`, its message lists as JSON fragments written by orjson.
 
-    The fields are read as `to_dict` reads them (`getattr`, see rule 1) into a copy whose
-    attributes are exactly the fields in order, so its generated `to_dict` is the generic one."""
-    if record.__class__ is not LLMCallRecord:
+    The record's dict is what its generated `to_dict` builds (fields read with `getattr`, see
+    rule 1), with the non-empty message lists left to be written here."""
+    out = record_dict_keeping_messages(record)
+    if out is None:  # a subclass, a missing field, a record where a string was declared...
         return record.to_dict()
-    try:
-        values = _record_values(record)
-    except AttributeError:
-        return record.to_dict()
-    d = dict(zip(_RECORD_ATTRS, values))  # what to_dict reads (getattr), without the instance's __dict__
-    extra = d["extra"]
+    extra = record.extra
     if extra and not extra.keys().isdisjoint(_MESSAGE_LISTS):
-        return record.to_dict()
-    lists = [(name, d[name]) for name in _MESSAGE_LISTS if d[name].__class__ is list and d[name]]
-    if not lists:
-        return record.to_dict()
-    # to_dict of a copy whose message lists are empty (same keys, same order), then the lists
-    shallow = object.__new__(LLMCallRecord)
-    sd = shallow.__dict__
-    sd.update(d)
-    for name, _ in lists:
-        sd[name] = []
-    out = shallow.to_dict()
-    for name, messages in lists:
-        out[name] = _messages_fragment(messages)
+        return record.to_dict()  # `extra` would replace a message list
+    for name in _MESSAGE_LISTS:
+        messages = out[name]
+        if messages.__class__ is list and messages:
+            out[name] = _messages_fragment(messages) if cache is None else _cached_fragment(messages, cache)
     return out
+
+
+def _cached_fragment(messages: list, cache: dict) -> Any:
+    """`_messages_fragment(messages)`, plain text messages' JSON taken from `cache` (rule 4)."""
+    chunks = []
+    for message in messages:
+        if message.__class__ is not LLMMessage:
+            raise _Refused
+        try:
+            role, parts, name, tool_call_id, metadata, extra = _message_values(message)
+        except AttributeError:  # a field deleted from the instance: as `_messages_fragment` does
+            chunks.append(_Fragment(_messages_json([message])[1:-1]))
+            continue
+        if (name is None and tool_call_id is None and parts.__class__ is list and len(parts) == 1
+                and role.__class__ is str and metadata.__class__ is dict and not metadata and not extra):
+            part = parts[0]
+            if part.__class__ is LLMContentPart:
+                try:
+                    text, part_extra = _part_key_values(part)
+                    plain = (text.__class__ is str and not part_extra
+                             and _orjson.dumps(_part_other_values(part)) == _TEXT_NULLS)
+                except (AttributeError, TypeError):  # a missing field; a value orjson cannot write
+                    plain = False
+                if plain:
+                    key = (role, text)
+                    data = cache.get(key)
+                    if data is None:
+                        if len(cache) >= CACHE_ENTRIES:
+                            cache.clear()
+                        # what orjson writes for the message's dict (rule 3), its two strings written alone
+                        data = cache[key] = _Fragment(b"".join((_PLAIN_HEAD, _orjson.dumps(role), _PLAIN_MID,
+                                                                _orjson.dumps(text), _PLAIN_TAIL)))
+                    chunks.append(data)
+                    continue
+        chunks.append(_Fragment(_messages_json([message])[1:-1]))  # `[...]` of one message: its JSON
+    return chunks  # orjson writes a list of fragments as `[a,b,...]`, as it writes the messages' list
 
 
 def _messages_fragment(messages: list) -> Any:
@@ -125,6 +188,11 @@ def _messages_fragment(messages: list) -> Any:
     for message in messages:
         if message.__class__ is not LLMMessage:
             raise _Refused
+    return _Fragment(_messages_json(messages))
+
+
+def _messages_json(messages: list) -> bytes:
+    """`_messages_fragment`'s bytes; every element is exactly an `LLMMessage` (checked by the caller)."""
     seen = 0
 
     def check(obj: Any) -> dict:  # every dataclass and datetime orjson meets comes here
@@ -161,7 +229,7 @@ def _messages_fragment(messages: list) -> Any:
     data = _orjson.dumps(messages, default=check, option=_OPTIONS)
     if seen != len(messages):
         raise _Refused
-    return _Fragment(data)
+    return data
 
 
 def _as_record(value: Any) -> LLMCallRecord:

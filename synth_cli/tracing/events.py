@@ -144,6 +144,30 @@ class LMCAISEvent(BaseEvent):
                 derived[key] = value
         return cls(call_records=records, **derived)
 
+    @classmethod
+    def for_call(cls, record: LLMCallRecord, *, system_instance_id: str = "", cost_usd: float | None = None,
+                 metadata: dict[str, Any] | None = None, event_metadata: list[Any] | None = None,
+                 span_id: str | None = None, trace_id: str | None = None,
+                 system_state_before: dict[str, Any] | None = None,
+                 system_state_after: dict[str, Any] | None = None, event_time: float | None = None,
+                 message_time: int | None = None) -> "LMCAISEvent":
+        """`from_records([record], ...)` with these keywords, spelled out (the tracer's hot path)."""
+        usage = record.usage
+        if usage:
+            input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
+            if cost_usd is None:
+                cost_usd = usage.cost_usd
+        else:
+            input_tokens = output_tokens = None
+        return cls(call_records=[record], model_name=record.model_name or "", provider=record.provider or None,
+                   input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=_total_tokens(record),
+                   cost_usd=cost_usd, latency_ms=record.latency_ms,
+                   span_id=record.span_id or None if span_id is None else span_id,
+                   trace_id=record.trace_id or None if trace_id is None else trace_id,
+                   system_instance_id=system_instance_id, metadata=metadata, event_metadata=event_metadata,
+                   system_state_before=system_state_before, system_state_after=system_state_after,
+                   event_time=event_time, message_time=message_time)
+
     @staticmethod
     def _derive(records: list[LLMCallRecord]) -> dict[str, Any]:
         return {

@@ -303,52 +303,73 @@ def _convert(value: Any) -> Any:
 _PLAIN_ANNOTATIONS = frozenset({"str", "int", "float", "bool", "dict[str, Any]"})
 
 
-def _compile_to_dict(cls: type) -> None:
-    """Give `cls` a generated `to_dict` with the generic one's output, key for key, several times faster.
+def _compile_to_dict(cls: type, keep: tuple[str, ...] = ()) -> Any:
+    """Give `cls` a generated `to_dict`: the generic method unrolled, key for key, several times faster.
 
     The generic method loops over the fields with three `isinstance` checks each. The generated
-    one copies the instance `__dict__` when its keys are exactly the fields in definition order,
-    checks in one pass that the fields declared as plain scalars or dicts hold plain values, and
-    converts only the fields declared as records, lists or datetimes; anything unusual (a
-    subclass, an attribute added, removed or re-set out of order, a record where a string was
-    declared) takes the generic method, so the two always agree key for key (the fast path of
-    :mod:`synth_cli.tracing.encode` relies on that). The
-    tracer serialises every call record through it: the hot path.
+    one reads every field with one `operator.attrgetter` (the generic method's `getattr`, class
+    defaults included; the instance's `__dict__` is never read, so none is created on Python
+    3.11+), checks in one pass that the fields declared as plain scalars or dicts hold plain
+    values, converts only the fields declared as records, lists or datetimes, and writes the
+    dict as one literal in definition order, then merges `extra`, as the generic method does.
+    Anything unusual (a subclass, a field missing from the instance with no class default, a
+    record where a string was declared) takes the generic method, so the two always agree key
+    for key (the fast path of :mod:`synth_cli.tracing.encode` relies on that). The tracer
+    serialises every call record through it: the hot path.
+
+    With `keep` (field names), a second function is returned: the same dict, except that a field
+    of `keep` holding a non-empty `list` is left as that list, unconverted (None where `to_dict`
+    would take the generic method). `encode` writes the message lists itself.
     """
-    fields = [f for f in dataclasses.fields(cls) if f.name != "extra"]
-    plain = [f.name for f in fields if str(f.type).replace(" | None", "") in _PLAIN_ANNOTATIONS]
-    special = [f.name for f in fields if f.name not in plain]
-    lines = [
-        "def to_dict(self):",
-        "    d = self.__dict__",
-        "    if self.__class__ is not cls or tuple(d) != names:",
-        "        return generic(self)",
-    ]
-    if plain:
-        getter = f"({plain[0]!r},)" if len(plain) == 1 else ", ".join(repr(n) for n in plain)
-        lines += [f"    if not plain_types.issuperset(map(type, getter(d))):  # {getter}",
-                  "        return generic(self)"]
-    lines += ["    out = d.copy()", "    extra = out.pop('extra')"]
-    for name in special:
-        lines += [f"    v = out[{name!r}]",
-                  "    if v.__class__ is list:",
-                  f"        if v:\n            out[{name!r}] = [x.to_dict() if isinstance(x, Record) else x for x in v]",
-                  "    elif v.__class__ not in plain_types:",
-                  f"        out[{name!r}] = convert(v)"]
-    lines += ["    if extra:", "        out.update(extra)", "    return out"]
     import operator
 
+    fields = [f for f in dataclasses.fields(cls) if f.name != "extra"]
+    plain = {f.name for f in fields if str(f.type).replace(" | None", "") in _PLAIN_ANNOTATIONS}
+    local = {f.name: f"v{i}" for i, f in enumerate(fields)}  # field names such as `type` shadow builtins
     namespace: dict[str, Any] = {
         "plain_types": _PLAIN, "convert": _convert, "cls": cls, "generic": _Record.to_dict, "Record": _Record,
-        "names": tuple(f.name for f in dataclasses.fields(cls)),
-        "getter": (lambda d, _n=plain[0]: (d[_n],)) if len(plain) == 1 else operator.itemgetter(*plain)}
-    exec(compile("\n".join(lines) + "\n", f"<{cls.__name__}.to_dict>", "exec"), namespace)
+        "getter": operator.attrgetter(*(f.name for f in fields), "extra"), "type_": type}
+
+    def source(fn: str, kept: tuple[str, ...], fallback: str) -> str:
+        lines = [
+            f"def {fn}(self):",
+            "    if self.__class__ is not cls:",
+            f"        return {fallback}",
+            "    try:",
+            f"        {', '.join(local[f.name] for f in fields)}, extra = getter(self)",
+            "    except AttributeError:",
+            f"        return {fallback}",
+        ]
+        checked = [local[f.name] for f in fields if f.name in plain]
+        if checked:
+            lines += [f"    if not plain_types.issuperset(map(type_, ({', '.join(checked)},))):",
+                      f"        return {fallback}"]
+        for f in fields:
+            if f.name in plain:
+                continue
+            v = local[f.name]
+            lines.append(f"    if {v}.__class__ is list:")
+            if f.name in kept:
+                lines.append("        pass  # written by the caller")
+            else:
+                lines.append(f"        if {v}:\n            {v} = [x.to_dict() if isinstance(x, Record) else x for x in {v}]")
+            lines.append(f"    elif {v}.__class__ not in plain_types:\n        {v} = convert({v})")
+        items = ", ".join(f"{f.name!r}: {local[f.name]}" for f in fields)
+        lines += [f"    out = {{{items}}}", "    if extra:", "        out.update(extra)", "    return out"]
+        return "\n".join(lines) + "\n"
+
+    code = source("to_dict", (), "generic(self)")
+    if keep:
+        code += source("to_dict_keeping", keep, "None")
+    exec(compile(code, f"<{cls.__name__}.to_dict>", "exec"), namespace)
     cls.to_dict = namespace["to_dict"]  # type: ignore[attr-defined]
+    return namespace.get("to_dict_keeping")
 
 
-for _cls in (LLMContentPart, LLMMessage, ToolCallSpec, ToolCallResult, LLMUsage, LLMRequestParams, LLMChunk,
-             LLMCallRecord):
+for _cls in (LLMContentPart, LLMMessage, ToolCallSpec, ToolCallResult, LLMUsage, LLMRequestParams, LLMChunk):
     _compile_to_dict(_cls)
+#: `record.to_dict()` with its non-empty message lists left as they are (None: take `to_dict`); for `encode`.
+record_dict_keeping_messages = _compile_to_dict(LLMCallRecord, ("input_messages", "output_messages", "outputs"))
 
 
 def parse_call_records(text: str | bytes | None) -> list[LLMCallRecord]:
