@@ -44,6 +44,7 @@ def local_out(tmp_path_factory):
 def short_timeout(monkeypatch):
     monkeypatch.setattr(libsql, "READ_TIMEOUT_S", 1.0)  # forked workers inherit it
     monkeypatch.setattr(libsql, "MAX_ANSWER_BYTES", 4 << 20)  # the fixture's pages are well under 1 MB
+    monkeypatch.setattr(libsql, "ANSWER_DEADLINE_S", 3.0)
 
 
 # --------------------------------------------------------------------------- behaviours
@@ -66,6 +67,18 @@ def _stalls_mid_body(answer, real):
     answer(f"HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
            + body[:len(body) // 2])
     return _hang(answer, real)
+
+
+def _trickle(answer, real):
+    """A byte every 0.2 s (well within the 1 s wait for bytes): only the deadline of an answer ends it."""
+    status, ctype, body = real()
+    answer(f"HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {len(body)}\r\n\r\n".encode())
+    stop = threading.Event()
+    for byte in body[:100]:
+        if stop.wait(0.2):
+            break
+        answer(bytes([byte]))  # OSError once the client has gone: the server's thread ends
+    return False
 
 
 def _truncated(answer, real):
@@ -136,6 +149,7 @@ FAILURES = {
     # name: (behaviour, what the error line says)
     "hang": (_hang, "timed out"),
     "stalls-mid-body": (_stalls_mid_body, "timed out"),
+    "trickle": (_trickle, "timed out"),
     "garbage": (_fixed(response(200, b"\xff\xfe\x00garbage")), "not a Hrana"),
     "truncated": (_truncated, "the libSQL server's answer was cut short ("),
     "bad-chunk": (_fixed(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", False),

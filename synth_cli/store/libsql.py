@@ -32,6 +32,7 @@ import base64
 import math
 import os
 import struct
+import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -42,6 +43,8 @@ CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 60.0
 #: the largest answer taken (pages are ~4 MB; sqld refuses answers over 10 MB unless told otherwise).
 MAX_ANSWER_BYTES = 256 << 20
+#: the longest a loopback answer may take once sent for, however steadily it trickles in.
+ANSWER_DEADLINE_S = 600.0
 
 
 class LibsqlError(TraceStoreError):
@@ -491,6 +494,40 @@ def pb_decode_execute(content: bytes, label: str) -> Result:
 # --------------------------------------------------------------------------- the client
 
 _TLS: list[Any] = []
+_CONNECTION: list[Any] = []
+
+
+def _connection_class() -> Any:
+    """http.client.HTTPConnection whose socket holds each answer to a deadline (`deadline`, set per
+    request): the socket timeout bounds each wait for bytes, not a server trickling them forever."""
+    if not _CONNECTION:
+        import http.client
+        import socket
+
+        class DeadlineSocket(socket.socket):
+            deadline = 0.0
+            wait = None
+
+            def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+                left = self.deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no full answer within {ANSWER_DEADLINE_S:g} s")
+                self.settimeout(left if self.wait is None else min(self.wait, left))
+                return super().recv_into(buffer, nbytes, flags)
+
+        class Connection(http.client.HTTPConnection):
+            deadline = 0.0
+
+            def connect(self) -> None:
+                super().connect()
+                plain = self.sock
+                sock = DeadlineSocket(plain.family, plain.type, plain.proto, fileno=plain.detach())
+                sock.wait, sock.deadline = self.timeout, self.deadline
+                sock.settimeout(self.timeout)
+                self.sock = sock
+
+        _CONNECTION.append(Connection)
+    return _CONNECTION[0]
 
 
 def _tls_context(https: bool) -> Any:
@@ -542,7 +579,6 @@ class _Loopback:
 
     def _take(self) -> tuple[Any, bool]:
         """(a connection, whether it served requests before: an idle one from the pool)."""
-        import http.client
         import select
 
         if self._pid != os.getpid():  # forked: the idle sockets are the parent's, never ours to use
@@ -556,7 +592,7 @@ class _Loopback:
                 if sock is not None and not select.select([sock], [], [], 0)[0]:
                     return conn, True
                 conn.close()  # closed by the server while idle (or sent something unasked)
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout), False
+        return _connection_class()(self.host, self.port, timeout=self.timeout), False
 
     def post(self, url: str, body: bytes, content_type: str, *, read_only: bool = False) -> tuple[int, bytes, str]:
         """(status, body, content type) of one POST; OSError / http.client.HTTPException when the
@@ -567,6 +603,9 @@ class _Loopback:
 
         while True:
             conn, reused = self._take()
+            conn.deadline = time.monotonic() + ANSWER_DEADLINE_S
+            if conn.sock is not None:
+                conn.sock.deadline = conn.deadline
             try:
                 conn.request("POST", url[len(self.origin):], body=body,
                              headers={**self.headers, "content-type": content_type})
