@@ -432,15 +432,36 @@ def test_protobuf_answers_with_fields_we_do_not_know_still_decode():
     unknown_varint = _pb_varint(7 << 3) + _pb_varint(300)
     plain_row = b"".join(_pb_bytes(1, v) for v in (text, integer, double, blob, null))
     odd_row = unknown_varint + b"".join(_pb_bytes(1, v) for v in (text, integer)) + _pb_bytes(9, b"xyz") + \
-        _pb_bytes(1, unknown_varint + double)  # an unknown field inside a value too
-    result = (_pb_bytes(1, _pb_bytes(1, b"a")) + _pb_bytes(2, plain_row) + _pb_bytes(2, odd_row)
+        _pb_bytes(1, unknown_varint + double) + _pb_bytes(1, blob) + _pb_bytes(1, null)  # an unknown field inside a value too
+    result = (b"".join(_pb_bytes(1, _pb_bytes(1, name)) for name in (b"a", b"b", b"c", b"d", b"e")) + _pb_bytes(2, plain_row) + _pb_bytes(2, odd_row)
               + _pb_bytes(5, b"future") + b"\x18\x02")  # affected_row_count = 2
     execute = _pb_bytes(1, _pb_bytes(2, _pb_bytes(1, result)))
     close = _pb_bytes(1, _pb_bytes(1, b""))
     answer = _pb_bytes(1, b"baton?") + _pb_bytes(3, execute) + _pb_bytes(3, close) + _pb_bytes(12, b"later")
     decoded = pb_decode_execute(answer, "srv")
-    assert decoded.columns == ("a",) and decoded.affected_row_count == 2 and decoded.encoding == "protobuf"
-    assert [tuple(r) for r in decoded.rows] == [("héllo", -3, 2.5, b"\x00\x01", None), ("héllo", -3, 2.5)]
+    assert decoded.columns == ("a", "b", "c", "d", "e") and decoded.affected_row_count == 2 and decoded.encoding == "protobuf"
+    assert [tuple(r) for r in decoded.rows] == [("héllo", -3, 2.5, b"\x00\x01", None)] * 2
     with pytest.raises(LibsqlError) as info:
         pb_decode_execute(answer[:-3], "srv")  # cut short
     assert info.value.code == "HRANA_PROTO_ERROR"
+
+
+@pytest.mark.parametrize("value", [
+    b"\x2a\x05ab",  # a blob of 5 bytes in a value of 4
+    b"\x22\x05ab",  # text, the same (after a first value, so the general reader has it)
+    b"\x19\x00\x00\x00\x00",  # a double of 4 bytes
+    b"\x10\xff",  # an integer whose varint goes on past the value
+    b"\x0a\x05",  # a null message of 5 bytes in a value of 2
+], ids=["blob", "text", "double", "integer", "null"])
+def test_a_protobuf_value_running_past_its_end_is_an_error(value):
+    """Within the answer, but past its own value: never read as part of the next value."""
+    from synth_cli.store.libsql import _pb_bytes, _pb_varint, pb_decode_execute
+
+    first = b"\x10" + _pb_varint(2)
+    row = _pb_bytes(1, first) + _pb_bytes(1, value) + _pb_bytes(1, _pb_bytes(4, b"next value, 5+ bytes"))
+    cols = b"".join(_pb_bytes(1, _pb_bytes(1, name)) for name in (b"a", b"b", b"c"))
+    execute = _pb_bytes(1, _pb_bytes(2, _pb_bytes(1, cols + _pb_bytes(2, row))))
+    answer = _pb_bytes(3, execute) + _pb_bytes(3, _pb_bytes(1, _pb_bytes(1, b"")))
+    with pytest.raises(LibsqlError) as info:
+        print(pb_decode_execute(answer, "srv").rows)
+    assert info.value.code == "HRANA_PROTO_ERROR" and "not a Hrana Protobuf answer" in info.value.message

@@ -32,6 +32,7 @@ import base64
 import math
 import os
 import struct
+import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -40,6 +41,10 @@ from synth_cli.errors import TraceStoreError
 _MIN_INT, _MAX_INT = -(2 ** 63), 2 ** 63 - 1
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 60.0
+#: the largest answer taken (pages are ~4 MB; sqld refuses answers over 10 MB unless told otherwise).
+MAX_ANSWER_BYTES = 256 << 20
+#: the longest a loopback answer may take once sent for, however steadily it trickles in.
+ANSWER_DEADLINE_S = 600.0
 
 
 class LibsqlError(TraceStoreError):
@@ -228,6 +233,8 @@ def decode_result(raw: dict[str, Any]) -> Result:
         index.setdefault(name, i)
     dec = decode_value
     rows = [Row(tuple([dec(v) for v in r]), index) for r in raw.get("rows", ())]
+    if any(len(row) != len(columns) for row in rows):
+        raise ValueError(f"a row whose values do not match its {len(columns)} columns")
     rowid = raw.get("last_insert_rowid")
     return Result(columns, rows, int(raw.get("affected_row_count") or 0), int(rowid) if rowid is not None else None)
 
@@ -337,11 +344,17 @@ def _pb_fields(buf: Any, i: int, end: int) -> Iterator[tuple[int, int, int]]:
             i += n
         elif wire == 0:
             value, i = _pb_read_varint(buf, i)
+            if i > end:
+                raise _PbError("field runs past its message")
             yield tag >> 3, value, -1
         elif wire == 1:
+            if i + 8 > end:
+                raise _PbError("field runs past its message")
             yield tag >> 3, i, -8
             i += 8
         elif wire == 5:
+            if i + 4 > end:
+                raise _PbError("field runs past its message")
             yield tag >> 3, i, -4
             i += 4
         else:
@@ -351,22 +364,29 @@ def _pb_fields(buf: Any, i: int, end: int) -> Iterator[tuple[int, int, int]]:
 
 
 def _pb_value(buf: Any, i: int, end: int) -> Any:
+    """The `Value` message in buf[i:end]: one field in its usual encoding read inline when it fills
+    the message exactly, anything else (or a field running past the message: an error) the general way."""
     if i == end:
         return None
     tag = buf[i]
     if tag == 0x22:  # text
-        n, i = _pb_read_varint(buf, i + 1)
-        return str(buf[i:i + n], "utf-8", "replace")
-    if tag == 0x10:  # integer (sint64, zigzag)
-        v, _ = _pb_read_varint(buf, i + 1)
-        return (v >> 1) ^ -(v & 1)
-    if tag == 0x0A:  # null
-        return None
-    if tag == 0x19:  # float (double)
-        return struct.unpack_from("<d", buf, i + 1)[0]
-    if tag == 0x2A:  # blob
-        n, i = _pb_read_varint(buf, i + 1)
-        return bytes(buf[i:i + n])
+        n, k = _pb_read_varint(buf, i + 1)
+        if k + n == end:
+            return str(buf[k:end], "utf-8", "replace")
+    elif tag == 0x10:  # integer (sint64, zigzag)
+        v, k = _pb_read_varint(buf, i + 1)
+        if k == end:
+            return (v >> 1) ^ -(v & 1)
+    elif tag == 0x0A:  # null (an empty message)
+        if i + 2 == end and buf[i + 1] == 0:
+            return None
+    elif tag == 0x19:  # float (double)
+        if i + 9 == end:
+            return struct.unpack_from("<d", buf, i + 1)[0]
+    elif tag == 0x2A:  # blob
+        n, k = _pb_read_varint(buf, i + 1)
+        if k + n == end:
+            return bytes(buf[k:end])
     for field, a, b in _pb_fields(buf, i, end):  # a field order or encoding we did not expect
         if field == 4 and b >= 0:
             return str(buf[a:b], "utf-8", "replace")
@@ -394,11 +414,15 @@ def _pb_row(buf: Any, i: int, end: int) -> tuple:
         j = i + n
         if j > end:
             raise _PbError("field runs past its message")
-        if j > i and buf[i] == 0x22:  # text
+        tag = buf[i] if j > i else 0
+        if tag == 0x22:  # text
             m, k = varint(buf, i + 1)
             if k + m != j:
                 raise _PbError("a text value runs past its message")
             append(str(buf[k:j], "utf-8", "replace"))
+        elif tag == 0x10:  # integer (sint64, zigzag)
+            v, k = varint(buf, i + 1)
+            append((v >> 1) ^ -(v & 1) if k == j else _pb_value(buf, i, j))
         else:
             append(_pb_value(buf, i, j))
         i = j
@@ -445,13 +469,18 @@ def pb_decode_execute(content: bytes, label: str) -> Result:
         index: dict[str, int] = {}
         affected, rowid = 0, None
         row, append = _pb_row, rows.append
-        for field, x, y in _pb_fields(buf, *result):  # StmtResult
+        width = 0
+        for field, x, y in _pb_fields(buf, *result):  # StmtResult (cols before rows: fields in number order)
             if field == 2 and y >= 0:  # Row {values = 1}
-                append(Row(row(buf, x, y), index))
+                values = row(buf, x, y)
+                if len(values) != width:
+                    raise _PbError(f"a row of {len(values)} values for {width} columns")
+                append(Row(values, index))
             elif field == 1 and y >= 0:  # Col {name = 1}
                 name = _pb_text_field(buf, x, y, 1) or ""
                 index.setdefault(name, len(columns))
                 columns.append(name)
+                width = len(columns)
             elif field == 3 and y == -1:
                 affected = x
             elif field == 4 and y == -1:
@@ -465,6 +494,40 @@ def pb_decode_execute(content: bytes, label: str) -> Result:
 # --------------------------------------------------------------------------- the client
 
 _TLS: list[Any] = []
+_CONNECTION: list[Any] = []
+
+
+def _connection_class() -> Any:
+    """http.client.HTTPConnection whose socket holds each answer to a deadline (`deadline`, set per
+    request): the socket timeout bounds each wait for bytes, not a server trickling them forever."""
+    if not _CONNECTION:
+        import http.client
+        import socket
+
+        class DeadlineSocket(socket.socket):
+            deadline = 0.0
+            wait = None
+
+            def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+                left = self.deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no full answer within {ANSWER_DEADLINE_S:g} s")
+                self.settimeout(left if self.wait is None else min(self.wait, left))
+                return super().recv_into(buffer, nbytes, flags)
+
+        class Connection(http.client.HTTPConnection):
+            deadline = 0.0
+
+            def connect(self) -> None:
+                super().connect()
+                plain = self.sock
+                sock = DeadlineSocket(plain.family, plain.type, plain.proto, fileno=plain.detach())
+                sock.wait, sock.deadline = self.timeout, self.deadline
+                sock.settimeout(self.timeout)
+                self.sock = sock
+
+        _CONNECTION.append(Connection)
+    return _CONNECTION[0]
 
 
 def _tls_context(https: bool) -> Any:
@@ -492,7 +555,8 @@ class _Loopback:
     pieces; http.client reads a Content-Length body in one C-level loop), and its import alone
     is ~0.1 s of a command's start. Keep-alive connections are pooled (thread-safe: a scan's
     prefetch thread and its caller each take one); an idle one the server has closed is dropped
-    before use, and a request is never re-sent (a write may have happened). Only for this
+    before use; one it closes just as a request goes out loses that request, which is sent again
+    only when it is a read (a write may have happened). Only for this
     machine: a server elsewhere may sit behind an HTTP proxy named in the environment
     (`HTTP_PROXY`, `NO_PROXY`), which httpx honours and this class does not.
     """
@@ -513,8 +577,8 @@ class _Loopback:
     def serves(self, url: str) -> bool:
         return url.startswith(self.origin + "/")
 
-    def _take(self) -> Any:
-        import http.client
+    def _take(self) -> tuple[Any, bool]:
+        """(a connection, whether it served requests before: an idle one from the pool)."""
         import select
 
         if self._pid != os.getpid():  # forked: the idle sockets are the parent's, never ours to use
@@ -526,33 +590,53 @@ class _Loopback:
                 conn = self._idle.pop()
                 sock = conn.sock
                 if sock is not None and not select.select([sock], [], [], 0)[0]:
-                    return conn
+                    return conn, True
                 conn.close()  # closed by the server while idle (or sent something unasked)
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        return _connection_class()(self.host, self.port, timeout=self.timeout), False
 
-    def post(self, url: str, body: bytes, content_type: str) -> tuple[int, bytes, str]:
+    def post(self, url: str, body: bytes, content_type: str, *, read_only: bool = False) -> tuple[int, bytes, str]:
         """(status, body, content type) of one POST; OSError / http.client.HTTPException when the
-        server cannot be reached or drops the connection."""
+        server cannot be reached or drops the connection. A `read_only` request that an idle
+        connection lost (the server closed it as the request went out: no answer, or a reset) is
+        sent once more on a new connection; anything else never is."""
         import http.client
 
-        conn = self._take()
-        try:
-            conn.request("POST", url[len(self.origin):], body=body,
-                         headers={**self.headers, "content-type": content_type})
-            resp = conn.getresponse()
-            content = resp.read()
-        except BaseException:
-            conn.close()
-            raise
+        while True:
+            conn, reused = self._take()
+            conn.deadline = time.monotonic() + ANSWER_DEADLINE_S
+            if conn.sock is not None:
+                conn.sock.deadline = conn.deadline
+            try:
+                conn.request("POST", url[len(self.origin):], body=body,
+                             headers={**self.headers, "content-type": content_type})
+                resp = conn.getresponse()
+                if resp.length is not None and resp.length > MAX_ANSWER_BYTES:
+                    raise http.client.HTTPException(f"an answer of {resp.length:,} bytes announced")
+                content = resp.read() if resp.length is not None else resp.read(MAX_ANSWER_BYTES + 1)
+                if len(content) > MAX_ANSWER_BYTES:
+                    raise http.client.HTTPException(f"an answer of more than {MAX_ANSWER_BYTES:,} bytes")
+                break
+            except (BrokenPipeError, ConnectionResetError):  # RemoteDisconnected included
+                conn.close()
+                if not (reused and read_only):
+                    raise
+            except BaseException:
+                conn.close()
+                raise
         encoding = (resp.getheader("content-encoding") or "identity").lower()
         if encoding in ("gzip", "deflate"):  # asked for identity, but a proxy may compress anyway
             import zlib
 
+            inflate = zlib.decompressobj(31 if encoding == "gzip" else 15)
             try:
-                content = zlib.decompress(content, 31 if encoding == "gzip" else 15)
+                content = inflate.decompress(content, MAX_ANSWER_BYTES + 1)  # a small bomb stays small
+                problem = ("more than {:,} bytes once decompressed".format(MAX_ANSWER_BYTES)
+                           if len(content) > MAX_ANSWER_BYTES else None if inflate.eof else "truncated")
             except zlib.error as exc:
+                problem = str(exc)
+            if problem:
                 conn.close()
-                raise http.client.HTTPException(f"an answer that does not decompress ({exc})") from None
+                raise http.client.HTTPException(f"an answer that does not decompress ({problem})")
         if resp.will_close:
             conn.close()
         else:
@@ -575,7 +659,7 @@ class LibsqlClient:
     any other (TLS, another host, a `base_url` elsewhere) through httpx, made on first use.
     """
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = READ_TIMEOUT_S):
+    def __init__(self, url: str, token: str | None = None, *, timeout: float | None = None):
         self.server = parse_url(url)
         self.label = self.server.label
         self.token = self.server.url_token or token
@@ -585,10 +669,10 @@ class LibsqlClient:
         if self.server.loopback:
             headers["accept-encoding"] = "identity"
         self._headers = headers
-        self._timeout = timeout
+        self._timeout = READ_TIMEOUT_S if timeout is None else timeout  # seconds without a byte from the server
         self._httpx: Any = None
         self._httpx_client: Any = None
-        self._loopback = (_Loopback(self.server, headers, timeout)
+        self._loopback = (_Loopback(self.server, headers, self._timeout)
                           if self.server.loopback and self.server.http_url.startswith("http:") else None)
         self._version = "v3"
         self._protobuf = True
@@ -606,13 +690,13 @@ class LibsqlClient:
                 verify=_tls_context(self.server.http_url.startswith("https:")))
         return self._httpx_client
 
-    def _post(self, url: str, body: bytes, content_type: str) -> tuple[int, bytes, str]:
+    def _post(self, url: str, body: bytes, content_type: str, read_only: bool = False) -> tuple[int, bytes, str]:
         """(status, body, content type) of a POST; LibsqlError when the server is not reached."""
         if self._loopback is not None and self._loopback.serves(url):
             import http.client
 
             try:
-                return self._loopback.post(url, body, content_type)
+                return self._loopback.post(url, body, content_type, read_only=read_only)
             except (OSError, http.client.HTTPException) as exc:
                 raise self._network_error(exc) from exc
         client = self._http
@@ -624,15 +708,15 @@ class LibsqlClient:
 
     # -- transport ----------------------------------------------------------------------------
     def pipeline(self, requests: list[dict[str, Any]], *, baton: str | None = None,
-                 base_url: str | None = None) -> dict[str, Any]:
+                 base_url: str | None = None, read_only: bool = False) -> dict[str, Any]:
         """POST one pipeline; returns the decoded body ({baton, base_url, results}); its size in
-        bytes is in `self.last_nbytes`."""
+        bytes is in `self.last_nbytes`. `read_only`: the requests change nothing (may be re-sent)."""
         from synth_cli import _json
 
         body = _json.dumps_bytes({"baton": baton, "requests": requests})
         while True:
             url = f"{base_url or self.server.http_url}/{self._version}/pipeline"
-            status, content, _ = self._post(url, body, "application/json")
+            status, content, _ = self._post(url, body, "application/json", read_only)
             if status == 404 and self._version == "v3" and baton is None:
                 self._version = "v2"  # a server older than Hrana 3: same JSON, v2 endpoint
                 continue
@@ -651,41 +735,47 @@ class LibsqlClient:
             decoded["_nbytes"] = len(content)  # per answer: safe with a prefetching thread
             return decoded
 
-    def _results(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _results(self, requests: list[dict[str, Any]], read_only: bool = False) -> list[dict[str, Any]]:
         """Run `requests` on a new stream closed in the same round trip; the response of each, or raise
         (the answer's size in bytes goes into the first response as `_nbytes`)."""
-        body = self.pipeline([*requests, {"type": "close"}])
+        body = self.pipeline([*requests, {"type": "close"}], read_only=read_only)
         results = body.get("results")
         if not isinstance(results, list) or len(results) != len(requests) + 1:
             raise LibsqlError(f"{self.label}: the server answered {len(results or ())} results for "
                               f"{len(requests) + 1} requests", code="HRANA_PROTO_ERROR")
         out = []
-        for res in results[:-1]:
-            if res.get("type") != "ok":
-                raise _sql_error(self.label, res.get("error"))
-            out.append(res["response"])
+        try:
+            for res in results[:-1]:
+                if res.get("type") != "ok":
+                    raise _sql_error(self.label, res.get("error"))
+                out.append(dict(res["response"]))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise self._proto_error(exc) from None
         if out:
             out[0]["_nbytes"] = body.get("_nbytes", 0)
         return out
 
     # -- statements -----------------------------------------------------------------------------
-    def execute(self, sql: str, args: Sequence[Any] = ()) -> Result:
-        [response] = self._results([{"type": "execute", "stmt": stmt(sql, args)}])
-        result = decode_result(response["result"])
+    def execute(self, sql: str, args: Sequence[Any] = (), *, read_only: bool = False) -> Result:
+        """One statement; `read_only` when it changes nothing (a request lost with a stale
+        connection may then be sent again)."""
+        [response] = self._results([{"type": "execute", "stmt": stmt(sql, args)}], read_only)
+        result = self._decode(response.get("result"))
         result.nbytes = response.get("_nbytes", 0)
         return result
 
     def read(self, sql: str, args: Sequence[Any] = ()) -> Result:
         """:meth:`execute` for a read whose answer may be large (a scan's pages): in Hrana's Protobuf
-        encoding, where text is not escaped; in JSON when the server has no Protobuf endpoint."""
+        encoding, where text is not escaped; in JSON when the server has no Protobuf endpoint. Never
+        for a write: a request lost with a stale connection is sent again."""
         if not self._protobuf:
-            return self.execute(sql, args)
+            return self.execute(sql, args, read_only=True)
         body = pb_pipeline(sql, args)
         status, content, _ = self._post(f"{self.server.http_url}/v3-protobuf/pipeline", body,
-                                        "application/x-protobuf")
+                                        "application/x-protobuf", True)
         if status in (404, 405, 415):  # no Protobuf here (an older server): JSON from now on
             self._protobuf = False
-            return self.execute(sql, args)
+            return self.execute(sql, args, read_only=True)
         if status != 200:
             raise self._http_error(status, content)
         self.last_nbytes = len(content)
@@ -695,12 +785,15 @@ class LibsqlClient:
         """Run a Hrana batch (`steps`: [{"stmt", "condition"?}]); per step (result, error), both None
         when its condition skipped it."""
         [response] = self._results([{"type": "batch", "batch": {"steps": steps}}])
-        raw = response["result"]
-        results, errors = raw.get("step_results") or [], raw.get("step_errors") or []
+        raw = response.get("result")
+        try:
+            results, errors = raw.get("step_results") or [], raw.get("step_errors") or []
+        except AttributeError as exc:
+            raise self._proto_error(exc) from None
         if len(results) != len(steps) or len(errors) != len(steps):
             raise LibsqlError(f"{self.label}: the server answered a batch of {len(steps)} steps with "
                               f"{len(results)} results", code="HRANA_PROTO_ERROR")
-        return [(decode_result(r) if r is not None else None, _sql_error(self.label, e) if e is not None else None)
+        return [(self._decode(r) if r is not None else None, _sql_error(self.label, e) if e is not None else None)
                 for r, e in zip(results, errors)]
 
     def transaction(self, statements: list[dict[str, Any]], *, begin: str = "BEGIN IMMEDIATE"
@@ -742,6 +835,18 @@ class LibsqlClient:
                 self._httpx_client.close()
 
     # -- errors -----------------------------------------------------------------------------------
+    def _decode(self, raw: Any) -> Result:
+        """:func:`decode_result`; a result that is not Hrana's shape is a LibsqlError naming the server."""
+        try:
+            return decode_result(raw)
+        except (AttributeError, KeyError, TypeError, ValueError, LibsqlError) as exc:  # LibsqlError: a value's type
+            raise self._proto_error(exc) from None
+
+    def _proto_error(self, exc: Exception) -> LibsqlError:
+        detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, (KeyError, TypeError)) else str(exc)
+        return LibsqlError(f"{self.label}: the server's answer is not a Hrana pipeline answer ({detail})",
+                           code="HRANA_PROTO_ERROR", hint="is this URL a libSQL server (sqld, Turso)?")
+
     def _network_error(self, exc: Exception) -> LibsqlError:
         from synth_cli.config import redact
         from synth_cli.store.locate import _network_reason
@@ -751,7 +856,18 @@ class LibsqlClient:
             if self._httpx is not None and isinstance(exc, self._httpx.TimeoutException):
                 reason = "timed out"
             else:
-                reason = redact(str(exc) or type(exc).__name__)
+                import http.client
+
+                reason = redact(str(exc).strip() or type(exc).__name__)
+                if isinstance(exc, http.client.IncompleteRead):
+                    reason = f"{len(exc.partial):,} bytes read" + (f", {exc.expected:,} more expected"
+                                                                    if exc.expected is not None else "")
+                    return LibsqlError(f"{self.label}: the libSQL server's answer was cut short ({reason})",
+                                       code="NETWORK", transient=True)
+                if isinstance(exc, http.client.HTTPException) and not isinstance(exc, ConnectionError):
+                    return LibsqlError(f"{self.label}: the libSQL server's answer is not usable HTTP ({reason})",
+                                       code="NETWORK", transient=True,
+                                       hint="is this URL a libSQL server (sqld, Turso)?")
         return LibsqlError(f"{self.label}: cannot reach the libSQL server ({reason})", code="NETWORK",
                            transient=True, hint="check the URL and that the server is running")
 
@@ -821,7 +937,7 @@ class Stream:
         [res] = self.send([{"type": "execute", "stmt": stmt(sql, args)}])
         if res.get("type") != "ok":
             raise _sql_error(self.client.label, res.get("error"))
-        return decode_result(res["response"]["result"])
+        return self.client._decode(res["response"]["result"])
 
     def execute_many(self, statements: list[dict[str, Any]]) -> list[Result]:
         """Several statements in one round trip; the first failure raises (the rest still ran)."""
@@ -830,7 +946,7 @@ class Stream:
         for res in results:
             if res.get("type") != "ok":
                 raise _sql_error(self.client.label, res.get("error"))
-            out.append(decode_result(res["response"]["result"]))
+            out.append(self.client._decode(res["response"]["result"]))
         return out
 
     def close(self) -> None:

@@ -340,6 +340,16 @@ def _remove_tree(directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
+def _after(key: Any, last: Any) -> bool:
+    """Whether a keyset page's first key comes after the previous page's last (SQLite's order: numbers
+    before text before blobs; text and blobs compare as bytes, which Python's order of str agrees with)."""
+    try:
+        return key > last
+    except TypeError:  # different storage classes
+        rank = {int: 1, float: 1, bool: 1, str: 2, bytes: 3}
+        return rank.get(type(key), 0) > rank.get(type(last), 0)
+
+
 class RemoteTraceStore(TraceStore):
     """A libSQL server (sqld, Turso), read over Hrana-over-HTTP (:mod:`synth_cli.store.libsql`).
 
@@ -396,7 +406,7 @@ class RemoteTraceStore(TraceStore):
         return self._schema
 
     def _execute(self, sql: str, params: Sequence[Any] = ()):
-        return self.client.execute(sql, list(params))
+        return self.client.execute(sql, list(params), read_only=True)
 
     def _read(self, sql: str, params: Sequence[Any] = ()):
         """A read in Hrana's Protobuf encoding (JSON on a server without it): values parsed in place."""
@@ -434,6 +444,13 @@ class RemoteTraceStore(TraceStore):
                                           code=exc.code, hint="raise sqld's --max-response-size") from exc
                     limit = max(1, limit // 2)
             rows = result.rows
+            if rows and key not in result.columns:
+                raise LibsqlError(f"{self.label}: the server answered a page without its {key!r} column",
+                                  code="HRANA_PROTO_ERROR", hint="is this URL a libSQL server (sqld, Turso)?")
+            if last is not None and rows and not _after(rows[0][key], last):
+                raise LibsqlError(f"{self.label}: the server answered a page of rows that does not follow the "
+                                  f"previous one ({key} {rows[0][key]!r} after {last!r})", code="HRANA_PROTO_ERROR",
+                                  hint="is this URL a libSQL server (sqld, Turso)?")
             per_row = (getattr(result, "nbytes", 0) or 0) / max(1, len(rows))
             budget = SCAN_PAGE_BYTES_PROTOBUF if getattr(result, "encoding", "json") == "protobuf" else SCAN_PAGE_BYTES
             following_limit = page_size if per_row <= 0 else max(1, min(page_size, int(budget // per_row)))
