@@ -342,3 +342,51 @@ def test_reports_through_unusual_but_valid_answers(sqld_url, name, report):
         result = invoke("--json", report, "--db", url)
     assert result.exit_code == 0, result.output
     assert result.stdout.replace(url, "DB") == expected.stdout.replace(sqld_url, "DB")
+
+
+def _moved_to(base_url: str):
+    """The real answer to a JSON pipeline, with the stream's `base_url` set to `base_url`."""
+    def misbehave(path, body):
+        if not path.endswith("/pipeline") or "protobuf" in path:
+            return None
+
+        def behaviour(answer, real):
+            status, ctype, content = real()
+            data = json.loads(content)
+            data["base_url"] = base_url
+            answer(response(status, json.dumps(data).encode(), ctype))
+            return True
+        return behaviour
+    return misbehave
+
+
+@pytest.mark.parametrize("elsewhere", ["another-host", "another-port", "another-scheme"])
+def test_a_stream_moved_to_another_address_is_refused_and_nothing_goes_there(sqld_url, elsewhere):
+    other = BadServer(sqld_url)  # a second server on this machine: it must receive nothing
+    with other as other_url:
+        front = BadServer(sqld_url)
+        with front as url:
+            front.misbehave = _moved_to({"another-host": "http://nowhere.invalid:8080",
+                                         "another-port": other_url,
+                                         "another-scheme": url.replace("http:", "https:")}[elsewhere])
+            client = libsql.LibsqlClient(url, "tok-" + "s" * 20)
+            stream = client.stream()
+            with pytest.raises(libsql.LibsqlError, match="moved the stream to another address") as exc:
+                stream.execute("SELECT 1")
+            assert "tok-" not in str(exc.value)
+            with pytest.raises(libsql.LibsqlError, match="stream is closed"):
+                stream.execute("SELECT 1")  # nothing more is sent, anywhere
+            client.close()
+    assert other.requests == []
+
+
+def test_a_stream_kept_on_the_same_address_follows_its_base_url(sqld_url):
+    front = BadServer(sqld_url)
+    with front as url:
+        front.misbehave = _moved_to(url + "/")
+        client = libsql.LibsqlClient(url)
+        stream = client.stream()
+        assert stream.execute("SELECT 1").rows[0][0] == 1
+        assert stream.execute("SELECT 2").rows[0][0] == 2  # sent to the base_url, with the baton
+        stream.close()
+        client.close()

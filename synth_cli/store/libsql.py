@@ -902,9 +902,25 @@ class LibsqlClient:
 
 
 
+def _same_origin(url: Any, base: str) -> bool:
+    """Whether `url` (a server-named `base_url`) has the scheme, host and port of `base`."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str):
+        return False
+    try:
+        a, b = urlsplit(url), urlsplit(base)
+        default = {"http": 80, "https": 443}
+        return (a.scheme.lower() == b.scheme.lower() and (a.hostname or "") == (b.hostname or "")
+                and (a.port or default.get(a.scheme.lower())) == (b.port or default.get(b.scheme.lower())))
+    except ValueError:  # a port that is not a number
+        return False
+
+
 class Stream:
     """Requests on one server-side stream: each answer's baton goes with the next request (the
-    requests are serial), and `base_url`, when the server names one, is where they go. The
+    requests are serial), and `base_url`, when the server names one on the same scheme, host and
+    port, is where they go (another address is refused: the token would go with them). The
     stream ends with :meth:`close` or with any HTTP/network failure (the server drops it)."""
 
     def __init__(self, client: LibsqlClient):
@@ -925,7 +941,14 @@ class Stream:
             self.baton = None  # an HTTP error ends the stream on the server too
             raise
         self.baton = None if close else body.get("baton")
-        self.base_url = body.get("base_url") or self.base_url
+        moved = body.get("base_url")
+        if moved:
+            if not _same_origin(moved, self.client.server.http_url):
+                self.baton = None
+                raise LibsqlError(f"{self.client.label}: the server moved the stream to another address; "
+                                  "refused (the token goes only to the server --db names)",
+                                  code="HRANA_PROTO_ERROR")
+            self.base_url = moved.rstrip("/")
         results = body.get("results")
         if not isinstance(results, list) or len(results) != len(reqs):
             self.baton = None
