@@ -182,7 +182,7 @@ FAILURES = {
     "404": (_fixed(response(404, b"<html>Not Found</html>", "text/html")), "no libSQL pipeline endpoint here"),
     "500": (_json_error(500, "internal error: disk I/O"), "answered HTTP 500: internal error: disk I/O"),
     "429": (_json_error(429, "rate limited"), "answered HTTP 429: rate limited"),
-    "redirect-elsewhere": (_fixed(response(307, b"", extra="location: http://nowhere.invalid/v3-protobuf/pipeline\r\n")),
+    "redirect-elsewhere": (_fixed(response(307, b"", extra="location: http://localhost:9/v3-protobuf/pipeline\r\n")),
                            "answered HTTP 307"),
     "ansi": (_json_error(500, "\x1b[31mred\x1b[0m [bold]loud[/bold]"),
              "answered HTTP 500: \\x1b[31mred\\x1b[0m [bold]loud[/bold]"),
@@ -366,7 +366,7 @@ def test_a_stream_moved_to_another_address_is_refused_and_nothing_goes_there(sql
     with other as other_url:
         front = BadServer(sqld_url)
         with front as url:
-            front.misbehave = _moved_to({"another-host": "http://nowhere.invalid:8080",
+            front.misbehave = _moved_to({"another-host": other_url.replace("127.0.0.1", "localhost"),
                                          "another-port": other_url,
                                          "another-scheme": url.replace("http:", "https:")}[elsewhere])
             client = libsql.LibsqlClient(url, "tok-" + "s" * 20)
