@@ -587,3 +587,18 @@ def test_polled_reads_answer_exactly_what_the_full_app_answers(srv, api, train_i
         assert statuses == {200, 307, 400, 404}  # 307: the trailing-slash redirect
     finally:
         store.close()
+
+
+def test_one_keys_jobs_and_events_are_not_anothers(tmp_path):
+    with running_server(tmp_path, api_keys=["sk-first-key-0001", "sk-second-key-0002"], step_seconds=0.01) as fresh:
+        first, second = Api(fresh, "sk-first-key-0001"), Api(fresh, "sk-second-key-0002")
+        job = first.wait(first.create_job(first.upload(write_train(tmp_path / "t.jsonl"))["id"])["id"])
+        assert first.get(f"/fine_tuning/jobs/{job['id']}/events").json()["data"]
+        assert [j["id"] for j in first.get("/fine_tuning/jobs").json()["data"]] == [job["id"]]
+        assert second.get("/fine_tuning/jobs").json() == {"object": "list", "data": [], "has_more": False}
+        for params in ({}, {"limit": 5}):
+            assert_openai_error(second.get(f"/fine_tuning/jobs/{job['id']}/events", params=params), 404,
+                                param="fine_tuning_job_id")
+        assert_openai_error(second.get(f"/fine_tuning/jobs/{job['id']}"), 404, param="fine_tuning_job_id")
+        first.http.close()
+        second.http.close()

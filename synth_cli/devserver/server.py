@@ -295,6 +295,11 @@ async def hot_read(store: Store, scope: dict, send: Callable, owner: str) -> boo
     try:
         if job_id is None:
             rows, more = store.list_jobs(owner, after=after, limit=limit)
+        elif after is None:
+            page = store.owned_events_page(owner, job_id, limit)
+            if page is None:
+                return False
+            rows, more = page
         else:
             if not store.job_exists(owner, job_id):
                 return False
