@@ -7,9 +7,11 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from synth_cli.devserver.server import ServerConfig, create_app
-from synth_cli.devserver.store import Store
+if TYPE_CHECKING:  # the app is imported by run() only: bind(), uvicorn_settings() stay light (the bench floor, the proxy)
+    from synth_cli.devserver.server import ServerConfig
+    from synth_cli.devserver.store import Store
 
 #: seconds uvicorn waits for in-flight requests (e.g. a large upload) when stopping.
 GRACEFUL_SHUTDOWN_SECONDS = 5
@@ -87,6 +89,8 @@ def run(config: ServerConfig, store: Store, sock: socket.socket, *, access_log: 
     """Serve until SIGINT/SIGTERM. Raises :class:`Stopped` after a signal; returns False when the
     app could not start (uvicorn has logged why)."""
     import uvicorn
+
+    from synth_cli.devserver.server import create_app
 
     app = create_app(config, store=store)
     uv_config = uvicorn.Config(app, log_level="info" if access_log else "warning", access_log=access_log,
