@@ -11,7 +11,8 @@ Routes (all under `/v1`; `/health` also at the root):
     POST /chat/completions · POST /messages      (a simulated model: see `chat`)
 
 :class:`Gate` (pure ASGI middleware) does what sits in front of every API call: injected latency,
-API-key check, rate limit, injected 5xx. POST handlers honour `Idempotency-Key`. Errors always
+API-key check, rate limit, injected 5xx; then :func:`hot_read` answers the two reads a polling
+client repeats (the jobs list, a job's events page) without Starlette's layers. POST handlers honour `Idempotency-Key`. Errors always
 come back as `{"error": {"message", "type", "param", "code"}}`.
 """
 
