@@ -6,7 +6,8 @@
    creates --jobs jobs (default 20, one default page), waits until every one has succeeded, and
    keeps the exact response bytes of `GET /v1/fine_tuning/jobs` and of
    `GET /v1/fine_tuning/jobs/{id}/events` (the newest job's first page).
-2. Starts the floor: a bare Starlette app under the same uvicorn settings (one process, h11,
+2. Starts the floor: a bare Starlette app under the same uvicorn settings (one process,
+   `devserver.run.uvicorn_settings()`: httptools when installed, the asyncio loop,
    no access log) answering those two paths with those bytes (no auth, no SQL, no encoding).
 3. Drives both from this process with a minimal asyncio HTTP/1.1 client (N keep-alive
    connections, one request in flight on each, loopback only). For every round, endpoint and
@@ -70,8 +71,10 @@ def floor_app(port: int, routes_file: str) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(2048)
+    from synth_cli.devserver.run import uvicorn_settings
+
     config = uvicorn.Config(Starlette(routes=routes), log_level="warning", access_log=False, lifespan="on",
-                            server_header=False)
+                            **uvicorn_settings())
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -354,12 +357,17 @@ def main() -> None:
                      "body_bytes": len(bodies[next(p for p in bodies if names[p] == name)])})
     met = all(r["ratio"] >= RATIO_TARGET for r in rows) and all(
         r["serve"]["p99_ms"] <= P99_TARGET_MS for r in rows if r["clients"] == 10)
-    summary = {"rounds": args.rounds, "seconds": args.seconds, "rows": rows, "serve_peak_rss_mb": serve_rss,
+    sys.path.insert(0, str(ROOT))
+    from synth_cli.devserver.run import uvicorn_settings
+
+    uv = uvicorn_settings()
+    summary = {"rounds": args.rounds, "seconds": args.seconds, "uvicorn": uv, "rows": rows, "serve_peak_rss_mb": serve_rss,
                "floor_peak_rss_mb": floor_rss, "target_met": met}
     if args.json:
         print(json.dumps(summary, indent=2))
         return
-    print(f"medians of {args.rounds} rounds, {args.seconds:g} s each (floor: bare Starlette, same bytes, same uvicorn)")
+    print(f"medians of {args.rounds} rounds, {args.seconds:g} s each (floor: bare Starlette, same bytes, same uvicorn: "
+          f"http={uv['http']}, loop={uv['loop']})")
     print(f"{'endpoint':12} {'clients':>7} {'serve req/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'floor req/s':>12} "
           f"{'p50 ms':>7} {'p99 ms':>7} {'ratio':>6}   server CPU us/request: serve floor ratio")
     for r in rows:

@@ -30,4 +30,5 @@ def test_serve_bench_runs_small_and_reports_every_figure(tmp_path):
     if os.access("/usr/bin/time", os.X_OK):  # each server's own peak RSS, never this process's
         assert 5 < summary["serve_peak_rss_mb"] < 200 and 5 < summary["floor_peak_rss_mb"] < 200
     assert isinstance(summary["target_met"], bool)
+    assert summary["uvicorn"]["http"] in ("httptools", "h11") and summary["uvicorn"]["loop"] == "asyncio"
     assert {p: sorted(os.listdir(ROOT / p)) for p in (".", "bench", "tests")} == before

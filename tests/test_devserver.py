@@ -535,3 +535,70 @@ def test_used_up_credit_refuses_new_jobs(tmp_path):
         assert_openai_error(api.post("/fine_tuning/jobs", json={"model": BASE_MODEL, "training_file": file_id}),
                             402, code="insufficient_quota")
         api.http.close()
+
+
+def test_polled_reads_answer_exactly_what_the_full_app_answers(srv, api, train_id):
+    """The jobs list and the events page are answered by a shortcut in front of Starlette
+    (`server.hot_read`); for every query, good or bad, the server must answer the same status,
+    headers and bytes as the full app (the routes behind the gate) over the same data."""
+    import asyncio
+
+    from synth_cli.devserver.server import ServerConfig, create_app, owner_of
+    from synth_cli.devserver.store import Store
+
+    job = api.wait(api.create_job(train_id, hyperparameters={"n_epochs": 1}, metadata={"run": "hot"})["id"])
+    events = api.get(f"/fine_tuning/jobs/{job['id']}/events", params={"limit": 1000}).json()["data"]
+    jobs = api.get("/fine_tuning/jobs").json()["data"]
+    queries = ["", "limit=1", "limit=", "limit=0", "limit=1000", "limit=1001", "limit=many", "limit=%2B3",
+               "limit=2&limit=3", "limit=%207", f"after={jobs[0]['id']}", f"after={events[3]['id']}&limit=2",
+               "after=", "after=nope", "metadata[run]=hot", "order=asc"]
+    paths = ["/v1/fine_tuning/jobs", f"/v1/fine_tuning/jobs/{job['id']}/events", "/v1/fine_tuning/jobs/ftjob-nope/events",
+             "/v1/fine_tuning/jobs//events", f"/v1/fine_tuning/jobs/{job['id']}/x/events", "/v1/fine_tuning/jobs/"]
+    store = Store(srv.data_dir)
+    full = create_app(ServerConfig(data_dir=srv.data_dir, api_keys=(srv.api_key,)), store=store).app
+
+    async def ask_full(path: str, query: str) -> tuple[int, dict[str, str], bytes]:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
+                 "root_path": "", "headers": [(b"host", f"127.0.0.1:{srv.port}".encode())], "client": ("127.0.0.1", 1),
+                 "server": ("127.0.0.1", srv.port), "state": {"owner": owner_of(srv.api_key)}}
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await full(scope, receive, send)
+        headers = {k.decode(): v.decode() for k, v in sent[0]["headers"]}
+        return sent[0]["status"], headers, b"".join(m.get("body", b"") for m in sent[1:])
+
+    try:
+        statuses = set()
+        with httpx.Client(headers=srv.headers) as http:
+            for path in paths:
+                for query in queries:
+                    r = http.get(f"{srv.root_url}{path}" + (f"?{query}" if query else ""))
+                    status, headers, body = asyncio.run(ask_full(path, query))
+                    assert (r.status_code, r.content) == (status, body), (path, query)
+                    assert {k: r.headers[k] for k in headers} == headers, (path, query)
+                    statuses.add(status)
+        assert statuses == {200, 307, 400, 404}  # 307: the trailing-slash redirect
+    finally:
+        store.close()
+
+
+def test_one_keys_jobs_and_events_are_not_anothers(tmp_path):
+    with running_server(tmp_path, api_keys=["sk-first-key-0001", "sk-second-key-0002"], step_seconds=0.01) as fresh:
+        first, second = Api(fresh, "sk-first-key-0001"), Api(fresh, "sk-second-key-0002")
+        job = first.wait(first.create_job(first.upload(write_train(tmp_path / "t.jsonl"))["id"])["id"])
+        assert first.get(f"/fine_tuning/jobs/{job['id']}/events").json()["data"]
+        assert [j["id"] for j in first.get("/fine_tuning/jobs").json()["data"]] == [job["id"]]
+        assert second.get("/fine_tuning/jobs").json() == {"object": "list", "data": [], "has_more": False}
+        for params in ({}, {"limit": 5}):
+            assert_openai_error(second.get(f"/fine_tuning/jobs/{job['id']}/events", params=params), 404,
+                                param="fine_tuning_job_id")
+        assert_openai_error(second.get(f"/fine_tuning/jobs/{job['id']}"), 404, param="fine_tuning_job_id")
+        first.http.close()
+        second.http.close()

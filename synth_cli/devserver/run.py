@@ -7,9 +7,11 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from synth_cli.devserver.server import ServerConfig, create_app
-from synth_cli.devserver.store import Store
+if TYPE_CHECKING:  # the app is imported by run() only: bind(), uvicorn_settings() stay light (the bench floor, the proxy)
+    from synth_cli.devserver.server import ServerConfig
+    from synth_cli.devserver.store import Store
 
 #: seconds uvicorn waits for in-flight requests (e.g. a large upload) when stopping.
 GRACEFUL_SHUTDOWN_SECONDS = 5
@@ -38,6 +40,19 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def uvicorn_settings() -> dict[str, object]:
+    """uvicorn's settings for `serve` (bench/serve.py runs its floor app under the same): the httptools
+    parser (C, llhttp; a dependency, for the proxy) when installed, else h11, on the stdlib event loop,
+    chosen here rather than by uvicorn's "auto", so a stray uvloop changes nothing."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:  # pragma: no cover - a platform without its wheel
+        http = "h11"
+    else:
+        http = "httptools"
+    return {"http": http, "loop": "asyncio", "server_header": False}
 
 
 def _server_class():
@@ -75,10 +90,12 @@ def run(config: ServerConfig, store: Store, sock: socket.socket, *, access_log: 
     app could not start (uvicorn has logged why)."""
     import uvicorn
 
+    from synth_cli.devserver.server import create_app
+
     app = create_app(config, store=store)
     uv_config = uvicorn.Config(app, log_level="info" if access_log else "warning", access_log=access_log,
                                lifespan="on", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-                               server_header=False)
+                               **uvicorn_settings())
     server = _server_class()(uv_config)
     try:
         server.run(sockets=[sock])

@@ -480,6 +480,18 @@ class Store:
         rows = [r[0] for r in self.conn().execute(sql, params)]
         return rows[:limit], len(rows) > limit
 
+    def owned_events_page(self, owner: str, job_id: str, limit: int) -> tuple[list[bytes], bool] | None:
+        """The first page of :meth:`list_events` for a job of this owner, in one query (the job's
+        ownership checked in it); None when it finds nothing: no such job of this owner, or (never
+        in practice: a job's creation writes its first event) a job without events."""
+        rows = [r[0] for r in self.conn().execute(
+            "SELECT CAST(body AS BLOB) FROM events WHERE job_id = ?1 AND EXISTS "
+            "(SELECT 1 FROM jobs WHERE id = ?1 AND owner = ?2) ORDER BY seq DESC LIMIT ?3",
+            (job_id, owner, limit + 1))]
+        if not rows:
+            return None
+        return rows[:limit], len(rows) > limit
+
     # -- checkpoints ------------------------------------------------------------------------
     def list_checkpoints(self, job_id: str, *, after: str | None, limit: int) -> tuple[list[sqlite3.Row], bool]:
         """Newest first; `after` = a checkpoint id: the checkpoints older than it."""
