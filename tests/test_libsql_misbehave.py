@@ -379,3 +379,31 @@ def test_a_stream_kept_on_the_same_address_follows_its_base_url(sqld_url):
         assert stream.execute("SELECT 2").rows[0][0] == 2  # sent to the base_url, with the baton
         stream.close()
         client.close()
+
+
+HTTPX_FAILURES = {  # the same servers through the httpx transport (TLS servers, servers elsewhere)
+    "hang": "timed out",
+    "trickle": "timed out",
+    "huge-length": "an answer of more than 4,194,304 bytes",
+    "gzip-bomb": "an answer of more than 4,194,304 bytes",
+    "truncated": "cannot reach the libSQL server",
+    "garbage": "not a Hrana",
+}
+
+
+@pytest.mark.parametrize("name", list(HTTPX_FAILURES))
+def test_the_httpx_transport_has_the_same_bounds(sqld_url, monkeypatch, name):
+    """A server elsewhere goes through httpx: a trickling answer ends at the answer deadline, an
+    announced or decompressed size past MAX_ANSWER_BYTES is refused before it is held, never a
+    MemoryError or a hang."""
+    monkeypatch.setattr(libsql._Loopback, "serves", lambda self, url: False)
+    behaviour = FAILURES[name][0]
+    with BadServer(sqld_url, lambda path, body: behaviour) as url:
+        client = libsql.LibsqlClient(url)
+        try:
+            with pytest.raises(libsql.LibsqlError) as exc:
+                client.read("SELECT id FROM events ORDER BY id LIMIT 5")
+        finally:
+            client.close()
+    assert client._httpx is not None  # the request did go through httpx
+    assert HTTPX_FAILURES[name] in exc.value.message, exc.value.message

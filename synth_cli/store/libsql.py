@@ -700,11 +700,29 @@ class LibsqlClient:
             except (OSError, http.client.HTTPException) as exc:
                 raise self._network_error(exc) from exc
         client = self._http
+        import http.client
+        import time
+
+        # the bounds of the loopback transport: a whole answer within ANSWER_DEADLINE_S (each wait
+        # for bytes has its own timeout, so a server trickling bytes would otherwise never end) and
+        # at most MAX_ANSWER_BYTES once decoded (an announced size, or a gzip bomb, past it stops here)
+        deadline = time.monotonic() + ANSWER_DEADLINE_S
         try:
-            resp = client.post(url, content=body, headers={"content-type": content_type})
-        except self._httpx.HTTPError as exc:
+            with client.stream("POST", url, content=body, headers={"content-type": content_type}) as resp:
+                announced = resp.headers.get("content-length", "")
+                if announced.isdigit() and int(announced) > MAX_ANSWER_BYTES:
+                    raise http.client.HTTPException(f"an answer of more than {MAX_ANSWER_BYTES:,} bytes")
+                chunks, size = [], 0
+                for chunk in resp.iter_bytes():
+                    size += len(chunk)
+                    if size > MAX_ANSWER_BYTES:
+                        raise http.client.HTTPException(f"an answer of more than {MAX_ANSWER_BYTES:,} bytes")
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"no full answer within {ANSWER_DEADLINE_S:g} s")
+                    chunks.append(chunk)
+                return resp.status_code, b"".join(chunks), resp.headers.get("content-type", "")
+        except (self._httpx.HTTPError, http.client.HTTPException, TimeoutError) as exc:
             raise self._network_error(exc) from exc
-        return resp.status_code, resp.content, resp.headers.get("content-type", "")
 
     # -- transport ----------------------------------------------------------------------------
     def pipeline(self, requests: list[dict[str, Any]], *, baton: str | None = None,
