@@ -182,3 +182,20 @@ def test_bad_option_values_are_usage_errors():
     assert _one_error(invoke("usage", "--db", FIXTURE_DB, "--since", "soon"), code=2).startswith("error: --since")
     assert _one_error(invoke("recent", "--hours", "-1", "--db", FIXTURE_DB), code=2)
     assert _one_error(invoke("session", "", "--db", FIXTURE_DB), code=2) == "error: session ID is empty"
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/traces.db", "s3://bucket/traces.db", "postgres://u@127.0.0.1/db"])
+def test_a_url_of_another_scheme_is_named_not_taken_for_a_path(tmp_path, url):
+    """Before, `ftp://h/x` was read as the path `ftp:/h/x` ("no such file or directory")."""
+    from synth_cli.errors import TraceStoreError
+    from synth_cli.tracing.tracer import SessionTracer
+
+    scheme = url.split(":", 1)[0]
+    line = _one_error(invoke("traces", "--db", url))
+    assert line == f"error: {url}: unsupported URL scheme '{scheme}'"
+    out = tmp_path / "out.jsonl"
+    assert _one_error(invoke("filter", "--db", url, "-o", out)) == line
+    assert not out.exists()
+    with pytest.raises(TraceStoreError, match=f"unsupported URL scheme '{scheme}'"):
+        SessionTracer(url)
+    assert _listing(tmp_path) == []

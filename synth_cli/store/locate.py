@@ -19,9 +19,21 @@ def is_remote(target: str) -> bool:
     return target.lower().startswith(REMOTE_SCHEMES)
 
 
+def _refuse_other_urls(text: str) -> None:
+    """A URL of a scheme no store speaks (ftp://, s3://, postgres://...) is an error, not a path."""
+    import re
+
+    match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", text)
+    if match and not text.lower().startswith(SQLITE_URL_PREFIXES + REMOTE_SCHEMES):
+        raise TraceStoreError(f"{text}: unsupported URL scheme {match.group(1)!r}",
+                              hint="a trace DB is a path, a sqlite:/// URL, or a libSQL server "
+                                   "(http(s)://, ws(s)://, libsql://)")
+
+
 def resolve_local_path(target: str | os.PathLike) -> Path:
     """Turn a path, sqld directory or sqlite URL into the SQLite file to open (never creating one)."""
     text = os.fspath(target)
+    _refuse_other_urls(text)
     for prefix in SQLITE_URL_PREFIXES:
         if text.lower().startswith(prefix):
             text = text[len(prefix):]
@@ -118,6 +130,7 @@ def resolve_write_target(target: str | os.PathLike, layout: str = "auto") -> Pat
     lowered = text.lower()
     if lowered.startswith(REMOTE_SCHEMES):
         raise TraceStoreError(f"{text}: a libSQL server, not a local file")
+    _refuse_other_urls(text)
     for prefix in SQLITE_URL_PREFIXES:
         if lowered.startswith(prefix):
             text = text[len(prefix):]
