@@ -699,10 +699,9 @@ class LibsqlClient:
                 return self._loopback.post(url, body, content_type, read_only=read_only)
             except (OSError, http.client.HTTPException) as exc:
                 raise self._network_error(exc) from exc
-        client = self._http
         import http.client
-        import time
 
+        client = self._http
         # the bounds of the loopback transport: a whole answer within ANSWER_DEADLINE_S (each wait
         # for bytes has its own timeout, so a server trickling bytes would otherwise never end) and
         # at most MAX_ANSWER_BYTES once decoded (an announced size, or a gzip bomb, past it stops here)
