@@ -501,3 +501,32 @@ def test_generated_to_dict_is_the_generic_one_for_odd_record_fields():
             assert kept[name] == record.to_dict()[name], (name, value)
             if name != "started_at" or not isinstance(value, Lying):
                 assert encode.encode_records([record], _fallback, {}) == _reference([record]), (name, value)
+
+
+def test_for_call_builds_the_event_the_class_builds():
+    """for_call sets an LMCAISEvent's attributes itself: the same ones, in the same order, as the dataclass."""
+    import time
+
+    from synth_cli.tracing import events
+    from synth_cli.tracing.events import LMCAISEvent
+
+    assert events._PLAIN_INIT  # the fast path is taken (the comparisons below are not vacuous)
+    record = LLMCallRecord(call_id="c", model_name="m", provider="p", usage=LLMUsage(input_tokens=2, cost_usd=0.5))
+    for kwargs in ({}, {"metadata": None, "event_time": 3, "message_time": 0}, {"metadata": {"k": 1}, "event_time": 1.5},
+                   {"span_id": "", "trace_id": "t", "cost_usd": 0, "system_state_after": {"a": 1}}):
+        before = time.time()
+        event = LMCAISEvent.for_call(record, **kwargs)
+        after = time.time()
+        expected = LMCAISEvent.from_records([record], **{"event_time": event.event_time, **kwargs})
+        assert list(event.__dict__) == list(expected.__dict__)
+        assert event.__dict__ == expected.__dict__ and event.time_record == expected.time_record
+        assert type(event.event_time) is float and type(event.time_record.event_time) is float
+        assert "event_time" in kwargs or before <= event.event_time <= after
+        assert event.call_records == [record] and event.metadata is not None
+
+    class Sub(LMCAISEvent):
+        def __post_init__(self):
+            super().__post_init__()
+            self.seen = True
+
+    assert Sub.for_call(record).seen and type(Sub.for_call(record)) is Sub
