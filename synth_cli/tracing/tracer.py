@@ -125,7 +125,7 @@ def _stamp(now: float) -> str:
 
 def _precise_now() -> str:
     """`_fmt_precise(utcnow())`: the same clock reading and text, its date and time formatted once
-    per second (`_stamp`, the UTC calendar of the same second), in a quarter of the time."""
+    per second (`_stamp`, the UTC calendar of the same second), in under half the time."""
     seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
     return f"{_stamp(seconds)}.{micros:06d}"
 
