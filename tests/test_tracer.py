@@ -431,3 +431,19 @@ def test_utcnow_is_naive_utc_now():
     now = utcnow()
     after = datetime.now(timezone.utc).replace(tzinfo=None)
     assert now.__class__ is datetime and now.tzinfo is None and before <= now <= after
+
+
+@pytest.mark.parametrize("ns", [0, 1, 999_999_999, 1_000_000_000, 1_750_000_000_123_456_789, 1_750_000_000_999_999_999,
+                                951_782_400_000_001_000, 4_102_444_799_999_999_000, 253_402_300_799_999_999_000])
+def test_the_precise_clock_text_is_the_formatted_utcnow(monkeypatch, ns):
+    """Steps store `_precise_now()`: what `_fmt_precise(utcnow())` gives for the same clock reading."""
+    from synth_cli.tracing import tracer as tracer_module
+
+    monkeypatch.setattr(tracer_module.time, "time_ns", lambda: ns)
+    expected = tracer_module._fmt_precise(tracer_module.utcnow())
+    assert tracer_module._precise_now() == expected
+    assert tracer_module._precise_now() == expected  # the second from the cache
+    monkeypatch.undo()
+    before = tracer_module._fmt_precise(tracer_module.utcnow())
+    now = tracer_module._precise_now()
+    assert before <= now <= tracer_module._fmt_precise(tracer_module.utcnow())

@@ -406,3 +406,127 @@ def test_a_cached_message_is_the_json_of_its_dict(role, text):
     message = LLMMessage(role=role, parts=[LLMContentPart(text=text)])
     assert orjson.dumps(chunks) == _json.dumps([message.to_dict()]).encode()
     assert encode._cached_fragment([message], cache) == chunks  # the second time, from the cache
+
+
+@pytest.mark.parametrize("odd", ["message extra None", "part extra None", "message extra dict subclass",
+                                 "part extra dict subclass", "metadata dict subclass", "parts list subclass",
+                                 "type not interned", "type 'Text'", "type None", "text None", "role None",
+                                 "name ''", "size_bytes 0", "deleted type", "deleted language"])
+def test_the_cache_takes_only_exact_plain_text_messages(odd):
+    """Rule 4's tests are identities and exact types: a value that is falsy, equal or a subclass is not plain."""
+    class Dict(dict):
+        pass
+
+    class List(list):
+        pass
+
+    cache = _cache("warm")
+    part = LLMContentPart(text="plain")
+    message = LLMMessage(role="user", parts=[part])
+    if odd == "message extra None":
+        message.extra = None
+    elif odd == "part extra None":
+        part.extra = None
+    elif odd == "message extra dict subclass":
+        message.extra = Dict()
+    elif odd == "part extra dict subclass":
+        part.extra = Dict()
+    elif odd == "metadata dict subclass":
+        message.metadata = Dict()
+    elif odd == "parts list subclass":
+        message.parts = List([part])
+    elif odd == "type not interned":
+        part.type = "".join(["te", "xt"])  # equal to "text", another object: still plain
+    elif odd == "type 'Text'":
+        part.type = "Text"
+    elif odd == "type None":
+        part.type = None
+    elif odd == "text None":
+        part.text = None
+    elif odd == "role None":
+        message.role = None
+    elif odd == "name ''":
+        message.name = ""
+    elif odd == "size_bytes 0":
+        part.size_bytes = 0
+    elif odd == "deleted type":
+        del part.type  # the class default, "text", is what getattr and to_dict read
+    else:
+        del part.language
+    record = _record([_text("plain"), message])
+    assert encode.encode_records([record], _fallback, cache) == _reference([record])
+    assert encode.encode_records([record], _fallback, cache) == _reference([record])  # and with what it cached
+
+
+def test_a_text_cached_under_another_role_is_written_with_its_own():
+    cache = {}
+    for roles in (["user", "assistant", "user"], ["system", "system", "assistant"]):
+        record = _record([LLMMessage(role=role, parts=[LLMContentPart(text="same")]) for role in roles])
+        assert encode.encode_records([record], _fallback, cache) == _reference([record])
+    assert cache["same"][0] == "assistant"  # the last written replaced the others
+
+
+def test_generated_to_dict_is_the_generic_one_for_odd_record_fields():
+    """The generated to_dict converts declared records and datetimes itself: only exact ones, as the generic would."""
+    from datetime import timedelta, timezone
+
+    from synth_cli.tracing.models import LLMRequestParams, _Record
+
+    class DT(datetime):
+        def __str__(self):
+            return "a datetime of its own"
+
+    class Params(LLMRequestParams):
+        pass
+
+    class Lying:  # claims to be a datetime
+        __class__ = datetime
+
+    values = {
+        "started_at": [datetime(2025, 1, 2, 3, 4, 5), datetime(2025, 1, 2, 3, 4, 5, 6),
+                       datetime(2025, 1, 2, tzinfo=timezone(timedelta(hours=2))), datetime(5, 1, 2),
+                       DT(2025, 1, 2), None, "2025-01-02", 1.5, Lying()],
+        "request_params": [LLMRequestParams(temperature=0.5, raw_params={"tools": [1]}), Params(top_p=1.0), None,
+                           {"temperature": 1}, LLMUsage(input_tokens=1)],
+        "usage": [LLMUsage(input_tokens=1), None, LLMRequestParams(), {"input_tokens": 1}],
+        "tool_choice": [None, "auto", {"type": "function"}, ToolCallSpec(name="f"), datetime(2025, 1, 1)],
+    }
+    for name, options in values.items():
+        for value in options:
+            record = _record([_text("a")])
+            setattr(record, name, value)
+            assert list(record.to_dict().items()) == list(_Record.to_dict(record).items()), (name, value)
+            kept = __import__("synth_cli.tracing.models", fromlist=["x"]).record_dict_keeping_messages(record)
+            assert [k for k in kept] == list(record.to_dict()), (name, value)
+            assert kept[name] == record.to_dict()[name], (name, value)
+            if name != "started_at" or not isinstance(value, Lying):
+                assert encode.encode_records([record], _fallback, {}) == _reference([record]), (name, value)
+
+
+def test_for_call_builds_the_event_the_class_builds():
+    """for_call sets an LMCAISEvent's attributes itself: the same ones, in the same order, as the dataclass."""
+    import time
+
+    from synth_cli.tracing import events
+    from synth_cli.tracing.events import LMCAISEvent
+
+    assert events._PLAIN_INIT  # the fast path is taken (the comparisons below are not vacuous)
+    record = LLMCallRecord(call_id="c", model_name="m", provider="p", usage=LLMUsage(input_tokens=2, cost_usd=0.5))
+    for kwargs in ({}, {"metadata": None, "event_time": 3, "message_time": 0}, {"metadata": {"k": 1}, "event_time": 1.5},
+                   {"span_id": "", "trace_id": "t", "cost_usd": 0, "system_state_after": {"a": 1}}):
+        before = time.time()
+        event = LMCAISEvent.for_call(record, **kwargs)
+        after = time.time()
+        expected = LMCAISEvent.from_records([record], **{"event_time": event.event_time, **kwargs})
+        assert list(event.__dict__) == list(expected.__dict__)
+        assert event.__dict__ == expected.__dict__ and event.time_record == expected.time_record
+        assert type(event.event_time) is float and type(event.time_record.event_time) is float
+        assert "event_time" in kwargs or before <= event.event_time <= after
+        assert event.call_records == [record] and event.metadata is not None
+
+    class Sub(LMCAISEvent):
+        def __post_init__(self):
+            super().__post_init__()
+            self.seen = True
+
+    assert Sub.for_call(record).seen and type(Sub.for_call(record)) is Sub

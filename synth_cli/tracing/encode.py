@@ -36,17 +36,19 @@ the unchanged `to_dict` path. Why the two agree, for one list of messages:
 
 4. With a cache (the tracer keeps one per session: every call of a session resends the
    conversation so far, so most of its messages were written before), a plain text message is
-   not converted at all: exactly an `LLMMessage` with `name` and `tool_call_id` None, `metadata`
-   an empty dict, an empty `extra` and `parts` a list of one part that is exactly an
-   `LLMContentPart` whose `text` is exactly a `str`, whose `extra` is empty and whose `type` and
-   twelve other fields orjson writes as `"text"` and `null`s (checked by writing them: only what
-   rule 3 would write the same way does; nothing is compared with `==`, which a value could
-   answer as it likes). What rule 3 writes for such a message is fixed by `(role, text)`, two
-   exact strings, so the cache maps that key to the JSON orjson wrote the first time (a
-   `Fragment`; the list becomes a list of fragments, which orjson writes as it writes the
-   list). Any other message is written as in rules 1-3 on its own (a one-element list, its
-   brackets cut off). Content is the key, never identity: a message changed between two calls
-   is written as it is now.
+   not converted at all: exactly an `LLMMessage` whose `role` is exactly a `str`, `name` and
+   `tool_call_id` None, `metadata` and `extra` exactly empty dicts and `parts` exactly a list of
+   one part that is exactly an `LLMContentPart` whose `text` is exactly a `str`, whose `type` is
+   exactly the `str` "text", whose `extra` is exactly an empty dict and whose twelve other
+   fields are None. Every test is an identity or one made on a value already known to be exactly
+   a `str`, `dict` or `list` (nothing else is compared with `==` or asked for its truth, which
+   a value could answer as it likes), and the fields are read as plain attributes (`getattr`).
+   What rule 3 writes for such a message is fixed by `(role, text)`, two exact strings, so the
+   cache maps `text` to `(role, JSON orjson wrote the first time)` (a `Fragment`; the list
+   becomes a list of fragments, which orjson writes as it writes the list); an entry of another
+   role is written anew and replaces it. Any other message is written as in rules 1-3 on its
+   own (a one-element list, its brackets cut off). Content is the key, never identity: a
+   message changed between two calls is written as it is now.
 
 Tests compare the two on the published fixtures and on odd records built to break each rule;
 the bench DB is identical before and after. Never prints.
@@ -84,11 +86,6 @@ if _MESSAGE_ATTRS != ("role", "parts", "name", "tool_call_id", "metadata", "extr
 #: `getattr` of every field, in one call, without materialising the instance's `__dict__`.
 _message_values = operator.attrgetter(*_MESSAGE_ATTRS)
 _part_values = operator.attrgetter(*_PART_ATTRS)
-#: A plain text part's key fields, and its other fields (`type`, `data` ... `language`), which must
-#: write as `"text"` and twelve nulls.
-_part_key_values = operator.attrgetter("text", "extra")
-_part_other_values = operator.attrgetter(_PART_ATTRS[0], *_PART_ATTRS[2:14])
-_TEXT_NULLS = b'["text",' + b",".join([b"null"] * 12) + b"]"
 
 
 def _plain_message(role: str, text: str) -> dict:
@@ -148,37 +145,46 @@ def _payload(record: LLMCallRecord, cache: dict | None = None) -> Any:
 
 
 def _cached_fragment(messages: list, cache: dict) -> Any:
-    """`_messages_fragment(messages)`, plain text messages' JSON taken from `cache` (rule 4)."""
+    """`_messages_fragment(messages)`, plain text messages' JSON taken from `cache` (rule 4).
+
+    The fields are read as plain attributes (what `getattr` and the `attrgetter` of rule 1 read,
+    class defaults included; Python specialises these reads for the class, several times faster
+    than a generic getter) and checked by identity: `is None`, exact classes, `"text"` compared
+    only once it is exactly a `str`, `extra` and `metadata` tested only once they are exactly dicts."""
     chunks = []
     for message in messages:
         if message.__class__ is not LLMMessage:
             raise _Refused
         try:
-            role, parts, name, tool_call_id, metadata, extra = _message_values(message)
-        except AttributeError:  # a field deleted from the instance: as `_messages_fragment` does
-            chunks.append(_Fragment(_messages_json([message])[1:-1]))
-            continue
-        if (name is None and tool_call_id is None and parts.__class__ is list and len(parts) == 1
-                and role.__class__ is str and metadata.__class__ is dict and not metadata and not extra):
-            part = parts[0]
-            if part.__class__ is LLMContentPart:
-                try:
-                    text, part_extra = _part_key_values(part)
-                    plain = (text.__class__ is str and not part_extra
-                             and _orjson.dumps(_part_other_values(part)) == _TEXT_NULLS)
-                except (AttributeError, TypeError):  # a missing field; a value orjson cannot write
-                    plain = False
-                if plain:
-                    key = (role, text)
-                    data = cache.get(key)
-                    if data is None:
-                        if len(cache) >= CACHE_ENTRIES:
-                            cache.clear()
-                        # what orjson writes for the message's dict (rule 3), its two strings written alone
-                        data = cache[key] = _Fragment(b"".join((_PLAIN_HEAD, _orjson.dumps(role), _PLAIN_MID,
-                                                                _orjson.dumps(text), _PLAIN_TAIL)))
-                    chunks.append(data)
-                    continue
+            parts = message.parts
+            role = message.role
+            metadata = message.metadata
+            extra = message.extra
+            if (parts.__class__ is list and len(parts) == 1 and role.__class__ is str and message.name is None
+                    and message.tool_call_id is None and metadata.__class__ is dict and not metadata
+                    and extra.__class__ is dict and not extra):
+                part = parts[0]
+                if part.__class__ is LLMContentPart:
+                    text = part.text
+                    kind = part.type
+                    part_extra = part.extra
+                    if (text.__class__ is str and kind.__class__ is str and kind == "text"
+                            and part.data is None and part.mime_type is None and part.uri is None
+                            and part.base64_data is None and part.size_bytes is None and part.sha256 is None
+                            and part.width is None and part.height is None and part.duration_ms is None
+                            and part.sample_rate is None and part.channels is None and part.language is None
+                            and part_extra.__class__ is dict and not part_extra):
+                        entry = cache.get(text)
+                        if entry is None or entry[0] != role:  # two exact strings: `!=` is theirs
+                            if len(cache) >= CACHE_ENTRIES:
+                                cache.clear()
+                            # what orjson writes for the message's dict (rule 3), its two strings written alone
+                            entry = cache[text] = (role, _Fragment(b"".join((
+                                _PLAIN_HEAD, _orjson.dumps(role), _PLAIN_MID, _orjson.dumps(text), _PLAIN_TAIL))))
+                        chunks.append(entry[1])
+                        continue
+        except AttributeError:  # a field deleted from the instance (no class default): as `_messages_fragment` does
+            pass
         chunks.append(_Fragment(_messages_json([message])[1:-1]))  # `[...]` of one message: its JSON
     return chunks  # orjson writes a list of fragments as `[a,b,...]`, as it writes the messages' list
 

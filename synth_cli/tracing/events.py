@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from synth_cli.tracing.models import LLMCallRecord
@@ -159,6 +159,31 @@ class LMCAISEvent(BaseEvent):
                 cost_usd = usage.cost_usd
         else:
             input_tokens = output_tokens = None
+        if cls is LMCAISEvent and _PLAIN_INIT:  # what the generated __init__ and __post_init__ set, in their order
+            event = _new_object(cls)
+            event.system_instance_id = system_instance_id
+            if event_time is None:
+                event_time = time.time()
+            else:
+                event_time = float(event_time)
+            event.time_record = TimeRecord(event_time, message_time)
+            event.metadata = {} if metadata is None else metadata
+            event.event_metadata = event_metadata
+            event.event_time = event_time
+            event.message_time = message_time
+            event.model_name = record.model_name or ""
+            event.provider = record.provider or None
+            event.input_tokens = input_tokens
+            event.output_tokens = output_tokens
+            event.total_tokens = _total_tokens(record)
+            event.cost_usd = cost_usd
+            event.latency_ms = record.latency_ms
+            event.span_id = record.span_id or None if span_id is None else span_id
+            event.trace_id = record.trace_id or None if trace_id is None else trace_id
+            event.system_state_before = system_state_before
+            event.system_state_after = system_state_after
+            event.call_records = [record]
+            return event
         return cls(call_records=[record], model_name=record.model_name or "", provider=record.provider or None,
                    input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=_total_tokens(record),
                    cost_usd=cost_usd, latency_ms=record.latency_ms,
@@ -196,6 +221,18 @@ class LMCAISEvent(BaseEvent):
             "system_state_before": self.system_state_before,
             "system_state_after": self.system_state_after,
         }
+
+
+_new_object = object.__new__
+#: `for_call` sets an `LMCAISEvent`'s fields itself while they are these and `__post_init__` is
+#: BaseEvent's (the dataclass `__init__` sets them in this order, then `__post_init__` makes the
+#: time record and replaces a None `metadata`); otherwise it calls the class.
+_PLAIN_INIT = (tuple(f.name for f in fields(LMCAISEvent)) == (
+    "system_instance_id", "time_record", "metadata", "event_metadata", "event_time", "message_time", "model_name",
+    "provider", "input_tokens", "output_tokens", "total_tokens", "cost_usd", "latency_ms", "span_id", "trace_id",
+    "system_state_before", "system_state_after", "call_records")
+    and LMCAISEvent.__post_init__ is BaseEvent.__post_init__ and tuple(f.name for f in fields(TimeRecord)) == (
+        "event_time", "message_time") and "__new__" not in LMCAISEvent.__dict__)
 
 
 def usd_to_cents(cost_usd: float | None) -> int | None:
