@@ -7,7 +7,8 @@
 * **Tracer**: W processes, each its own `SessionTracer` on one shared new DB file, recording
   its sessions (`session`, `timestep`, `record_message`, `record_llm_call`, `record_event`,
   one transaction per session), all started at once.
-* **Floor**: the same rows, read back from the tracer's DB before the clock starts, inserted
+* **Floor**: the same rows (the per-event figures included), read back from the tracer's DB
+  before the clock starts, inserted
   by W processes into a new DB with the same schema with plain `executemany`, one
   transaction per session: no objects, no serialisation, no checks.
 * Throughput: call records / (last writer's end - first writer's start); also the writers' CPU
@@ -126,9 +127,14 @@ def child_floor(src: str, db: str, writer: int, go: Path) -> dict:
                                   (sid,)).fetchall()
         messages = conn_src.execute(f"SELECT {', '.join(message_cols)} FROM messages WHERE session_id = ? "
                                     "ORDER BY id", (sid,)).fetchall()
-        data.append((row, steps, events, messages))
+        # the per-event figures the tracer stores with its events: (position among the session's events, figures)
+        figures = conn_src.execute("SELECT (SELECT count(*) FROM events x WHERE x.session_id = e.session_id "
+                                   "AND x.id < e.id), f.llm_calls, f.cost_usd, f.malformed FROM events e "
+                                   "JOIN _synth_event_figures f ON f.event_id = e.id WHERE e.session_id = ? "
+                                   "ORDER BY e.id", (sid,)).fetchall()
+        data.append((row, steps, events, messages, figures))
     conn_src.close()
-    records = sum(1 for _, _, events, _ in data for e in events if e[event_cols.index("event_type")] == "cais")
+    records = sum(1 for _, _, events, _, _ in data for e in events if e[event_cols.index("event_type")] == "cais")
     t_idx = event_cols.index("timestep_id")
     m_idx = message_cols.index("timestep_id")
     insert_event = f"INSERT INTO events ({', '.join(event_cols)}) VALUES ({', '.join('?' * len(event_cols))})"
@@ -140,8 +146,9 @@ def child_floor(src: str, db: str, writer: int, go: Path) -> dict:
     _wait_for(go)
     started, cpu = time.time(), time.process_time()
     conn = sqlite3.connect(db, timeout=60, isolation_level=None)
-    for row, steps, events, messages in data:
+    for row, steps, events, messages, figures in data:
         conn.execute("BEGIN IMMEDIATE")
+        first = (conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
         conn.execute("INSERT INTO session_traces (session_id, created_at, num_timesteps, num_events, num_messages,"
                      " metadata, experiment_id) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
         ids = {}
@@ -149,6 +156,8 @@ def child_floor(src: str, db: str, writer: int, go: Path) -> dict:
             ids[step[0]] = conn.execute(insert_step, (row[0], *step[1:])).lastrowid
         conn.executemany(insert_event, [(*e[:t_idx], ids.get(e[t_idx]), *e[t_idx + 1:]) for e in events])
         conn.executemany(insert_message, [(*m[:m_idx], ids.get(m[m_idx]), *m[m_idx + 1:]) for m in messages])
+        conn.executemany("INSERT INTO _synth_event_figures (event_id, llm_calls, cost_usd, malformed) "
+                         "VALUES (?, ?, ?, ?)", [(first + i, *rest) for i, *rest in figures])
         conn.execute("COMMIT")
     conn.close()
     return {"start": started, "end": time.time(), "cpu": time.process_time() - cpu, "records": records}

@@ -36,6 +36,7 @@ def _snapshot(conn: sqlite3.Connection) -> dict:
     """Tables and views with their columns (name, declared type, not null, pk, in order), indexes, and SQL."""
     objects = conn.execute(
         "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE tbl_name NOT LIKE '\\_synth%' ESCAPE '\\' "
+        "AND name NOT LIKE '\\_synth%' ESCAPE '\\' "
         "AND name NOT LIKE 'sqlite_stat%' ORDER BY type, name").fetchall()
     tables = {}
     indexes = {}
@@ -99,6 +100,13 @@ def test_the_shipped_migration_m001_is_frozen():
         schema.M001_TABLES["events"] = "CREATE TABLE events (x)"  # read-only at run time too
 
 
+def test_the_shipped_migration_m003_is_frozen():
+    import hashlib
+
+    digest = hashlib.sha256("\n;\n".join(schema.M003_EVENT_FIGURES).encode()).hexdigest()
+    assert digest == "0cb185e1248d3ed220ed932faa90c566bf8c8b0d104c6b3c679b577a52914fe8"
+
+
 def test_views_answer_in_dollars(written_db):
     conn = sqlite3.connect(written_db)
     usage = conn.execute("SELECT model_name, provider, usage_count, total_tokens, total_cost_usd, avg_latency_ms "
@@ -115,7 +123,8 @@ def test_views_answer_in_dollars(written_db):
 def test_migrations_recorded_once(written_db):
     conn = sqlite3.connect(written_db)
     names = [r[0] for r in conn.execute("SELECT name FROM _synth_migrations ORDER BY rowid")]
-    assert names == [fn.__name__ for fn in schema.MIGRATIONS] == ["m001_initial", "m002_events_call_records"]
+    assert names == [fn.__name__ for fn in schema.MIGRATIONS] == ["m001_initial", "m002_events_call_records",
+                                                                    "m003_event_figures"]
     SessionTracer(written_db).close()
     assert conn.execute("SELECT count(*) FROM _synth_migrations").fetchone()[0] == len(schema.MIGRATIONS)
 
@@ -123,7 +132,7 @@ def test_migrations_recorded_once(written_db):
 def test_migration_names_are_unique():
     with pytest.raises(ValueError, match="duplicate migration"):
         schema.migration(schema.m001_initial)
-    assert len(schema.MIGRATIONS) == 2
+    assert len(schema.MIGRATIONS) == 3
 
 
 def test_adopts_a_published_db_without_touching_its_data(tmp_path):
@@ -139,7 +148,7 @@ def test_adopts_a_published_db_without_touching_its_data(tmp_path):
     assert conn.execute("SELECT count(*) FROM session_traces").fetchone()[0] == FIXTURE_COUNTS["sessions"] + 1
     assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == FIXTURE_COUNTS["events"]
     assert [r[0] for r in conn.execute("SELECT name FROM _synth_migrations")] == \
-        ["m001_initial", "m002_events_call_records"]
+        ["m001_initial", "m002_events_call_records", "m003_event_figures"]
 
 
 def test_earlier_generation_gets_call_records_column(tmp_path):

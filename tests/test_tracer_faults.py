@@ -77,7 +77,7 @@ def test_eight_processes_open_the_same_new_db_at_once(tmp_path):
         assert _count(path, "messages") == workers * sessions
         conn = sqlite3.connect(path)
         assert [r[0] for r in conn.execute("SELECT name FROM _synth_migrations ORDER BY rowid")] == \
-            ["m001_initial", "m002_events_call_records"]          # each migration applied exactly once
+            ["m001_initial", "m002_events_call_records", "m003_event_figures"]  # each migration applied exactly once
         conn.close()
 
 

@@ -19,6 +19,7 @@ from synth_cli.store.sql import (
     earliest,
     has,
     latest,
+    figures_join,
     malformed_records_sql,
     opt_int,
     schema_name,
@@ -87,8 +88,8 @@ def summarize(store: TraceStore, *, label: str | None = None) -> DbSummary:
     # ones. The per-row figures are computed in a subquery SQLite does not flatten (LIMIT -1), so the
     # GROUP BY sorts small values and not the call_records blobs.
     inp, out, total = tokens_sql(schema)
-    calls = calls_sql(schema) or "NULL"
-    malformed = malformed_records_sql("e.call_records") if schema.has_call_records else "0"
+    calls = calls_sql(schema, figures=True) or "NULL"
+    malformed = malformed_records_sql(schema, figures=True)
     system = col(schema, "events", "system_instance_id", "e")
     cais = "e.event_type = 'cais'"
     sql = f"""
@@ -99,9 +100,9 @@ FROM (SELECT e.event_type AS event_type, {system} AS system,
              CASE WHEN {cais} THEN {calls} END AS calls, CASE WHEN {cais} THEN {malformed} END AS malformed,
              CASE WHEN {cais} THEN {inp} END AS input_tokens, CASE WHEN {cais} THEN {out} END AS output_tokens,
              CASE WHEN {cais} THEN {total} END AS total_tokens,
-             CASE WHEN {cais} THEN {cost_usd_sql(schema)} END AS cost_usd,
+             CASE WHEN {cais} THEN {cost_usd_sql(schema, figures=True)} END AS cost_usd,
              {col(schema, "events", "created_at", "e")} AS created
-      FROM events e LIMIT -1)
+      FROM events e{figures_join(schema)} LIMIT -1)
 GROUP BY event_type, system"""
     firsts: list[Any] = [row["first_session"]]
     lasts: list[Any] = [row["last_session"]]

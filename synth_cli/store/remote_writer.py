@@ -253,8 +253,13 @@ class RemoteTraceWriter(TraceWriter):
                                                  batch.num_messages, batch.metadata, batch.experiment_id),
                                want_rows=False))
         statements.extend(stmt(_INSERT_STEP, (sid, *step), want_rows=False) for step in batch.steps)
-        statements.extend(_row(_INSERT_EVENT_BY_STEP, _INSERT_EVENT, sid, step_id, row)
-                          for step_id, row in batch.events)
+        figures = batch.figures if batch.figures is not None and len(batch.figures) == len(batch.events) else None
+        for i, (step_id, row) in enumerate(batch.events):
+            statements.append(_row(_INSERT_EVENT_BY_STEP, _INSERT_EVENT, sid, step_id, row))
+            if row[_CALL_RECORDS] is not None:  # its figures, by the id the insert just took
+                fig = figures[i] if figures is not None else None
+                statements.append(stmt(_INSERT_FIGURES, fig, want_rows=False) if fig is not None
+                                  else stmt(_INSERT_FIGURES_FROM_JSON, (), want_rows=False))
         statements.extend(_row(_INSERT_MESSAGE_BY_STEP, _INSERT_MESSAGE, sid, step_id, row)
                           for step_id, row in batch.messages)
         deadline = time.monotonic() + self.busy_timeout
@@ -283,6 +288,20 @@ class RemoteTraceWriter(TraceWriter):
     def _pause(self) -> None:
         self.busy_retries += 1
         time.sleep(random.uniform(0.005, 0.05))
+
+
+def _figures_sql() -> tuple[str, str]:
+    from synth_cli.store.sql import FIGURES_TABLE, calls_json_sql, malformed_json_sql, records_cost_json_sql
+
+    x = "e.call_records"
+    insert = f"INSERT INTO {FIGURES_TABLE} (event_id, llm_calls, cost_usd, malformed)"
+    return (f"{insert} VALUES (last_insert_rowid(), ?, ?, 0)",
+            f"{insert} SELECT e.id, {calls_json_sql(x)}, {records_cost_json_sql(x)}, {malformed_json_sql(x)} "
+            "FROM events e WHERE e.id = last_insert_rowid()")
+
+
+_INSERT_FIGURES, _INSERT_FIGURES_FROM_JSON = _figures_sql()
+_CALL_RECORDS = EVENT_COLUMNS.index("call_records")
 
 
 def _row(by_step: str, plain: str, sid: str, step_id: str | None, row: tuple) -> dict[str, Any]:

@@ -262,6 +262,38 @@ def m002_events_call_records(query: Query) -> None:
         query("ALTER TABLE events ADD COLUMN call_records TEXT")
 
 
+# FROZEN with m003_event_figures (a test pins it): the table of per-event figures and the two
+# triggers that keep it true whoever writes the DB (see synth_cli.store.sql.FIGURES_TABLE).
+M003_EVENT_FIGURES: tuple[str, ...] = (
+    """CREATE TABLE _synth_event_figures (
+	event_id INTEGER NOT NULL,
+	llm_calls INTEGER NOT NULL,
+	cost_usd REAL,
+	malformed INTEGER NOT NULL,
+	PRIMARY KEY (event_id)
+)""",
+    """CREATE TRIGGER _synth_event_figures_on_delete AFTER DELETE ON events
+BEGIN
+	DELETE FROM _synth_event_figures WHERE event_id = OLD.id;
+END""",
+    """CREATE TRIGGER _synth_event_figures_on_update AFTER UPDATE OF id, call_records ON events
+BEGIN
+	DELETE FROM _synth_event_figures WHERE event_id IN (OLD.id, NEW.id);
+END""",
+)
+
+
+@migration
+def m003_event_figures(query: Query) -> None:
+    """Per-event figures beside `events` (LLM calls, exact cost, malformed), which the project's
+    writers fill with each event, so reports need not parse every call record on every run.
+    Events already in the DB get none (reports parse those): opening a big DB to append to it
+    stays quick."""
+    if "_synth_event_figures" not in _names(query, "table"):
+        for ddl in M003_EVENT_FIGURES:
+            query(ddl)
+
+
 def apply_migrations(query: Query, pending: set[str] | None = None) -> list[str]:
     """Apply the migrations named in `pending` (default: all), in order, recording each; the names applied.
 
@@ -282,6 +314,6 @@ def apply_migrations(query: Query, pending: set[str] | None = None) -> list[str]
 
 
 __all__ = [
-    "EVENT_TYPES", "M001_INDEXES", "M001_TABLES", "M001_VIEWS", "MESSAGE_TYPES", "MIGRATIONS", "MIGRATIONS_TABLE",
+    "EVENT_TYPES", "M001_INDEXES", "M001_TABLES", "M001_VIEWS", "M003_EVENT_FIGURES", "MESSAGE_TYPES", "MIGRATIONS", "MIGRATIONS_TABLE",
     "apply_migrations", "migration",
 ]

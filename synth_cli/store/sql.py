@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from synth_cli.store.reader import Schema
-from synth_cli.tracing.models import parse_datetime
+from synth_cli.tracing.dates import parse_datetime
 
 EVENT_TYPES = ("cais", "environment", "runtime")
 #: candidates listed in an "ambiguous ID" error
@@ -41,21 +41,58 @@ def col(schema: Schema, table: str, column: str, alias: str = "", default: str =
     return f"{alias}.{column}" if alias else column
 
 
-def malformed_records_sql(column: str) -> str:
-    """1 when a non-NULL `call_records` value is not a JSON array/object, else 0."""
-    return (f"CASE WHEN {column} IS NULL THEN 0 WHEN NOT json_valid({column}) THEN 1 "
-            f"WHEN json_type({column}) IN ('array', 'object') THEN 0 ELSE 1 END")
+#: The per-event figures the project's writers store beside each `cais` event with call records
+#: (migration `m003_event_figures`, :meth:`synth_cli.store.writer.TraceWriter.write`), so reports
+#: need not parse every record on every run: `llm_calls`, `cost_usd` (the records' exact cost,
+#: NULL when none reports one) and `malformed`, each what the JSON expressions below give for the
+#: event's `call_records`. Triggers in the DB delete an event's row when the event is deleted or
+#: its `call_records` (or id) is updated, whoever does it, so a row is never stale. An event
+#: without a row (written by the published tracer, or before the migration) is parsed.
+FIGURES_TABLE = "_synth_event_figures"
+#: the alias of FIGURES_TABLE in the queries that join it (:func:`figures_join`)
+FIGURES_ALIAS = "ef"
 
 
-def calls_sql(schema: Schema, alias: str = "e") -> str | None:
-    """Number of call records (JSON objects) of one event; None when the schema has no call_records.
+def has_figures(schema: Schema) -> bool:
+    return schema.has_call_records and all(schema.has(FIGURES_TABLE, c) for c in
+                                           ("event_id", "llm_calls", "cost_usd", "malformed"))
+
+
+def figures_join(schema: Schema, alias: str = "e") -> str:
+    """`LEFT JOIN` of the stored per-event figures to the events aliased `alias` ('' when the DB has
+    none); the expressions below read them with `figures=True`."""
+    if not has_figures(schema):
+        return ""
+    return f" LEFT JOIN {FIGURES_TABLE} {FIGURES_ALIAS} ON {FIGURES_ALIAS}.event_id = {alias}.id"
+
+
+def _stored_or(schema: Schema, figures: bool, column: str, parsed: str) -> str:
+    """The stored figure `column` when the event has a row, else the expression `parsed` (which reads
+    the records). CASE evaluates one branch only: an event with a row never loads its blob."""
+    if not (figures and has_figures(schema)):
+        return parsed
+    return f"(CASE WHEN {FIGURES_ALIAS}.event_id IS NOT NULL THEN {FIGURES_ALIAS}.{column} ELSE {parsed} END)"
+
+
+def malformed_json_sql(x: str) -> str:
+    """1 when a non-NULL `call_records` value `x` is not a JSON array/object, else 0."""
+    return (f"CASE WHEN {x} IS NULL THEN 0 WHEN NOT json_valid({x}) THEN 1 "
+            f"WHEN json_type({x}) IN ('array', 'object') THEN 0 ELSE 1 END")
+
+
+def malformed_records_sql(schema: Schema, alias: str = "e", *, figures: bool = False) -> str:
+    """1 when the event's non-NULL `call_records` value is not a JSON array/object, else 0."""
+    if not schema.has_call_records:
+        return "0"
+    return _stored_or(schema, figures, "malformed", malformed_json_sql(f"{alias}.call_records"))
+
+
+def calls_json_sql(x: str) -> str:
+    """Number of call records (JSON objects) in the `call_records` value `x`.
 
     The usual one-record array takes a fast path: SQLite caches the parse of a value across
     the JSON functions of a row, while `json_each` walks it again (3x slower on big DBs).
     """
-    if not schema.has_call_records:
-        return None
-    x = f"{alias}.call_records"
     return (f"(CASE WHEN json_valid({x}) THEN CASE json_type({x}) "
             f"WHEN 'array' THEN CASE json_array_length({x}) WHEN 0 THEN 0 "
             f"WHEN 1 THEN (json_type({x}, '$[0]') = 'object') "
@@ -63,23 +100,37 @@ def calls_sql(schema: Schema, alias: str = "e") -> str | None:
             f"WHEN 'object' THEN 1 ELSE 0 END ELSE 0 END)")
 
 
+def calls_sql(schema: Schema, alias: str = "e", *, figures: bool = False) -> str | None:
+    """Number of call records of one event; None when the schema has no call_records.
+    `figures=True`: the stored figure where there is one (the query has :func:`figures_join`)."""
+    if not schema.has_call_records:
+        return None
+    return _stored_or(schema, figures, "llm_calls", calls_json_sql(f"{alias}.call_records"))
+
+
 def _json_number(x: str, path: str) -> str:
     """The value at `path` when it is a JSON number, else NULL (a string or a boolean is no cost)."""
     return f"CASE WHEN json_type({x}, '{path}') IN ('integer', 'real') THEN json_extract({x}, '{path}') END"
 
 
-def cost_usd_sql(schema: Schema, alias: str = "e") -> str:
-    """One event's cost in USD: the records' exact usage.cost_usd, else the cents column / 100."""
+def records_cost_json_sql(x: str) -> str:
+    """The exact cost in USD the records of the `call_records` value `x` report: the sum of their
+    `usage.cost_usd` numbers, NULL when none reports one (or the value is not JSON)."""
+    return (f"(CASE WHEN json_valid({x}) THEN CASE json_type({x}) "
+            f"WHEN 'array' THEN CASE json_array_length({x}) WHEN 0 THEN NULL "
+            f"WHEN 1 THEN {_json_number(x, '$[0].usage.cost_usd')} "
+            f"ELSE (SELECT SUM(CASE WHEN j.type = 'object' THEN {_json_number('j.value', '$.usage.cost_usd')} END) "
+            f"FROM json_each({x}) j) END "
+            f"WHEN 'object' THEN {_json_number(x, '$.usage.cost_usd')} END END)")
+
+
+def cost_usd_sql(schema: Schema, alias: str = "e", *, figures: bool = False) -> str:
+    """One event's cost in USD: the records' exact usage.cost_usd, else the cents column / 100.
+    `figures=True`: the records' cost from the stored figures where there are some."""
     cents = f"{alias}.cost_usd / 100.0" if schema.has("events", "cost_usd") else "NULL"
     if not schema.has_call_records:
         return cents
-    x = f"{alias}.call_records"
-    exact = (f"(CASE WHEN json_valid({x}) THEN CASE json_type({x}) "
-             f"WHEN 'array' THEN CASE json_array_length({x}) WHEN 0 THEN NULL "
-             f"WHEN 1 THEN {_json_number(x, '$[0].usage.cost_usd')} "
-             f"ELSE (SELECT SUM(CASE WHEN j.type = 'object' THEN {_json_number('j.value', '$.usage.cost_usd')} END) "
-             f"FROM json_each({x}) j) END "
-             f"WHEN 'object' THEN {_json_number(x, '$.usage.cost_usd')} END END)")
+    exact = _stored_or(schema, figures, "cost_usd", records_cost_json_sql(f"{alias}.call_records"))
     return f"COALESCE({exact}, {cents})"
 
 
@@ -163,6 +214,11 @@ def achievements_sql(schema: Schema, alias: str = "le") -> str:
             f"{x}, '$.public_state.achievements_status') j WHERE j.type = 'true') ELSE 0 END")
 
 
+_SESSION_FIGURES = ("events", "lm_events", "llm_calls", "record_events", "input_tokens", "output_tokens",
+                    "total_tokens", "cost_usd", "reward", "terminated", "models", "first_event", "last_event",
+                    "last_env_id")
+
+
 def session_figures_cte(schema: Schema, *, session_filter: str = "", exact_cost: bool = True,
                         llm_calls: bool = True, only: set[str] | frozenset[str] | None = None) -> str:
     """THE per-session figures, as the CTE bodies `ev` (events) and `msg` (messages per session).
@@ -186,11 +242,15 @@ def session_figures_cte(schema: Schema, *, session_filter: str = "", exact_cost:
     reward and the record count of 720,000 events in 0.48 s where all the figures take 0.9 s).
     """
     inp, out, total = tokens_sql(schema)
-    calls = calls_sql(schema) if llm_calls else None
+    wanted = set(_SESSION_FIGURES) if only is None else set(only)
+    # the stored figures are joined only for a query that reads them (a lookup per event row)
+    stored = (llm_calls and "llm_calls" in wanted) or (exact_cost and "cost_usd" in wanted)
+    join = figures_join(schema) if stored else ""
+    calls = calls_sql(schema, figures=stored) if llm_calls else None
     created = col(schema, "events", "created_at", "e")
     term = col(schema, "events", "terminated", "e")
     model = col(schema, "events", "model_name", "e")
-    cost = cost_usd_sql(schema) if exact_cost else "NULL"
+    cost = cost_usd_sql(schema, figures=stored) if exact_cost else "NULL"
     # typeof() reads the value's type from the row header; `IS NOT NULL` would load every blob
     records = "typeof(e.call_records) <> 'null'" if schema.has_call_records else "0"
     where = f"WHERE {session_filter.format(alias='e')}" if session_filter else ""
@@ -210,12 +270,13 @@ def session_figures_cte(schema: Schema, *, session_filter: str = "", exact_cost:
         ("last_event", f"MAX({created})"),
         ("last_env_id", "MAX(CASE WHEN e.event_type = 'environment' THEN e.id END)"),
     ]
+    assert [name for name, _ in figures] == list(_SESSION_FIGURES)
     columns = ",\n         ".join(f"{expr if only is None or name in only else 'NULL'} AS {name}"
                                    for name, expr in figures)
     ev = f"""ev AS (
   SELECT e.session_id AS session_id,
          {columns}
-  FROM events e {where} GROUP BY e.session_id)"""
+  FROM events e{join} {where} GROUP BY e.session_id)"""
     if has(schema, "messages"):
         msg_where = f"WHERE {session_filter.format(alias='m')}" if session_filter else ""
         msg = f"msg AS (SELECT m.session_id AS session_id, COUNT(*) AS messages FROM messages m {msg_where} " \

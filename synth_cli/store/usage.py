@@ -15,6 +15,7 @@ from synth_cli.store.sql import (
     as_usd,
     col,
     cost_usd_sql,
+    figures_join,
     cutoff_sql_value,
     earliest,
     latest,
@@ -86,8 +87,8 @@ SELECT model, provider, COUNT(*) AS calls, SUM(input_tokens) AS input_tokens, SU
        SUM(total_tokens) AS total_tokens, SUM(cost_usd) AS cost_usd, SUM(latency) AS latency_sum,
        COUNT(latency) AS latency_n, MIN(created) AS first_used, MAX(created) AS last_used
 FROM (SELECT {model} AS model, {provider} AS provider, {inp} AS input_tokens, {out} AS output_tokens,
-             {total} AS total_tokens, {cost_usd_sql(schema)} AS cost_usd, {latency} AS latency, {created} AS created
-      FROM events e WHERE {' AND '.join(where)} LIMIT -1)
+             {total} AS total_tokens, {cost_usd_sql(schema, figures=True)} AS cost_usd, {latency} AS latency, {created} AS created
+      FROM events e{figures_join(schema)} WHERE {' AND '.join(where)} LIMIT -1)
 GROUP BY model, provider
 ORDER BY calls DESC, model, provider"""
     return [UsageRow(model=r["model"], provider=r["provider"], calls=as_int(r["calls"]),

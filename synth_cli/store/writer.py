@@ -79,6 +79,7 @@ EVENT_COLUMNS = (
     "call_records", "reward", "terminated", "truncated", "system_state_before", "system_state_after",
     "metadata", "event_metadata",
 )
+_CALL_RECORDS = EVENT_COLUMNS.index("call_records")
 #: `messages` columns of a message row (after `session_id` and `timestep_id`).
 MESSAGE_COLUMNS = ("message_type", "content", "timestamp", "event_time", "message_time", "metadata")
 
@@ -146,6 +147,10 @@ class SessionBatch:
     messages: list[tuple[str | None, tuple]] = field(default_factory=list)  # (step_id, MESSAGE_COLUMNS)
     partial: bool = False
     experiment: tuple | None = None  # EXPERIMENT_COLUMNS, inserted if absent
+    #: per event (parallel to `events`): (llm_calls, cost_usd) of its call records as the writer
+    #: of the batch knows them, or None; None as a whole: unknown for all. An event with call
+    #: records and no figures here gets them from its JSON, in SQL (see `_write_figures`).
+    figures: list[tuple[int, float | int | None] | None] | None = None
 
     def encodable(self) -> tuple["SessionBatch", int]:
         """This batch with every lone surrogate (text UTF-8 cannot hold, e.g. `"\\ud800"` decoded by a
@@ -176,7 +181,8 @@ class SessionBatch:
                 "metadata": self.metadata, "experiment_id": self.experiment_id,
                 "num_timesteps": self.num_timesteps, "num_events": self.num_events,
                 "num_messages": self.num_messages, "steps": self.steps, "events": self.events,
-                "messages": self.messages, "partial": self.partial, "experiment": self.experiment}
+                "messages": self.messages, "partial": self.partial, "experiment": self.experiment,
+                "figures": self.figures}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "SessionBatch":
@@ -190,7 +196,24 @@ class SessionBatch:
             events=[(sid, tuple(row)) for sid, row in data["events"]],
             messages=[(sid, tuple(row)) for sid, row in data["messages"]],
             partial=bool(data["partial"]),
-            experiment=tuple(data["experiment"]) if data.get("experiment") else None)
+            experiment=tuple(data["experiment"]) if data.get("experiment") else None,
+            figures=_figures_from_json(data.get("figures"), len(data["events"])))
+
+
+def _figures_from_json(value: Any, events: int) -> list | None:
+    """Spooled figures, when they are what `SessionBatch.figures` holds; else None (recomputed)."""
+    if not isinstance(value, list) or len(value) != events:
+        return None
+    out: list[tuple[int, float | int | None] | None] = []
+    for fig in value:
+        if fig is None:
+            out.append(None)
+        elif (isinstance(fig, list) and len(fig) == 2 and type(fig[0]) is int
+              and (fig[1] is None or type(fig[1]) in (int, float))):
+            out.append((fig[0], fig[1]))
+        else:
+            return None
+    return out
 
 
 # --------------------------------------------------------------------------- the interface
@@ -339,12 +362,45 @@ class TraceWriter:
                 raise WriteError(f"{self.label}: session {sid}: rows name unknown timesteps "
                                  f"({', '.join(sorted(missing)[:3])})")
         if b.events:
+            before = self._query("SELECT max(id) FROM events")[0][0]
             self._run_many(_INSERT_EVENT, [(sid, rowids[s] if s is not None else None, *row)
                                            for s, row in b.events])
+            self._write_figures(b, before)
         if b.messages:
             self._run_many(_INSERT_MESSAGE, [(sid, rowids[s] if s is not None else None, *row)
                                              for s, row in b.messages])
         return True
+
+
+    def _write_figures(self, b: SessionBatch, before: int | None) -> None:
+        """The per-event figures (`synth_cli.store.sql.FIGURES_TABLE`) of the events just inserted.
+
+        Under the write lock, each inserted row took the next id after the largest (`before`), so
+        the batch's events are ids before+1, before+2, ... in order; that is checked, and when it
+        does not hold, or an event came without figures (rows copied from another DB, records
+        given as dicts), the figures are computed from the stored JSON by the readers' own SQL.
+        """
+        from synth_cli.store.sql import (
+            FIGURES_TABLE, calls_json_sql, malformed_json_sql, records_cost_json_sql)
+
+        start = (before or 0) + 1
+        known = b.figures if b.figures is not None and len(b.figures) == len(b.events) else None
+        rows = []
+        if known is not None:
+            last = self._query("SELECT max(id), count(*) FROM events WHERE id >= ?", (start,))[0]
+            if last[0] == start + len(b.events) - 1 and last[1] == len(b.events):
+                rows = [(start + i, fig[0], fig[1], 0) for i, fig in enumerate(known)
+                        if fig is not None and b.events[i][1][_CALL_RECORDS] is not None]
+        if rows:
+            self._run_many(f"INSERT INTO {FIGURES_TABLE} (event_id, llm_calls, cost_usd, malformed) "
+                           "VALUES (?, ?, ?, ?)", rows)
+        if len(rows) < sum(1 for _, row in b.events if row[_CALL_RECORDS] is not None):
+            x = "e.call_records"
+            self._query(
+                f"INSERT INTO {FIGURES_TABLE} (event_id, llm_calls, cost_usd, malformed) "
+                f"SELECT e.id, {calls_json_sql(x)}, {records_cost_json_sql(x)}, {malformed_json_sql(x)} "
+                f"FROM events e WHERE e.id >= ? AND e.session_id = ? AND typeof(e.call_records) <> 'null' "
+                f"AND NOT EXISTS (SELECT 1 FROM {FIGURES_TABLE} f WHERE f.event_id = e.id)", (start, b.session_id))
 
 
 # --------------------------------------------------------------------------- local SQLite

@@ -61,7 +61,8 @@ import operator
 from typing import Any, Callable
 
 from synth_cli._json import _default
-from synth_cli.tracing.models import LLMCallRecord, LLMContentPart, LLMMessage, _Record, record_dict_keeping_messages
+from synth_cli.tracing.models import (
+    LLMCallRecord, LLMContentPart, LLMMessage, LLMUsage, _Record, record_dict_keeping_messages)
 
 try:
     import orjson as _orjson
@@ -236,6 +237,45 @@ def _messages_json(messages: list) -> bytes:
     if seen != len(messages):
         raise _Refused
     return data
+
+
+_EXACT_INT = 2 ** 53
+
+
+def record_figures(records: list[Any]) -> tuple[int, float | int | None] | None:
+    """(LLM calls, exact cost in USD or None) of the JSON `encode_records(records)` writes: what the
+    readers' SQL (`synth_cli.store.sql.calls_json_sql` and `records_cost_json_sql`) gives for it,
+    stored beside the event so reports need not parse it (`synth_cli.store.sql.FIGURES_TABLE`).
+
+    Only for records whose JSON is certain from their fields: each exactly an `LLMCallRecord`
+    with no `extra["usage"]`, its `usage` None or exactly an `LLMUsage`, the cost (its
+    `extra["cost_usd"]` when set, as `to_dict` merges it) None, or exactly an `int` SQLite holds
+    exactly or a finite `float`. Anything else: None, and the writer computes the figures from
+    the stored JSON in SQL. Costs add up in record order, as SQLite's SUM does.
+    """
+    cost: float | int | None = None
+    for record in records:
+        if record.__class__ is not LLMCallRecord:
+            return None
+        extra = record.extra
+        if extra and "usage" in extra:
+            return None
+        usage = record.usage
+        if usage is None:
+            continue
+        if usage.__class__ is not LLMUsage:
+            return None
+        usage_extra = usage.extra
+        value = usage_extra["cost_usd"] if usage_extra and "cost_usd" in usage_extra else usage.cost_usd
+        if value is None:
+            continue
+        if value.__class__ is float:
+            if value != value or value in (float("inf"), float("-inf")):
+                return None
+        elif value.__class__ is not int or not -_EXACT_INT < value < _EXACT_INT:
+            return None
+        cost = value if cost is None else cost + value
+    return len(records), cost
 
 
 def _as_record(value: Any) -> LLMCallRecord:

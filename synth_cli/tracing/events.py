@@ -247,7 +247,9 @@ def usd_to_cents(cost_usd: float | None) -> int | None:
     value = float(cost_usd)
     if math.isnan(value) or math.isinf(value):
         return None
-    return int(round(value * 100, 6))
+    cents = int(round(value * 100, 6))
+    # an INTEGER column holds 64 bits: a cost past that (odd data) keeps only its exact record figure
+    return cents if -2 ** 63 <= cents < 2 ** 63 else None
 
 
 def _total_tokens(record: LLMCallRecord) -> int | None:

@@ -10,32 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, ClassVar
 
+from synth_cli.tracing.dates import format_datetime, parse_datetime
+
 SCHEMA_VERSION = "1.0"
-
-
-def parse_datetime(value: Any) -> datetime | None:
-    """`2025-08-08 16:00:06.400000`, ISO 8601 (with `T`/`Z`/offset) or epoch seconds."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(float(value), tz=timezone.utc).replace(tzinfo=None)
-    text = str(value).strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def format_datetime(value: datetime | None) -> str | None:
-    """The published package stores `str(datetime)`: `YYYY-MM-DD HH:MM:SS[.ffffff]`."""
-    return None if value is None else str(value)
 
 
 class _Record:

@@ -62,6 +62,7 @@ from synth_cli.errors import TraceStoreError
 from synth_cli.store.schema import EVENT_TYPES, MESSAGE_TYPES
 from synth_cli.store.writer import (
     BUSY_TIMEOUT_S,
+    EVENT_COLUMNS,
     SessionBatch,
     Spool,
     TraceWriteWarning,
@@ -70,7 +71,7 @@ from synth_cli.store.writer import (
     resolve_write_target,
 )
 from synth_cli.store.writers import open_writer
-from synth_cli.tracing.encode import encode_records
+from synth_cli.tracing.encode import encode_records, record_figures
 from synth_cli.tracing.events import BaseEvent, EnvironmentEvent, LMCAISEvent, RuntimeEvent, usd_to_cents
 from synth_cli.tracing.models import LLMCallRecord
 
@@ -79,6 +80,8 @@ DURABILITY = ("session", "timestep")
 
 
 # --------------------------------------------------------------------------- helpers
+
+_CALL_RECORDS = EVENT_COLUMNS.index("call_records")
 
 
 _EPOCH = datetime(1970, 1, 1)
@@ -193,13 +196,15 @@ class _Session:
         self.units = 0             # batches handed to the writer (durable mode)
         self.spooled = False       # once a unit is spooled, the rest follow it there (order)
         self.json_cache: dict = {}  # the JSON of plain text messages seen in this session (tracing.encode)
+        self.figures: dict[int, tuple] = {}  # index in `events` -> (llm_calls, cost_usd) of its call records
 
     def batch(self, partial: bool) -> SessionBatch:
         steps, events, messages = self.written
         return SessionBatch(
             self.session_id, _fmt_precise(self.created_at), _json(self.metadata), self.experiment_id,
             steps + len(self.steps), events + len(self.events), messages + len(self.messages),
-            [s.row() for s in self.steps], self.events, self.messages, partial=partial)
+            [s.row() for s in self.steps], self.events, self.messages, partial=partial,
+            figures=[self.figures.get(i) for i in range(len(self.events))] if self.figures else None)
 
 
 # --------------------------------------------------------------------------- the tracer
@@ -462,6 +467,10 @@ class SessionTracer:
                     None if truncated is None else int(truncated), _json(cols.get("system_state_before")),
                     _json(cols.get("system_state_after")), meta_json, _json(event.event_metadata),
                 )
+            if row[_CALL_RECORDS] is not None:
+                figures = record_figures(event.call_records)
+                if figures is not None:
+                    session.figures[len(session.events)] = figures
             session.events.append((step.step_id if step else None, row))
             return event
 
@@ -517,6 +526,7 @@ class SessionTracer:
         session.written = (batch.num_timesteps, batch.num_events, batch.num_messages)
         session.steps = []
         session.events = []
+        session.figures = {}
         session.messages = []
 
 
