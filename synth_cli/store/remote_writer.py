@@ -291,13 +291,9 @@ class RemoteTraceWriter(TraceWriter):
 
 
 def _figures_sql() -> tuple[str, str]:
-    from synth_cli.store.sql import FIGURES_TABLE, calls_json_sql, malformed_json_sql, records_cost_json_sql
+    from synth_cli.store.sql import insert_figures_from_json_sql, insert_figures_sql
 
-    x = "e.call_records"
-    insert = f"INSERT INTO {FIGURES_TABLE} (event_id, llm_calls, cost_usd, malformed)"
-    return (f"{insert} VALUES (last_insert_rowid(), ?, ?, 0)",
-            f"{insert} SELECT e.id, {calls_json_sql(x)}, {records_cost_json_sql(x)}, {malformed_json_sql(x)} "
-            "FROM events e WHERE e.id = last_insert_rowid()")
+    return insert_figures_sql("last_insert_rowid()"), insert_figures_from_json_sql("e.id = last_insert_rowid()")
 
 
 _INSERT_FIGURES, _INSERT_FIGURES_FROM_JSON = _figures_sql()

@@ -134,6 +134,20 @@ def cost_usd_sql(schema: Schema, alias: str = "e", *, figures: bool = False) -> 
     return f"COALESCE({exact}, {cents})"
 
 
+def insert_figures_sql(event_id: str = "?") -> str:
+    """The INSERT of one event's stored figures known to its writer: params (llm_calls, cost_usd),
+    the event's id given by the SQL expression `event_id` (a `?` first when it is a parameter)."""
+    return f"INSERT INTO {FIGURES_TABLE} (event_id, llm_calls, cost_usd, malformed) VALUES ({event_id}, ?, ?, 0)"
+
+
+def insert_figures_from_json_sql(where: str) -> str:
+    """The INSERT of the stored figures of the events `e` matching `where`, computed from their JSON."""
+    x = "e.call_records"
+    return (f"INSERT INTO {FIGURES_TABLE} (event_id, llm_calls, cost_usd, malformed) "
+            f"SELECT e.id, {calls_json_sql(x)}, {records_cost_json_sql(x)}, {malformed_json_sql(x)} "
+            f"FROM events e WHERE {where}")
+
+
 def tokens_sql(schema: Schema, alias: str = "e") -> tuple[str, str, str]:
     """(input, output, total) token expressions; total falls back to input + output."""
     inp = col(schema, "events", "input_tokens", alias)

@@ -15,9 +15,9 @@ from synth_cli.store.sql import (
     as_usd,
     col,
     cost_usd_sql,
-    figures_join,
     cutoff_sql_value,
     earliest,
+    figures_join,
     latest,
     tokens_sql,
 )

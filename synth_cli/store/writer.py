@@ -380,8 +380,7 @@ class TraceWriter:
         does not hold, or an event came without figures (rows copied from another DB, records
         given as dicts), the figures are computed from the stored JSON by the readers' own SQL.
         """
-        from synth_cli.store.sql import (
-            FIGURES_TABLE, calls_json_sql, malformed_json_sql, records_cost_json_sql)
+        from synth_cli.store.sql import FIGURES_TABLE, insert_figures_from_json_sql, insert_figures_sql
 
         start = (before or 0) + 1
         known = b.figures if b.figures is not None and len(b.figures) == len(b.events) else None
@@ -389,18 +388,14 @@ class TraceWriter:
         if known is not None:
             last = self._query("SELECT max(id), count(*) FROM events WHERE id >= ?", (start,))[0]
             if last[0] == start + len(b.events) - 1 and last[1] == len(b.events):
-                rows = [(start + i, fig[0], fig[1], 0) for i, fig in enumerate(known)
+                rows = [(start + i, fig[0], fig[1]) for i, fig in enumerate(known)
                         if fig is not None and b.events[i][1][_CALL_RECORDS] is not None]
         if rows:
-            self._run_many(f"INSERT INTO {FIGURES_TABLE} (event_id, llm_calls, cost_usd, malformed) "
-                           "VALUES (?, ?, ?, ?)", rows)
+            self._run_many(insert_figures_sql(), rows)
         if len(rows) < sum(1 for _, row in b.events if row[_CALL_RECORDS] is not None):
-            x = "e.call_records"
-            self._query(
-                f"INSERT INTO {FIGURES_TABLE} (event_id, llm_calls, cost_usd, malformed) "
-                f"SELECT e.id, {calls_json_sql(x)}, {records_cost_json_sql(x)}, {malformed_json_sql(x)} "
-                f"FROM events e WHERE e.id >= ? AND e.session_id = ? AND typeof(e.call_records) <> 'null' "
-                f"AND NOT EXISTS (SELECT 1 FROM {FIGURES_TABLE} f WHERE f.event_id = e.id)", (start, b.session_id))
+            self._query(insert_figures_from_json_sql(
+                "e.id >= ? AND e.session_id = ? AND typeof(e.call_records) <> 'null' "
+                f"AND NOT EXISTS (SELECT 1 FROM {FIGURES_TABLE} f WHERE f.event_id = e.id)"), (start, b.session_id))
 
 
 # --------------------------------------------------------------------------- local SQLite
