@@ -19,6 +19,21 @@ import time
 TIME = "/usr/bin/time"
 
 
+def bench_env(root: "os.PathLike[str] | str", drop: tuple[str, ...] = ("SYNTH_",)) -> dict[str, str]:
+    """The environment of a measured command: `root`'s code first on PYTHONPATH, no variables
+    starting with `drop`, and compiled bytecode kept (under bench/.cache/pycache) as an installed
+    package has it. With PYTHONDONTWRITEBYTECODE set (as in some sandboxes) every run would compile
+    the CLI's modules again: tens of milliseconds a process that no installed synth-ai pays (pip compiles at
+    install) and the floors, which import C modules, do not pay either. Warm-up rounds fill the cache."""
+    root = os.fspath(root)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.realpath(p) != os.path.realpath(root)]
+    env["PYTHONPATH"] = os.pathsep.join([root, *rest])
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache", "pycache")
+    return env
+
+
 def log(msg: str) -> None:
     """Progress on stderr (the benches print their JSON summary on stdout)."""
     sys.stderr.write(msg + "\n")

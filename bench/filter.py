@@ -41,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _measure import Timed, log
+from _measure import Timed, bench_env, log
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache"
@@ -197,11 +197,7 @@ def _env() -> dict:
     set (as in some sandboxes) every run would compile the CLI's modules again, a cost the floor,
     which imports two C modules, does not pay and no installed synth-ai pays either (pip compiles
     them at install). The warm-up round writes the cache (bench/startup.py does the same)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTH_")}
-    env["PYTHONPATH"] = str(ROOT)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(CACHE / "pycache")
-    return env
+    return bench_env(ROOT)
 
 
 def _self_rss() -> float | None:

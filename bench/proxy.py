@@ -46,7 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _measure import free_port, log
+from _measure import bench_env, free_port, log
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-bench-proxy-key-0123456789"
@@ -313,10 +313,7 @@ def main() -> None:
             and 1 <= args.clients <= 256 and 0 <= args.session_calls <= 100_000):
         raise SystemExit("error: --rounds 1..20, --calls 10..50000, --seconds 0.5..60, --clients 1..256, "
                          "--session-calls 0..100000")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTH_")}
-    # this checkout first; what the caller had on PYTHONPATH after it
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep)
-                                                      if p and Path(p).resolve() != ROOT]])
+    env = bench_env(ROOT)  # this checkout first, what the caller had on PYTHONPATH after it
     rounds: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp_name:
         tmp = Path(tmp_name)

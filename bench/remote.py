@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _measure import log, run
+from _measure import bench_env, log, run
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -50,9 +50,7 @@ PAGE = 200
 
 
 def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNTH_", "LIBSQL_", "TURSO_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    return env
+    return bench_env(ROOT, drop=("SYNTH_", "LIBSQL_", "TURSO_"))
 
 
 def measured(cmd: list[str], env: dict | None = None) -> tuple[float, float]:

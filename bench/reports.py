@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import run  # noqa: E402
+from _measure import bench_env, run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOOR = ("import sqlite3, sys, urllib.parse as u\n"
@@ -46,13 +46,12 @@ def main() -> int:
     db = Path(args.db)
     if db.is_dir():
         db = db / "dbs" / "default" / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTH_")}
-    env["PYTHONPATH"] = str(ROOT)
+    env = bench_env(ROOT)  # bytecode cached, as an installed package has it
     fixture = ROOT / "tests" / "fixtures" / "synth-ai-0.2.4.dev2-crafter"
 
     def reports(tag: str, root: Path) -> list[tuple[str, list[str], dict[str, str]]]:
         cli = [sys.executable, "-m", "synth_cli"]
-        own = dict(env, PYTHONPATH=str(root))
+        own = bench_env(root)
         return [(f"usage{tag}", cli + ["usage", "--db", str(db)], own),
                 (f"traces{tag}", cli + ["traces", "--db", str(db)], own),
                 (f"experiments{tag}", cli + ["experiments", "--db", str(db)], own),

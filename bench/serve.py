@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _measure import free_port, log
+from _measure import bench_env, free_port, log
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_KEY = "sk-synth-bench-key"
@@ -302,8 +302,8 @@ def main() -> None:
     if not 1 <= args.rounds <= 50 or not 0.1 <= args.seconds <= 60 or not all(1 <= c <= 500 for c in clients):
         raise SystemExit("error: --rounds 1..50, --seconds 0.1..60, --clients 1..500 each")
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTH_")}
-    env.update({"SYNTH_DEV_API_KEYS": DEV_KEY, "PYTHONPATH": str(ROOT)})
+    env = bench_env(ROOT)
+    env["SYNTH_DEV_API_KEYS"] = DEV_KEY
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp_name:
         tmp = Path(tmp_name)
         serve_port, floor_port = free_port(), free_port()

@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _measure import TIME, log, max_rss_bytes
+from _measure import TIME, bench_env, log, max_rss_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -167,9 +167,7 @@ def child_floor(src: str, db: str, writer: int, go: Path) -> dict:
 
 
 def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
+    return bench_env(ROOT, drop=())
 
 
 def run_writers(kind: str, writers: int, args, db: Path, src: Path | None, work: Path) -> dict:

@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _measure import free_port, log
+from _measure import bench_env, free_port, log
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache"
@@ -69,7 +69,7 @@ def start_server(data_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     import httpx
 
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTH_")}
+    env = bench_env(ROOT)
     env["SYNTH_DEV_API_KEYS"] = DEV_KEY
     proc = subprocess.Popen([sys.executable, "-m", "synth_cli", "serve", "--host", "127.0.0.1", "--port", str(port),
                              "--data-dir", str(data_dir), "--max-upload-bytes", str(2**40), *extra], env=env, stdout=subprocess.DEVNULL,
@@ -162,7 +162,7 @@ def run_cli_submit(base: str, path: Path, *, tty: bool) -> tuple[float, float, s
     With `tty`, stdout and stderr are a pseudo-terminal (drained here), so the CLI draws its
     upload progress bar; otherwise they are pipes and `--json` is used.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNTH_")}
+    env = bench_env(ROOT)
     env.update({"SYNTH_BACKEND_BASE_URL": base, "SYNTH_BACKEND_API_KEY": DEV_KEY, "TERM": "xterm-256color"})
     timed = _timed([sys.executable, "-m", "synth_cli", "sft", "submit", str(path), "--model", "gpt-4o-mini"])
     args = timed.argv
