@@ -28,6 +28,7 @@ import bisect
 import itertools
 import os
 import pickle
+import signal
 from typing import Any, Iterator
 
 from synth_cli.errors import DatasetError, SynthError, TraceStoreError
@@ -78,6 +79,7 @@ def _work(index: int, count: int, store: Any, opts: Any, kept: dict, fd: int, sp
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent ends a worker it no longer needs
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # forked with it blocked (run_parallel)
     out = os.fdopen(fd, "wb", buffering=1 << 20)
 
     def send(message: Any) -> None:
@@ -270,9 +272,13 @@ def run_parallel(store: Any, opts: Any, stats: Any, sink: Any, kept: dict | None
                 r, w = os.pipe()
                 _widen(w)
                 p = ctx.Process(target=_work, args=(i, workers, store, opts, kept, w, spool), daemon=True)
+                # the child is forked with SIGTERM blocked, so the parent's handler (KeyboardInterrupt,
+                # for the filter command) never runs in it before _work sets the default and unblocks
+                held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
                 try:
                     p.start()
                 finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, held)
                     os.close(w)
                 procs.append(p)
                 reads.append(r)
