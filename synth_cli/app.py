@@ -1,9 +1,10 @@
 """The root `synth-ai` Typer app: global options, command groups, one error formatter.
 
 The root only assembles: every command lives in `synth_cli/commands/<name>.py`
-and exposes `register(app)`; `_register_commands` imports each one by name (a typo is an
-ImportError, never a silently missing command). Modules are imported here, so they must keep their
-top-level imports light (typer, rich-free helpers); anything heavy is imported
+and exposes `register(app)`; `COMMANDS` names the module of each command (a typo is an
+ImportError, never a silently missing command). A run imports only the module of the command it
+runs (`main`); `app` (tests, the manual, completion, the root's help) has them all. Modules keep
+their top-level imports light (typer, rich-free helpers); anything heavy is imported
 inside the command function that needs it.
 """
 
@@ -309,19 +310,6 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
-app = typer.Typer(
-    cls=SynthGroup,
-    name="synth-ai",
-    help="Turn LLM agent traces into fine-tuning datasets and fine-tuned models.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    rich_markup_mode=None,
-)
-
-
-@app.callback()
 def root(
     json_mode: bool = typer.Option(False, "--json", help="Machine-readable output: one JSON document (NDJSON for streams) on stdout."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors (also SYNTH_DEBUG=1)."),
@@ -357,36 +345,75 @@ def root(
         get_output().warn(warning)
 
 
-def _register_commands() -> None:
-    """Every command group, imported explicitly, in the order `--help` lists them."""
-    from synth_cli.commands import (
-        balance,
-        calc,
-        demo,
-        experiments,
-        man,
-        proxy,
-        schema,
-        serve,
-        session,
-        sft,
-        status,
-        traces,
-        usage,
+#: Every command of the root → the module of synth_cli/commands that registers it (its
+#: `register(app)`), in the order `--help` lists them. Explicit: a typo is an ImportError in the
+#: tests (which build the whole app), never a silently missing command.
+COMMANDS: dict[str, str] = {
+    "traces": "traces", "session": "session",
+    "experiments": "experiments", "experiment": "experiments", "recent": "experiments",
+    "usage": "usage", "status": "status", "filter": "filter", "sft": "sft", "serve": "serve", "proxy": "proxy",
+    "balance": "balance", "calc": "calc", "demo": "demo", "man": "man", "schema": "schema",
+}
+#: the root's options that take a value (skipped when looking for the command's name)
+_ROOT_VALUE_OPTIONS = ("--env-file", "--base-url", "--api-key")
+
+
+def build_app(command: str | None = None) -> typer.Typer:
+    """The root app with every command, or with only the module of `command` (what a run of
+    `synth-ai COMMAND …` needs: the other modules are neither imported nor turned into click
+    commands, ~25 ms of every start-up)."""
+    import importlib
+
+    built = typer.Typer(
+        cls=SynthGroup,
+        name="synth-ai",
+        help="Turn LLM agent traces into fine-tuning datasets and fine-tuned models.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=True,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        rich_markup_mode=None,
     )
-    from synth_cli.commands import filter as filter_command
+    built.callback()(root)
+    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
+        importlib.import_module(f"synth_cli.commands.{name}").register(built)
+    return built
 
-    for module in (traces, session, experiments, usage, status, filter_command, sft, serve, proxy, balance, calc, demo,
-                   man, schema):
-        module.register(app)
+
+def command_name(args: list[str]) -> str | None:
+    """The command a command line runs (`synth-ai --json usage --db X` → "usage"), or None when it
+    runs the root itself (`--help`, `--version`, no arguments)."""
+    args = _hoist_global_flags(list(args))
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg
+        i += 2 if arg in _ROOT_VALUE_OPTIONS else 1
+    return None
 
 
-_register_commands()
+_full_app: typer.Typer | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """`synth_cli.app.app`: the root with every command (tests, the manual, completion)."""
+    global _full_app
+    if name == "app":
+        if _full_app is None:
+            _full_app = build_app()
+        return _full_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: builds only the command the command line runs (all of them
+    for the root's help, an unknown name and shell completion)."""
+    name = None if os.environ.get("_SYNTH_AI_COMPLETE") else command_name(sys.argv[1:])
+    build_app(name)()
 
 
 #: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.

@@ -11,7 +11,6 @@ from synth_cli.output import get_output
 
 
 def man(
-    ctx: typer.Context,
     command: Optional[List[str]] = typer.Argument(
         None, metavar="[COMMAND]...", help="A command or group, e.g. `sft` or `sft run`; default: the whole tool."),
     no_pager: bool = typer.Option(False, "--no-pager", help="Print straight to stdout even on a terminal."),
@@ -41,7 +40,9 @@ def man(
         if command or write is not None:
             raise UsageError("--install takes no COMMAND and no --write")
         write = str(_user_man_dir())
-    root = ctx.find_root().command
+    from synth_cli.manpages import root_command
+
+    root = root_command()  # every command: `synth-ai man` runs with only its own module loaded
     if write is not None:
         if command:
             raise UsageError("--write takes no COMMAND")
