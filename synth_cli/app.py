@@ -20,6 +20,7 @@ import typer
 from typer.core import TyperGroup
 
 from synth_cli import __version__, exit_interrupted
+from synth_cli.commands._index import MODULES, SUMMARIES
 from synth_cli.config import INT64_MAX, INT64_MIN
 from synth_cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, SynthError
 
@@ -346,22 +347,24 @@ def root(
 
 
 #: Every command of the root → the module of synth_cli/commands that registers it (its
-#: `register(app)`), in the order `--help` lists them. Explicit: a typo is an ImportError in the
-#: tests (which build the whole app), never a silently missing command.
-COMMANDS: dict[str, str] = {
-    "traces": "traces", "session": "session",
-    "experiments": "experiments", "experiment": "experiments", "recent": "experiments",
-    "usage": "usage", "status": "status", "filter": "filter", "sft": "sft", "serve": "serve", "proxy": "proxy",
-    "balance": "balance", "calc": "calc", "demo": "demo", "man": "man", "schema": "schema",
-}
+#: `register(app)`), in the order `--help` lists them (synth_cli/commands/_index.py, with each
+#: command's one-line summary). Explicit: a typo is an ImportError in the tests (which build the
+#: whole app), never a silently missing command.
+COMMANDS = MODULES
 #: the root's options that take a value (skipped when looking for the command's name)
 _ROOT_VALUE_OPTIONS = ("--env-file", "--base-url", "--api-key")
 
 
-def build_app(command: str | None = None) -> typer.Typer:
+def _listed_only() -> None:
+    """A command as the root's help lists it (its summary); never run: a command line that names
+    a command builds the real one."""
+
+
+def build_app(command: str | None = None, *, listing: bool = False) -> typer.Typer:
     """The root app with every command, or with only the module of `command` (what a run of
     `synth-ai COMMAND …` needs: the other modules are neither imported nor turned into click
-    commands, ~25 ms of every start-up)."""
+    commands, ~25 ms of every start-up). With `listing`, every command is only its name and
+    summary (SUMMARIES): what the root's own help, `--version` and a bare `synth-ai` show."""
     import importlib
 
     built = typer.Typer(
@@ -375,6 +378,10 @@ def build_app(command: str | None = None) -> typer.Typer:
         rich_markup_mode=None,
     )
     built.callback()(root)
+    if listing:
+        for name, summary in SUMMARIES.items():
+            built.command(name, short_help=summary, add_help_option=False)(_listed_only)
+        return built
     modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
     for name in modules:
         importlib.import_module(f"synth_cli.commands.{name}").register(built)
@@ -410,10 +417,14 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
-    """Console-script entry point: builds only the command the command line runs (all of them
-    for the root's help, an unknown name and shell completion)."""
-    name = None if os.environ.get("_SYNTH_AI_COMPLETE") else command_name(sys.argv[1:])
-    build_app(name)()
+    """Console-script entry point: builds only the command the command line runs; for the root
+    alone (`--help`, `--version`, no arguments) only the commands' names and summaries; all of
+    them for an unknown name (its suggestions) and shell completion."""
+    if os.environ.get("_SYNTH_AI_COMPLETE"):
+        build_app()()
+        return
+    name = command_name(sys.argv[1:])
+    build_app(name, listing=name is None)()
 
 
 #: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.

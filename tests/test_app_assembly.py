@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -63,10 +64,37 @@ def test_a_report_loads_only_its_own_command_module():
                          "synth_cli.commands.serve", "synth_cli.commands.proxy"}
 
 
-def test_the_root_help_and_an_unknown_command_load_every_command():
-    assert {f"synth_cli.commands.{m}" for m in COMMANDS.values()} <= _modules_loaded_by("--help")
+def test_an_unknown_command_loads_every_command_for_its_suggestion():
+    assert {f"synth_cli.commands.{m}" for m in COMMANDS.values()} <= _modules_loaded_by("tracse")
     result = run_cli("tracse")
     assert result.exit_code == 2 and "Did you mean 'traces'?" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["-h"], [], ["--version"]])
+def test_the_root_alone_loads_no_command_module(args):
+    assert _modules_loaded_by(*args) <= {"synth_cli.commands._index"}
+
+
+@pytest.mark.parametrize("args", [["--help"], [], ["--json"]])
+@pytest.mark.parametrize("columns", ["60", "120"])
+def test_the_root_help_from_the_summaries_is_the_whole_apps(args, columns):
+    env = {"COLUMNS": columns}
+    listed = run_cli(*args, env=env)
+    whole = subprocess.run([sys.executable, "-c", "import sys; from synth_cli.app import app; "
+                            "app(sys.argv[1:], prog_name='synth-ai')", *args],
+                           capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+    assert (listed.exit_code, listed.stdout, listed.stderr) == (whole.returncode, whole.stdout, whole.stderr)
+    if args == ["--help"]:
+        assert "Inventory of trace DBs" in listed.stdout
+
+
+def test_every_command_registers_the_summary_of_the_index():
+    from synth_cli.app import app
+    from synth_cli.commands._index import SUMMARIES
+
+    assert list(SUMMARIES) == list(COMMANDS)
+    group = typer.main.get_command(app)
+    assert {name: cmd.get_short_help_str(limit=300) for name, cmd in group.commands.items()} == SUMMARIES
 
 
 def test_man_lists_every_command_though_only_its_module_is_loaded():

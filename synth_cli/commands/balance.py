@@ -6,6 +6,7 @@ from typing import Any, Iterable, Optional
 
 import typer
 
+from synth_cli.commands._index import SUMMARIES
 from synth_cli.commands._options import api_key_option, base_url_option, provider_option
 from synth_cli.output import fmt_int, fmt_usd, get_output, usd_number
 
@@ -146,7 +147,7 @@ def _window_label(hours: Any) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("balance", short_help="Account balance in USD and recent spend (tokens, GPU).")(balance)
+    app.command("balance", short_help=SUMMARIES["balance"])(balance)
 
 
 #: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.

@@ -7,6 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 
+from synth_cli.commands._index import SUMMARIES
 from synth_cli.output import Col, get_output
 
 
@@ -141,7 +142,7 @@ def register(app: typer.Typer) -> None:
     app.command(
         "calc",
         context_settings={"ignore_unknown_options": True},  # `calc -3+4`, `calc 2 -1`
-        short_help="Cost of a call or workload from the price table, or plain arithmetic.",
+        short_help=SUMMARIES["calc"],
     )(calc)
 
 

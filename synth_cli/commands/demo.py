@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from synth_cli.commands._index import SUMMARIES
 from synth_cli.output import Col, get_output
 
 
@@ -116,7 +117,7 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
+    app.command("demo", short_help=SUMMARIES["demo"])(demo)
 
 
 #: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.

@@ -6,6 +6,7 @@ from typing import Any, List, Optional
 
 import typer
 
+from synth_cli.commands._index import SUMMARIES
 from synth_cli.commands._inspect import db_option, fmt_reward, help_text
 from synth_cli.output import Col, fmt_int, fmt_time, fmt_usd, get_output
 
@@ -147,9 +148,9 @@ def recent_command(
     from datetime import datetime, timezone
 
     from synth_cli.commands._inspect import opened, read_targets
-    from synth_cli.timespan import before
     from synth_cli.errors import UsageError
     from synth_cli.store import experiments as queries
+    from synth_cli.timespan import before
 
     if not hours > 0:
         raise UsageError(f"--hours {hours:g}: must be greater than 0")
@@ -203,11 +204,11 @@ RECENT_HELP = help_text(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("experiments", help=EXPERIMENTS_HELP, short_help="Experiments with sessions, events, tokens, cost, activity.")(
+    app.command("experiments", help=EXPERIMENTS_HELP, short_help=SUMMARIES["experiments"])(
         experiments_command)
-    app.command("experiment", short_help="One experiment and its sessions (reward, steps, tokens, cost).")(
+    app.command("experiment", short_help=SUMMARIES["experiment"])(
         experiment_command)
-    app.command("recent", help=RECENT_HELP, short_help="Experiments active in the last H hours.")(recent_command)
+    app.command("recent", help=RECENT_HELP, short_help=SUMMARIES["recent"])(recent_command)
 
 
 #: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.

@@ -11,6 +11,7 @@ from typing import Any, List, Optional
 
 import typer
 
+from synth_cli.commands._index import SUMMARIES
 from synth_cli.dataset.settings import SETTINGS
 from synth_cli.output import fmt_duration, fmt_int, get_output
 
@@ -280,7 +281,7 @@ def _fmt_filter(value: Any) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("filter", help=HELP, short_help="Trace DBs → OpenAI fine-tuning JSONL (filters, splits, stats).")(
+    app.command("filter", help=HELP, short_help=SUMMARIES["filter"])(
         filter_command)
 
 

@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 
+from synth_cli.commands._index import SUMMARIES
 from synth_cli.output import get_output
 
 
@@ -99,7 +100,7 @@ def _user_man_dir() -> Path:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("man", short_help="The manual: commands, environment variables, examples.")(man)
+    app.command("man", short_help=SUMMARIES["man"])(man)
 
 
 #: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from synth_cli import config
+from synth_cli.commands._index import SUMMARIES
 from synth_cli.errors import EXIT_FAILURE, SynthError, UsageError
 from synth_cli.output import get_output
 
@@ -172,7 +173,7 @@ def _summary(out, proxy_, spool_path: Path) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("proxy")(proxy)
+    app.command("proxy", short_help=SUMMARIES["proxy"])(proxy)
 
 
 #: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.

@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import typer
 
+from synth_cli.commands._index import SUMMARIES
 from synth_cli.output import Col, get_output
 
 
@@ -35,4 +36,4 @@ def schema_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("schema", short_help="The JSON Schema of a command's --json output.")(schema_command)
+    app.command("schema", short_help=SUMMARIES["schema"])(schema_command)

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from synth_cli import config
+from synth_cli.commands._index import SUMMARIES
 from synth_cli.errors import SynthError, UsageError
 from synth_cli.output import fmt_usd, get_output
 
@@ -172,7 +173,7 @@ def _announce(out, base_url: str, host: str, keys: list[str], key_source: str, d
 
 
 def register(app: typer.Typer) -> None:
-    app.command("serve")(serve)
+    app.command("serve", short_help=SUMMARIES["serve"])(serve)
 
 
 #: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.

@@ -6,6 +6,7 @@ from typing import Any, List, Optional
 
 import typer
 
+from synth_cli.commands._index import SUMMARIES
 from synth_cli.commands._inspect import db_option, fmt_ms, fmt_reward, help_text
 from synth_cli.output import fmt_int, fmt_time, fmt_usd, get_output
 
@@ -295,7 +296,7 @@ HELP = help_text(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("session", help=HELP, short_help="One session step by step: LLM calls, tool calls, rewards.")(session_command)
+    app.command("session", help=HELP, short_help=SUMMARIES["session"])(session_command)
 
 
 #: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.

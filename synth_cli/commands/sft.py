@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import typer
 
+from synth_cli.commands._index import SUMMARIES
+
 sft_app = typer.Typer(
     name="sft",
     help="Supervised fine-tuning: validate a dataset, run and follow jobs.",
@@ -19,4 +21,4 @@ def register(app: typer.Typer) -> None:
 
     for module in (sft_validate, sft_jobs):
         module.register(sft_app)
-    app.add_typer(sft_app, name="sft")
+    app.add_typer(sft_app, name="sft", short_help=SUMMARIES["sft"])

@@ -6,6 +6,7 @@ from typing import Any, List, Optional
 
 import typer
 
+from synth_cli.commands._index import SUMMARIES
 from synth_cli.commands._inspect import db_option, fmt_ms, help_text
 from synth_cli.commands._options import api_key_option, base_url_option, provider_option
 from synth_cli.output import Col, fmt_bytes, fmt_int, fmt_usd, get_output
@@ -110,7 +111,7 @@ HELP = help_text(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("status", help=HELP, short_help="Trace DB totals and the backend's URL, health and API key.")(status_command)
+    app.command("status", help=HELP, short_help=SUMMARIES["status"])(status_command)
 
 
 #: Examples for the manual (`synth-ai man`, man/): (command line, what it does), per command path.

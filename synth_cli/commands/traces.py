@@ -6,9 +6,9 @@ from typing import Any, List, Optional
 
 import typer
 
+from synth_cli.commands._index import SUMMARIES
 from synth_cli.commands._inspect import db_option, help_text
 from synth_cli.output import Col, fmt_bytes, fmt_int, fmt_time, get_output
-
 
 traces_app = typer.Typer(name="traces", no_args_is_help=False)
 
@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:
     traces_app.callback(invoke_without_command=True, help=HELP)(traces)
     merge.register(traces_app)
     app.add_typer(traces_app, name="traces", help=HELP,
-                  short_help="Inventory of trace DBs: sessions, events, LLM calls, size; merge them.")
+                  short_help=SUMMARIES["traces"])
 
 
 

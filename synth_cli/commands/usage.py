@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 
+from synth_cli.commands._index import SUMMARIES
 from synth_cli.commands._inspect import db_option, fmt_ms, help_text
 from synth_cli.commands._options import api_key_option, base_url_option
 from synth_cli.output import Col, fmt_int, fmt_time, fmt_usd, get_output
@@ -95,7 +96,7 @@ HELP = help_text(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("usage", help=HELP, short_help="LLM calls, tokens, cost and latency per model (local traces or --remote).")(
+    app.command("usage", help=HELP, short_help=SUMMARIES["usage"])(
         usage_command)
 
 
