@@ -21,7 +21,7 @@ TIME = "/usr/bin/time"
 
 def bench_env(root: "os.PathLike[str] | str", drop: tuple[str, ...] = ("SYNTH_",)) -> dict[str, str]:
     """The environment of a measured command: `root`'s code first on PYTHONPATH, no variables
-    starting with `drop`, and compiled bytecode kept (under bench/.cache/pycache) as an installed
+    starting with `drop`, and compiled bytecode kept (in $TMPDIR/synth-bench-pycache) as an installed
     package has it. With PYTHONDONTWRITEBYTECODE set (as in some sandboxes) every run would compile
     the CLI's modules again: tens of milliseconds a process that no installed synth-ai pays (pip compiles at
     install) and the floors, which import C modules, do not pay either. Warm-up rounds fill the cache."""
@@ -30,7 +30,8 @@ def bench_env(root: "os.PathLike[str] | str", drop: tuple[str, ...] = ("SYNTH_",
     rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.realpath(p) != os.path.realpath(root)]
     env["PYTHONPATH"] = os.pathsep.join([root, *rest])
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache", "pycache")
+    # outside the repository (a bench writes nothing into it); shared by runs, keyed by source path
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "synth-bench-pycache")
     return env
 
 

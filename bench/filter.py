@@ -193,7 +193,7 @@ def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, i
 
 def _env() -> dict:
     """The commands' environment: this checkout's code, no SYNTH_* settings, and compiled bytecode
-    kept (under bench/.cache/pycache) as an installed package has it: with PYTHONDONTWRITEBYTECODE
+    kept (bench_env: in $TMPDIR/synth-bench-pycache) as an installed package has it: with PYTHONDONTWRITEBYTECODE
     set (as in some sandboxes) every run would compile the CLI's modules again, a cost the floor,
     which imports two C modules, does not pay and no installed synth-ai pays either (pip compiles
     them at install). The warm-up round writes the cache (bench/startup.py does the same)."""
