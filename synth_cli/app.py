@@ -346,13 +346,11 @@ def root(
         get_output().warn(warning)
 
 
-#: Every command of the root → the module of synth_cli/commands that registers it (its
-#: `register(app)`), in the order `--help` lists them (synth_cli/commands/_index.py, with each
-#: command's one-line summary). Explicit: a typo is an ImportError in the tests (which build the
-#: whole app), never a silently missing command.
+#: command name → the module that registers it (synth_cli/commands/_index.py)
 COMMANDS = MODULES
-#: the root's options that take a value (skipped when looking for the command's name)
-_ROOT_VALUE_OPTIONS = ("--env-file", "--base-url", "--api-key")
+#: the root's options that take a value (skipped when looking for the command's name); only
+#: --env-file is hoisted, as commands have --base-url and --api-key options of their own
+_ROOT_VALUE_OPTIONS = _GLOBAL_VALUE_OPTIONS + ("--base-url", "--api-key")
 
 
 def _listed_only() -> None:

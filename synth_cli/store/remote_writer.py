@@ -45,6 +45,7 @@ from synth_cli.store.writer import (
     _INSERT_SESSION,
     _INSERT_STEP,
     BUSY_TIMEOUT_S,
+    CALL_RECORDS_AT,
     EVENT_COLUMNS,
     MESSAGE_COLUMNS,
     SessionBatch,
@@ -253,10 +254,10 @@ class RemoteTraceWriter(TraceWriter):
                                                  batch.num_messages, batch.metadata, batch.experiment_id),
                                want_rows=False))
         statements.extend(stmt(_INSERT_STEP, (sid, *step), want_rows=False) for step in batch.steps)
-        figures = batch.figures if batch.figures is not None and len(batch.figures) == len(batch.events) else None
+        figures = batch.event_figures()
         for i, (step_id, row) in enumerate(batch.events):
             statements.append(_row(_INSERT_EVENT_BY_STEP, _INSERT_EVENT, sid, step_id, row))
-            if row[_CALL_RECORDS] is not None:  # its figures, by the id the insert just took
+            if row[CALL_RECORDS_AT] is not None:  # its figures, by the id the insert just took
                 fig = figures[i] if figures is not None else None
                 statements.append(stmt(_INSERT_FIGURES, fig, want_rows=False) if fig is not None
                                   else stmt(_INSERT_FIGURES_FROM_JSON, (), want_rows=False))
@@ -297,7 +298,6 @@ def _figures_sql() -> tuple[str, str]:
 
 
 _INSERT_FIGURES, _INSERT_FIGURES_FROM_JSON = _figures_sql()
-_CALL_RECORDS = EVENT_COLUMNS.index("call_records")
 
 
 def _row(by_step: str, plain: str, sid: str, step_id: str | None, row: tuple) -> dict[str, Any]:

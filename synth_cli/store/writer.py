@@ -79,7 +79,8 @@ EVENT_COLUMNS = (
     "call_records", "reward", "terminated", "truncated", "system_state_before", "system_state_after",
     "metadata", "event_metadata",
 )
-_CALL_RECORDS = EVENT_COLUMNS.index("call_records")
+#: where `call_records` stands in an event row (EVENT_COLUMNS)
+CALL_RECORDS_AT = EVENT_COLUMNS.index("call_records")
 #: `messages` columns of a message row (after `session_id` and `timestep_id`).
 MESSAGE_COLUMNS = ("message_type", "content", "timestamp", "event_time", "message_time", "metadata")
 
@@ -151,6 +152,11 @@ class SessionBatch:
     #: of the batch knows them, or None; None as a whole: unknown for all. An event with call
     #: records and no figures here gets them from its JSON, in SQL (see `_write_figures`).
     figures: list[tuple[int, float | int | None] | None] | None = None
+
+    def event_figures(self) -> list[tuple[int, float | int | None] | None] | None:
+        """`figures` when it has one entry per event; else None (every event's from its JSON)."""
+        figures = self.figures
+        return figures if figures is not None and len(figures) == len(self.events) else None
 
     def encodable(self) -> tuple["SessionBatch", int]:
         """This batch with every lone surrogate (text UTF-8 cannot hold, e.g. `"\\ud800"` decoded by a
@@ -371,7 +377,6 @@ class TraceWriter:
                                              for s, row in b.messages])
         return True
 
-
     def _write_figures(self, b: SessionBatch, before: int | None) -> None:
         """The per-event figures (`synth_cli.store.sql.FIGURES_TABLE`) of the events just inserted.
 
@@ -383,16 +388,16 @@ class TraceWriter:
         from synth_cli.store.sql import FIGURES_TABLE, insert_figures_from_json_sql, insert_figures_sql
 
         start = (before or 0) + 1
-        known = b.figures if b.figures is not None and len(b.figures) == len(b.events) else None
+        known = b.event_figures()
         rows = []
         if known is not None:
             last = self._query("SELECT max(id), count(*) FROM events WHERE id >= ?", (start,))[0]
             if last[0] == start + len(b.events) - 1 and last[1] == len(b.events):
                 rows = [(start + i, fig[0], fig[1]) for i, fig in enumerate(known)
-                        if fig is not None and b.events[i][1][_CALL_RECORDS] is not None]
+                        if fig is not None and b.events[i][1][CALL_RECORDS_AT] is not None]
         if rows:
             self._run_many(insert_figures_sql(), rows)
-        if len(rows) < sum(1 for _, row in b.events if row[_CALL_RECORDS] is not None):
+        if len(rows) < sum(1 for _, row in b.events if row[CALL_RECORDS_AT] is not None):
             self._query(insert_figures_from_json_sql(
                 "e.id >= ? AND e.session_id = ? AND typeof(e.call_records) <> 'null' "
                 f"AND NOT EXISTS (SELECT 1 FROM {FIGURES_TABLE} f WHERE f.event_id = e.id)"), (start, b.session_id))
@@ -634,6 +639,6 @@ def deliver(writer: TraceWriter, batch: SessionBatch, *, delays: Sequence[float]
 
 
 __all__ = [
-    "BUSY_TIMEOUT_S", "EVENT_COLUMNS", "EXPERIMENT_COLUMNS", "MESSAGE_COLUMNS", "STEP_COLUMNS", "Delivery",
+    "BUSY_TIMEOUT_S", "CALL_RECORDS_AT", "EVENT_COLUMNS", "EXPERIMENT_COLUMNS", "MESSAGE_COLUMNS", "STEP_COLUMNS", "Delivery",
     "SQLiteTraceWriter", "SessionBatch", "Spool", "TraceWriteWarning", "TraceWriter", "WriteError", "deliver", "resolve_write_target",  # re-exported from locate
 ]

@@ -62,7 +62,7 @@ from synth_cli.errors import TraceStoreError
 from synth_cli.store.schema import EVENT_TYPES, MESSAGE_TYPES
 from synth_cli.store.writer import (
     BUSY_TIMEOUT_S,
-    EVENT_COLUMNS,
+    CALL_RECORDS_AT,
     SessionBatch,
     Spool,
     TraceWriteWarning,
@@ -80,8 +80,6 @@ DURABILITY = ("session", "timestep")
 
 
 # --------------------------------------------------------------------------- helpers
-
-_CALL_RECORDS = EVENT_COLUMNS.index("call_records")
 
 
 _EPOCH = datetime(1970, 1, 1)
@@ -467,7 +465,7 @@ class SessionTracer:
                     None if truncated is None else int(truncated), _json(cols.get("system_state_before")),
                     _json(cols.get("system_state_after")), meta_json, _json(event.event_metadata),
                 )
-            if row[_CALL_RECORDS] is not None:
+            if row[CALL_RECORDS_AT] is not None:
                 figures = record_figures(event.call_records)
                 if figures is not None:
                     session.figures[len(session.events)] = figures
